@@ -1,0 +1,336 @@
+//! Configuration: the raw TOML file, flag overrides, and the validated
+//! [`Config`] that is the only thing the pipeline accepts.
+//!
+//! The config file describes the billing run (locations, unit, daily method);
+//! flags of one invocation override it. Relative local paths in the file are
+//! resolved against the file's own folder, so `config/capbill.toml` works
+//! from any working directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::model::{DailyMethod, Unit};
+use crate::storage::Location;
+use crate::storage::s3::{ChecksumMode, S3Settings, Secret};
+
+/// The config file used when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG: &str = "config/capbill.toml";
+
+/// Version of the billing rules this program implements. Bump it whenever a
+/// change to the code changes what a run bills for the same inputs.
+pub const RULES_VERSION: &str = "1";
+
+/// A configuration problem.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// Config file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for capbill.
+    #[error("invalid config file {path}")]
+    Parse {
+        /// Config file.
+        path: PathBuf,
+        /// Cause, with line and column.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A required setting is missing from both flags and file.
+    #[error("no {setting} given: set `{setting}` under [locations] in the config file or pass --{setting}")]
+    Missing {
+        /// Setting name.
+        setting: &'static str,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        /// Setting name.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Where inputs and outputs live.
+    #[serde(default)]
+    locations: RawLocations,
+    /// Billing rules settings.
+    #[serde(default)]
+    billing: RawBilling,
+    /// S3 connection settings.
+    #[serde(default)]
+    s3: RawS3,
+}
+
+/// `[s3]`: connection settings; each can also be set as `CAPBILL_S3_<NAME>`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    /// Endpoint of an S3-compatible service, e.g. `https://eu-central-2.storage.impossibleapi.net`.
+    endpoint_url: Option<String>,
+    /// Region name.
+    region: Option<String>,
+    /// Path-style addressing (`true` for most non-AWS servers).
+    force_path_style: Option<bool>,
+    /// `when_supported` (SDK default) or `when_required`.
+    checksum: Option<ChecksumMode>,
+    /// Attempts per request, first included.
+    max_attempts: Option<u32>,
+    /// Connect timeout in seconds.
+    connect_timeout_secs: Option<u64>,
+    /// Timeout of one operation (retries included) in seconds.
+    operation_timeout_secs: Option<u64>,
+    /// Objects fetched in parallel.
+    concurrency: Option<usize>,
+    /// Profile of the shared AWS config files.
+    profile: Option<String>,
+    /// Static access key id (prefer the standard credential chain).
+    access_key_id: Option<String>,
+    /// Static secret access key (prefer the standard credential chain).
+    secret_access_key: Option<Secret>,
+}
+
+/// `[locations]`: each a local path or `s3://bucket/prefix`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocations {
+    /// Partner directory tables.
+    directory: Option<String>,
+    /// Usage records (read recursively).
+    usage: Option<String>,
+    /// Output root (Hive-style `billing_month=…/revision=…`).
+    out: Option<String>,
+}
+
+/// `[billing]`: settings that change what is billed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBilling {
+    /// `tb` (10^12 bytes, default) or `tib` (2^40 bytes).
+    #[serde(default)]
+    unit: Unit,
+    /// `mean` (default) or `max` of a day's snapshots.
+    #[serde(default)]
+    daily_method: DailyMethod,
+    /// Skip malformed usage records (each becomes a finding) instead of stopping.
+    #[serde(default)]
+    skip_bad_records: bool,
+}
+
+/// What flags of one invocation override.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--directory`.
+    pub directory: Option<String>,
+    /// `--usage`.
+    pub usage: Option<String>,
+    /// `--out`.
+    pub out: Option<String>,
+    /// `--unit`.
+    pub unit: Option<Unit>,
+    /// `--daily-method`.
+    pub daily_method: Option<DailyMethod>,
+    /// `--skip-bad-records`.
+    pub skip_bad_records: bool,
+}
+
+/// Settings that decide what a run bills; their hash goes into the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rules {
+    /// Capacity unit.
+    pub unit: Unit,
+    /// Daily value method.
+    pub daily_method: DailyMethod,
+    /// Whether malformed usage records are skipped (as findings).
+    pub skip_bad_records: bool,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Partner directory location.
+    pub directory: Location,
+    /// Usage records location.
+    pub usage: Location,
+    /// Output root.
+    pub out: Location,
+    /// Billing settings.
+    pub rules: Rules,
+    /// S3 connection settings.
+    pub s3: S3Settings,
+}
+
+impl Config {
+    /// Reads `path` (or [`DEFAULT_CONFIG`] if it exists), the `CAPBILL_S3_*`
+    /// environment, and applies the overrides.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, overrides, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let (raw, base) = match path {
+            Some(p) => (read(p)?, p.parent().map(Path::to_path_buf)),
+            None if Path::new(DEFAULT_CONFIG).is_file() => {
+                let p = Path::new(DEFAULT_CONFIG);
+                (read(p)?, p.parent().map(Path::to_path_buf))
+            }
+            None => (RawConfig::default(), None),
+        };
+        let base = base.unwrap_or_default();
+        let location = |setting: &'static str, flag: &Option<String>, file: &Option<String>| {
+            // Flags are relative to the working directory, file values to the file.
+            let (text, relative_to) = match (flag, file) {
+                (Some(f), _) => (f, Path::new("")),
+                (None, Some(f)) => (f, base.as_path()),
+                (None, None) => return Err(ConfigError::Missing { setting }),
+            };
+            match Location::parse(text) {
+                Ok(Location::Local(p)) if p.is_relative() => Ok(Location::Local(relative_to.join(p))),
+                Ok(l) => Ok(l),
+                Err(reason) => Err(ConfigError::Invalid { setting, reason }),
+            }
+        };
+        Ok(Config {
+            directory: location("directory", &overrides.directory, &raw.locations.directory)?,
+            usage: location("usage", &overrides.usage, &raw.locations.usage)?,
+            out: location("out", &overrides.out, &raw.locations.out)?,
+            rules: Rules {
+                unit: overrides.unit.unwrap_or(raw.billing.unit),
+                daily_method: overrides.daily_method.unwrap_or(raw.billing.daily_method),
+                skip_bad_records: overrides.skip_bad_records || raw.billing.skip_bad_records,
+            },
+            s3: s3_settings(raw.s3, env)?,
+        })
+    }
+
+    /// SHA-256 of the settings that decide what is billed, and the rules version.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::json!({ "rules_version": RULES_VERSION, "rules": self.rules });
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// `[s3]` values, each overridden by its `CAPBILL_S3_<NAME>` variable.
+fn s3_settings(raw: RawS3, env: &dyn Fn(&str) -> Option<String>) -> Result<S3Settings, ConfigError> {
+    fn var<T: std::str::FromStr>(
+        env: &dyn Fn(&str) -> Option<String>,
+        setting: &'static str,
+        file: Option<T>,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match env(setting).filter(|v| !v.is_empty()) {
+            None => Ok(file),
+            Some(v) => v.parse().map(Some).map_err(|e| ConfigError::Invalid { setting, reason: format!("{v:?}: {e}") }),
+        }
+    }
+    let d = S3Settings::default();
+    let secs = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_secs);
+    let secret =
+        env("CAPBILL_S3_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()).map(Secret::new).or(raw.secret_access_key);
+    Ok(S3Settings {
+        endpoint_url: var(env, "CAPBILL_S3_ENDPOINT_URL", raw.endpoint_url)?,
+        region: var(env, "CAPBILL_S3_REGION", raw.region)?,
+        force_path_style: var(env, "CAPBILL_S3_FORCE_PATH_STYLE", raw.force_path_style)?.unwrap_or(d.force_path_style),
+        checksum: var(env, "CAPBILL_S3_CHECKSUM", raw.checksum)?.unwrap_or(d.checksum),
+        max_attempts: var(env, "CAPBILL_S3_MAX_ATTEMPTS", raw.max_attempts)?.unwrap_or(d.max_attempts),
+        connect_timeout: secs(
+            var(env, "CAPBILL_S3_CONNECT_TIMEOUT_SECS", raw.connect_timeout_secs)?,
+            d.connect_timeout,
+        ),
+        operation_timeout: secs(
+            var(env, "CAPBILL_S3_OPERATION_TIMEOUT_SECS", raw.operation_timeout_secs)?,
+            d.operation_timeout,
+        ),
+        concurrency: var(env, "CAPBILL_S3_CONCURRENCY", raw.concurrency)?.unwrap_or(d.concurrency).max(1),
+        profile: var(env, "CAPBILL_S3_PROFILE", raw.profile)?,
+        access_key_id: var(env, "CAPBILL_S3_ACCESS_KEY_ID", raw.access_key_id)?,
+        secret_access_key: secret,
+    })
+}
+
+fn read(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn file_values_are_relative_to_the_file_and_flags_override() {
+        let (dir, path) = write(
+            "[locations]\ndirectory = \"dir\"\nusage = \"s3://b/usage/\"\nout = \"/abs/out\"\n[billing]\nunit = \"tib\"\n",
+        );
+        let c = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(c.directory, Location::Local(dir.path().join("dir")));
+        assert_eq!(c.usage, Location::S3 { bucket: "b".into(), prefix: "usage".into() });
+        assert_eq!(c.rules.unit, Unit::Tib);
+        assert_eq!(c.rules.daily_method, DailyMethod::Mean);
+        let o = Overrides { out: Some("here".into()), daily_method: Some(DailyMethod::Max), ..Default::default() };
+        let c2 = Config::load(Some(&path), &o).unwrap();
+        assert_eq!(c2.out, Location::Local(PathBuf::from("here")));
+        assert_ne!(c.hash(), c2.hash());
+    }
+
+    #[test]
+    fn s3_settings_come_from_file_then_environment() {
+        let (_d, path) = write(
+            "[locations]\ndirectory = \"d\"\nusage = \"u\"\nout = \"o\"\n[s3]\nregion = \"eu-central-2\"\nmax_attempts = 3\nsecret_access_key = \"file-secret\"\n",
+        );
+        let env = |name: &str| match name {
+            "CAPBILL_S3_ENDPOINT_URL" => Some("http://127.0.0.1:9000".to_owned()),
+            "CAPBILL_S3_FORCE_PATH_STYLE" => Some("true".to_owned()),
+            "CAPBILL_S3_CHECKSUM" => Some("when_required".to_owned()),
+            "CAPBILL_S3_MAX_ATTEMPTS" => Some("7".to_owned()),
+            _ => None,
+        };
+        let c = Config::load_with_env(Some(&path), &Overrides::default(), &env).unwrap();
+        assert_eq!(c.s3.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.s3.region.as_deref(), Some("eu-central-2"));
+        assert!(c.s3.force_path_style);
+        assert_eq!(c.s3.checksum, ChecksumMode::WhenRequired);
+        assert_eq!(c.s3.max_attempts, 7);
+        assert!(!format!("{c:?}").contains("file-secret"), "secrets must not print");
+        let bad = |name: &str| (name == "CAPBILL_S3_FORCE_PATH_STYLE").then(|| "yes".to_owned());
+        let e = Config::load_with_env(Some(&path), &Overrides::default(), &bad).unwrap_err();
+        assert!(e.to_string().starts_with("invalid CAPBILL_S3_FORCE_PATH_STYLE: \"yes\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_locations_are_errors() {
+        let (_d, path) = write("[billing]\nunits = \"tb\"\n");
+        let e = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        let (_d, path) = write("[locations]\ndirectory = \"d\"\n");
+        let e = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert_eq!(e.to_string(), "no usage given: set `usage` under [locations] in the config file or pass --usage");
+    }
+}

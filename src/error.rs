@@ -1,0 +1,73 @@
+//! The top-level error of a run and the one mapping from error kinds to exit codes.
+//!
+//! Each stage owns its own `thiserror` enum; this module wraps them and
+//! decides what the process exit code says. `main` prints the error chain
+//! and exits with [`Error::exit_code`].
+
+use thiserror::Error;
+
+use crate::{config, directory, export, ingest, meter, rate, storage};
+
+/// Process exit codes, documented in the README.
+pub mod exit {
+    /// The run succeeded (including "nothing changed").
+    pub const SUCCESS: u8 = 0;
+    /// A bug or an unexpected internal failure.
+    pub const INTERNAL: u8 = 1;
+    /// Invalid input or configuration: nothing was published, a retry will not help.
+    pub const INVALID_INPUT: u8 = 2;
+    /// Storage or network failure: retrying later may help.
+    pub const INFRASTRUCTURE: u8 = 3;
+}
+
+/// Everything that can stop a run.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Configuration or flags.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Partner directory.
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
+    /// Usage records.
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+    /// Metering.
+    #[error(transparent)]
+    Meter(#[from] meter::MeterError),
+    /// Rating.
+    #[error(transparent)]
+    Rate(#[from] rate::RateError),
+    /// Writing outputs.
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
+    /// Storage outside any stage.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+}
+
+impl Error {
+    /// The exit code this error ends the process with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => exit::INVALID_INPUT,
+            Error::Directory(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
+            Error::Ingest(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
+            Error::Meter(_) | Error::Rate(_) => exit::INTERNAL,
+            Error::Export(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
+            Error::Storage(_) => exit::INFRASTRUCTURE,
+        }
+    }
+}
+
+/// The error and its causes, joined with `: ` for one readable line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

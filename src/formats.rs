@@ -1,0 +1,143 @@
+//! File formats of tables: CSV and Parquet in and out, as polars frames.
+//!
+//! Formats turn bytes into frames and back; they never touch storage. Tables
+//! read for validation come in as text columns, so each stage can parse and
+//! report every bad value with its row and column.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use polars::prelude::*;
+
+/// A tabular encoding recognised by file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    JsonLines,
+    /// A `.json` file: JSON Lines, or the partner API's usage export (a JSON array).
+    Json,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl Format {
+    /// The format of a key by its extension, if recognised.
+    pub fn of_key(key: &str) -> Option<Format> {
+        let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
+        let ext = name.rsplit_once('.').map(|(_, e)| e)?;
+        match ext {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::JsonLines),
+            "json" => Some(Format::Json),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a CSV table with every column as text (empty fields are null).
+pub fn read_csv_text(data: Bytes) -> PolarsResult<DataFrame> {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_raise_if_empty(false)
+        .into_reader_with_file_handle(Cursor::new(data))
+        .finish()
+}
+
+/// The first data row of a CSV text whose field count differs from the
+/// header's: `(row, fields, header fields)`, row 1 being the first after the
+/// header. Used to explain a parse failure with its place; quotes are honoured.
+pub fn ragged_csv_row(data: &[u8]) -> Option<(usize, usize, usize)> {
+    let mut expected = None;
+    let mut fields = 1;
+    let mut in_quotes = false;
+    let mut row = 0;
+    let mut empty_line = true;
+    for &b in data {
+        match b {
+            b'"' => in_quotes = !in_quotes,
+            b',' if !in_quotes => fields += 1,
+            b'\n' if !in_quotes => {
+                if !empty_line {
+                    match expected {
+                        None => expected = Some(fields),
+                        Some(e) if e != fields => return Some((row, fields, e)),
+                        Some(_) => {}
+                    }
+                    row += 1;
+                }
+                fields = 1;
+                empty_line = true;
+                continue;
+            }
+            b'\r' => continue,
+            _ => {}
+        }
+        empty_line = false;
+    }
+    match expected {
+        Some(e) if !empty_line && e != fields => Some((row, fields, e)),
+        _ => None,
+    }
+}
+
+/// Reads a Parquet file with its own column types.
+pub fn read_parquet(data: Bytes) -> PolarsResult<DataFrame> {
+    ParquetReader::new(Cursor::new(data)).finish()
+}
+
+/// Reads a Parquet file and casts every column to text, for tables that are
+/// validated value by value (the partner directory).
+pub fn read_parquet_text(data: Bytes) -> PolarsResult<DataFrame> {
+    let df = read_parquet(data)?;
+    let cols = df.columns().iter().map(|c| c.cast(&DataType::String)).collect::<PolarsResult<Vec<_>>>()?;
+    DataFrame::new(df.height(), cols)
+}
+
+/// Writes a frame as CSV with a header row. Decimals keep their full scale.
+pub fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf).include_header(true).finish(df)?;
+    Ok(buf)
+}
+
+/// Writes a frame as zstd-compressed Parquet.
+pub fn write_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).with_compression(ParquetCompression::Zstd(None)).finish(df)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_formats_by_extension() {
+        assert_eq!(Format::of_key("a/b/part-0.CSV"), Some(Format::Csv));
+        assert_eq!(Format::of_key("x.jsonl"), Some(Format::JsonLines));
+        assert_eq!(Format::of_key("export.json"), Some(Format::Json));
+        assert_eq!(Format::of_key("d.parquet"), Some(Format::Parquet));
+        assert_eq!(Format::of_key("README"), None);
+        assert_eq!(Format::of_key("notes.txt"), None);
+    }
+
+    #[test]
+    fn finds_ragged_rows() {
+        assert_eq!(ragged_csv_row(b"a,b\n1,2\n1,2,3\n"), Some((2, 3, 2)));
+        assert_eq!(ragged_csv_row(b"a,b\n\"x,y\",2\n1,2"), None);
+        assert_eq!(ragged_csv_row(b"a,b\r\n1\r\n"), Some((1, 1, 2)));
+    }
+
+    #[test]
+    fn csv_round_trip_keeps_text() {
+        let df = read_csv_text(Bytes::from_static(b"a,b\n007,\n1.50,x\n")).unwrap();
+        let a = df.column("a").unwrap().str().unwrap();
+        assert_eq!(a.get(0), Some("007"));
+        assert_eq!(a.get(1), Some("1.50"));
+        assert_eq!(df.column("b").unwrap().str().unwrap().get(0), None);
+    }
+}

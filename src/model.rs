@@ -1,0 +1,353 @@
+//! Shared vocabulary of the pipeline: billing months and days, units,
+//! invoice lines, findings and the column names every stage agrees on.
+//!
+//! Stages exchange these types (and polars frames whose columns are named by
+//! [`col`]); nothing here does I/O or billing arithmetic.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::money::Currency;
+
+/// A UTC calendar day, counted in days since 1970-01-01 (the polars `Date` encoding).
+pub type Day = i32;
+
+/// Converts a calendar date to its [`Day`] number.
+pub fn day_of(date: NaiveDate) -> Day {
+    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as Day
+}
+
+/// Converts a [`Day`] number back to a calendar date.
+pub fn date_of(day: Day) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(i64::from(day))
+}
+
+/// A billing month such as `2026-10`: the UTC calendar days it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BillingMonth {
+    year: i32,
+    month: u32,
+}
+
+impl BillingMonth {
+    /// The month `year-month`, if it exists.
+    pub fn new(year: i32, month: u32) -> Option<Self> {
+        NaiveDate::from_ymd_opt(year, month, 1).map(|_| BillingMonth { year, month })
+    }
+
+    /// The month a date falls in.
+    pub fn containing(date: NaiveDate) -> Self {
+        BillingMonth { year: date.year(), month: date.month() }
+    }
+
+    /// The calendar year.
+    pub fn year(&self) -> i32 {
+        self.year
+    }
+
+    /// The month of the year, 1 to 12.
+    pub fn month(&self) -> u32 {
+        self.month
+    }
+
+    /// The first calendar day of the month.
+    pub fn first_date(&self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("validated month")
+    }
+
+    /// The first day of the month as a [`Day`].
+    pub fn first_day(&self) -> Day {
+        day_of(self.first_date())
+    }
+
+    /// The first day after the month (exclusive end).
+    pub fn end_day(&self) -> Day {
+        self.next().first_day()
+    }
+
+    /// D: the number of calendar days.
+    pub fn days(&self) -> u32 {
+        (self.end_day() - self.first_day()) as u32
+    }
+
+    /// The following month.
+    pub fn next(&self) -> Self {
+        if self.month == 12 {
+            BillingMonth { year: self.year + 1, month: 1 }
+        } else {
+            BillingMonth { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// The preceding month.
+    pub fn previous(&self) -> Self {
+        if self.month == 1 {
+            BillingMonth { year: self.year - 1, month: 12 }
+        } else {
+            BillingMonth { year: self.year, month: self.month - 1 }
+        }
+    }
+}
+
+impl fmt::Display for BillingMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl FromStr for BillingMonth {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid billing month {s:?}: expected YYYY-MM");
+        let (y, m) = s.split_once('-').ok_or_else(bad)?;
+        if y.len() != 4 || m.len() != 2 {
+            return Err(bad());
+        }
+        let year = y.parse().map_err(|_| bad())?;
+        let month = m.parse().map_err(|_| bad())?;
+        BillingMonth::new(year, month).ok_or_else(bad)
+    }
+}
+
+/// The capacity unit quantities are expressed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// 10^12 bytes.
+    #[default]
+    #[serde(alias = "TB")]
+    Tb,
+    /// 2^40 bytes.
+    #[serde(alias = "TiB")]
+    Tib,
+}
+
+impl Unit {
+    /// Bytes in one unit.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Unit::Tb => 1_000_000_000_000,
+            Unit::Tib => 1 << 40,
+        }
+    }
+
+    /// The `unit` column value of invoice lines.
+    pub fn line_unit(self) -> &'static str {
+        match self {
+            Unit::Tb => "TB-month",
+            Unit::Tib => "TiB-month",
+        }
+    }
+}
+
+/// How a day's snapshots become the daily value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DailyMethod {
+    /// Mean of the day's snapshots, rounded half away from zero to whole bytes.
+    #[default]
+    Mean,
+    /// Largest snapshot of the day.
+    Max,
+}
+
+/// The kind of an invoice line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Charge {
+    /// Pay-per-use top-up to the minimum.
+    Minimum,
+    /// Reserved-capacity usage above the allowance.
+    Overage,
+    /// Reserved capacity, prorated by days.
+    Reserved,
+    /// Pay-per-use used capacity.
+    Usage,
+}
+
+impl Charge {
+    /// The `charge` column value. Variants are declared in this order so that
+    /// sorting by the enum sorts by the column text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Charge::Minimum => "minimum",
+            Charge::Overage => "overage",
+            Charge::Reserved => "reserved",
+            Charge::Usage => "usage",
+        }
+    }
+}
+
+/// One invoice line on one edge of the partner chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceLine {
+    /// Who invoices.
+    pub seller_id: String,
+    /// Seller's display name.
+    pub seller_name: String,
+    /// Who is invoiced.
+    pub buyer_id: String,
+    /// Buyer's display name.
+    pub buyer_name: String,
+    /// End customer for usage/minimum, the buyer for reserved/overage.
+    pub customer_id: String,
+    /// Customer's display name.
+    pub customer_name: String,
+    /// Contract the line is billed under.
+    pub contract_id: String,
+    /// Kind of charge.
+    pub charge: Charge,
+    /// TB-months (or TiB-months), 6 decimals.
+    pub quantity: Decimal,
+    /// Price per unit-month.
+    pub unit_price: Decimal,
+    /// `quantity × unit_price`, rounded to cents.
+    pub amount: Decimal,
+    /// Contract currency.
+    pub currency: Currency,
+    /// |A| or |C|: days the line covers.
+    pub days: u32,
+    /// Deal whose special price applies, if any.
+    pub deal_id: Option<String>,
+}
+
+impl InvoiceLine {
+    /// The output order: seller, buyer, customer, contract, charge.
+    pub fn sort_key(&self) -> (&str, &str, &str, &str, Charge) {
+        (&self.seller_id, &self.buyer_id, &self.customer_id, &self.contract_id, self.charge)
+    }
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// Two records of one (account, bucket, timestamp) with different bytes.
+    ConflictingSamples,
+    /// An end customer above 100 TB with no approved deal.
+    DealRegistrationMissing,
+    /// Children allocated more reserved capacity than their parent holds.
+    AllocationExceedsReserved,
+    /// Days of an account's window without data, filled from neighbours.
+    GapFilled,
+    /// An account whose window holds days but which has no snapshot in the month.
+    NoUsageData,
+    /// A usage record that could not be read and was skipped (`--skip-bad-records`).
+    SkippedRecord,
+    /// An object under the usage location whose format is not recognised.
+    SkippedObject,
+    /// Byte-days on days some edge of the owner's chain has no contract.
+    UncontractedUsage,
+    /// Usage of an account the directory does not know.
+    UnknownStorageAccount,
+}
+
+impl FindingKind {
+    /// The `kind` column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::ConflictingSamples => "conflicting_samples",
+            FindingKind::DealRegistrationMissing => "deal_registration_missing",
+            FindingKind::AllocationExceedsReserved => "allocation_exceeds_reserved",
+            FindingKind::GapFilled => "gap_filled",
+            FindingKind::NoUsageData => "no_usage_data",
+            FindingKind::SkippedRecord => "skipped_record",
+            FindingKind::SkippedObject => "skipped_object",
+            FindingKind::UncontractedUsage => "uncontracted_usage",
+            FindingKind::UnknownStorageAccount => "unknown_storage_account",
+        }
+    }
+}
+
+/// Something reported about a run: never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What it is about.
+    pub kind: FindingKind,
+    /// The customer, entity, storage account or object it names.
+    pub subject_id: String,
+    /// A sentence for people.
+    pub detail: String,
+    /// Byte-days involved, where the finding involves usage.
+    pub byte_days: Option<i128>,
+    /// TB-months involved (round6), where the finding involves usage.
+    pub tb_months: Option<Decimal>,
+}
+
+impl Finding {
+    /// A finding without usage figures.
+    pub fn new(kind: FindingKind, subject_id: impl Into<String>, detail: impl Into<String>) -> Self {
+        Finding { kind, subject_id: subject_id.into(), detail: detail.into(), byte_days: None, tb_months: None }
+    }
+
+    /// Adds usage figures.
+    pub fn with_usage(mut self, byte_days: Option<i128>, tb_months: Option<Decimal>) -> Self {
+        self.byte_days = byte_days;
+        self.tb_months = tb_months;
+        self
+    }
+
+    /// The output order: kind, subject, detail.
+    pub fn sort_key(&self) -> (&str, &str, &str) {
+        (self.kind.as_str(), &self.subject_id, &self.detail)
+    }
+}
+
+/// Column names of the frames that flow between stages.
+pub mod col {
+    /// Storage account id.
+    pub const ACCOUNT: &str = "storage_account_id";
+    /// Bucket name ("" when the source does not report buckets).
+    pub const BUCKET: &str = "bucket";
+    /// Observation instant, microseconds since the epoch, UTC.
+    pub const TS: &str = "ts_us";
+    /// UTC day of the observation ([`super::Day`]).
+    pub const DAY: &str = "day";
+    /// Bytes stored.
+    pub const BYTES: &str = "bytes";
+    /// Position of the source object in key order (last wins).
+    pub const OBJECT: &str = "object_seq";
+    /// Position of the record inside its object.
+    pub const ROW: &str = "row_seq";
+    /// Daily value of an account (whole bytes).
+    pub const VALUE: &str = "value";
+    /// Whether the day had a snapshot.
+    pub const OBSERVED: &str = "observed";
+    /// Whether the day was filled from a neighbour.
+    pub const FILLED: &str = "filled";
+    /// Owning entity.
+    pub const OWNER: &str = "owner_id";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_know_their_days() {
+        let m: BillingMonth = "2026-10".parse().unwrap();
+        assert_eq!(m.days(), 31);
+        assert_eq!(m.to_string(), "2026-10");
+        assert_eq!("2028-02".parse::<BillingMonth>().unwrap().days(), 29);
+        assert_eq!("2026-12".parse::<BillingMonth>().unwrap().next().to_string(), "2027-01");
+        assert_eq!("2027-01".parse::<BillingMonth>().unwrap().previous().to_string(), "2026-12");
+        assert!("2026-13".parse::<BillingMonth>().is_err());
+        assert!("2026-1".parse::<BillingMonth>().is_err());
+        assert_eq!(date_of(m.first_day()), m.first_date());
+    }
+
+    #[test]
+    fn charges_sort_like_their_names() {
+        let mut v = [Charge::Usage, Charge::Reserved, Charge::Overage, Charge::Minimum];
+        v.sort();
+        let names: Vec<_> = v.iter().map(|c| c.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+    }
+}

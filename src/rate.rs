@@ -1,0 +1,475 @@
+//! Rating (spec 3): byte-days and contracts → invoice lines on every edge of
+//! the partner chain, and the findings of spec 3.3.
+//!
+//! Works on the small, aggregated side of the data: per-entity daily byte
+//! sums from metering, the directory's contracts and deals. Every quantity
+//! and amount is a [`rust_decimal::Decimal`] produced by [`crate::money`];
+//! nothing is rounded here directly. The one frame operation left (which
+//! storage accounts have usage on uncontracted days) is a polars join.
+
+use std::collections::{BTreeSet, HashMap};
+
+use polars::prelude::*;
+use rust_decimal::Decimal;
+use thiserror::Error;
+
+use crate::directory::{Contract, DealStatus, Directory, EntityIdx, Model};
+use crate::meter::{EntityDays, Metered};
+use crate::model::{BillingMonth, Charge, Day, Finding, FindingKind, InvoiceLine, Unit, col, date_of};
+use crate::money;
+
+/// A rating failure (a bug: inputs were validated before).
+#[derive(Debug, Error)]
+pub enum RateError {
+    /// A polars operation failed.
+    #[error("rating failed in polars")]
+    Polars(#[from] PolarsError),
+}
+
+/// Settings of rating.
+#[derive(Debug, Clone, Copy)]
+pub struct RateOptions {
+    /// The billing month.
+    pub month: BillingMonth,
+    /// Capacity unit.
+    pub unit: Unit,
+}
+
+/// Invoice lines in output order, and rating findings.
+#[derive(Debug)]
+pub struct Rated {
+    /// Sorted by seller, buyer, customer, contract, charge.
+    pub lines: Vec<InvoiceLine>,
+    /// `deal_registration_missing`, `allocation_exceeds_reserved`, `uncontracted_usage`.
+    pub findings: Vec<Finding>,
+}
+
+/// Volume above which a deal must be registered (TB).
+const DEAL_THRESHOLD_TB: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
+
+/// Rates the month.
+pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rated, RateError> {
+    let ctx = Ctx::new(dir, metered, opts);
+    let mut lines = Vec::new();
+    for k in &dir.contracts {
+        ctx.rate_contract(k, &mut lines);
+    }
+    lines.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let mut findings = ctx.deal_findings();
+    findings.extend(ctx.allocation_findings());
+    findings.extend(ctx.uncontracted_findings(&metered.account_days)?);
+    Ok(Rated { lines, findings })
+}
+
+struct Ctx<'a> {
+    dir: &'a Directory,
+    days: &'a HashMap<EntityIdx, EntityDays>,
+    /// Sum of the subtree's daily bytes, per entity.
+    subtree_bytes: Vec<Vec<i128>>,
+    first: Day,
+    end: Day,
+    d: u32,
+    unit: Unit,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(dir: &'a Directory, metered: &'a Metered, opts: RateOptions) -> Self {
+        let d = opts.month.days();
+        let n = dir.entities.len();
+        let mut subtree_bytes = vec![vec![0i128; d as usize]; n];
+        for (&e, days) in &metered.entity_days {
+            subtree_bytes[e].clone_from(&days.bytes);
+        }
+        // Children before parents: accumulate bottom-up.
+        for e in post_order(dir) {
+            if let Some(p) = dir.entities[e].parent {
+                let child = std::mem::take(&mut subtree_bytes[e]);
+                for (acc, v) in subtree_bytes[p].iter_mut().zip(&child) {
+                    *acc += v;
+                }
+                subtree_bytes[e] = child;
+            }
+        }
+        Ctx {
+            dir,
+            days: &metered.entity_days,
+            subtree_bytes,
+            first: opts.month.first_day(),
+            end: opts.month.end_day(),
+            d,
+            unit: opts.unit,
+        }
+    }
+
+    fn quantity(&self, byte_days: i128) -> Decimal {
+        money::tb_months(byte_days, self.d, self.unit.bytes())
+    }
+
+    fn rate_contract(&self, k: &Contract, lines: &mut Vec<InvoiceLine>) {
+        let Some((a0, a1)) = k.days_within(self.first, self.end) else {
+            return;
+        };
+        let (from, to) = ((a0 - self.first) as usize, (a1 - self.first) as usize);
+        let n_a = (to - from) as u32;
+        let seller = &self.dir.entities[k.seller];
+        let buyer = &self.dir.entities[k.buyer];
+        let line = |customer: EntityIdx, charge, quantity, price, days, deal_id: Option<&str>| {
+            let c = &self.dir.entities[customer];
+            InvoiceLine {
+                seller_id: seller.id.clone(),
+                seller_name: seller.name.clone(),
+                buyer_id: buyer.id.clone(),
+                buyer_name: buyer.name.clone(),
+                customer_id: c.id.clone(),
+                customer_name: c.name.clone(),
+                contract_id: k.id.clone(),
+                charge,
+                quantity,
+                unit_price: price,
+                amount: money::amount(quantity, price),
+                currency: k.currency,
+                days,
+                deal_id: deal_id.map(str::to_owned),
+            }
+        };
+        match &k.model {
+            Model::Reserved { reserved_tb, overage_price } => {
+                let allowance = money::prorate(*reserved_tb, n_a, self.d);
+                lines.push(line(k.buyer, Charge::Reserved, allowance, k.unit_price, n_a, None));
+                let used = self.quantity(self.subtree_bytes[k.buyer][from..to].iter().sum());
+                let over = used - allowance;
+                if over > Decimal::ZERO {
+                    lines.push(line(k.buyer, Charge::Overage, over, *overage_price, n_a, None));
+                }
+            }
+            Model::PayPerUse { minimum_tb } => {
+                let mut customers: Vec<EntityIdx> =
+                    self.dir.subtree(k.buyer).into_iter().filter(|c| self.days.contains_key(c)).collect();
+                customers.sort_by(|&a, &b| self.dir.entities[a].id.cmp(&self.dir.entities[b].id));
+                for c in customers {
+                    let usage = &self.days[&c];
+                    let active: Vec<usize> = usage.active_days(from, to).collect();
+                    let Some(&first_active) = active.first() else {
+                        continue;
+                    };
+                    let n_c = active.len() as u32;
+                    let u = self.quantity(active.iter().map(|&i| usage.bytes[i]).sum());
+                    let (price, deal) = if k.seller == self.dir.vendor {
+                        match self.special_price(c, self.first + first_active as Day) {
+                            Some((p, id)) => (p, Some(id)),
+                            None => (k.unit_price, None),
+                        }
+                    } else {
+                        (k.unit_price, None)
+                    };
+                    lines.push(line(c, Charge::Usage, u, price, n_c, deal));
+                    let top_up = money::prorate(*minimum_tb, n_c, self.d) - u;
+                    if top_up > Decimal::ZERO {
+                        lines.push(line(c, Charge::Minimum, top_up, price, n_c, deal));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The special price of an approved deal for `customer` valid on `day`.
+    /// Several candidates: the latest `valid_from` wins, then the smallest id.
+    fn special_price(&self, customer: EntityIdx, day: Day) -> Option<(Decimal, &'a str)> {
+        self.dir
+            .deals
+            .iter()
+            .filter(|deal| deal.customer == customer && deal.status == DealStatus::Approved && deal.valid_on(day))
+            .filter_map(|deal| deal.special_price.map(|p| (deal, p)))
+            .min_by(|(a, _), (b, _)| b.valid_from.cmp(&a.valid_from).then_with(|| a.id.cmp(&b.id)))
+            .map(|(deal, p)| (p, deal.id.as_str()))
+    }
+
+    fn deal_findings(&self) -> Vec<Finding> {
+        let end_customers: BTreeSet<(&str, EntityIdx)> =
+            self.dir.accounts.iter().map(|a| (self.dir.entities[a.owner].id.as_str(), a.owner)).collect();
+        let mut out = Vec::new();
+        for (id, c) in end_customers {
+            let byte_days = self.days.get(&c).map_or(0, |u| u.bytes.iter().sum());
+            let used = self.quantity(byte_days);
+            let reserved = self.dir.contracts_by_buyer[c]
+                .iter()
+                .map(|&i| &self.dir.contracts[i])
+                .filter(|k| k.days_within(self.first, self.end).is_some())
+                .filter_map(|k| match k.model {
+                    Model::Reserved { reserved_tb, .. } => Some(reserved_tb),
+                    Model::PayPerUse { .. } => None,
+                })
+                .max()
+                .unwrap_or(Decimal::ZERO);
+            if used <= DEAL_THRESHOLD_TB && reserved <= DEAL_THRESHOLD_TB {
+                continue;
+            }
+            let has_deal = self.dir.deals.iter().any(|deal| {
+                deal.customer == c
+                    && deal.status == DealStatus::Approved
+                    && deal.valid_from < self.end
+                    && deal.valid_to.is_none_or(|t| t > self.first)
+            });
+            if !has_deal {
+                let detail = if used > DEAL_THRESHOLD_TB {
+                    format!("{used} TB-month used")
+                } else {
+                    format!("{reserved} TB reserved")
+                };
+                out.push(
+                    Finding::new(FindingKind::DealRegistrationMissing, id, format!("{detail} and no approved deal"))
+                        .with_usage(Some(byte_days), Some(used)),
+                );
+            }
+        }
+        out
+    }
+
+    fn allocation_findings(&self) -> Vec<Finding> {
+        let dir = self.dir;
+        let mut out = Vec::new();
+        for (e, entity) in dir.entities.iter().enumerate() {
+            if e == dir.vendor || dir.children[e].is_empty() {
+                continue;
+            }
+            for day in self.first..self.end {
+                let allocated: Decimal = dir.children[e]
+                    .iter()
+                    .filter_map(|&ch| dir.contract_on(ch, day))
+                    .filter_map(|k| match k.model {
+                        Model::Reserved { reserved_tb, .. } => Some(reserved_tb),
+                        Model::PayPerUse { .. } => None,
+                    })
+                    .sum();
+                if allocated.is_zero() {
+                    continue;
+                }
+                let detail = match dir.contract_on(e, day).map(|k| &k.model) {
+                    Some(Model::PayPerUse { .. }) => Some(format!(
+                        "on {}: children hold {allocated} TB of reserved contracts under a pay-per-use contract",
+                        date_of(day)
+                    )),
+                    Some(Model::Reserved { reserved_tb, .. }) if allocated > *reserved_tb => Some(format!(
+                        "on {}: children hold {allocated} TB reserved, above the {reserved_tb} TB reserved by {}",
+                        date_of(day),
+                        entity.id
+                    )),
+                    None => Some(format!(
+                        "on {}: children hold {allocated} TB reserved while {} has no contract",
+                        date_of(day),
+                        entity.id
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(detail) = detail {
+                    out.push(Finding::new(FindingKind::AllocationExceedsReserved, entity.id.clone(), detail));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn uncontracted_findings(&self, account_days: &DataFrame) -> Result<Vec<Finding>, RateError> {
+        let dir = self.dir;
+        let mut owners = Vec::new();
+        let mut days = Vec::new();
+        let mut reasons: HashMap<&str, String> = HashMap::new();
+        for &o in self.days.keys() {
+            let chain = dir.buyers_up_to_vendor(o);
+            for day in self.first..self.end {
+                let missing = if o == dir.vendor {
+                    Some("owned by the vendor: no edge to bill".to_owned())
+                } else {
+                    chain.iter().find(|&&b| dir.contract_on(b, day).is_none()).map(|&b| {
+                        let parent = dir.entities[b].parent.expect("non-vendor");
+                        format!("no contract between {} and {}", dir.entities[parent].id, dir.entities[b].id)
+                    })
+                };
+                if let Some(reason) = missing {
+                    owners.push(dir.entities[o].id.as_str());
+                    days.push(day);
+                    reasons.entry(dir.entities[o].id.as_str()).or_insert(reason);
+                }
+            }
+        }
+        if owners.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = owners.len();
+        let uncontracted =
+            DataFrame::new(n, vec![Column::new(col::OWNER.into(), owners), Column::new(col::DAY.into(), days)])?;
+        let per_account = account_days
+            .clone()
+            .lazy()
+            .join(
+                uncontracted.lazy(),
+                [col(col::OWNER), col(col::DAY)],
+                [col(col::OWNER), col(col::DAY)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .group_by([col(col::ACCOUNT)])
+            .agg([col(col::OWNER).first(), col(col::VALUE).sum().alias("byte_days"), len().alias("days")])
+            .sort([col::ACCOUNT], SortMultipleOptions::default())
+            .collect()?;
+        let ids = per_account.column(col::ACCOUNT)?.str()?;
+        let own = per_account.column(col::OWNER)?.str()?;
+        let bd = per_account.column("byte_days")?.i128()?;
+        let nd = per_account.column("days")?.cast(&DataType::UInt64)?;
+        let nd = nd.u64()?;
+        Ok((0..per_account.height())
+            .map(|i| {
+                let byte_days = bd.get(i).unwrap_or(0);
+                let owner = own.get(i).unwrap_or_default();
+                Finding::new(
+                    FindingKind::UncontractedUsage,
+                    ids.get(i).unwrap_or_default(),
+                    format!(
+                        "{} days of usage by {owner} on uncontracted days ({}); not billed on that edge",
+                        nd.get(i).unwrap_or(0),
+                        reasons.get(owner).map_or("", String::as_str)
+                    ),
+                )
+                .with_usage(Some(byte_days), Some(self.quantity(byte_days)))
+            })
+            .collect())
+    }
+}
+
+/// Entities ordered so that every child comes before its parent.
+fn post_order(dir: &Directory) -> Vec<EntityIdx> {
+    let mut order = dir.subtree(dir.vendor); // breadth-first: parents before children
+    order.reverse();
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::tests::{ACCOUNTS, CONTRACTS, DEALS, ENTITIES, parse};
+    use std::str::FromStr;
+
+    fn month() -> BillingMonth {
+        "2026-10".parse().unwrap()
+    }
+
+    fn metered_with(dir: &Directory, usage: &[(&str, &[(usize, i128)])]) -> Metered {
+        let d = month().days() as usize;
+        let mut entity_days = HashMap::new();
+        for (e, days) in usage {
+            let mut ed = EntityDays { bytes: vec![0; d], active: vec![false; d] };
+            for &(i, b) in *days {
+                ed.bytes[i] = b;
+                ed.active[i] = true;
+            }
+            entity_days.insert(dir.entity(e).unwrap(), ed);
+        }
+        let account_days = DataFrame::new(
+            0,
+            vec![
+                Column::new(col::ACCOUNT.into(), Vec::<String>::new()),
+                Column::new(col::OWNER.into(), Vec::<String>::new()),
+                Column::new(col::DAY.into(), Vec::<i32>::new()),
+                Column::new(col::VALUE.into(), Vec::<i128>::new()).cast(&DataType::Int128).unwrap(),
+            ],
+        )
+        .unwrap();
+        Metered { account_days, account_usage: DataFrame::empty(), entity_days, findings: Vec::new() }
+    }
+
+    fn full_month(tb: i128) -> Vec<(usize, i128)> {
+        (0..31).map(|i| (i, tb * 1_000_000_000_000)).collect()
+    }
+
+    fn rate_it(dir: &Directory, m: &Metered) -> Rated {
+        rate(dir, m, RateOptions { month: month(), unit: Unit::Tb }).unwrap()
+    }
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn overage_only_above_the_allowance() {
+        let dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let at = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(50))]));
+        assert!(!at.lines.iter().any(|l| l.charge == Charge::Overage), "exactly the allowance is no overage");
+        let above = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(51))]));
+        let over: Vec<_> = above.lines.iter().filter(|l| l.charge == Charge::Overage).collect();
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].quantity, dec("1.000000"));
+        assert_eq!(over[0].unit_price, dec("7.50"));
+        assert_eq!(over[0].amount, dec("7.50"));
+    }
+
+    #[test]
+    fn minimum_tops_up_and_is_prorated_by_active_days() {
+        let dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        // 0.4 TB on 10 active days: usage 10·0.4/31, minimum 10/31 − usage.
+        let days: Vec<_> = (5..15).map(|i| (i, 400_000_000_000)).collect();
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &days)]));
+        let k3: Vec<_> = r.lines.iter().filter(|l| l.contract_id == "K3").collect();
+        assert_eq!(k3.len(), 2);
+        assert_eq!((k3[0].charge, k3[0].quantity, k3[0].days), (Charge::Minimum, dec("0.193549"), 10));
+        assert_eq!((k3[1].charge, k3[1].quantity, k3[1].days), (Charge::Usage, dec("0.129032"), 10));
+    }
+
+    #[test]
+    fn special_prices_apply_only_on_vendor_edges() {
+        let e = ENTITIES.to_owned() + "m,MSP,channel_partner,msp,ic\nz,Z,customer,,m\n";
+        let a = ACCOUNTS.to_owned() + "sz,Z,z,,\n";
+        let k = CONTRACTS.to_owned()
+            + "K4,ic,m,pay_per_use,,8.00,,,EUR,2026-01-01,\nK5,m,z,pay_per_use,,12.00,,,EUR,2026-01-01,\n";
+        let deals = DEALS.to_owned()
+            + "D1,m,z,150,6.50,approved,2026-10-10,\nD2,m,z,150,1.00,rejected,2026-01-01,\nD3,p,c,150,2.00,approved,2026-01-01,\n";
+        let dir = parse(&e, &a, &k, &deals).unwrap();
+        // z active from day index 9 (Oct 10): D1 valid on the first day of C.
+        let z: Vec<_> = (9..31).map(|i| (i, 2_000_000_000_000)).collect();
+        let r = rate_it(&dir, &metered_with(&dir, &[("z", &z), ("c", &full_month(1))]));
+        let vendor_z = r.lines.iter().find(|l| l.contract_id == "K4" && l.charge == Charge::Usage).unwrap();
+        assert_eq!((vendor_z.unit_price, vendor_z.deal_id.as_deref()), (dec("6.50"), Some("D1")));
+        let msp_z = r.lines.iter().find(|l| l.contract_id == "K5").unwrap();
+        assert_eq!((msp_z.unit_price, msp_z.deal_id.as_deref()), (dec("12.00"), None));
+        // D3 is for c, but c's vendor edge (K1) is reserved: no per-customer price there.
+        assert!(r.lines.iter().all(|l| l.deal_id.as_deref() != Some("D3")));
+        // Active from Oct 9 instead: D1 is not yet valid on the first day of C.
+        let z: Vec<_> = (8..31).map(|i| (i, 2_000_000_000_000)).collect();
+        let r = rate_it(&dir, &metered_with(&dir, &[("z", &z)]));
+        let vendor_z = r.lines.iter().find(|l| l.contract_id == "K4" && l.charge == Charge::Usage).unwrap();
+        assert_eq!((vendor_z.unit_price, vendor_z.deal_id.as_deref()), (dec("8.00"), None));
+    }
+
+    #[test]
+    fn mid_month_switch_splits_the_days() {
+        let k = CONTRACTS.replace(
+            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,",
+            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,2026-10-16",
+        ) + "K3R,p,c,reserved,10,9.00,11.00,,EUR,2026-10-16,\n";
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(12))]));
+        let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
+        assert_eq!(
+            (usage.days, usage.quantity),
+            (15, money::tb_months(15 * 12_000_000_000_000, 31, 1_000_000_000_000))
+        );
+        let res = r.lines.iter().find(|l| l.contract_id == "K3R" && l.charge == Charge::Reserved).unwrap();
+        assert_eq!((res.days, res.quantity), (16, dec("5.161290")));
+        let over = r.lines.iter().find(|l| l.contract_id == "K3R" && l.charge == Charge::Overage).unwrap();
+        // used 16·12/31 = 6.193548, allowance 5.161290.
+        assert_eq!(over.quantity, dec("1.032258"));
+        // p is pay-per-use under d while c holds a reserved contract: allocation finding for p.
+        assert!(r.findings.iter().any(|f| f.kind == FindingKind::AllocationExceedsReserved && f.subject_id == "p"));
+    }
+
+    #[test]
+    fn uncontracted_days_are_not_billed_and_deals_above_100_tb_are_required() {
+        let k = CONTRACTS
+            .replace("K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,", "K3,p,c,pay_per_use,,9.90,,,EUR,2026-10-11,");
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(101))]));
+        let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
+        assert_eq!(usage.days, 21);
+        let deal = r.findings.iter().find(|f| f.kind == FindingKind::DealRegistrationMissing).unwrap();
+        assert_eq!((deal.subject_id.as_str(), deal.tb_months), ("c", Some(dec("101.000000"))));
+    }
+}

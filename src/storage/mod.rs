@@ -1,0 +1,186 @@
+//! Where bytes live: a local folder or an S3 prefix, addressed by relative keys.
+//!
+//! Storage moves bytes and lists objects; it knows nothing about CSV, JSON
+//! or Parquet (that is `formats`, `ingest` and `export`). Keys are relative
+//! to the store's root, `/`-separated, and listings come back sorted by key,
+//! which is the order "last wins" relies on.
+
+mod local;
+pub mod s3;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+pub use local::LocalStore;
+pub use s3::{S3Settings, S3Store};
+
+/// A run location as given in flags or configuration: a local path or `s3://bucket/prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A folder on the local file system.
+    Local(PathBuf),
+    /// A prefix in an S3-compatible bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+}
+
+impl Location {
+    /// Parses `s3://bucket/prefix` or a local path.
+    pub fn parse(s: &str) -> Result<Location, String> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("{s:?} names no bucket: expected s3://bucket/prefix"));
+            }
+            Ok(Location::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() })
+        } else if s.is_empty() {
+            Err("empty location".to_owned())
+        } else {
+            Ok(Location::Local(PathBuf::from(s)))
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the store root.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag: the S3 ETag, or size and modification time for local files.
+    pub etag: String,
+}
+
+/// A failure to move bytes.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// The object or folder does not exist.
+    #[error("{location} does not exist")]
+    NotFound {
+        /// Full path or URL.
+        location: String,
+    },
+    /// Local file system failure.
+    #[error("cannot {action} {location}")]
+    Io {
+        /// What was attempted (read, write, list).
+        action: &'static str,
+        /// Full path.
+        location: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An S3 request failed; the hint says what to check.
+    #[error("cannot {action} {location}: {hint}")]
+    S3 {
+        /// What was attempted.
+        action: &'static str,
+        /// `s3://bucket/key`.
+        location: String,
+        /// The likely cause and fix.
+        hint: String,
+        /// The SDK error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A store rooted at one [`Location`].
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Local folder.
+    Local(LocalStore),
+    /// Bucket prefix.
+    S3(S3Store),
+}
+
+impl Store {
+    /// Opens the store for a location (S3 locations connect with `s3`).
+    pub async fn open(location: &Location, s3: &S3Settings) -> Result<Store, StorageError> {
+        match location {
+            Location::Local(p) => Ok(Store::Local(LocalStore::new(p.clone()))),
+            Location::S3 { bucket, prefix } => Ok(Store::S3(S3Store::new(
+                s3.client().await,
+                bucket.clone(),
+                prefix.clone(),
+                s3.endpoint_url.as_deref(),
+            ))),
+        }
+    }
+
+    /// Every object under `prefix` (recursively), sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        match self {
+            Store::Local(s) => s.list(prefix),
+            Store::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    /// The whole content of one object.
+    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        match self {
+            Store::Local(s) => s.get(key),
+            Store::S3(s) => s.get(key).await,
+        }
+    }
+
+    /// Writes one object, replacing it atomically if it exists.
+    pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        match self {
+            Store::Local(s) => s.put(key, &data),
+            Store::S3(s) => s.put(key, data).await,
+        }
+    }
+
+    /// Creates an object only if none exists at `key`; `Ok(false)` if one does.
+    pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StorageError> {
+        match self {
+            Store::Local(s) => s.put_if_absent(key, &data),
+            Store::S3(s) => s.put_if_absent(key, data).await,
+        }
+    }
+
+    /// Deletes an object (no error if it is already gone).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Store::Local(s) => s.delete(key),
+            Store::S3(s) => s.delete(key).await,
+        }
+    }
+
+    /// The object's content, or `None` if it does not exist.
+    pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        match self.get(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A full, human-readable name of a key, for messages.
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            Store::Local(s) => s.path(key).display().to_string(),
+            Store::S3(s) => s.url(key),
+        }
+    }
+}

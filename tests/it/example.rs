@@ -1,0 +1,103 @@
+//! The worked example of October 2026 against `expected/`, to the cent.
+
+use crate::util::*;
+
+#[test]
+fn example_month_matches_expected_line_for_line() {
+    let out = tempfile::tempdir().unwrap();
+    let ex = example();
+    let o = run_month(&ex.join("directory"), &ex.join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "capbill failed: {}", stderr(&o));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(summary.contains("13 invoice lines"), "{summary}");
+    let rev = latest_revision(out.path());
+
+    for table in ["invoice_lines", "invoices"] {
+        let (header, expected) = read_csv(&ex.join(format!("expected/{table}.csv")));
+        let got = project(&rev.join(format!("{table}.csv")), &header);
+        assert_eq!(got.len(), expected.len(), "{table}: row count");
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(g, e, "{table} row {}: columns {header:?}", i + 1);
+        }
+    }
+
+    // Findings: kind and subject exactly; the amount is byte-days or TB-months.
+    let (_, expected) = read_csv(&ex.join("expected/findings.csv"));
+    let got = project(&rev.join("findings.csv"), &["kind", "subject_id", "byte_days", "tb_months"].map(String::from));
+    let mut got_keys: Vec<_> = got.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    let mut expected_keys: Vec<_> = expected.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    got_keys.sort();
+    expected_keys.sort();
+    assert_eq!(got_keys, expected_keys);
+    for e in &expected {
+        if e[3].is_empty() {
+            continue;
+        }
+        let g = got.iter().find(|g| g[0] == e[0] && g[1] == e[1]).unwrap();
+        assert!(g[2] == e[3] || g[3] == e[3], "finding {} {}: expected amount {}, got {:?}", e[0], e[1], e[3], g);
+    }
+}
+
+#[test]
+fn same_inputs_give_byte_identical_invoice_lines() {
+    let out = tempfile::tempdir().unwrap();
+    let ex = example();
+    for _ in 0..2 {
+        let o = run_month(&ex.join("directory"), &ex.join("usage"), out.path(), &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let month = out.path().join("billing_month=2026-10");
+    for file in ["invoice_lines.parquet", "invoice_lines.csv", "invoices.csv", "findings.csv", "account_usage.parquet"]
+    {
+        let a = std::fs::read(month.join("revision=1").join(file)).unwrap();
+        let b = std::fs::read(month.join("revision=2").join(file)).unwrap();
+        assert!(a == b, "{file} differs between two runs on the same inputs");
+    }
+    let latest: serde_json::Value = serde_json::from_slice(&std::fs::read(month.join("latest.json")).unwrap()).unwrap();
+    assert_eq!(latest["revision"], 2);
+}
+
+#[test]
+fn outputs_are_typed_and_the_manifest_describes_them() {
+    let out = tempfile::tempdir().unwrap();
+    let ex = example();
+    let o = run_month(&ex.join("directory"), &ex.join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+
+    let df = capbill::formats::read_parquet(std::fs::read(rev.join("invoice_lines.parquet")).unwrap().into()).unwrap();
+    let dtype = |c: &str| df.column(c).unwrap().dtype().to_string();
+    assert_eq!(dtype("quantity"), "decimal[38,6]");
+    assert_eq!(dtype("amount"), "decimal[38,2]");
+    assert_eq!(dtype("unit_price"), "decimal[38,2]");
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rev.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["billing_month"], "2026-10");
+    assert_eq!(manifest["usage"]["objects"].as_array().unwrap().len(), 4);
+    assert_eq!(manifest["directory"]["objects"].as_array().unwrap().len(), 4);
+    assert_eq!(manifest["totals"][0]["currency"], "EUR");
+    assert_eq!(manifest["totals"][0]["total"], "2888.30");
+    let outputs = manifest["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 8);
+    for f in outputs {
+        let data = std::fs::read(rev.join(f["file"].as_str().unwrap())).unwrap();
+        use sha2::Digest;
+        assert_eq!(f["sha256"], hex::encode(sha2::Sha256::digest(&data)), "{}", f["file"]);
+    }
+    let lines = outputs.iter().find(|f| f["file"] == "invoice_lines.csv").unwrap();
+    assert_eq!(lines["rows"], 13);
+
+    // CSV decimals keep their full scale.
+    let csv = std::fs::read_to_string(rev.join("invoice_lines.csv")).unwrap();
+    assert!(csv.contains(",20.000000,TB-month,7.00,140.00,EUR,31,"), "{csv}");
+}
+
+#[test]
+fn default_config_bills_the_bundled_example() {
+    let out = tempfile::tempdir().unwrap();
+    let o = capbill(&["run", "--month", "2026-10", "--out", out.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    assert_eq!(project(&rev.join("invoices.csv"), &["total".to_owned()]).len(), 7);
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the `capbill` binary on checked-in fixtures.
+
+mod bad_input;
+mod example;
+mod util;

@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: running the binary, copying
+//! fixtures, reading CSV outputs as text tables.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bytes::Bytes;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The bundled example month.
+pub fn example() -> PathBuf {
+    root().join("fixtures/october-2026")
+}
+
+/// Runs `capbill` with `args` from the repository root.
+pub fn capbill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_capbill"))
+        .args(args)
+        .current_dir(root())
+        .env("CAPBILL_LOG", "warn")
+        .output()
+        .expect("capbill starts")
+}
+
+/// Runs the example month with the given directory, usage and output folders.
+pub fn run_month(directory: &Path, usage: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--month",
+        "2026-10",
+        "--directory",
+        directory.to_str().unwrap(),
+        "--usage",
+        usage.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    capbill(&args)
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let mut perm = std::fs::metadata(&target).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&target, perm).unwrap();
+        }
+    }
+}
+
+/// A writable copy of the example in a temporary folder.
+pub fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&example(), dir.path());
+    dir
+}
+
+/// A CSV file as a header and text rows (empty fields as "").
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let df = capbill::formats::read_csv_text(Bytes::from(data)).unwrap();
+    let header: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let rows = (0..df.height())
+        .map(|i| header.iter().map(|h| df.column(h).unwrap().str().unwrap().get(i).unwrap_or("").to_owned()).collect())
+        .collect();
+    (header, rows)
+}
+
+/// Rows of `path` projected on `columns`.
+pub fn project(path: &Path, columns: &[String]) -> Vec<Vec<String>> {
+    let (header, rows) = read_csv(path);
+    let idx: Vec<usize> = columns
+        .iter()
+        .map(|c| header.iter().position(|h| h == c).unwrap_or_else(|| panic!("{} has no column {c}", path.display())))
+        .collect();
+    rows.into_iter().map(|r| idx.iter().map(|&i| r[i].clone()).collect()).collect()
+}
+
+/// The revision folder `latest.json` points at.
+pub fn latest_revision(out: &Path) -> PathBuf {
+    let month = out.join("billing_month=2026-10");
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(month.join("latest.json")).expect("latest.json exists")).unwrap();
+    month.join(format!("revision={}", latest["revision"]))
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
