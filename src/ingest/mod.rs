@@ -122,8 +122,8 @@ pub async fn ingest(store: &Store, opts: IngestOptions) -> Result<Usage, IngestE
         }
     }
     let progress = progress_bar(wanted.len() as u64, "reading usage");
-    let mut fetches = futures::stream::iter(wanted.into_iter().map(|(meta, format)| async move {
-        let data = store.get(&meta.key).await;
+    let mut fetches = futures::stream::iter(wanted.into_iter().map(|(mut meta, format)| async move {
+        let data = store.fetch(&mut meta).await;
         (meta, format, data)
     }))
     .buffered(opts.concurrency.max(1));

@@ -143,6 +143,21 @@ impl Store {
         }
     }
 
+    /// Reads a listed object; fills in its ETag from the read when the listing
+    /// had none (some S3-compatible servers list without ETags).
+    pub async fn fetch(&self, meta: &mut ObjectMeta) -> Result<Bytes, StorageError> {
+        match self {
+            Store::Local(s) => s.get(&meta.key),
+            Store::S3(s) => {
+                let (data, etag) = s.get_tagged(&meta.key).await?;
+                if meta.etag.is_empty() {
+                    meta.etag = etag.unwrap_or_default();
+                }
+                Ok(data)
+            }
+        }
+    }
+
     /// Writes one object, replacing it atomically if it exists.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
         match self {

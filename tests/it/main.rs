@@ -2,4 +2,6 @@
 
 mod bad_input;
 mod example;
+mod s3;
+mod s3_server;
 mod util;

@@ -18,12 +18,24 @@ pub fn example() -> PathBuf {
 
 /// Runs `capbill` with `args` from the repository root.
 pub fn capbill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_capbill"))
-        .args(args)
-        .current_dir(root())
-        .env("CAPBILL_LOG", "warn")
-        .output()
-        .expect("capbill starts")
+    capbill_env(args, &[])
+}
+
+/// Runs `capbill` with `args` and extra environment variables. AWS settings
+/// of the machine running the tests are removed so they cannot interfere.
+pub fn capbill_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capbill"));
+    cmd.args(args).current_dir(root()).env("CAPBILL_LOG", "warn");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("CAPBILL_S3_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("capbill starts")
 }
 
 /// Runs the example month with the given directory, usage and output folders.

@@ -1,0 +1,232 @@
+//! S3 locations end to end: real HTTP with SigV4 against an s3s-fs server
+//! the tests start on 127.0.0.1.
+
+use std::sync::atomic::Ordering;
+
+use crate::s3_server::S3Server;
+use crate::util::*;
+
+const MONTH_LATEST: &str = "out/billing_month=2026-10/latest.json";
+
+fn run_s3(server: &S3Server, extra_env: &[(&str, String)]) -> std::process::Output {
+    let mut env = server.env();
+    env.extend(extra_env.iter().cloned());
+    capbill_env(
+        &[
+            "run",
+            "--month",
+            "2026-10",
+            "--directory",
+            "s3://billing/partner-directory",
+            "--usage",
+            "s3://usage-bucket/exports",
+            "--out",
+            "s3://billing/out",
+        ],
+        &env,
+    )
+}
+
+fn example_server() -> S3Server {
+    let server = S3Server::start(&["billing", "usage-bucket"]);
+    server.upload_tree("billing", "partner-directory", &example().join("directory"));
+    server.upload_tree("usage-bucket", "exports", &example().join("usage"));
+    server
+}
+
+fn local_run() -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&example().join("directory"), &example().join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+#[test]
+fn example_from_a_bucket_bills_exactly_like_the_local_folder() {
+    let server = example_server();
+    let o = run_s3(&server, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let local = local_run();
+    let local_rev = latest_revision(local.path());
+    let bucket_rev = server.bucket("billing").join("out/billing_month=2026-10/revision=1");
+    for file in ["invoice_lines.csv", "invoice_lines.parquet", "invoices.csv", "findings.csv", "account_usage.csv"] {
+        let a = std::fs::read(local_rev.join(file)).unwrap();
+        let b = std::fs::read(bucket_rev.join(file)).unwrap_or_else(|e| panic!("{file} not in the bucket: {e}"));
+        assert!(a == b, "{file} differs between the local and the S3 run");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bucket_rev.join("manifest.json")).unwrap()).unwrap();
+    let objects = manifest["usage"]["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 4);
+    assert!(objects.iter().all(|o| o["etag"].as_str().is_some_and(|e| e.len() == 32)), "{objects:?}");
+    assert_eq!(manifest["usage"]["location"], "s3://usage-bucket/exports");
+    assert!(server.bucket("billing").join(MONTH_LATEST).exists());
+}
+
+#[test]
+fn checksum_mode_when_required_works_too() {
+    let server = example_server();
+    let o = run_s3(&server, &[("CAPBILL_S3_CHECKSUM", "when_required".to_owned())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn more_than_a_thousand_objects_are_all_listed() {
+    let server = S3Server::start(&["billing", "usage-bucket"]);
+    server.upload_tree("billing", "partner-directory", &example().join("directory"));
+    // 1,200 objects: one account-day each for sa-x1 (pay-per-use) and the rest for sa-ghost.
+    let base = server.bucket("usage-bucket").join("exports/daily/2026-10");
+    std::fs::create_dir_all(&base).unwrap();
+    for i in 0..1200 {
+        let day = i % 31 + 1;
+        let (account, bytes) = if i < 31 { ("sa-x1", 1_000_000_000_000u64) } else { ("sa-ghost", 1) };
+        std::fs::write(
+            base.join(format!("part-{i:05}.csv")),
+            format!("date,storage_account_id,bytes\n2026-10-{day:02},{account},{bytes}\n"),
+        )
+        .unwrap();
+    }
+    let o = run_s3(&server, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = server.bucket("billing").join("out/billing_month=2026-10/revision=1");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rev.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["usage"]["objects"].as_array().unwrap().len(), 1200);
+    // sa-x1 at exactly 1 TB every day: usage 1.000000 TB-month, no minimum.
+    let lines = project(&rev.join("invoice_lines.csv"), &["contract_id", "charge", "quantity"].map(String::from));
+    assert!(lines.contains(&vec!["K-DP1-X".to_owned(), "usage".to_owned(), "1.000000".to_owned()]), "{lines:?}");
+}
+
+#[test]
+fn objects_of_other_months_are_not_fetched() {
+    let server = example_server();
+    let usage = server.bucket("usage-bucket").join("exports");
+    // Other months' objects, in every recognised layout; unreadable if fetched.
+    for key in ["daily/2026-09/sa-x1.csv", "hourly/dt=2026-11-01/part-0.parquet", "year=2026/month=08/x.jsonl"] {
+        let p = usage.join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "this is not a usage file").unwrap();
+    }
+    let o = run_s3(&server, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(server.bucket("billing").join("out/billing_month=2026-10/revision=1/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["usage"]["pruned_objects"], 3);
+    assert_eq!(manifest["usage"]["objects"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_wrong_secret_key_is_a_clear_infrastructure_error() {
+    let server = example_server();
+    let o = run_s3(&server, &[("AWS_SECRET_ACCESS_KEY", "not-the-secret".to_owned())]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("s3://billing/partner-directory"), "{err}");
+    assert!(err.contains("secret key does not match"), "{err}");
+    assert!(!err.contains("not-the-secret"), "the secret leaked into the message: {err}");
+}
+
+#[test]
+fn a_missing_bucket_and_a_wrong_endpoint_are_named() {
+    let server = example_server();
+    let mut env = server.env();
+    env.push(("CAPBILL_S3_MAX_ATTEMPTS", "1".to_owned()));
+    let o = capbill_env(
+        &[
+            "run",
+            "--month",
+            "2026-10",
+            "--directory",
+            "s3://nope/dir",
+            "--usage",
+            "s3://nope/u",
+            "--out",
+            "s3://nope/o",
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bucket nope does not exist"), "{}", stderr(&o));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut env = server.env();
+    env.push(("CAPBILL_S3_ENDPOINT_URL", format!("http://{closed}")));
+    env.push(("CAPBILL_S3_MAX_ATTEMPTS", "1".to_owned()));
+    let o = run_s3(&server, &env);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot reach the endpoint"), "{}", stderr(&o));
+}
+
+#[test]
+fn intermittent_server_errors_are_retried() {
+    let server = example_server();
+    server.faults.fail_every.store(3, Ordering::SeqCst);
+    let o = run_s3(&server, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(server.faults.injected.load(Ordering::SeqCst) >= 5, "faults were injected");
+    let local = local_run();
+    let a = std::fs::read(latest_revision(local.path()).join("invoice_lines.csv")).unwrap();
+    let b =
+        std::fs::read(server.bucket("billing").join("out/billing_month=2026-10/revision=1/invoice_lines.csv")).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_server_gone_during_upload_leaves_latest_unchanged_and_a_rerun_completes() {
+    let server = example_server();
+    let o = run_s3(&server, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let latest_path = server.bucket("billing").join(MONTH_LATEST);
+    let before = std::fs::read(&latest_path).unwrap();
+
+    // The second run's server goes away after three uploads.
+    let puts = server.faults.puts.load(Ordering::SeqCst);
+    server.faults.puts_allowed.store(puts + 3, Ordering::SeqCst);
+    let o = run_s3(&server, &[("CAPBILL_S3_MAX_ATTEMPTS", "2".to_owned())]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&latest_path).unwrap(), before, "latest.json changed after a failed run");
+    assert!(stderr(&o).contains("s3://billing/out/billing_month=2026-10/revision=2/"), "{}", stderr(&o));
+
+    // Back again: the rerun completes revision 2.
+    server.faults.puts_allowed.store(0, Ordering::SeqCst);
+    server.faults.gone.store(false, Ordering::SeqCst);
+    let o = run_s3(&server, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let latest: serde_json::Value = serde_json::from_slice(&std::fs::read(&latest_path).unwrap()).unwrap();
+    assert_eq!(latest["revision"], 2);
+}
+
+#[test]
+fn large_objects_go_up_in_parts_and_come_back_whole() {
+    use capbill::storage::s3::{MULTIPART_THRESHOLD, PART_SIZE, S3Settings, Secret};
+    use capbill::storage::{Location, Store};
+
+    let server = S3Server::start(&["billing"]);
+    let settings = S3Settings {
+        endpoint_url: Some(server.endpoint.clone()),
+        region: Some("us-east-1".to_owned()),
+        force_path_style: true,
+        access_key_id: Some(crate::s3_server::ACCESS_KEY.to_owned()),
+        secret_access_key: Some(Secret::new(crate::s3_server::SECRET_KEY)),
+        ..Default::default()
+    };
+    let size = MULTIPART_THRESHOLD + PART_SIZE + 12_345;
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&Location::parse("s3://billing/big").unwrap(), &settings).await.unwrap();
+        let before = server.faults.puts.load(Ordering::SeqCst);
+        store.put("outputs/account_usage.parquet", bytes::Bytes::from(data.clone())).await.unwrap();
+        let requests = server.faults.puts.load(Ordering::SeqCst) - before;
+        // create + 4 parts (8 MiB each, the last one short) + complete.
+        assert_eq!(requests, 1 + size.div_ceil(PART_SIZE) + 1, "not a multipart upload");
+        let back = store.get("outputs/account_usage.parquet").await.unwrap();
+        assert!(back == data, "the object came back different");
+        let listed = store.list("outputs").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, "outputs/account_usage.parquet");
+        assert_eq!(listed[0].size, size as u64);
+    });
+}

@@ -1,0 +1,157 @@
+//! An S3 server for the tests: s3s-fs over hyper on 127.0.0.1, with SigV4
+//! authentication, started in-process on its own runtime, and able to inject
+//! faults (intermittent 500/503 answers, or going away after some uploads).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+
+/// Access key id the server accepts.
+pub const ACCESS_KEY: &str = "capbill-test-key";
+/// Secret key the server accepts.
+pub const SECRET_KEY: &str = "capbill-test-secret-0123456789";
+
+/// Fault injection switches, shared with the serving task.
+#[derive(Default)]
+pub struct Faults {
+    /// Answer every n-th request with a 503 or 500 (0 = never).
+    pub fail_every: AtomicUsize,
+    /// Requests seen.
+    pub requests: AtomicUsize,
+    /// Requests answered with an injected error.
+    pub injected: AtomicUsize,
+    /// PUT requests allowed before the server "goes away" (0 = unlimited).
+    pub puts_allowed: AtomicUsize,
+    /// PUT requests seen.
+    pub puts: AtomicUsize,
+    /// When set, every request is dropped without an answer.
+    pub gone: AtomicBool,
+}
+
+/// A running server; stops when dropped.
+pub struct S3Server {
+    /// `http://127.0.0.1:port`.
+    pub endpoint: String,
+    /// Folder holding the buckets (`root/bucket/key`).
+    pub root: tempfile::TempDir,
+    /// Fault switches.
+    pub faults: Arc<Faults>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl S3Server {
+    /// Starts a server with one empty bucket per name.
+    pub fn start(buckets: &[&str]) -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        for b in buckets {
+            std::fs::create_dir_all(root.path().join(b)).unwrap();
+        }
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let faults = Arc::new(Faults::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let f = faults.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let socket = tokio::select! {
+                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                        _ = &mut rx => break,
+                    };
+                    let svc = service.clone();
+                    let f = f.clone();
+                    let handler = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                        let svc = svc.clone();
+                        let f = f.clone();
+                        async move { handle(&svc, &f, req).await }
+                    });
+                    tokio::spawn(async move {
+                        let _ = ConnBuilder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(socket), handler)
+                            .await;
+                    });
+                }
+            });
+        });
+        S3Server { endpoint: format!("http://{addr}"), root, faults, shutdown: Some(tx), thread: Some(thread) }
+    }
+
+    /// The folder of a bucket.
+    pub fn bucket(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// Environment that points capbill at this server with valid credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("CAPBILL_S3_ENDPOINT_URL", self.endpoint.clone()),
+            ("CAPBILL_S3_FORCE_PATH_STYLE", "true".to_owned()),
+            ("CAPBILL_S3_MAX_ATTEMPTS", "4".to_owned()),
+            ("CAPBILL_S3_CONNECT_TIMEOUT_SECS", "2".to_owned()),
+            ("CAPBILL_S3_OPERATION_TIMEOUT_SECS", "20".to_owned()),
+        ]
+    }
+
+    /// Puts a local file tree into a bucket under `prefix` (written through the
+    /// server's own storage layout, which is how s3s-fs stores objects).
+    pub fn upload_tree(&self, bucket: &str, prefix: &str, from: &Path) {
+        crate::util::copy_tree(from, &self.bucket(bucket).join(prefix));
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn handle(
+    svc: &s3s::service::S3Service,
+    f: &Faults,
+    req: http::Request<Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    let n = f.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if req.method() == http::Method::PUT || req.method() == http::Method::POST {
+        let puts = f.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        let allowed = f.puts_allowed.load(Ordering::SeqCst);
+        if allowed > 0 && puts > allowed {
+            f.gone.store(true, Ordering::SeqCst);
+        }
+    }
+    if f.gone.load(Ordering::SeqCst) {
+        return Err(s3s::HttpError::new(Box::new(std::io::Error::other("server gone"))));
+    }
+    let every = f.fail_every.load(Ordering::SeqCst);
+    if every > 0 && n % every == 0 {
+        f.injected.fetch_add(1, Ordering::SeqCst);
+        let (status, code) = if (n / every) % 2 == 0 { (503, "SlowDown") } else { (500, "InternalError") };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+        );
+        return Ok(http::Response::builder().status(status).body(s3s::Body::from(body)).unwrap());
+    }
+    hyper::service::Service::call(svc, req).await
+}
