@@ -73,6 +73,19 @@ struct RawConfig {
     /// S3 connection settings.
     #[serde(default)]
     s3: RawS3,
+    /// How runs are operated.
+    #[serde(default)]
+    operations: RawOperations,
+}
+
+/// `[operations]`: the month lifecycle and locking.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperations {
+    /// Days after month end before the month becomes final (default 3).
+    grace_days: Option<u32>,
+    /// Minutes a run's month lock counts before others may take it over (default 120).
+    lock_ttl_minutes: Option<u32>,
 }
 
 /// `[s3]`: connection settings; each can also be set as `CAPBILL_S3_<NAME>`.
@@ -171,6 +184,10 @@ pub struct Config {
     pub rules: Rules,
     /// S3 connection settings.
     pub s3: S3Settings,
+    /// Days after month end before a month is final.
+    pub grace_days: u32,
+    /// How long a month lock counts.
+    pub lock_ttl: chrono::Duration,
 }
 
 impl Config {
@@ -218,6 +235,8 @@ impl Config {
                 skip_bad_records: overrides.skip_bad_records || raw.billing.skip_bad_records,
             },
             s3: s3_settings(raw.s3, env)?,
+            grace_days: raw.operations.grace_days.unwrap_or(3),
+            lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(120).max(1))),
         })
     }
 

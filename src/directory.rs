@@ -296,7 +296,7 @@ impl Directory {
                     o.key.rsplit_once('.').is_some_and(|(stem, ext)| stem == table && matches!(ext, "csv" | "parquet"))
                 })
                 .collect();
-            let mut meta = match found.as_slice() {
+            let meta = match found.as_slice() {
                 [one] => (*one).clone(),
                 [] => {
                     return Err(DirectoryError::MissingTable { location: store.describe(""), table });
@@ -311,7 +311,7 @@ impl Directory {
                     }]));
                 }
             };
-            let data = store.fetch(&mut meta).await?;
+            let data = store.get(&meta.key).await?;
             hasher.update(meta.key.as_bytes());
             hasher.update((data.len() as u64).to_le_bytes());
             hasher.update(&data);

@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::model::BillingMonth;
+use crate::revision::lock::LockError;
 use crate::{config, directory, export, ingest, meter, rate, storage};
 
 /// Process exit codes, documented in the README.
@@ -18,6 +20,10 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     /// Storage or network failure: retrying later may help.
     pub const INFRASTRUCTURE: u8 = 3;
+    /// Another run holds the month's lock.
+    pub const LOCK_HELD: u8 = 4;
+    /// A final month's inputs changed and no reprocess was asked for.
+    pub const REPROCESS_REFUSED: u8 = 5;
 }
 
 /// Everything that can stop a run.
@@ -44,6 +50,23 @@ pub enum Error {
     /// Storage outside any stage.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    /// The month's lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A final month would change without an explicit reprocess.
+    #[error(
+        "billing month {month} is final (revision {revision}) and its inputs changed: {}; nothing was published. \
+         If the change is intended, run `capbill reprocess --month {month} --reason \"...\"` to issue revision {} with corrections",
+        .changes.join("; "), .revision + 1
+    )]
+    ReprocessRefused {
+        /// The month.
+        month: BillingMonth,
+        /// Its latest final revision.
+        revision: u32,
+        /// What changed.
+        changes: Vec<String>,
+    },
 }
 
 impl Error {
@@ -56,6 +79,10 @@ impl Error {
             Error::Meter(_) | Error::Rate(_) => exit::INTERNAL,
             Error::Export(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Storage(_) => exit::INFRASTRUCTURE,
+            Error::Lock(LockError::Held { .. }) => exit::LOCK_HELD,
+            Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,
+            Error::Lock(LockError::Corrupt { .. }) => exit::INVALID_INPUT,
+            Error::ReprocessRefused { .. } => exit::REPROCESS_REFUSED,
         }
     }
 }

@@ -11,15 +11,20 @@ use std::time::Instant;
 use polars::prelude::*;
 use rust_decimal::Decimal;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::{Config, RULES_VERSION};
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::export::manifest::{Counts, CurrencyTotal, DirectoryInput, InputObject, UsageInput};
 use crate::export::{self, Manifest, Tables};
+use crate::formats;
 use crate::ingest::{self, IngestOptions};
 use crate::meter::{self, MeterOptions};
 use crate::model::BillingMonth;
 use crate::rate::{self, RateOptions};
+use crate::revision::lock::MonthLock;
+use crate::revision::{self, Fingerprint, MonthStatus};
 use crate::storage::Store;
 
 /// What a finished run reports.
@@ -31,6 +36,8 @@ pub struct RunReport {
     pub location: String,
     /// Totals per (seller, currency).
     pub seller_totals: Vec<(String, String, Decimal)>,
+    /// The final revision corrected and the number of correction lines.
+    pub corrections: Option<(u32, usize)>,
 }
 
 impl RunReport {
@@ -38,7 +45,13 @@ impl RunReport {
     pub fn summary(&self) -> String {
         let m = &self.manifest;
         let mut s = String::new();
-        let _ = writeln!(s, "capbill: billed {} as revision {}", m.billing_month, m.revision);
+        let _ = writeln!(s, "capbill: billed {} as revision {} ({})", m.billing_month, m.revision, m.status.as_str());
+        if let Some(reason) = &m.reason {
+            let _ = writeln!(s, "  reprocessed by {}: {reason}", m.requested_by);
+        }
+        if let Some((prev, n)) = self.corrections {
+            let _ = writeln!(s, "  corrections against final revision {prev}: {n} lines (corrections.csv)");
+        }
         let _ = writeln!(
             s,
             "  {} invoice lines on {} invoices, {} storage accounts metered, {} usage objects read",
@@ -67,10 +80,108 @@ impl RunReport {
     }
 }
 
-/// Bills `month` with `config` and publishes a new revision.
-pub async fn run(config: &Config, month: BillingMonth) -> Result<RunReport, Error> {
-    let started = chrono::Utc::now();
+/// What a billing invocation is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// A normal run: refuses to change a final month.
+    Run,
+    /// An explicit reprocess of a month, with the operator's reason.
+    Reprocess {
+        /// Why (goes into the manifest).
+        reason: String,
+    },
+}
 
+/// One month to bill.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The month.
+    pub month: BillingMonth,
+    /// Run or reprocess.
+    pub mode: Mode,
+    /// The clock: decides the month status and lock expiry.
+    pub now: DateTime<Utc>,
+    /// `user@host` of whoever asked.
+    pub requested_by: String,
+}
+
+/// What a billing invocation did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new revision was published.
+    Published(Box<RunReport>),
+    /// Inputs, configuration and status match the latest revision: nothing published.
+    Unchanged {
+        /// The month.
+        month: BillingMonth,
+        /// Its latest revision.
+        revision: u32,
+        /// Its status.
+        status: MonthStatus,
+    },
+}
+
+impl Outcome {
+    /// A short summary for people.
+    pub fn summary(&self) -> String {
+        match self {
+            Outcome::Published(r) => r.summary(),
+            Outcome::Unchanged { month, revision, status } => format!(
+                "capbill: {month} unchanged: inputs and configuration match revision {revision} ({}); nothing published\n",
+                status.as_str()
+            ),
+        }
+    }
+}
+
+/// Bills one month under its lock and publishes a new revision if anything changed.
+pub async fn bill_month(config: &Config, req: &Request) -> Result<Outcome, Error> {
+    let out = Store::open(&config.out, &config.s3).await?;
+    let command = match req.mode {
+        Mode::Run => "run",
+        Mode::Reprocess { .. } => "reprocess",
+    };
+    let lock = MonthLock::acquire(&out, req.month, command, req.now, config.lock_ttl).await?;
+    let result = bill_locked(config, req, &out).await;
+    let released = lock.release().await;
+    let outcome = result?;
+    released?;
+    Ok(outcome)
+}
+
+/// The nightly command: the previous month (until it is final), then the
+/// current month to date. Every month is attempted; the first error is returned.
+pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) -> (Vec<Outcome>, Option<Error>) {
+    let current = BillingMonth::containing(now.date_naive());
+    let previous = current.previous();
+    let mut outcomes = Vec::new();
+    let mut first_error = None;
+    let previous_final = match Store::open(&config.out, &config.s3).await {
+        Ok(out) => match export::read_latest(&out, previous).await {
+            Ok(latest) => latest.is_some_and(|l| l.status == MonthStatus::Final),
+            Err(e) => {
+                first_error = Some(e.into());
+                true
+            }
+        },
+        Err(e) => return (outcomes, Some(e.into())),
+    };
+    let months = if previous_final { vec![current] } else { vec![previous, current] };
+    for month in months {
+        let req = Request { month, mode: Mode::Run, now, requested_by: requested_by.to_owned() };
+        match bill_month(config, &req).await {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                tracing::error!(month = %month, error = %crate::error::chain(&e), "billing the month failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (outcomes, first_error)
+}
+
+async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outcome, Error> {
+    let month = req.month;
     let t = Instant::now();
     let dir_store = Store::open(&config.directory, &config.s3).await?;
     let directory = Directory::load(&dir_store).await?;
@@ -83,10 +194,36 @@ pub async fn run(config: &Config, month: BillingMonth) -> Result<RunReport, Erro
         "partner directory loaded"
     );
 
-    let t = Instant::now();
+    // Decide from the listing alone whether anything changed.
     let usage_store = Store::open(&config.usage, &config.s3).await?;
+    let plan = ingest::plan(&usage_store, month, config.s3.concurrency).await?;
+    let fingerprint = Fingerprint {
+        directory_hash: directory.hash.clone(),
+        usage: plan.objects.iter().map(|(o, _)| InputObject::from(o)).collect(),
+        config_hash: config.hash(),
+        rules_version: RULES_VERSION.to_owned(),
+    };
+    let history = revision::manifests(out, month).await?;
+    let latest = match export::read_latest(out, month).await? {
+        Some(l) => history.iter().find(|m| m.revision == l.revision),
+        None => None,
+    };
+    let mut status = MonthStatus::at(month, req.now, config.grace_days);
+    if let Some(l) = latest {
+        let changes = fingerprint.changes_since(&Fingerprint::of(l));
+        status = status.max(l.status);
+        if changes.is_empty() && l.status == status {
+            return Ok(Outcome::Unchanged { month, revision: l.revision, status });
+        }
+        if l.status == MonthStatus::Final && req.mode == Mode::Run {
+            return Err(Error::ReprocessRefused { month, revision: l.revision, changes });
+        }
+    }
+
+    let t = Instant::now();
     let usage = ingest::ingest(
         &usage_store,
+        plan,
         IngestOptions { month, skip_bad_records: config.rules.skip_bad_records, concurrency: config.s3.concurrency },
     )
     .await?;
@@ -132,7 +269,22 @@ pub async fn run(config: &Config, month: BillingMonth) -> Result<RunReport, Erro
     findings.extend(rated.findings);
     findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let tables = Tables::build(month, config.rules.unit, &rated.lines, &metered.account_usage, &findings)?;
-    let files = tables.encode()?;
+    let mut files = tables.encode()?;
+    let revision = history.last().map_or(1, |m| m.revision + 1);
+
+    // A final revision after an earlier final one carries corrections.
+    let previous_final = history.iter().rev().find(|m| m.status == MonthStatus::Final).map(|m| m.revision);
+    let mut corrections = None;
+    if let (MonthStatus::Final, Some(prev)) = (status, previous_final) {
+        let before = revision::read_lines(out, month, prev).await?;
+        let enc = |source| export::ExportError::Encode { table: "corrections", source };
+        let after = revision::lines_by_key(&tables.invoice_lines).map_err(enc)?;
+        let changes = revision::line_changes(&before, &after);
+        let mut df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
+        files.push(("corrections.parquet".to_owned(), df.height(), formats::write_parquet(&mut df).map_err(enc)?));
+        files.push(("corrections.csv".to_owned(), df.height(), formats::write_csv(&mut df).map_err(enc)?));
+        corrections = Some((prev, changes.len()));
+    }
 
     let mut by_kind = BTreeMap::new();
     for f in &findings {
@@ -140,16 +292,21 @@ pub async fn run(config: &Config, month: BillingMonth) -> Result<RunReport, Erro
     }
     let (seller_totals, totals) =
         totals(&tables.invoice_lines).map_err(|source| export::ExportError::Encode { table: "invoices", source })?;
-
-    let out_store = Store::open(&config.out, &config.s3).await?;
-    let revision = export::complete_revisions(&out_store, month).await?.last().map_or(1, |r| r + 1);
     let manifest = Manifest {
         billing_month: month.to_string(),
         revision,
-        generated_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        status,
+        generated_at: req.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        requested_by: req.requested_by.clone(),
+        reason: match &req.mode {
+            Mode::Run => None,
+            Mode::Reprocess { reason } => Some(reason.clone()),
+        },
+        previous_revision: latest.map(|l| l.revision),
+        corrects_revision: corrections.map(|(prev, _)| prev),
         capbill_version: env!("CARGO_PKG_VERSION").to_owned(),
         rules_version: RULES_VERSION.to_owned(),
-        config_hash: config.hash(),
+        config_hash: fingerprint.config_hash.clone(),
         settings: serde_json::to_value(config.rules).expect("settings serialise"),
         directory: DirectoryInput {
             location: config.directory.to_string(),
@@ -158,7 +315,7 @@ pub async fn run(config: &Config, month: BillingMonth) -> Result<RunReport, Erro
         },
         usage: UsageInput {
             location: config.usage.to_string(),
-            objects: usage.objects.iter().map(InputObject::from).collect(),
+            objects: fingerprint.usage,
             pruned_objects: usage.pruned,
             records_outside_month: usage.outside_month,
         },
@@ -171,9 +328,14 @@ pub async fn run(config: &Config, month: BillingMonth) -> Result<RunReport, Erro
             findings: by_kind,
         },
     };
-    let manifest = export::publish(&out_store, month, revision, files, manifest).await?;
+    let manifest = export::publish(out, month, revision, files, manifest).await?;
     tracing::info!(stage = "export", elapsed_ms = t.elapsed().as_millis() as u64, revision, "outputs published");
-    Ok(RunReport { location: out_store.describe(&export::revision_prefix(month, revision)), manifest, seller_totals })
+    Ok(Outcome::Published(Box::new(RunReport {
+        location: out.describe(&export::revision_prefix(month, revision)),
+        manifest,
+        seller_totals,
+        corrections,
+    })))
 }
 
 /// Totals per (seller, currency) and per currency, summed in polars.

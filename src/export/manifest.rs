@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::revision::MonthStatus;
 use crate::storage::ObjectMeta;
 
 /// One input object.
@@ -95,8 +96,18 @@ pub struct Manifest {
     pub billing_month: String,
     /// Revision number, from 1.
     pub revision: u32,
+    /// `provisional` or `final`.
+    pub status: MonthStatus,
     /// When the run started (RFC 3339, UTC).
     pub generated_at: String,
+    /// Who or what asked for it (`user@host`).
+    pub requested_by: String,
+    /// The operator's reason, for a reprocess.
+    pub reason: Option<String>,
+    /// The latest complete revision before this one.
+    pub previous_revision: Option<u32>,
+    /// The final revision this one corrects (its `corrections` files), if any.
+    pub corrects_revision: Option<u32>,
     /// capbill version.
     pub capbill_version: String,
     /// Version of the billing rules.
@@ -124,6 +135,8 @@ pub struct Latest {
     pub billing_month: String,
     /// Revision number.
     pub revision: u32,
+    /// `provisional` or `final`.
+    pub status: MonthStatus,
     /// Manifest key relative to the month folder.
     pub manifest: String,
     /// When the revision was generated.
@@ -138,6 +151,7 @@ impl Latest {
         Latest {
             billing_month: m.billing_month.clone(),
             revision: m.revision,
+            status: m.status,
             manifest: format!("revision={}/manifest.json", m.revision),
             generated_at: m.generated_at.clone(),
             totals: m.totals.clone(),

@@ -260,9 +260,11 @@ pub async fn publish(
         store.put(&format!("{prefix}/{name}"), Bytes::from(data)).await?;
         tracing::debug!(file = %name, rows, size, "wrote output");
         manifest.outputs.push(OutputFile { file: name, rows, bytes: size, sha256 });
+        crate::failpoint::reached(&format!("export:{}", manifest.outputs.len()));
     }
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     store.put(&format!("{prefix}/manifest.json"), Bytes::from(body)).await?;
+    crate::failpoint::reached("before-latest");
     let latest = Latest::of(&manifest);
     let body = serde_json::to_vec_pretty(&latest).expect("latest serialises");
     store.put(&latest_key(month), Bytes::from(body)).await?;

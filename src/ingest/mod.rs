@@ -99,17 +99,28 @@ pub struct IngestOptions {
     pub concurrency: usize,
 }
 
-/// Reads every usage object of `month` under `store`.
+/// What a month's ingestion will read, decided from the listing alone.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Objects to read, in key order, with their format. Every one has an ETag.
+    pub objects: Vec<(ObjectMeta, Format)>,
+    /// Objects under the location that are not a usage format.
+    pub findings: Vec<Finding>,
+    /// Objects not read because their key names another month.
+    pub pruned: usize,
+}
+
+/// Lists the usage location and decides which objects a month reads.
 ///
-/// Objects are fetched `concurrency` at a time and parsed in key order as
-/// they arrive, straight from memory (no temporary files).
-pub async fn ingest(store: &Store, opts: IngestOptions) -> Result<Usage, IngestError> {
+/// Servers that list without ETags get one HEAD request per object, so that
+/// the plan (and the manifest) always identify the exact object versions.
+pub async fn plan(store: &Store, month: BillingMonth, concurrency: usize) -> Result<Plan, IngestError> {
     let listing = store.list("").await?;
     let mut findings = Vec::new();
     let mut pruned = 0;
     let mut wanted = Vec::new();
     for meta in listing {
-        if !key_may_hold(&meta.key, opts.month) {
+        if !key_may_hold(&meta.key, month) {
             pruned += 1;
         } else if let Some(format) = Format::of_key(&meta.key) {
             wanted.push((meta, format));
@@ -121,9 +132,29 @@ pub async fn ingest(store: &Store, opts: IngestOptions) -> Result<Usage, IngestE
             ));
         }
     }
+    let objects = futures::stream::iter(wanted.into_iter().map(|(mut meta, format)| async move {
+        if meta.etag.is_empty() {
+            meta.etag = store.etag(&meta.key).await?;
+        }
+        Ok::<_, IngestError>((meta, format))
+    }))
+    .buffered(concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
+    Ok(Plan { objects, findings, pruned })
+}
+
+/// Reads every object of the plan.
+///
+/// Objects are fetched `concurrency` at a time and parsed in key order as
+/// they arrive, straight from memory (no temporary files).
+pub async fn ingest(store: &Store, plan: Plan, opts: IngestOptions) -> Result<Usage, IngestError> {
+    let Plan { objects: wanted, mut findings, pruned } = plan;
     let progress = progress_bar(wanted.len() as u64, "reading usage");
-    let mut fetches = futures::stream::iter(wanted.into_iter().map(|(mut meta, format)| async move {
-        let data = store.fetch(&mut meta).await;
+    let mut fetches = futures::stream::iter(wanted.into_iter().map(|(meta, format)| async move {
+        let data = store.get(&meta.key).await;
         (meta, format, data)
     }))
     .buffered(opts.concurrency.max(1));
@@ -151,6 +182,7 @@ pub async fn ingest(store: &Store, opts: IngestOptions) -> Result<Usage, IngestE
         let frame = sink.finish(seq)?;
         tracing::debug!(object = %meta.key, records = frame.height(), "read usage object");
         progress.inc(1);
+        crate::failpoint::reached("ingest");
         frames.push(frame);
         objects.push(meta);
     }

@@ -72,6 +72,17 @@ impl LocalStore {
         ObjectMeta { key, size: meta.len(), etag: format!("{:x}-{:x}", meta.len(), mtime) }
     }
 
+    pub(super) fn etag(&self, key: &str) -> Result<String, StorageError> {
+        let path = self.path(key);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(self.meta(key.to_owned(), &m).etag),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StorageError::NotFound { location: path.display().to_string() })
+            }
+            Err(e) => Err(io("inspect", &path, e)),
+        }
+    }
+
     pub(super) fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let path = self.path(key);
         match std::fs::read(&path) {
@@ -119,12 +130,22 @@ impl LocalStore {
         Ok(true)
     }
 
+    /// Deletes a file and the folders it leaves empty (below the root), as
+    /// object stores have no empty folders either.
     pub(super) fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("delete", &path, e)),
-            _ => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("delete", &path, e)),
+            _ => {}
         }
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || !d.starts_with(&self.root) || std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 }
 

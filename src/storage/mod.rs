@@ -143,18 +143,11 @@ impl Store {
         }
     }
 
-    /// Reads a listed object; fills in its ETag from the read when the listing
-    /// had none (some S3-compatible servers list without ETags).
-    pub async fn fetch(&self, meta: &mut ObjectMeta) -> Result<Bytes, StorageError> {
+    /// The entity tag of one object (a HEAD request on S3).
+    pub async fn etag(&self, key: &str) -> Result<String, StorageError> {
         match self {
-            Store::Local(s) => s.get(&meta.key),
-            Store::S3(s) => {
-                let (data, etag) = s.get_tagged(&meta.key).await?;
-                if meta.etag.is_empty() {
-                    meta.etag = etag.unwrap_or_default();
-                }
-                Ok(data)
-            }
+            Store::Local(s) => s.etag(key),
+            Store::S3(s) => s.etag(key).await,
         }
     }
 

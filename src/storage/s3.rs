@@ -220,11 +220,6 @@ impl S3Store {
     }
 
     pub(super) async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        Ok(self.get_tagged(key).await?.0)
-    }
-
-    /// The object's content and its ETag.
-    pub(super) async fn get_tagged(&self, key: &str) -> Result<(Bytes, Option<String>), StorageError> {
         let resp = self
             .client
             .get_object()
@@ -233,14 +228,25 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error("read", &self.url(key), e))?;
-        let etag = resp.e_tag().map(|e| e.trim_matches('"').to_owned());
         let body = resp.body.collect().await.map_err(|e| StorageError::S3 {
             action: "read",
             location: self.url(key),
             hint: "the download was interrupted; running again is safe".to_owned(),
             source: Box::new(e),
         })?;
-        Ok((body.into_bytes(), etag))
+        Ok(body.into_bytes())
+    }
+
+    pub(super) async fn etag(&self, key: &str) -> Result<String, StorageError> {
+        let resp = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("inspect", &self.url(key), e))?;
+        Ok(resp.e_tag().unwrap_or_default().trim_matches('"').to_owned())
     }
 
     pub(super) async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {

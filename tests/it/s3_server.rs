@@ -107,6 +107,8 @@ impl S3Server {
             ("CAPBILL_S3_MAX_ATTEMPTS", "4".to_owned()),
             ("CAPBILL_S3_CONNECT_TIMEOUT_SECS", "2".to_owned()),
             ("CAPBILL_S3_OPERATION_TIMEOUT_SECS", "20".to_owned()),
+            // During October's grace period: the month is still provisional.
+            ("CAPBILL_NOW", "2026-11-02T02:30:00Z".to_owned()),
         ]
     }
 

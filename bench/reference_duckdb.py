@@ -1,0 +1,92 @@
+"""Runs bench/reference_duckdb.sql over a workload and prints its totals.
+
+Usage: python bench/reference_duckdb.py --workload DIR --format hourly-parquet|daily-json|daily-csv
+                                        [--accounts-out FILE.parquet] [--threads N]
+
+DIR holds directory/ and usage/ as scripts/gen-workload writes them. Prints
+one JSON object: total_byte_days (every account, known or not),
+known_byte_days (accounts the directory knows), observed_byte_days (only
+days with snapshots, i.e. without gap fill), accounts, unknown_accounts,
+filled_days, seconds. --accounts-out writes the per-account byte-days
+(DECIMAL(38,0)) for the per-account comparison of scripts/bench.
+"""
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+MONTH_START = dt.date(2026, 10, 1)
+MONTH_END = dt.date(2026, 11, 1)
+US_PER_DAY = 86_400_000_000
+SQL = Path(__file__).with_name("reference_duckdb.sql")
+
+
+def sections(text: str) -> dict:
+    """`-- @section NAME [FORMAT]` blocks of the SQL file."""
+    out, key = {}, None
+    for line in text.splitlines():
+        m = re.match(r"--\s*@section\s+(.+?)\s*$", line)
+        if m:
+            key = m.group(1)
+            out[key] = []
+        elif key is not None:
+            out[key].append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def sql_path(p: Path) -> str:
+    return str(p.resolve()).replace("'", "''")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", required=True, type=Path)
+    ap.add_argument("--format", required=True, choices=["hourly-parquet", "daily-json", "daily-csv"])
+    ap.add_argument("--accounts-out", type=Path)
+    ap.add_argument("--threads", type=int)
+    args = ap.parse_args()
+
+    t0 = time.monotonic()
+    epoch = dt.date(1970, 1, 1)
+    first_day, end_day = (MONTH_START - epoch).days, (MONTH_END - epoch).days
+    subst = {
+        "usage": sql_path(args.workload / "usage"),
+        "directory": sql_path(args.workload / "directory"),
+        "first_day": str(first_day),
+        "end_day": str(end_day),
+        "start_us": str(first_day * US_PER_DAY),
+        "end_us": str(end_day * US_PER_DAY),
+    }
+    sec = sections(SQL.read_text())
+
+    def render(name: str) -> str:
+        return re.sub(r"\{(\w+)\}", lambda m: subst[m.group(1)], sec[name])
+
+    con = duckdb.connect()
+    if args.threads:
+        con.execute(f"SET threads = {args.threads}")
+    con.execute("SET preserve_insertion_order = false")
+    for name in (f"records {args.format}", "accounts", "meter"):
+        con.execute(render(name))
+    row = con.execute(render("totals")).fetchone()
+    cols = ["total_byte_days", "known_byte_days", "observed_byte_days", "accounts", "unknown_accounts",
+            "filled_days"]
+    result = {"tool": "duckdb", "duckdb": duckdb.__version__, **{c: int(v) for c, v in zip(cols, row)}}
+    if args.accounts_out:
+        con.execute(
+            "COPY (SELECT storage_account_id, known, byte_days::DECIMAL(38,0) AS byte_days, "
+            "observed_days, filled_days FROM account_usage ORDER BY storage_account_id) "
+            f"TO '{sql_path(args.accounts_out)}' (FORMAT parquet)")
+    result["seconds"] = round(time.monotonic() - t0, 2)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+//! Read-only views of published revisions for operators: `status` and `diff`.
+//!
+//! Renders text tables for a terminal and CSV for spreadsheets; reads
+//! manifests and invoice lines through [`crate::revision`], writes nothing.
+
+use std::fmt::Write as _;
+
+use polars::prelude::*;
+use rust_decimal::Decimal;
+
+use crate::cli::{DiffFormat, DiffLevel};
+use crate::config::{Config, ConfigError};
+use crate::error::Error;
+use crate::export::{self, ExportError, decimal_column};
+use crate::formats;
+use crate::model::BillingMonth;
+use crate::money::AMOUNT_SCALE;
+use crate::revision::{self, InvoiceTotals, LineChange};
+use crate::storage::Store;
+
+/// The revisions of one month (or of every month with outputs).
+pub async fn status(config: &Config, month: Option<BillingMonth>) -> Result<String, Error> {
+    let out = Store::open(&config.out, &config.s3).await?;
+    let months = match month {
+        Some(m) => vec![m],
+        None => revision::months(&out).await?,
+    };
+    let mut s = String::new();
+    if months.is_empty() {
+        let _ = writeln!(s, "no billing month has outputs under {}", config.out);
+    }
+    for m in months {
+        let manifests = revision::manifests(&out, m).await?;
+        let latest = export::read_latest(&out, m).await?;
+        match &latest {
+            Some(l) => {
+                let _ = writeln!(s, "{m}: latest revision {} ({})", l.revision, l.status.as_str());
+            }
+            None => {
+                let _ = writeln!(s, "{m}: no complete revision");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  {:>3}  {:<11}  {:<20}  {:>16}  {:<24}  reason",
+            "rev", "status", "generated_at", "total", "requested_by"
+        );
+        for man in manifests {
+            let total = man.totals.iter().map(|t| format!("{} {}", t.total, t.currency)).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                s,
+                "  {:>3}  {:<11}  {:<20}  {:>16}  {:<24}  {}",
+                man.revision,
+                man.status.as_str(),
+                man.generated_at,
+                total,
+                man.requested_by,
+                man.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(s)
+}
+
+fn invalid(reason: String) -> Error {
+    Error::Config(ConfigError::Invalid { setting: "revision", reason })
+}
+
+/// Differences between two revisions of a month.
+pub async fn diff(
+    config: &Config,
+    month: BillingMonth,
+    from: Option<u32>,
+    to: Option<u32>,
+    format: DiffFormat,
+    level: DiffLevel,
+) -> Result<String, Error> {
+    let out = Store::open(&config.out, &config.s3).await?;
+    let revisions = export::complete_revisions(&out, month).await?;
+    let Some(&last) = revisions.last() else {
+        return Err(invalid(format!("billing month {month} has no complete revision under {}", config.out)));
+    };
+    let to = to.unwrap_or(last);
+    let from = match from {
+        Some(f) => f,
+        None => *revisions
+            .iter()
+            .rev()
+            .find(|&&r| r < to)
+            .ok_or_else(|| invalid(format!("revision {to} of {month} has no earlier revision to compare with")))?,
+    };
+    for r in [from, to] {
+        if !revisions.contains(&r) {
+            return Err(invalid(format!("billing month {month} has no complete revision {r} (it has {revisions:?})")));
+        }
+    }
+    let before = revision::read_lines(&out, month, from).await?;
+    let after = revision::read_lines(&out, month, to).await?;
+    let lines = revision::line_changes(&before, &after);
+    let invoices = revision::invoice_changes(&before, &after);
+    let enc = |source| Error::Export(ExportError::Encode { table: "diff", source });
+    match (format, level) {
+        (DiffFormat::Csv, DiffLevel::Lines) => {
+            let mut df = revision::corrections_frame(month, to, from, &lines).map_err(enc)?;
+            Ok(String::from_utf8(formats::write_csv(&mut df).map_err(enc)?).expect("CSV is UTF-8"))
+        }
+        (DiffFormat::Csv, DiffLevel::Invoices) => {
+            let mut df = invoices_frame(&invoices).map_err(enc)?;
+            Ok(String::from_utf8(formats::write_csv(&mut df).map_err(enc)?).expect("CSV is UTF-8"))
+        }
+        (DiffFormat::Text, _) => Ok(text(month, from, to, &invoices, &lines)),
+    }
+}
+
+fn invoices_frame(invoices: &InvoiceTotals) -> PolarsResult<DataFrame> {
+    let keys: Vec<_> = invoices.keys().collect();
+    let vals: Vec<_> = invoices.values().collect();
+    DataFrame::new(
+        keys.len(),
+        vec![
+            Column::new("seller_id".into(), keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>()),
+            Column::new("buyer_id".into(), keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>()),
+            Column::new("currency".into(), keys.iter().map(|k| k.2.as_str()).collect::<Vec<_>>()),
+            decimal_column("total_before", vals.iter().map(|v| Some(v.0)), AMOUNT_SCALE)?,
+            decimal_column("total_after", vals.iter().map(|v| Some(v.1)), AMOUNT_SCALE)?,
+            decimal_column("total_delta", vals.iter().map(|v| Some(v.1 - v.0)), AMOUNT_SCALE)?,
+        ],
+    )
+}
+
+fn signed(d: Decimal) -> String {
+    if d.is_sign_positive() && !d.is_zero() { format!("+{d}") } else { d.to_string() }
+}
+
+fn text(month: BillingMonth, from: u32, to: u32, invoices: &InvoiceTotals, lines: &[LineChange]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{month}: revision {from} → revision {to}");
+    if lines.is_empty() {
+        let _ = writeln!(s, "  no differences");
+        return s;
+    }
+    let _ = writeln!(s, "\ninvoices ({} changed)", invoices.len());
+    let _ = writeln!(
+        s,
+        "  {:<16} {:<16} {:<4} {:>14} {:>14} {:>14}",
+        "seller", "buyer", "cur", "before", "after", "change"
+    );
+    for ((seller, buyer, cur), (b, a)) in invoices {
+        let _ = writeln!(s, "  {seller:<16} {buyer:<16} {cur:<4} {b:>14} {a:>14} {:>14}", signed(*a - *b));
+    }
+    let _ = writeln!(s, "\nlines ({} changed)", lines.len());
+    let _ = writeln!(
+        s,
+        "  {:<12} {:<12} {:<12} {:<14} {:<9} {:>14} {:>14} {:>12} {:>12}",
+        "seller", "buyer", "customer", "contract", "charge", "qty before", "qty after", "amount", "change"
+    );
+    for c in lines {
+        let (seller, buyer, customer, contract, charge) = &c.key;
+        let _ = writeln!(
+            s,
+            "  {seller:<12} {buyer:<12} {customer:<12} {contract:<14} {charge:<9} {:>14} {:>14} {:>12} {:>12}",
+            c.quantity_before,
+            c.quantity_after,
+            c.amount_after,
+            signed(c.amount_delta())
+        );
+    }
+    s
+}
