@@ -119,6 +119,16 @@ pub enum Outcome {
         /// Its status.
         status: MonthStatus,
     },
+    /// A complete revision of an interrupted run matched the inputs:
+    /// `latest.json` now names it.
+    Adopted {
+        /// The month.
+        month: BillingMonth,
+        /// The revision now latest.
+        revision: u32,
+        /// Its status.
+        status: MonthStatus,
+    },
 }
 
 impl Outcome {
@@ -128,6 +138,10 @@ impl Outcome {
             Outcome::Published(r) => r.summary(),
             Outcome::Unchanged { month, revision, status } => format!(
                 "capbill: {month} unchanged: inputs and configuration match revision {revision} ({}); nothing published\n",
+                status.as_str()
+            ),
+            Outcome::Adopted { month, revision, status } => format!(
+                "capbill: {month}: completed the publication of revision {revision} ({}), interrupted before latest.json\n",
                 status.as_str()
             ),
         }
@@ -209,6 +223,16 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         None => None,
     };
     let mut status = MonthStatus::at(month, req.now, config.grace_days);
+    // A run killed between its manifest and latest.json left a complete,
+    // unpublished revision: if it is exactly what this run would bill, publish it.
+    if let Some(newest) = history.last()
+        && latest.is_none_or(|l| l.revision < newest.revision)
+        && fingerprint.changes_since(&Fingerprint::of(newest)).is_empty()
+        && newest.status == latest.map_or(status, |l| status.max(l.status))
+    {
+        export::write_latest(out, month, newest).await?;
+        return Ok(Outcome::Adopted { month, revision: newest.revision, status: newest.status });
+    }
     if let Some(l) = latest {
         let changes = fingerprint.changes_since(&Fingerprint::of(l));
         status = status.max(l.status);

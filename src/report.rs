@@ -45,11 +45,13 @@ pub async fn status(config: &Config, month: Option<BillingMonth>) -> Result<Stri
             "  {:>3}  {:<11}  {:<20}  {:>16}  {:<24}  reason",
             "rev", "status", "generated_at", "total", "requested_by"
         );
+        let latest_rev = latest.as_ref().map_or(0, |l| l.revision);
         for man in manifests {
+            let unpublished = if man.revision > latest_rev { " (unpublished)" } else { "" };
             let total = man.totals.iter().map(|t| format!("{} {}", t.total, t.currency)).collect::<Vec<_>>().join(", ");
             let _ = writeln!(
                 s,
-                "  {:>3}  {:<11}  {:<20}  {:>16}  {:<24}  {}",
+                "  {:>3}  {:<11}  {:<20}  {:>16}  {:<24}  {}{unpublished}",
                 man.revision,
                 man.status.as_str(),
                 man.generated_at,

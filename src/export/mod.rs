@@ -265,8 +265,13 @@ pub async fn publish(
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     store.put(&format!("{prefix}/manifest.json"), Bytes::from(body)).await?;
     crate::failpoint::reached("before-latest");
-    let latest = Latest::of(&manifest);
-    let body = serde_json::to_vec_pretty(&latest).expect("latest serialises");
-    store.put(&latest_key(month), Bytes::from(body)).await?;
+    write_latest(store, month, &manifest).await?;
     Ok(manifest)
+}
+
+/// Points `latest.json` at a published manifest.
+pub async fn write_latest(store: &Store, month: BillingMonth, manifest: &Manifest) -> Result<(), ExportError> {
+    let body = serde_json::to_vec_pretty(&Latest::of(manifest)).expect("latest serialises");
+    store.put(&latest_key(month), Bytes::from(body)).await?;
+    Ok(())
 }

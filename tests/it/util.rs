@@ -24,10 +24,15 @@ pub fn capbill(args: &[&str]) -> Output {
 /// Runs `capbill` with `args` and extra environment variables. AWS settings
 /// of the machine running the tests are removed so they cannot interfere.
 pub fn capbill_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    command(args, env).output().expect("capbill starts")
+}
+
+/// The `capbill` command with `args` and `env`, not started yet.
+pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_capbill"));
     cmd.args(args).current_dir(root()).env("CAPBILL_LOG", "warn");
     for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") || k.starts_with("CAPBILL_S3_") {
+        if k.starts_with("AWS_") || k.starts_with("CAPBILL_") {
             cmd.env_remove(k);
         }
     }
@@ -35,7 +40,7 @@ pub fn capbill_env(args: &[&str], env: &[(&str, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("capbill starts")
+    cmd
 }
 
 /// Runs the example month with the given directory, usage and output folders.

@@ -1,0 +1,422 @@
+//! Reprocessing a month: revisions, status, no-op runs, corrections, diff,
+//! status, the nightly command, locks and crash safety.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+
+use crate::s3_server::S3Server;
+use crate::util::*;
+
+/// During October's grace period (provisional) and after it (final).
+const GRACE: &str = "2026-11-02T02:30:00Z";
+const AFTER: &str = "2026-11-05T02:30:00Z";
+
+/// A writable example and an output folder.
+struct Month {
+    inputs: tempfile::TempDir,
+    out: tempfile::TempDir,
+}
+
+impl Month {
+    fn new() -> Month {
+        Month { inputs: example_copy(), out: tempfile::tempdir().unwrap() }
+    }
+
+    fn args<'a>(&'a self, cmd: &'a str, extra: &[&'a str]) -> Vec<String> {
+        let mut v: Vec<String> = vec![cmd.to_owned()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        for (flag, path) in [
+            ("--directory", self.inputs.path().join("directory")),
+            ("--usage", self.inputs.path().join("usage")),
+            ("--out", self.out.path().to_path_buf()),
+        ] {
+            v.push(flag.to_owned());
+            v.push(path.to_str().unwrap().to_owned());
+        }
+        v
+    }
+
+    fn cmd(&self, now: &str, cmd: &str, extra: &[&str]) -> Output {
+        let args = self.args(cmd, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        capbill_env(&args, &[("CAPBILL_NOW", now.to_owned())])
+    }
+
+    fn run(&self, now: &str) -> Output {
+        self.cmd(now, "run", &["--month", "2026-10"])
+    }
+
+    fn month_dir(&self) -> PathBuf {
+        self.out.path().join("billing_month=2026-10")
+    }
+
+    fn revision(&self, n: u32) -> PathBuf {
+        self.month_dir().join(format!("revision={n}"))
+    }
+
+    fn latest(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.month_dir().join("latest.json")).unwrap()).unwrap()
+    }
+
+    fn manifest(&self, n: u32) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.revision(n).join("manifest.json")).unwrap()).unwrap()
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.inputs.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} does not contain {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+type Key = (String, String, String, String, String);
+
+/// `(seller, buyer, customer, contract, charge)` → (quantity, amount) of a revision's lines.
+fn lines(rev: &Path) -> BTreeMap<Key, (f64, i64)> {
+    project(
+        &rev.join("invoice_lines.csv"),
+        &s(&["seller_id", "buyer_id", "customer_id", "contract_id", "charge", "quantity", "amount"]),
+    )
+    .into_iter()
+    .map(|r| ((r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()), (micro(&r[5]), cents(&r[6]))))
+    .collect()
+}
+
+/// Parses a decimal with 6 places as micro-units (exact, for comparisons).
+fn micro(s: &str) -> f64 {
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
+    let neg = i.starts_with('-');
+    let v = i.trim_start_matches('-').parse::<i64>().unwrap() * 1_000_000 + format!("{f:0<6}").parse::<i64>().unwrap();
+    (if neg { -v } else { v }) as f64
+}
+
+/// Parses an amount with 2 places as cents.
+fn cents(s: &str) -> i64 {
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
+    let neg = i.starts_with('-');
+    let v = i.trim_start_matches('-').parse::<i64>().unwrap() * 100 + format!("{f:0<2}").parse::<i64>().unwrap();
+    if neg { -v } else { v }
+}
+
+/// Checks that the corrections of revision `new` equal new minus old line by
+/// line and sum to the change of each invoice total.
+fn assert_corrections(m: &Month, old: u32, new: u32) -> usize {
+    let (before, after) = (lines(&m.revision(old)), lines(&m.revision(new)));
+    let mut expected = BTreeMap::new();
+    for k in before.keys().chain(after.keys()) {
+        let (qb, ab) = before.get(k).copied().unwrap_or((0.0, 0));
+        let (qa, aa) = after.get(k).copied().unwrap_or((0.0, 0));
+        if (qb, ab) != (qa, aa) {
+            expected.insert(k.clone(), (qa - qb, aa - ab));
+        }
+    }
+    let got: BTreeMap<Key, (f64, i64)> = project(
+        &m.revision(new).join("corrections.csv"),
+        &s(&[
+            "seller_id",
+            "buyer_id",
+            "customer_id",
+            "contract_id",
+            "charge",
+            "quantity",
+            "amount",
+            "corrects_revision",
+        ]),
+    )
+    .into_iter()
+    .map(|r| {
+        assert_eq!(r[7], old.to_string());
+        ((r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()), (micro(&r[5]), cents(&r[6])))
+    })
+    .collect();
+    assert_eq!(got, expected, "corrections are not new minus old");
+
+    let totals = |rev: &Path| -> BTreeMap<(String, String), i64> {
+        project(&rev.join("invoices.csv"), &s(&["seller_id", "buyer_id", "total"]))
+            .into_iter()
+            .map(|r| ((r[0].clone(), r[1].clone()), cents(&r[2])))
+            .collect()
+    };
+    let (tb, ta) = (totals(&m.revision(old)), totals(&m.revision(new)));
+    let mut per_invoice: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (k, (_, a)) in &got {
+        *per_invoice.entry((k.0.clone(), k.1.clone())).or_default() += a;
+    }
+    for (inv, delta) in &per_invoice {
+        let change = ta.get(inv).copied().unwrap_or(0) - tb.get(inv).copied().unwrap_or(0);
+        assert_eq!(*delta, change, "corrections of invoice {inv:?} do not sum to its change");
+    }
+    got.len()
+}
+
+#[test]
+fn a_rerun_on_unchanged_inputs_publishes_nothing() {
+    let m = Month::new();
+    ok(&m.run(GRACE));
+    let out = ok(&m.run(GRACE));
+    assert!(out.contains("unchanged") && out.contains("nothing published"), "{out}");
+    assert!(!m.revision(2).exists());
+    assert_eq!(m.latest()["revision"], 1);
+    assert_eq!(m.latest()["status"], "provisional");
+}
+
+#[test]
+fn a_provisional_month_becomes_final_after_its_grace_period() {
+    let m = Month::new();
+    ok(&m.run(GRACE));
+    assert_eq!(m.manifest(1)["status"], "provisional");
+    // Provisional revisions follow each other freely.
+    m.edit("usage/daily/2026-10/sa-x1.csv", "2026-10-05,sa-x1,400004000000", "2026-10-05,sa-x1,500004000000");
+    ok(&m.run(GRACE));
+    assert_eq!(m.manifest(2)["status"], "provisional");
+    // The grace period has passed: the same inputs are published once more, as final.
+    ok(&m.run(AFTER));
+    assert_eq!(m.latest()["revision"], 3);
+    assert_eq!(m.latest()["status"], "final");
+    assert!(!m.revision(3).join("corrections.csv").exists(), "the first final revision corrects nothing");
+    assert_eq!(
+        std::fs::read(m.revision(2).join("invoice_lines.csv")).unwrap(),
+        std::fs::read(m.revision(3).join("invoice_lines.csv")).unwrap()
+    );
+    assert!(ok(&m.run(AFTER)).contains("unchanged"));
+}
+
+#[test]
+fn a_changed_final_month_is_refused_until_reprocessed_with_a_reason() {
+    let m = Month::new();
+    ok(&m.run(AFTER));
+    let latest_before = std::fs::read(m.month_dir().join("latest.json")).unwrap();
+    // A corrected usage export for sa-x1.
+    m.edit("usage/daily/2026-10/sa-x1.csv", "2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000");
+    let o = m.run(AFTER);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("capbill reprocess --month 2026-10"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("usage objects changed (0 added, 1 changed, 0 removed)"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(m.month_dir().join("latest.json")).unwrap(), latest_before);
+    assert!(!m.revision(2).exists());
+
+    let out = ok(&m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "late export from region 2"]));
+    assert!(out.contains("revision 2 (final)"), "{out}");
+    let man = m.manifest(2);
+    assert_eq!(man["reason"], "late export from region 2");
+    assert_eq!(man["previous_revision"], 1);
+    assert_eq!(man["corrects_revision"], 1);
+    assert!(man["requested_by"].as_str().unwrap().contains('@'));
+    let n = assert_corrections(&m, 1, 2);
+    assert!(n >= 1, "the corrected export changes at least one line");
+}
+
+#[test]
+fn a_changed_price_is_corrected_line_by_line() {
+    let m = Month::new();
+    ok(&m.run(AFTER));
+    m.edit(
+        "directory/contracts.csv",
+        "K-MSPB-W,msp-b,cust-w,pay_per_use,,10.50",
+        "K-MSPB-W,msp-b,cust-w,pay_per_use,,10.25",
+    );
+    assert_eq!(m.run(AFTER).status.code(), Some(5));
+    ok(&m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "price agreed in October"]));
+    assert_eq!(assert_corrections(&m, 1, 2), 1);
+    let c = project(&m.revision(2).join("corrections.csv"), &s(&["contract_id", "quantity", "amount"]));
+    assert_eq!(c, [s(&["K-MSPB-W", "0.000000", "-30.01"])]);
+}
+
+#[test]
+fn an_account_moved_to_another_customer_moves_its_lines() {
+    let m = Month::new();
+    ok(&m.run(AFTER));
+    m.edit("directory/storage_accounts.csv", "sa-x1,Xylo Logistics,cust-x,,", "sa-x1,Xylo Logistics,cust-y,,");
+    ok(&m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "sa-x1 belongs to Yarrow"]));
+    let n = assert_corrections(&m, 1, 2);
+    let c = project(&m.revision(2).join("corrections.csv"), &s(&["customer_id", "contract_id", "charge", "amount"]));
+    // cust-x's lines disappear with negated values.
+    assert!(c.contains(&s(&["cust-x", "K-DP1-X", "usage", "-3.96"])), "{c:?}");
+    assert!(c.contains(&s(&["cust-x", "K-DP1-X", "minimum", "-5.94"])), "{c:?}");
+    assert!(n >= 3, "{c:?}");
+
+    // diff shows the same, per invoice and per line, as text and as CSV.
+    let text = ok(&m.cmd(AFTER, "diff", &["--month", "2026-10"]));
+    assert!(text.contains("revision 1 → revision 2"), "{text}");
+    assert!(text.contains("dp-1") && text.contains("cust-x") && text.contains("-9.90"), "{text}");
+    let csv = ok(&m.cmd(AFTER, "diff", &["--month", "2026-10", "--from", "1", "--to", "2", "--format", "csv"]));
+    assert_eq!(csv.as_bytes(), std::fs::read(m.revision(2).join("corrections.csv")).unwrap());
+    let inv = ok(&m.cmd(AFTER, "diff", &["--month", "2026-10", "--format", "csv", "--level", "invoices"]));
+    assert!(inv.starts_with("seller_id,buyer_id,currency,total_before,total_after,total_delta\n"), "{inv}");
+    assert!(inv.contains("dp-1,cust-x,EUR,9.90,0.00,-9.90"), "{inv}");
+
+    let status = ok(&m.cmd(AFTER, "status", &["--month", "2026-10"]));
+    assert!(status.contains("latest revision 2 (final)"), "{status}");
+    assert!(status.contains("sa-x1 belongs to Yarrow"), "{status}");
+}
+
+#[test]
+fn the_nightly_command_finalises_the_previous_month_and_bills_the_current_one() {
+    let m = Month::new();
+    let nightly = |now: &str| ok(&m.cmd(now, "run", &[]));
+    let out = nightly(GRACE);
+    assert!(out.contains("billed 2026-10 as revision 1 (provisional)"), "{out}");
+    assert!(out.contains("billed 2026-11 as revision 1 (provisional)"), "{out}");
+    let out = nightly(AFTER);
+    assert!(out.contains("billed 2026-10 as revision 2 (final)"), "{out}");
+    assert!(out.contains("2026-11 unchanged"), "{out}");
+    // Once final, the previous month is left alone, even when its inputs change.
+    m.edit("usage/daily/2026-10/sa-x1.csv", "2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000");
+    let out = nightly("2026-11-06T02:30:00Z");
+    assert!(!out.contains("2026-10"), "{out}");
+    assert_eq!(m.latest()["revision"], 2);
+}
+
+fn spawn_at_failpoint(args: &[String], env: &[(&str, String)], failpoint: &str) -> Child {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut env = env.to_vec();
+    env.push(("CAPBILL_FAILPOINT", failpoint.to_owned()));
+    let mut child = command(&args, &env).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains(&format!("failpoint {failpoint} reached")) {
+            return child;
+        }
+        seen.push(line);
+    }
+    let status = child.wait().unwrap();
+    panic!("capbill ended ({status}) before failpoint {failpoint}: {}", seen.join("\n"));
+}
+
+#[test]
+fn two_concurrent_runs_on_local_outputs_exactly_one_proceeds() {
+    let m = Month::new();
+    let mut first =
+        spawn_at_failpoint(&m.args("run", &["--month", "2026-10"]), &[("CAPBILL_NOW", GRACE.into())], "ingest");
+    let second = m.run(GRACE);
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+    assert!(stderr(&second).contains(&format!("pid {}", first.id())), "{}", stderr(&second));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The killed holder's lock is stale (its process is gone): the next run proceeds.
+    ok(&m.run(GRACE));
+    assert_eq!(m.latest()["revision"], 1);
+}
+
+#[test]
+fn two_concurrent_runs_on_s3_outputs_exactly_one_proceeds() {
+    let server = S3Server::start(&["billing", "usage-bucket"]);
+    server.upload_tree("billing", "partner-directory", &example().join("directory"));
+    server.upload_tree("usage-bucket", "exports", &example().join("usage"));
+    let args = s(&[
+        "run",
+        "--month",
+        "2026-10",
+        "--directory",
+        "s3://billing/partner-directory",
+        "--usage",
+        "s3://usage-bucket/exports",
+        "--out",
+        "s3://billing/out",
+    ]);
+    let mut first = spawn_at_failpoint(&args, &server.env(), "ingest");
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let second = capbill_env(&argv, &server.env());
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+    assert!(stderr(&second).contains("is locked by"), "{}", stderr(&second));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let third = capbill_env(&argv, &server.env());
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(server.bucket("billing").join("out/billing_month=2026-10/latest.json").exists());
+}
+
+#[test]
+fn an_expired_lock_of_another_host_is_taken_over() {
+    let m = Month::new();
+    let lock = m.month_dir().join("_lock/3.json");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(
+        &lock,
+        r#"{"owner":"old","host":"elsewhere","pid":1,"command":"run","acquired_at":"2026-11-01T00:00:00Z","expires_at":"2026-11-01T02:00:00Z"}"#,
+    )
+    .unwrap();
+    ok(&m.run(GRACE));
+    assert!(!lock.exists(), "the superseded stale lock is cleaned up");
+    assert!(!m.month_dir().join("_lock").exists(), "the run released its own lock");
+    // A live lock of another host is respected.
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(
+        &lock,
+        r#"{"owner":"other","host":"elsewhere","pid":1,"command":"run","acquired_at":"2026-11-02T02:00:00Z","expires_at":"2026-11-02T04:00:00Z"}"#,
+    )
+    .unwrap();
+    let o = m.cmd(GRACE, "reprocess", &["--month", "2026-10", "--reason", "x"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("locked by other on host elsewhere"), "{}", stderr(&o));
+    assert!(lock.exists(), "a run never deletes a lock it does not hold");
+}
+
+#[test]
+fn a_run_killed_at_any_point_leaves_latest_on_a_complete_revision() {
+    for failpoint in ["ingest", "export:3", "export:8", "before-latest"] {
+        let m = Month::new();
+        ok(&m.run(GRACE));
+        let latest_before = std::fs::read(m.month_dir().join("latest.json")).unwrap();
+        m.edit("usage/daily/2026-10/sa-x1.csv", "2026-10-05,sa-x1,400004000000", "2026-10-05,sa-x1,600004000000");
+        let mut child =
+            spawn_at_failpoint(&m.args("run", &["--month", "2026-10"]), &[("CAPBILL_NOW", GRACE.into())], failpoint);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            std::fs::read(m.month_dir().join("latest.json")).unwrap(),
+            latest_before,
+            "{failpoint}: latest.json changed"
+        );
+        // Readers ignore the partial revision; status lists only complete ones.
+        let status = ok(&m.cmd(GRACE, "status", &["--month", "2026-10"]));
+        assert!(status.contains("latest revision 1 (provisional)"), "{failpoint}: {status}");
+        // The rerun completes (reusing the partial revision's number).
+        ok(&m.run(GRACE));
+        assert_eq!(m.latest()["revision"], 2, "{failpoint}");
+        let man = m.manifest(2);
+        for f in man["outputs"].as_array().unwrap() {
+            use sha2::Digest;
+            let data = std::fs::read(m.revision(2).join(f["file"].as_str().unwrap())).unwrap();
+            assert_eq!(f["sha256"], hex::encode(sha2::Sha256::digest(&data)), "{failpoint}: {}", f["file"]);
+        }
+        let tmp: Vec<_> = std::fs::read_dir(m.revision(2))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".capbill-tmp"))
+            .collect();
+        assert!(tmp.is_empty(), "{failpoint}: temporary files left behind");
+    }
+}
+
+#[test]
+fn a_run_killed_before_latest_is_completed_by_the_next_run() {
+    let m = Month::new();
+    ok(&m.run(GRACE));
+    m.edit("usage/daily/2026-10/sa-x1.csv", "2026-10-05,sa-x1,400004000000", "2026-10-05,sa-x1,600004000000");
+    let mut child =
+        spawn_at_failpoint(&m.args("run", &["--month", "2026-10"]), &[("CAPBILL_NOW", GRACE.into())], "before-latest");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(m.latest()["revision"], 1);
+    let status = ok(&m.cmd(GRACE, "status", &["--month", "2026-10"]));
+    assert!(status.contains("(unpublished)"), "{status}");
+    let out = ok(&m.run(GRACE));
+    assert!(out.contains("completed the publication of revision 2"), "{out}");
+    assert_eq!(m.latest()["revision"], 2);
+    assert!(!m.revision(3).exists());
+}
