@@ -51,6 +51,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Revisions of a month, or of every month, with status, time, totals and reason.
     Status(StatusArgs),
+    /// Check a partner directory export without billing: everything a run
+    /// validates, plus the findings that need no usage.
+    Validate(ValidateArgs),
 }
 
 /// Where the run reads and writes, and its billing settings.
@@ -99,6 +102,14 @@ impl ConfigArgs {
         args.usage.get_or_insert_with(|| ".".to_owned());
         args.load()
     }
+
+    /// Only the directory matters (validate).
+    fn load_for_directory(&self) -> Result<Config, ConfigError> {
+        let mut args = self.clone();
+        args.usage.get_or_insert_with(|| ".".to_owned());
+        args.out.get_or_insert_with(|| ".".to_owned());
+        args.load()
+    }
 }
 
 /// Flags of `capbill run`.
@@ -107,6 +118,9 @@ pub struct RunArgs {
     /// Billing month, YYYY-MM (UTC). Without it: the nightly job.
     #[arg(long, value_parser = parse_month)]
     pub month: Option<BillingMonth>,
+    /// Write a machine-readable run summary (JSON) here, also when the run fails.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
     /// Locations and settings.
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -121,6 +135,9 @@ pub struct ReprocessArgs {
     /// Why the month is reprocessed (recorded in the manifest).
     #[arg(long)]
     pub reason: String,
+    /// Write a machine-readable run summary (JSON) here, also when the run fails.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
     /// Locations and settings.
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -178,6 +195,17 @@ pub struct StatusArgs {
     pub config: ConfigArgs,
 }
 
+/// Flags of `capbill validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Month whose contracts the allocation and deal checks look at (default: the current month).
+    #[arg(long, value_parser = parse_month)]
+    pub month: Option<BillingMonth>,
+    /// Locations (only --directory is read).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
 fn parse_month(s: &str) -> Result<BillingMonth, String> {
     s.parse()
 }
@@ -202,31 +230,24 @@ pub fn requested_by() -> String {
 pub fn execute(cli: Cli) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     match cli.command {
-        Command::Run(args) => {
+        Command::Run(args) => with_summary("run", args.summary_json.as_deref(), || {
             let config = args.config.load()?;
             let now = now()?;
             match args.month {
                 Some(month) => {
                     let req = Request { month, mode: Mode::Run, now, requested_by: requested_by() };
-                    print!("{}", rt.block_on(pipeline::bill_month(&config, &req))?.summary());
-                    Ok(())
+                    let outcome = rt.block_on(pipeline::bill_month(&config, &req))?;
+                    Ok((vec![outcome], None))
                 }
-                None => {
-                    let (outcomes, error) = rt.block_on(pipeline::nightly(&config, now, &requested_by()));
-                    for o in &outcomes {
-                        print!("{}", o.summary());
-                    }
-                    error.map_or(Ok(()), Err)
-                }
+                None => Ok(rt.block_on(pipeline::nightly(&config, now, &requested_by()))),
             }
-        }
-        Command::Reprocess(args) => {
+        }),
+        Command::Reprocess(args) => with_summary("reprocess", args.summary_json.as_deref(), || {
             let config = args.config.load()?;
-            let mode = Mode::Reprocess { reason: args.reason };
+            let mode = Mode::Reprocess { reason: args.reason.clone() };
             let req = Request { month: args.month, mode, now: now()?, requested_by: requested_by() };
-            print!("{}", rt.block_on(pipeline::bill_month(&config, &req))?.summary());
-            Ok(())
-        }
+            Ok((vec![rt.block_on(pipeline::bill_month(&config, &req))?], None))
+        }),
         Command::Diff(args) => {
             let config = args.config.load_for_reading()?;
             let text = rt.block_on(report::diff(&config, args.month, args.from, args.to, args.format, args.level))?;
@@ -238,5 +259,48 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
             print!("{}", rt.block_on(report::status(&config, args.month))?);
             Ok(())
         }
+        Command::Validate(args) => {
+            let config = args.config.load_for_directory()?;
+            let month = match args.month {
+                Some(m) => m,
+                None => BillingMonth::containing(now()?.date_naive()),
+            };
+            print!("{}", rt.block_on(report::validate(&config, month))?);
+            Ok(())
+        }
     }
+}
+
+/// Runs a billing command, prints each month's summary, and writes the JSON
+/// summary (when asked) whatever the outcome.
+fn with_summary(
+    command: &'static str,
+    path: Option<&std::path::Path>,
+    f: impl FnOnce() -> Result<(Vec<pipeline::Outcome>, Option<Error>), Error>,
+) -> Result<(), Error> {
+    let started = Utc::now();
+    let t = std::time::Instant::now();
+    let (outcomes, error) = match f() {
+        Ok(r) => r,
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    for o in &outcomes {
+        print!("{}", o.summary());
+    }
+    if let Some(path) = path {
+        let summary = crate::summary::RunSummary {
+            status: if error.is_none() { "success" } else { "failed" },
+            exit_code: error.as_ref().map_or(crate::error::exit::SUCCESS, Error::exit_code),
+            command,
+            started_at: started,
+            finished_at: Utc::now(),
+            duration_ms: t.elapsed().as_millis() as u64,
+            months: outcomes.iter().map(Into::into).collect(),
+            error: error.as_ref().map(|e| crate::error::chain(e)),
+        };
+        if let Err(e) = summary.write(path) {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the run summary");
+        }
+    }
+    error.map_or(Ok(()), Err)
 }

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -76,6 +77,20 @@ struct RawConfig {
     /// How runs are operated.
     #[serde(default)]
     operations: RawOperations,
+    /// Checks that turn an unusual night into a finding.
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    /// Share (0 to 1) by which a currency's monthly total may fall against the
+    /// previous month before a `total_dropped` finding is raised (default 0.5).
+    total_drop_share: Option<Decimal>,
+    /// Whether the drop check runs (default true).
+    total_drop_check: Option<bool>,
 }
 
 /// `[operations]`: the month lifecycle and locking.
@@ -188,6 +203,8 @@ pub struct Config {
     pub grace_days: u32,
     /// How long a month lock counts.
     pub lock_ttl: chrono::Duration,
+    /// The share a currency total may drop against the previous month before a finding.
+    pub total_drop_share: Option<Decimal>,
 }
 
 impl Config {
@@ -237,6 +254,16 @@ impl Config {
             s3: s3_settings(raw.s3, env)?,
             grace_days: raw.operations.grace_days.unwrap_or(3),
             lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(120).max(1))),
+            total_drop_share: match (raw.alerts.total_drop_check.unwrap_or(true), raw.alerts.total_drop_share) {
+                (false, _) => None,
+                (true, Some(s)) if s < Decimal::ZERO || s > Decimal::ONE => {
+                    return Err(ConfigError::Invalid {
+                        setting: "alerts.total_drop_share",
+                        reason: format!("{s} is not between 0 and 1"),
+                    });
+                }
+                (true, s) => Some(s.unwrap_or(Decimal::new(5, 1))),
+            },
         })
     }
 

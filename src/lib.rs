@@ -26,3 +26,4 @@ pub mod rate;
 pub mod report;
 pub mod revision;
 pub mod storage;
+pub mod summary;

@@ -241,6 +241,8 @@ pub enum FindingKind {
     SkippedRecord,
     /// An object under the usage location whose format is not recognised.
     SkippedObject,
+    /// The month's total in a currency fell sharply against the previous month.
+    TotalDropped,
     /// Byte-days on days some edge of the owner's chain has no contract.
     UncontractedUsage,
     /// Usage of an account the directory does not know.
@@ -258,6 +260,7 @@ impl FindingKind {
             FindingKind::NoUsageData => "no_usage_data",
             FindingKind::SkippedRecord => "skipped_record",
             FindingKind::SkippedObject => "skipped_object",
+            FindingKind::TotalDropped => "total_dropped",
             FindingKind::UncontractedUsage => "uncontracted_usage",
             FindingKind::UnknownStorageAccount => "unknown_storage_account",
         }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use polars::prelude::*;
 use rust_decimal::Decimal;
+use serde::Serialize;
 
 use chrono::{DateTime, Utc};
 
@@ -21,7 +22,7 @@ use crate::export::{self, Manifest, Tables};
 use crate::formats;
 use crate::ingest::{self, IngestOptions};
 use crate::meter::{self, MeterOptions};
-use crate::model::BillingMonth;
+use crate::model::{BillingMonth, Finding, FindingKind};
 use crate::rate::{self, RateOptions};
 use crate::revision::lock::MonthLock;
 use crate::revision::{self, Fingerprint, MonthStatus};
@@ -38,6 +39,10 @@ pub struct RunReport {
     pub seller_totals: Vec<(String, String, Decimal)>,
     /// The final revision corrected and the number of correction lines.
     pub corrections: Option<(u32, usize)>,
+    /// Milliseconds per stage.
+    pub stages: StageTimes,
+    /// Usage records read (of the month).
+    pub records: usize,
 }
 
 impl RunReport {
@@ -194,14 +199,29 @@ pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) ->
     (outcomes, first_error)
 }
 
+/// Milliseconds spent in each stage of one month's run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageTimes(pub BTreeMap<&'static str, u64>);
+
+impl StageTimes {
+    /// Records a stage that started at `t`; returns its milliseconds.
+    fn done(&mut self, stage: &'static str, t: Instant) -> u64 {
+        let ms = t.elapsed().as_millis() as u64;
+        self.0.insert(stage, ms);
+        ms
+    }
+}
+
 async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outcome, Error> {
     let month = req.month;
+    let mut stages = StageTimes::default();
     let t = Instant::now();
     let dir_store = Store::open(&config.directory, &config.s3).await?;
     let directory = Directory::load(&dir_store).await?;
+    let elapsed_ms = stages.done("directory", t);
     tracing::info!(
         stage = "directory",
-        elapsed_ms = t.elapsed().as_millis() as u64,
+        elapsed_ms,
         entities = directory.entities.len(),
         accounts = directory.accounts.len(),
         contracts = directory.contracts.len(),
@@ -251,9 +271,10 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         IngestOptions { month, skip_bad_records: config.rules.skip_bad_records, concurrency: config.s3.concurrency },
     )
     .await?;
+    let elapsed_ms = stages.done("ingest", t);
     tracing::info!(
         stage = "ingest",
-        elapsed_ms = t.elapsed().as_millis() as u64,
+        elapsed_ms,
         objects = usage.objects.len(),
         bytes_read = usage.objects.iter().map(|o| o.size).sum::<u64>(),
         records = usage.records.height(),
@@ -269,9 +290,10 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         &directory,
         MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method },
     )?;
+    let elapsed_ms = stages.done("meter", t);
     tracing::info!(
         stage = "meter",
-        elapsed_ms = t.elapsed().as_millis() as u64,
+        elapsed_ms,
         rows_in = records_in,
         rows_out = metered.account_days.height(),
         accounts = metered.account_usage.height(),
@@ -280,17 +302,14 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
 
     let t = Instant::now();
     let rated = rate::rate(&directory, &metered, RateOptions { month, unit: config.rules.unit })?;
-    tracing::info!(
-        stage = "rate",
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        lines = rated.lines.len(),
-        "lines rated"
-    );
+    let elapsed_ms = stages.done("rate", t);
+    tracing::info!(stage = "rate", elapsed_ms, lines = rated.lines.len(), "lines rated");
 
     let t = Instant::now();
     let mut findings = usage.findings;
     findings.extend(metered.findings.iter().cloned());
     findings.extend(rated.findings);
+    findings.extend(drop_findings(config, out, month, &rated.lines).await?);
     findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let tables = Tables::build(month, config.rules.unit, &rated.lines, &metered.account_usage, &findings)?;
     let mut files = tables.encode()?;
@@ -353,13 +372,54 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         },
     };
     let manifest = export::publish(out, month, revision, files, manifest).await?;
-    tracing::info!(stage = "export", elapsed_ms = t.elapsed().as_millis() as u64, revision, "outputs published");
+    let elapsed_ms = stages.done("export", t);
+    tracing::info!(stage = "export", elapsed_ms, revision, "outputs published");
     Ok(Outcome::Published(Box::new(RunReport {
         location: out.describe(&export::revision_prefix(month, revision)),
         manifest,
         seller_totals,
         corrections,
+        stages,
+        records: records_in,
     })))
+}
+
+/// `total_dropped` findings: a currency whose total fell by more than the
+/// configured share compared with the previous month's latest revision.
+async fn drop_findings(
+    config: &Config,
+    out: &Store,
+    month: BillingMonth,
+    lines: &[crate::model::InvoiceLine],
+) -> Result<Vec<Finding>, Error> {
+    let Some(share) = config.total_drop_share else { return Ok(Vec::new()) };
+    let Some(prev) = export::read_latest(out, month.previous()).await? else { return Ok(Vec::new()) };
+    let mut now: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for l in lines {
+        *now.entry(l.currency.as_str()).or_default() += l.amount;
+    }
+    Ok(prev
+        .totals
+        .iter()
+        .filter_map(|t| {
+            let current = now.get(t.currency.as_str()).copied().unwrap_or_default();
+            let floor = t.total * (Decimal::ONE - share);
+            (t.total > Decimal::ZERO && current < floor).then(|| {
+                Finding::new(
+                    FindingKind::TotalDropped,
+                    t.currency.clone(),
+                    format!(
+                        "billed {current} {} in {month}, below {} of the {} billed in {} (revision {})",
+                        t.currency,
+                        (Decimal::ONE - share).normalize(),
+                        t.total,
+                        month.previous(),
+                        prev.revision
+                    ),
+                )
+            })
+        })
+        .collect())
 }
 
 /// Totals per (seller, currency) and per currency, summed in polars.

@@ -49,7 +49,7 @@ const DEAL_THRESHOLD_TB: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 
 /// Rates the month.
 pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rated, RateError> {
-    let ctx = Ctx::new(dir, metered, opts);
+    let ctx = Ctx::new(dir, &metered.entity_days, opts);
     let mut lines = Vec::new();
     for k in &dir.contracts {
         ctx.rate_contract(k, &mut lines);
@@ -59,6 +59,17 @@ pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rat
     findings.extend(ctx.allocation_findings());
     findings.extend(ctx.uncontracted_findings(&metered.account_days)?);
     Ok(Rated { lines, findings })
+}
+
+/// The findings of a month that need no usage: allocations exceeding
+/// reserved capacity, and deals missing for reservations above 100 TB.
+pub fn directory_findings(dir: &Directory, opts: RateOptions) -> Vec<Finding> {
+    let no_usage = HashMap::new();
+    let ctx = Ctx::new(dir, &no_usage, opts);
+    let mut findings = ctx.allocation_findings();
+    findings.extend(ctx.deal_findings());
+    findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    findings
 }
 
 struct Ctx<'a> {
@@ -73,12 +84,12 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(dir: &'a Directory, metered: &'a Metered, opts: RateOptions) -> Self {
+    fn new(dir: &'a Directory, days: &'a HashMap<EntityIdx, EntityDays>, opts: RateOptions) -> Self {
         let d = opts.month.days();
         let n = dir.entities.len();
         let mut subtree_bytes = vec![vec![0i128; d as usize]; n];
-        for (&e, days) in &metered.entity_days {
-            subtree_bytes[e].clone_from(&days.bytes);
+        for (&e, usage) in days {
+            subtree_bytes[e].clone_from(&usage.bytes);
         }
         // Children before parents: accumulate bottom-up.
         for e in post_order(dir) {
@@ -90,15 +101,7 @@ impl<'a> Ctx<'a> {
                 subtree_bytes[e] = child;
             }
         }
-        Ctx {
-            dir,
-            days: &metered.entity_days,
-            subtree_bytes,
-            first: opts.month.first_day(),
-            end: opts.month.end_day(),
-            d,
-            unit: opts.unit,
-        }
+        Ctx { dir, days, subtree_bytes, first: opts.month.first_day(), end: opts.month.end_day(), d, unit: opts.unit }
     }
 
     fn quantity(&self, byte_days: i128) -> Decimal {

@@ -169,3 +169,29 @@ fn text(month: BillingMonth, from: u32, to: u32, invoices: &InvoiceTotals, lines
     }
     s
 }
+
+/// `capbill validate`: the directory's problems, or its findings that need no usage.
+pub async fn validate(config: &Config, month: BillingMonth) -> Result<String, Error> {
+    let store = Store::open(&config.directory, &config.s3).await?;
+    let dir = crate::directory::Directory::load(&store).await?;
+    let findings = crate::rate::directory_findings(&dir, crate::rate::RateOptions { month, unit: config.rules.unit });
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "partner directory {} is valid: {} entities, {} storage accounts, {} contracts, {} deals",
+        config.directory,
+        dir.entities.len(),
+        dir.accounts.len(),
+        dir.contracts.len(),
+        dir.deals.len()
+    );
+    if findings.is_empty() {
+        let _ = writeln!(s, "no findings for {month}");
+    } else {
+        let _ = writeln!(s, "findings for {month} ({}):", findings.len());
+        for f in findings {
+            let _ = writeln!(s, "  {} {}: {}", f.kind.as_str(), f.subject_id, f.detail);
+        }
+    }
+    Ok(s)
+}

@@ -254,7 +254,9 @@ pub async fn publish(
 ) -> Result<Manifest, ExportError> {
     let prefix = revision_prefix(month, revision);
     manifest.outputs.clear();
+    let progress = crate::ingest::progress_bar(files.len() as u64, "writing outputs");
     for (name, rows, data) in files {
+        progress.inc(1);
         let sha256 = hex::encode(Sha256::digest(&data));
         let size = data.len() as u64;
         store.put(&format!("{prefix}/{name}"), Bytes::from(data)).await?;
@@ -264,6 +266,7 @@ pub async fn publish(
     }
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     store.put(&format!("{prefix}/manifest.json"), Bytes::from(body)).await?;
+    progress.finish_and_clear();
     crate::failpoint::reached("before-latest");
     write_latest(store, month, &manifest).await?;
     Ok(manifest)

@@ -195,7 +195,7 @@ pub async fn ingest(store: &Store, plan: Plan, opts: IngestOptions) -> Result<Us
 pub fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} objects ({elapsed})")
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
             .expect("valid template")
             .progress_chars("=> "),
     );

@@ -170,6 +170,12 @@ def test_job_retries_and_ends(job):
     assert isinstance(job["ttlSecondsAfterFinished"], int) and job["ttlSecondsAfterFinished"] >= 24 * 3600
 
 
+def test_no_run_outlives_its_month_lock(applied, job):
+    config = tomllib.loads(only(applied, "ConfigMap", "capbill-config")["data"]["capbill.toml"])
+    lock_ttl_minutes = config.get("operations", {}).get("lock_ttl_minutes", 120)
+    assert job["activeDeadlineSeconds"] <= lock_ttl_minutes * 60
+
+
 def exit_code_rules(job, action):
     codes = set()
     for rule in job["podFailurePolicy"]["rules"]:
@@ -285,7 +291,7 @@ def test_config_comes_from_the_configmap(everything, pod, container):
 def test_configmap_is_a_valid_capbill_config(applied):
     config = tomllib.loads(only(applied, "ConfigMap", "capbill-config")["data"]["capbill.toml"])
     # capbill refuses unknown keys (serde deny_unknown_fields).
-    assert set(config) <= {"locations", "billing", "s3"}
+    assert set(config) <= {"locations", "billing", "operations", "s3", "alerts"}
     assert set(config["locations"]) == {"directory", "usage", "out"}
     assert all(v.startswith("s3://") for v in config["locations"].values())
     billing = config["billing"]
@@ -293,6 +299,7 @@ def test_configmap_is_a_valid_capbill_config(applied):
     assert billing["unit"] in {"tb", "tib"}
     assert billing["daily_method"] in {"mean", "max"}
     assert billing["skip_bad_records"] is False
+    assert set(config.get("operations", {})) <= {"grace_days", "lock_ttl_minutes"}
     s3 = config.get("s3", {})
     allowed = {
         "endpoint_url",
@@ -507,7 +514,11 @@ def test_systemd_service_is_a_hardened_oneshot(service):
     assert last(s, "DynamicUser") == "yes" or last(s, "User") not in {None, "root", "0"}
     assert last(s, "CapabilityBoundingSet") == ""
     assert last(s, "EnvironmentFile") == "/etc/capbill/env"
-    assert last(s, "TimeoutStartSec"), "a oneshot has no start timeout by default"
+    # A oneshot has no start timeout by default; no run may outlive its month
+    # lock (lock_ttl_minutes, 120 by default).
+    timeout = re.fullmatch(r"(\d+)(h|min)", last(s, "TimeoutStartSec", ""))
+    assert timeout, "TimeoutStartSec in h or min"
+    assert int(timeout.group(1)) * {"h": 60, "min": 1}[timeout.group(2)] <= 120
 
 
 def test_systemd_runs_the_same_command_with_writable_scratch(service, container):

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod example;
+mod operations;
 mod revisions;
 mod s3;
 mod s3_server;

@@ -1,0 +1,114 @@
+//! The machine-readable run summary (`--summary-json PATH`), for monitoring.
+//!
+//! Written for every `run` and `reprocess`, failed ones included, so an
+//! alert can fire on a failed or unusual night: status and exit code, and
+//! per month the outcome, revision, duration per stage, counts, totals per
+//! currency and findings by kind.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::export::manifest::{Counts, CurrencyTotal};
+use crate::pipeline::Outcome;
+
+/// One month of a run.
+#[derive(Debug, Serialize)]
+pub struct MonthSummary {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// `published`, `unchanged` or `adopted`.
+    pub outcome: &'static str,
+    /// `provisional` or `final`.
+    pub status: &'static str,
+    /// The latest revision after the run.
+    pub revision: u32,
+    /// Milliseconds per stage (empty when nothing was billed).
+    pub stage_ms: BTreeMap<&'static str, u64>,
+    /// Usage records read.
+    pub records_read: usize,
+    /// Usage objects read.
+    pub objects_read: usize,
+    /// Bytes of usage objects read.
+    pub bytes_read: u64,
+    /// Row counts and findings by kind (published runs).
+    pub counts: Option<Counts>,
+    /// Totals per currency (published runs).
+    pub totals: Vec<CurrencyTotal>,
+    /// Correction lines against the previous final revision, if any.
+    pub corrections: Option<usize>,
+}
+
+impl From<&Outcome> for MonthSummary {
+    fn from(o: &Outcome) -> Self {
+        let bare = |month: String, outcome, status: &'static str, revision| MonthSummary {
+            month,
+            outcome,
+            status,
+            revision,
+            stage_ms: BTreeMap::new(),
+            records_read: 0,
+            objects_read: 0,
+            bytes_read: 0,
+            counts: None,
+            totals: Vec::new(),
+            corrections: None,
+        };
+        match o {
+            Outcome::Published(r) => {
+                let m = &r.manifest;
+                MonthSummary {
+                    month: m.billing_month.clone(),
+                    outcome: "published",
+                    status: m.status.as_str(),
+                    revision: m.revision,
+                    stage_ms: r.stages.0.clone(),
+                    records_read: r.records,
+                    objects_read: m.usage.objects.len(),
+                    bytes_read: m.usage.objects.iter().map(|o| o.size).sum(),
+                    counts: Some(m.counts.clone()),
+                    totals: m.totals.clone(),
+                    corrections: r.corrections.map(|(_, n)| n),
+                }
+            }
+            Outcome::Unchanged { month, revision, status } => {
+                bare(month.to_string(), "unchanged", status.as_str(), *revision)
+            }
+            Outcome::Adopted { month, revision, status } => {
+                bare(month.to_string(), "adopted", status.as_str(), *revision)
+            }
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    /// `success` or `failed`.
+    pub status: &'static str,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// `run` or `reprocess`.
+    pub command: &'static str,
+    /// Start (RFC 3339).
+    pub started_at: DateTime<Utc>,
+    /// End (RFC 3339).
+    pub finished_at: DateTime<Utc>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Months billed.
+    pub months: Vec<MonthSummary>,
+    /// The error, if the run failed.
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    /// Writes the summary as pretty JSON (atomically: temp file and rename).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("summary serialises"))?;
+        std::fs::rename(&tmp, path)
+    }
+}
