@@ -8,7 +8,7 @@
 //! Metering knows the directory only for account windows and owners; it
 //! knows nothing about contracts or prices.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use polars::prelude::*;
 use thiserror::Error;
@@ -80,42 +80,141 @@ const WIN_START: &str = "win_start";
 const WIN_END: &str = "win_end";
 const COMPANY: &str = "company_name";
 
-/// Meters the month's records against the directory's accounts.
+/// Meters a whole month's records at once (tests and small inputs).
 pub fn meter(records: DataFrame, dir: &Directory, opts: MeterOptions) -> Result<Metered, MeterError> {
+    let mut m = DayMeter::new(opts);
+    m.push(records, Day::MAX)?;
+    m.finish(dir)
+}
+
+/// Streaming metering: raw records are kept per day only until the day is
+/// complete, then reduced to one daily value per account (spec 2.1–2.2), so
+/// memory holds the open days' records, not the month's.
+#[derive(Debug)]
+pub struct DayMeter {
+    opts: MeterOptions,
+    open: BTreeMap<Day, Vec<DataFrame>>,
+    daily: Vec<DataFrame>,
+    conflicts: Vec<DataFrame>,
+}
+
+impl DayMeter {
+    /// An empty meter for the month.
+    pub fn new(opts: MeterOptions) -> Self {
+        DayMeter { opts, open: BTreeMap::new(), daily: Vec::new(), conflicts: Vec::new() }
+    }
+
+    /// Adds records (columns of [`col`]); then meters every open day before
+    /// `complete_before`, which no later records will touch.
+    pub fn push(&mut self, records: DataFrame, complete_before: Day) -> Result<(), MeterError> {
+        if records.height() > 0 {
+            let days = records.column(col::DAY)?.as_materialized_series().unique()?;
+            let days = days.i32()?;
+            if days.len() == 1 {
+                let d = days.get(0).expect("records have a day");
+                self.open.entry(d).or_default().push(records);
+            } else {
+                for d in days.iter().flatten() {
+                    let part = records.clone().lazy().filter(col(col::DAY).eq(lit(d))).collect()?;
+                    self.open.entry(d).or_default().push(part);
+                }
+            }
+        }
+        let done: Vec<Day> = self.open.range(..complete_before).map(|(d, _)| *d).collect();
+        for d in done {
+            let frames = self.open.remove(&d).expect("listed");
+            self.close(frames)?;
+        }
+        Ok(())
+    }
+
+    /// One day: last wins per (account, bucket, timestamp), snapshots summed
+    /// over buckets, daily value = mean (half away from zero) or max.
+    fn close(&mut self, frames: Vec<DataFrame>) -> Result<(), MeterError> {
+        let records = if frames.len() == 1 {
+            frames.into_iter().next().expect("one").lazy()
+        } else {
+            concat(frames.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
+        };
+        let seq = (col(col::OBJECT).cast(DataType::UInt64) * lit(1u64 << 32)) + col(col::ROW).cast(DataType::UInt64);
+        let deduped = records
+            .group_by([col(col::ACCOUNT), col(col::BUCKET), col(col::TS)])
+            .agg([
+                col(col::BYTES).get(seq.arg_max(), false).alias(col::BYTES),
+                col(col::BYTES).n_unique().alias(VERSIONS),
+                col(col::DAY).first().alias(col::DAY),
+            ])
+            .collect()?;
+        let conflicts = deduped
+            .clone()
+            .lazy()
+            .filter(col(VERSIONS).gt(lit(1u32)))
+            .group_by([col(col::ACCOUNT)])
+            .agg([len().cast(DataType::UInt64).alias(COUNT)])
+            .collect()?;
+        if conflicts.height() > 0 {
+            self.conflicts.push(conflicts);
+        }
+        let daily_value = match self.opts.daily_method {
+            DailyMethod::Mean => money::mean_half_away_expr(col(SUM), col(COUNT).cast(DataType::Int128)),
+            DailyMethod::Max => col(SNAPSHOT),
+        };
+        let daily = deduped
+            .lazy()
+            .group_by([col(col::ACCOUNT), col(col::TS)])
+            .agg([col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT), col(col::DAY).first().alias(col::DAY)])
+            .group_by([col(col::ACCOUNT), col(col::DAY)])
+            .agg([col(SNAPSHOT).sum().alias(SUM), len().alias(COUNT), col(SNAPSHOT).max().alias(SNAPSHOT)])
+            .select([col(col::ACCOUNT), col(col::DAY), daily_value.alias(col::VALUE)])
+            .collect()?;
+        self.daily.push(daily);
+        Ok(())
+    }
+
+    /// Meters the remaining days and everything that needs the whole month:
+    /// windows, gap fill, byte-days, findings.
+    pub fn finish(mut self, dir: &Directory) -> Result<Metered, MeterError> {
+        let rest = std::mem::take(&mut self.open);
+        for (_, frames) in rest {
+            self.close(frames)?;
+        }
+        let daily = if self.daily.is_empty() {
+            DataFrame::new(
+                0,
+                vec![
+                    Column::new(col::ACCOUNT.into(), Vec::<String>::new()),
+                    Column::new(col::DAY.into(), Vec::<i32>::new()),
+                    Column::new(col::VALUE.into(), Vec::<i32>::new()).cast(&DataType::Int128)?,
+                ],
+            )?
+            .lazy()
+        } else {
+            concat(self.daily.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
+        };
+        let conflicts = if self.conflicts.is_empty() {
+            None
+        } else {
+            Some(
+                concat(self.conflicts.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
+                    .group_by([col(col::ACCOUNT)])
+                    .agg([col(COUNT).sum()])
+                    .sort([col::ACCOUNT], SortMultipleOptions::default())
+                    .collect()?,
+            )
+        };
+        finish_month(daily, conflicts, dir, self.opts)
+    }
+}
+
+fn finish_month(
+    daily: LazyFrame,
+    conflicts: Option<DataFrame>,
+    dir: &Directory,
+    opts: MeterOptions,
+) -> Result<Metered, MeterError> {
     let month = opts.month;
     let first = month.first_day();
     let end = month.end_day();
-
-    // 1. Last wins per (account, bucket, timestamp); count differing versions.
-    let seq = (col(col::OBJECT).cast(DataType::UInt64) * lit(1u64 << 32)) + col(col::ROW).cast(DataType::UInt64);
-    let deduped = records.lazy().group_by([col(col::ACCOUNT), col(col::BUCKET), col(col::TS)]).agg([
-        col(col::BYTES).get(seq.arg_max(), false).alias(col::BYTES),
-        col(col::BYTES).n_unique().alias(VERSIONS),
-        col(col::DAY).first().alias(col::DAY),
-    ]);
-    let deduped = deduped.collect()?;
-    let conflicts = deduped
-        .clone()
-        .lazy()
-        .filter(col(VERSIONS).gt(lit(1u32)))
-        .group_by([col(col::ACCOUNT)])
-        .agg([len().alias(COUNT)])
-        .sort([col::ACCOUNT], SortMultipleOptions::default())
-        .collect()?;
-
-    // 2. Snapshots: sum over buckets; 3. daily value: mean (half away) or max.
-    let snapshots = deduped
-        .lazy()
-        .group_by([col(col::ACCOUNT), col(col::TS)])
-        .agg([col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT), col(col::DAY).first().alias(col::DAY)]);
-    let daily_value = match opts.daily_method {
-        DailyMethod::Mean => money::mean_half_away_expr(col(SUM), col(COUNT).cast(DataType::Int128)),
-        DailyMethod::Max => col(SNAPSHOT),
-    };
-    let daily = snapshots
-        .group_by([col(col::ACCOUNT), col(col::DAY)])
-        .agg([col(SNAPSHOT).sum().alias(SUM), len().alias(COUNT), col(SNAPSHOT).max().alias(SNAPSHOT)])
-        .select([col(col::ACCOUNT), col(col::DAY), daily_value.alias(col::VALUE)]);
 
     // 4. Windows of known accounts within the month, one row per day.
     let accounts = accounts_frame(dir, first, end)?;
@@ -180,7 +279,9 @@ pub fn meter(records: DataFrame, dir: &Directory, opts: MeterOptions) -> Result<
         .sort([col::ACCOUNT], SortMultipleOptions::default())
         .collect()?;
     let (account_usage, mut findings) = account_outputs(&per_account, month, opts.unit)?;
-    findings.extend(conflict_findings(&conflicts)?);
+    if let Some(c) = &conflicts {
+        findings.extend(conflict_findings(c)?);
+    }
 
     // Per owning entity and day: what rating needs.
     let owner_days = account_days

@@ -264,11 +264,16 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         }
     }
 
+    // Ingest and meter as a stream: each object's records go to the meter,
+    // which reduces every day to daily values as soon as the day is complete.
     let t = Instant::now();
+    let meter_opts = MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method };
+    let mut day_meter = meter::DayMeter::new(meter_opts);
     let usage = ingest::ingest(
         &usage_store,
         plan,
         IngestOptions { month, skip_bad_records: config.rules.skip_bad_records, concurrency: config.s3.concurrency },
+        |batch| day_meter.push(batch.records, batch.complete_before).map_err(Error::from),
     )
     .await?;
     let elapsed_ms = stages.done("ingest", t);
@@ -277,19 +282,15 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         elapsed_ms,
         objects = usage.objects.len(),
         bytes_read = usage.objects.iter().map(|o| o.size).sum::<u64>(),
-        records = usage.records.height(),
+        records = usage.records,
         outside_month = usage.outside_month,
         pruned = usage.pruned,
-        "usage read"
+        "usage read and reduced to daily values"
     );
 
     let t = Instant::now();
-    let records_in = usage.records.height();
-    let metered = meter::meter(
-        usage.records,
-        &directory,
-        MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method },
-    )?;
+    let records_in = usage.records;
+    let metered = day_meter.finish(&directory)?;
     let elapsed_ms = stages.done("meter", t);
     tracing::info!(
         stage = "meter",

@@ -73,19 +73,31 @@ impl IngestError {
     }
 }
 
-/// The usage of one billing month, as read.
+/// What ingestion read, besides the records it handed on.
 #[derive(Debug)]
-pub struct Usage {
-    /// Records of the month, columns of [`col`].
-    pub records: DataFrame,
+pub struct Ingested {
     /// Objects read, in key order.
     pub objects: Vec<ObjectMeta>,
     /// Skipped records and objects.
     pub findings: Vec<Finding>,
     /// Objects not read because their key names another month.
     pub pruned: usize,
+    /// Records of the month handed on.
+    pub records: usize,
     /// Records read that fall outside the month.
     pub outside_month: u64,
+}
+
+/// The records of one object, handed on as soon as it is parsed.
+#[derive(Debug)]
+pub struct Batch {
+    /// Records of the month, columns of [`col`].
+    pub records: DataFrame,
+    /// Object key.
+    pub object: String,
+    /// Days before this one will not receive records from any object still to
+    /// come: they can be metered and their raw records dropped.
+    pub complete_before: Day,
 }
 
 /// Settings of ingestion.
@@ -146,49 +158,85 @@ pub async fn plan(store: &Store, month: BillingMonth, concurrency: usize) -> Res
     Ok(Plan { objects, findings, pruned })
 }
 
-/// Reads every object of the plan.
+/// Reads every object of the plan and hands each one's records to `consume`.
 ///
-/// Objects are fetched `concurrency` at a time and parsed in key order as
-/// they arrive, straight from memory (no temporary files).
-pub async fn ingest(store: &Store, plan: Plan, opts: IngestOptions) -> Result<Usage, IngestError> {
-    let Plan { objects: wanted, mut findings, pruned } = plan;
-    let progress = progress_bar(wanted.len() as u64, "reading usage");
-    let mut fetches = futures::stream::iter(wanted.into_iter().map(|(meta, format)| async move {
-        let data = store.get(&meta.key).await;
-        (meta, format, data)
-    }))
-    .buffered(opts.concurrency.max(1));
+/// Objects are fetched `concurrency` at a time and parsed straight from
+/// memory (no temporary files). They are processed in a streaming order:
+/// objects whose folders name no day first, then day-partitioned ones by day.
+/// An object under a day folder must hold records of that day (or of the
+/// day before or after, for records at midnight); other records in it are
+/// malformed. So after the objects of day D, every day before D−1 is
+/// complete, and [`Batch::complete_before`] says so. "Last wins" still
+/// follows key order: each record carries its object's position in it.
+pub async fn ingest<E: From<IngestError>>(
+    store: &Store,
+    plan: Plan,
+    opts: IngestOptions,
+    mut consume: impl FnMut(Batch) -> Result<(), E>,
+) -> Result<Ingested, E> {
+    let Plan { objects: listed, mut findings, pruned } = plan;
+    let mut order: Vec<(u32, ObjectMeta, Format, Option<Day>)> = listed
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (meta, format))| {
+            let day = match prune::key_date(&meta.key) {
+                Some(prune::KeyDate::Day(d)) => Some(d),
+                _ => None,
+            };
+            (seq as u32, meta, format, day)
+        })
+        .collect();
+    order.sort_by_key(|(seq, _, _, day)| (day.unwrap_or(Day::MIN), *seq));
+    // complete_before[i]: days before it get no records from objects i+1.. .
+    let mut complete_before = vec![Day::MAX; order.len()];
+    for i in (0..order.len().saturating_sub(1)).rev() {
+        complete_before[i] = match order[i + 1].3 {
+            None => Day::MIN,
+            Some(d) => d - 1,
+        };
+    }
+    let objects_in_key_order = {
+        let mut v: Vec<(u32, ObjectMeta)> = order.iter().map(|(s, m, _, _)| (*s, m.clone())).collect();
+        v.sort_by_key(|(s, _)| *s);
+        v.into_iter().map(|(_, m)| m).collect::<Vec<_>>()
+    };
 
-    let mut frames = Vec::new();
-    let mut objects = Vec::new();
+    let progress = progress_bar(order.len() as u64, "reading usage");
+    let mut fetches =
+        futures::stream::iter(order.into_iter().enumerate().map(|(i, (seq, meta, format, day))| async move {
+            let data = store.get(&meta.key).await;
+            (i, seq, meta, format, day, data)
+        }))
+        .buffered(opts.concurrency.max(1));
+
+    let mut records = 0;
     let mut outside_month = 0;
-    while let Some((meta, format, data)) = fetches.next().await {
-        let data = data?;
-        let seq = objects.len() as u32;
-        let mut sink = RecordSink::new(&meta.key, opts, &mut findings);
-        match format {
-            Format::Csv => text::read_csv(data, &mut sink)?,
-            Format::JsonLines => text::read_json_lines(&data, &mut sink)?,
+    while let Some((i, seq, meta, format, day, data)) = fetches.next().await {
+        let data = data.map_err(IngestError::from)?;
+        let mut sink = RecordSink::new(&meta.key, day, opts, &mut findings);
+        let parsed = match format {
+            Format::Csv => text::read_csv(data, &mut sink),
+            Format::JsonLines => text::read_json_lines(&data, &mut sink),
             Format::Json => {
                 if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                    partner_api::read(&data, &mut sink)?
+                    partner_api::read(&data, &mut sink)
                 } else {
-                    text::read_json_lines(&data, &mut sink)?
+                    text::read_json_lines(&data, &mut sink)
                 }
             }
-            Format::Parquet => parquet::read(data, &mut sink)?,
-        }
+            Format::Parquet => parquet::read(data, &mut sink),
+        };
+        parsed?;
         outside_month += sink.outside;
-        let frame = sink.finish(seq)?;
+        let frame = sink.finish(seq).map_err(IngestError::from)?;
         tracing::debug!(object = %meta.key, records = frame.height(), "read usage object");
+        records += frame.height();
         progress.inc(1);
         crate::failpoint::reached("ingest");
-        frames.push(frame);
-        objects.push(meta);
+        consume(Batch { records: frame, object: meta.key, complete_before: complete_before[i] })?;
     }
     progress.finish_and_clear();
-    let records = if frames.is_empty() { empty_records() } else { concat_frames(frames)? };
-    Ok(Usage { records, objects, findings, pruned, outside_month })
+    Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
@@ -203,11 +251,6 @@ pub fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
-fn concat_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
-    let lfs: Vec<LazyFrame> = frames.into_iter().map(IntoLazy::lazy).collect();
-    concat(lfs, UnionArgs::default())?.collect()
-}
-
 /// An empty frame with the record schema.
 pub fn empty_records() -> DataFrame {
     RecordSink::frame(Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0).expect("empty frame")
@@ -219,6 +262,8 @@ pub(crate) struct RecordSink<'a> {
     object: &'a str,
     first: Day,
     end: Day,
+    /// Days `[lo, hi]` an object under a day folder may hold.
+    partition: Option<(Day, Day)>,
     skip_bad: bool,
     findings: &'a mut Vec<Finding>,
     account: Vec<String>,
@@ -239,11 +284,12 @@ fn record_columns() -> [Expr; 7] {
 pub(crate) const US_PER_DAY: i64 = 86_400_000_000;
 
 impl<'a> RecordSink<'a> {
-    fn new(object: &'a str, opts: IngestOptions, findings: &'a mut Vec<Finding>) -> Self {
+    fn new(object: &'a str, day: Option<Day>, opts: IngestOptions, findings: &'a mut Vec<Finding>) -> Self {
         RecordSink {
             object,
             first: opts.month.first_day(),
             end: opts.month.end_day(),
+            partition: day.map(|d| (d - 1, d + 1)),
             skip_bad: opts.skip_bad_records,
             findings,
             account: Vec::new(),
@@ -261,18 +307,41 @@ impl<'a> RecordSink<'a> {
         self.object
     }
 
-    /// Adds one good record (row is 1-based within the object).
-    pub(crate) fn push(&mut self, row: usize, account: &str, bucket: &str, ts_us: i64, bytes: u64) {
+    /// Adds one record (row is 1-based within the object); a record outside
+    /// the object's day partition is malformed.
+    pub(crate) fn push(
+        &mut self,
+        row: usize,
+        account: &str,
+        bucket: &str,
+        ts_us: i64,
+        bytes: u64,
+    ) -> Result<(), IngestError> {
         let day = ts_us.div_euclid(US_PER_DAY) as Day;
+        if let Some((lo, hi)) = self.partition
+            && (day < lo || day > hi)
+        {
+            return self.bad(row, "timestamp", self.outside_partition(day));
+        }
         if day < self.first || day >= self.end {
             self.outside += 1;
-            return;
+            return Ok(());
         }
         self.account.push(account.to_owned());
         self.bucket.push(bucket.to_owned());
         self.ts.push(ts_us);
         self.bytes.push(bytes);
         self.row.push(row as u32);
+        Ok(())
+    }
+
+    fn outside_partition(&self, day: Day) -> String {
+        let (lo, _) = self.partition.expect("partitioned");
+        format!(
+            "a record of {} in an object under the folder of {}: a day folder holds that day's records",
+            crate::model::date_of(day),
+            crate::model::date_of(lo + 1)
+        )
     }
 
     /// A malformed record: an error, or a finding under `--skip-bad-records`.
@@ -297,6 +366,26 @@ impl<'a> RecordSink<'a> {
     /// Appends a frame already in record form (account, bucket, ts, day,
     /// bytes, row; no nulls), keeping only rows of the month.
     pub(crate) fn extend_frame(&mut self, df: DataFrame) -> Result<(), IngestError> {
+        let df = match self.partition {
+            None => df,
+            Some((lo, hi)) => {
+                let days = df.column(col::DAY)?.i32()?;
+                let rows = df.column(col::ROW)?.u32()?;
+                let outside: Vec<(usize, Day)> = days
+                    .iter()
+                    .zip(rows.iter())
+                    .filter_map(|(d, r)| d.filter(|d| *d < lo || *d > hi).map(|d| (r.unwrap_or(0) as usize, d)))
+                    .collect();
+                for (row, day) in &outside {
+                    self.bad(*row, "timestamp", self.outside_partition(*day))?;
+                }
+                if outside.is_empty() {
+                    df
+                } else {
+                    df.lazy().filter(col(col::DAY).gt_eq(lit(lo)).and(col(col::DAY).lt_eq(lit(hi)))).collect()?
+                }
+            }
+        };
         let total = df.height();
         let kept = df
             .lazy()

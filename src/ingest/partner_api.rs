@@ -55,7 +55,7 @@ pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError
                     continue;
                 }
             };
-            sink.push(row, &account, "", ts, bytes);
+            sink.push(row, &account, "", ts, bytes)?;
         }
     }
     Ok(())

@@ -6,29 +6,74 @@
 //! `2026-10`, `2026-10-05`, `dt=2026-10-05`, `date=2026-10-05`,
 //! `day=2026-10-05`, `month=2026-10`, and the pair `year=2026` + `month=10`.
 //! A key without any of them is always read.
+//!
+//! A folder that names a day (`dt=2026-10-05`, `2026-10-05`,
+//! `year=2026/month=10/day=05`) also tells ingestion which day the object
+//! holds, so days can be metered as a stream (see `ingest`).
 
-use crate::model::BillingMonth;
+use crate::model::{BillingMonth, Day, date_of};
 
-/// Whether the object at `key` may hold records of `month`.
-pub fn key_may_hold(key: &str, month: BillingMonth) -> bool {
+/// The date a key's folders name, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDate {
+    /// A month (`2026-10`, `month=2026-10`, `year=2026/month=10`).
+    Month(BillingMonth),
+    /// A day (`dt=2026-10-05`, `2026-10-05`, `year=2026/month=10/day=05`).
+    Day(Day),
+}
+
+impl KeyDate {
+    /// The month of the date.
+    pub fn month(self) -> BillingMonth {
+        match self {
+            KeyDate::Month(m) => m,
+            KeyDate::Day(d) => BillingMonth::containing(date_of(d)),
+        }
+    }
+}
+
+/// The date named by the folders of `key` (the last recognised one decides).
+pub fn key_date(key: &str) -> Option<KeyDate> {
     let mut folders: Vec<&str> = key.split('/').collect();
     folders.pop();
-    let mut found: Option<BillingMonth> = None;
+    let mut found: Option<KeyDate> = None;
     let mut year: Option<i32> = None;
+    let mut ym: Option<BillingMonth> = None;
     for seg in folders {
         let (name, value) = seg.split_once('=').unwrap_or(("", seg));
         match name {
             "year" => year = value.parse().ok(),
             "month" if value.len() <= 2 => {
-                if let (Some(y), Ok(m)) = (year, value.parse()) {
-                    found = BillingMonth::new(y, m).or(found);
-                }
+                ym = year.zip(value.parse().ok()).and_then(|(y, m)| BillingMonth::new(y, m));
+                found = ym.map(KeyDate::Month).or(found);
             }
-            "" | "dt" | "date" | "day" | "month" => found = month_of(value).or(found),
+            "day" if value.len() <= 2 => {
+                let day = ym.zip(value.parse::<u32>().ok()).and_then(|(m, d)| {
+                    chrono::NaiveDate::from_ymd_opt(m.year(), m.month(), d).map(crate::model::day_of)
+                });
+                found = day.map(KeyDate::Day).or(found);
+            }
+            "" | "dt" | "date" | "day" | "month" => found = date_of_segment(value).or(found),
             _ => {}
         }
     }
-    found.is_none_or(|m| m == month)
+    found
+}
+
+/// Whether the object at `key` may hold records of `month`.
+pub fn key_may_hold(key: &str, month: BillingMonth) -> bool {
+    key_date(key).is_none_or(|d| d.month() == month)
+}
+
+/// `YYYY-MM` or `YYYY-MM-DD`.
+fn date_of_segment(s: &str) -> Option<KeyDate> {
+    let m = month_of(s)?;
+    if s.len() == 10 {
+        let d = chrono::NaiveDate::from_ymd_opt(m.year(), m.month(), s[8..10].parse().ok()?)?;
+        Some(KeyDate::Day(crate::model::day_of(d)))
+    } else {
+        Some(KeyDate::Month(m))
+    }
 }
 
 /// `YYYY-MM` or `YYYY-MM-DD` → the month.
@@ -49,6 +94,17 @@ fn month_of(s: &str) -> Option<BillingMonth> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_folders_name_their_day() {
+        let day = |s: &str| crate::model::day_of(chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+        assert_eq!(key_date("hourly/dt=2026-10-05/part-0.parquet"), Some(KeyDate::Day(day("2026-10-05"))));
+        assert_eq!(key_date("2026-10-31/x.csv"), Some(KeyDate::Day(day("2026-10-31"))));
+        assert_eq!(key_date("year=2026/month=10/day=07/x.parquet"), Some(KeyDate::Day(day("2026-10-07"))));
+        assert_eq!(key_date("daily/2026-10/x.csv"), Some(KeyDate::Month("2026-10".parse().unwrap())));
+        assert_eq!(key_date("x.csv"), None);
+        assert_eq!(key_date("dt=2026-02-30/x.csv"), None);
+    }
 
     #[test]
     fn recognises_documented_layouts() {

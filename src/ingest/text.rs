@@ -135,7 +135,7 @@ pub(crate) fn read_csv(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestE
             }
         };
         let b = bucket.and_then(|c| c.get(i)).unwrap_or("");
-        sink.push(row, account, b, ts, bytes);
+        sink.push(row, account, b, ts, bytes)?;
     }
     Ok(())
 }
@@ -188,7 +188,7 @@ pub(crate) fn read_json_lines(data: &[u8], sink: &mut RecordSink) -> Result<(), 
                 continue;
             }
         };
-        sink.push(row, account, bucket, ts, bytes);
+        sink.push(row, account, bucket, ts, bytes)?;
     }
     Ok(())
 }

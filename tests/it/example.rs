@@ -98,3 +98,58 @@ fn default_config_bills_the_bundled_example() {
     let rev = latest_revision(out.path());
     assert_eq!(project(&rev.join("invoices.csv"), &["total".to_owned()]).len(), 7);
 }
+
+/// Splits the hourly export into one object per day (`dt=YYYY-MM-DD`), as
+/// large sources write it, which makes capbill meter day by day as a stream.
+fn split_hourly_by_day(usage: &std::path::Path) {
+    let src = usage.join("hourly/2026-10/part-0000.csv");
+    let text = std::fs::read_to_string(&src).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let mut days: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for l in lines {
+        days.entry(l[..10].to_owned()).or_default().push(l);
+    }
+    std::fs::remove_file(&src).unwrap();
+    for (day, rows) in days {
+        let dir = usage.join(format!("hourly/dt={day}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("part-0.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    }
+}
+
+#[test]
+fn day_partitioned_objects_bill_exactly_like_one_object() {
+    let ex = example_copy();
+    split_hourly_by_day(&ex.path().join("usage"));
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let o = run_month(&ex.path().join("directory"), &ex.path().join("usage"), a.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_month(&example().join("directory"), &example().join("usage"), b.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["invoice_lines.csv", "account_usage.csv", "findings.csv"] {
+        let x = std::fs::read(latest_revision(a.path()).join(file)).unwrap();
+        let y = std::fs::read(latest_revision(b.path()).join(file)).unwrap();
+        assert!(x == y, "{file} differs when the hourly export is split by day");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(latest_revision(a.path()).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["usage"]["objects"].as_array().unwrap().len(), 3 + 31);
+}
+
+#[test]
+fn a_record_outside_its_day_folder_is_malformed() {
+    let ex = example_copy();
+    split_hourly_by_day(&ex.path().join("usage"));
+    let f = ex.path().join("usage/hourly/dt=2026-10-05/part-0.csv");
+    let text = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, text.replacen("2026-10-05T06:00:00Z", "2026-10-09T06:00:00Z", 1)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&ex.path().join("directory"), &ex.path().join("usage"), out.path(), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("usage object hourly/dt=2026-10-05/part-0.csv row 3, field timestamp: a record of 2026-10-09 in an object under the folder of 2026-10-05"),
+        "{}",
+        stderr(&o)
+    );
+}
