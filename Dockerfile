@@ -3,16 +3,19 @@
 # Stage 1 builds the release binary; stage 2 is distroless (glibc, CA
 # certificates, tzdata, no shell) and runs it as the non-root user 65532.
 # Layer order: the dependencies (polars, the AWS SDK: most of the build time)
-# are compiled in their own layer, from Cargo.toml and Cargo.lock only, so
-# that a change under src/ rebuilds capbill alone.
+# are compiled in their own layer, from Cargo.toml, Cargo.lock and benches/
+# only, so that a change under src/ rebuilds capbill alone.
 
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /build
 ENV CARGO_TERM_COLOR=never \
     CARGO_INCREMENTAL=0
 
-# Dependencies only: stand-in sources with the manifest's target paths.
+# Dependencies only: stand-ins for src/main.rs and src/lib.rs. Cargo parses
+# every target the manifest declares, so the benches must be there too (they
+# are not built: `cargo build` builds the library and the binary only).
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

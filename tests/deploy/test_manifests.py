@@ -433,22 +433,34 @@ def test_dockerfile_images_pinned_and_entrypoint(container):
     assert copies == ["COPY --from=builder /build/target/release/capbill /usr/local/bin/capbill"]
 
 
-def test_dockerfile_dependency_layer_matches_cargo_targets():
-    """The dependency layer builds from stand-ins of src/main.rs and src/lib.rs only.
+def test_dockerfile_has_every_file_cargo_needs_before_it_builds():
+    """The dependency layer builds from stand-ins of src/main.rs and src/lib.rs.
 
-    A build script, or a bench, test or example declared in Cargo.toml, must be
-    added to the Dockerfile and .dockerignore, or `docker build` fails.
+    Cargo parses every target that Cargo.toml declares, built or not: each
+    declared bench, test or example must be in the build context (.dockerignore)
+    and copied before the first `cargo build`, or `docker build` fails.
     """
     manifest = tomllib.loads((ROOT / "Cargo.toml").read_text(encoding="utf-8"))
-    package = manifest["package"]
-    assert "build" not in package and not (ROOT / "build.rs").exists()
+    assert "build" not in manifest["package"] and not (ROOT / "build.rs").exists(), "a build script: update the Dockerfile"
     assert manifest.get("lib", {}).get("path", "src/lib.rs") == "src/lib.rs"
     assert {b.get("path", "src/main.rs") for b in manifest.get("bin", [])} <= {"src/main.rs"}
-    for kind in ("bench", "test", "example"):
-        assert not manifest.get(kind), f"[[{kind}]] in Cargo.toml: update the Dockerfile"
+    default_dir = {"bench": "benches", "test": "tests", "example": "examples"}
+    needed = set()
+    for kind, directory in default_dir.items():
+        for target in manifest.get(kind, []):
+            path = target.get("path", f"{directory}/{target['name']}.rs")
+            needed.add(path.split("/", 1)[0])
+    (_, builder), *_ = dockerfile_stages()
+    first_build = next(i for i, line in enumerate(builder) if "cargo build" in line)
+    copied = {line.split()[1].rstrip("/") for line in builder[:first_build] if line.upper().startswith("COPY ")}
+    ignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    for directory in sorted(needed):
+        assert directory in copied, f"COPY {directory} before the dependency build"
+        assert f"!{directory}/" in ignore, f".dockerignore must let {directory}/ through"
+        assert (ROOT / directory).is_dir()
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert "src/main.rs" in text and "src/lib.rs" in text
-    assert "cargo build --release --locked" in text
+    assert text.count("cargo build --release --locked") == 2
 
 
 # --- systemd -------------------------------------------------------------------
