@@ -136,6 +136,39 @@ impl DayMeter {
         } else {
             concat(frames.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
         };
+        let daily_value = match self.opts.daily_method {
+            DailyMethod::Mean => money::mean_half_away_expr(col(SUM), col(COUNT).cast(DataType::Int128)),
+            DailyMethod::Max => col(SNAPSHOT),
+        };
+        // Fast path: snapshots straight from the records. Exact when no
+        // (account, bucket, timestamp) occurs twice, i.e. when every snapshot
+        // has as many records as distinct buckets.
+        let snapshots = records
+            .clone()
+            .group_by([col(col::ACCOUNT), col(col::TS)])
+            .agg([
+                col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT),
+                len().alias(COUNT),
+                col(col::BUCKET).n_unique().alias(VERSIONS),
+                col(col::DAY).first().alias(col::DAY),
+            ])
+            .collect()?;
+        let repeated = snapshots.column(COUNT)?.as_materialized_series().cast(&DataType::UInt32)?;
+        let repeated = repeated.u32()?.iter().zip(snapshots.column(VERSIONS)?.u32()?.iter()).any(|(n, b)| n != b);
+        let snapshots = if repeated { self.deduplicate(records)? } else { snapshots.lazy() };
+        let daily = snapshots
+            .group_by([col(col::ACCOUNT), col(col::DAY)])
+            .agg([col(SNAPSHOT).sum().alias(SUM), len().alias(COUNT), col(SNAPSHOT).max().alias(SNAPSHOT)])
+            .select([col(col::ACCOUNT), col(col::DAY), daily_value.alias(col::VALUE)])
+            .collect()?;
+        self.daily.push(daily);
+        Ok(())
+    }
+
+    /// Exact path for a day with repeated (account, bucket, timestamp) keys:
+    /// the record of the object that sorts last wins (within an object, the
+    /// later record); keys with differing values are counted as conflicts.
+    fn deduplicate(&mut self, records: LazyFrame) -> Result<LazyFrame, MeterError> {
         let seq = (col(col::OBJECT).cast(DataType::UInt64) * lit(1u64 << 32)) + col(col::ROW).cast(DataType::UInt64);
         let deduped = records
             .group_by([col(col::ACCOUNT), col(col::BUCKET), col(col::TS)])
@@ -155,20 +188,10 @@ impl DayMeter {
         if conflicts.height() > 0 {
             self.conflicts.push(conflicts);
         }
-        let daily_value = match self.opts.daily_method {
-            DailyMethod::Mean => money::mean_half_away_expr(col(SUM), col(COUNT).cast(DataType::Int128)),
-            DailyMethod::Max => col(SNAPSHOT),
-        };
-        let daily = deduped
+        Ok(deduped
             .lazy()
             .group_by([col(col::ACCOUNT), col(col::TS)])
-            .agg([col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT), col(col::DAY).first().alias(col::DAY)])
-            .group_by([col(col::ACCOUNT), col(col::DAY)])
-            .agg([col(SNAPSHOT).sum().alias(SUM), len().alias(COUNT), col(SNAPSHOT).max().alias(SNAPSHOT)])
-            .select([col(col::ACCOUNT), col(col::DAY), daily_value.alias(col::VALUE)])
-            .collect()?;
-        self.daily.push(daily);
-        Ok(())
+            .agg([col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT), col(col::DAY).first().alias(col::DAY)]))
     }
 
     /// Meters the remaining days and everything that needs the whole month:
@@ -407,4 +430,172 @@ fn collect_entity_days(
         entry.active[slot] = true;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::tests::{CONTRACTS, DEALS, ENTITIES, parse};
+    use proptest::prelude::*;
+
+    const US_PER_DAY: i64 = 86_400_000_000;
+
+    fn month() -> BillingMonth {
+        "2026-10".parse().unwrap()
+    }
+
+    fn opts(daily_method: DailyMethod) -> MeterOptions {
+        MeterOptions { month: month(), unit: Unit::Tb, daily_method }
+    }
+
+    /// (account, bucket, day index, hour, bytes, object, row)
+    type Rec = (&'static str, &'static str, i32, i64, u64, u32, u32);
+
+    fn frame(recs: &[Rec]) -> DataFrame {
+        let first = month().first_day();
+        let n = recs.len();
+        let day: Vec<i32> = recs.iter().map(|r| first + r.2).collect();
+        DataFrame::new(
+            n,
+            vec![
+                Column::new(col::ACCOUNT.into(), recs.iter().map(|r| r.0).collect::<Vec<_>>()),
+                Column::new(col::BUCKET.into(), recs.iter().map(|r| r.1).collect::<Vec<_>>()),
+                Column::new(
+                    col::TS.into(),
+                    recs.iter().map(|r| i64::from(first + r.2) * US_PER_DAY + r.3 * 3_600_000_000).collect::<Vec<_>>(),
+                ),
+                Column::new(col::DAY.into(), day),
+                Column::new(col::BYTES.into(), recs.iter().map(|r| r.4).collect::<Vec<_>>()),
+                Column::new(col::OBJECT.into(), recs.iter().map(|r| r.5).collect::<Vec<_>>()),
+                Column::new(col::ROW.into(), recs.iter().map(|r| r.6).collect::<Vec<_>>()),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn dir(accounts: &str) -> Directory {
+        let a = format!("storage_account_id,company_name,owner_id,created_on,deleted_on\n{accounts}");
+        parse(ENTITIES, &a, CONTRACTS, DEALS).unwrap()
+    }
+
+    /// Byte-days, observed and filled days of one account.
+    fn usage(m: &Metered, account: &str) -> (i128, u32, u32) {
+        let au = &m.account_usage;
+        let ids = au.column(col::ACCOUNT).unwrap().str().unwrap();
+        let i = (0..au.height()).find(|&i| ids.get(i) == Some(account)).expect("account metered");
+        let bd = au.column("byte_days").unwrap().i128().unwrap().get(i).unwrap();
+        let obs = au.column("observed_days").unwrap().u32().unwrap().get(i).unwrap();
+        let fil = au.column("filled_days").unwrap().u32().unwrap().get(i).unwrap();
+        (bd, obs, fil)
+    }
+
+    fn kinds(m: &Metered) -> Vec<(FindingKind, String, String)> {
+        m.findings.iter().map(|f| (f.kind, f.subject_id.clone(), f.detail.clone())).collect()
+    }
+
+    #[test]
+    fn daily_mean_rounds_half_away_from_zero_and_max_takes_the_largest_snapshot() {
+        // Day 0: snapshots 1 and 2 (mean 1.5 → 2). Day 1: 1, 1, 2 (1.33 → 1). Day 2: 1, 2, 2 (1.67 → 2).
+        let recs = [
+            ("sa", "", 0, 0, 1, 0, 1),
+            ("sa", "", 0, 1, 2, 0, 2),
+            ("sa", "", 1, 0, 1, 0, 3),
+            ("sa", "", 1, 1, 1, 0, 4),
+            ("sa", "", 1, 2, 2, 0, 5),
+            ("sa", "", 2, 0, 1, 0, 6),
+            ("sa", "", 2, 1, 2, 0, 7),
+            ("sa", "", 2, 2, 2, 0, 8),
+        ];
+        let d = dir("sa,C,c,2026-10-01,2026-10-04\n");
+        let mean = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        assert_eq!(usage(&mean, "sa"), (2 + 1 + 2, 3, 0));
+        let max = meter(frame(&recs), &d, opts(DailyMethod::Max)).unwrap();
+        assert_eq!(usage(&max, "sa").0, 2 + 2 + 2);
+    }
+
+    #[test]
+    fn snapshots_sum_buckets_and_the_last_record_wins() {
+        let recs = [
+            // Day 0, hour 0: buckets a + b = 10 + 5; object 1 re-issues a = 12 (wins over object 0).
+            ("sa", "a", 0, 0, 10, 0, 1),
+            ("sa", "b", 0, 0, 5, 0, 2),
+            ("sa", "a", 0, 0, 12, 1, 1),
+            // Within one object the later record wins: b at hour 1 is 7, not 6.
+            ("sa", "b", 0, 1, 6, 1, 2),
+            ("sa", "b", 0, 1, 7, 1, 3),
+            ("sa", "a", 0, 1, 12, 1, 4),
+            // The same value twice is no conflict.
+            ("sa", "a", 1, 0, 3, 0, 3),
+            ("sa", "a", 1, 0, 3, 1, 5),
+        ];
+        let d = dir("sa,C,c,2026-10-01,2026-10-03\n");
+        let m = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        // Day 0: snapshots 17 and 19, mean 18. Day 1: 3.
+        assert_eq!(usage(&m, "sa"), (18 + 3, 2, 0));
+        assert!(kinds(&m).contains(&(FindingKind::ConflictingSamples, "sa".into(), "2 conflicting records".into())));
+    }
+
+    #[test]
+    fn gaps_fill_forward_then_backward_within_the_window() {
+        // Observed on days 3 and 6 (indices 2 and 5) of a full-month window.
+        let recs = [("sa", "", 2, 0, 100, 0, 1), ("sa", "", 5, 0, 200, 0, 2)];
+        let d = dir("sa,C,c,,\n");
+        let m = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        // Days 1-2 backward from day 3; days 4-5 forward from day 3; days 7-31 forward from day 6.
+        assert_eq!(usage(&m, "sa"), (100 * 5 + 200 * 26, 2, 29));
+        assert!(kinds(&m).contains(&(FindingKind::GapFilled, "sa".into(), "29 days filled".into())));
+    }
+
+    #[test]
+    fn snapshot_days_outside_the_window_count_and_empty_windows_are_reported() {
+        // Created on Oct 10, but a snapshot on Oct 8: that day counts too.
+        let recs = [("sa", "", 7, 0, 50, 0, 1), ("sa", "", 9, 0, 70, 0, 2), ("ghost", "", 0, 0, 9, 0, 3)];
+        let d = dir("sa,C,c,2026-10-10,2026-10-12\nidle,C,c,,\n");
+        let m = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        // Oct 8 (50), Oct 10 (70), Oct 11 filled (70).
+        assert_eq!(usage(&m, "sa"), (50 + 70 + 70, 2, 1));
+        assert_eq!(usage(&m, "idle"), (0, 0, 0));
+        let k = kinds(&m);
+        assert!(k.iter().any(|f| f.0 == FindingKind::NoUsageData && f.1 == "idle"), "{k:?}");
+        let ghost = m.findings.iter().find(|f| f.kind == FindingKind::UnknownStorageAccount).unwrap();
+        assert_eq!((ghost.subject_id.as_str(), ghost.byte_days), ("ghost", Some(9)));
+        // Rating sees the owner's active days: Oct 8, 10, 11 for sa (idle counts 0 on all days).
+        let c = d.entity("c").unwrap();
+        let active: Vec<usize> = m.entity_days[&c].active_days(0, 31).collect();
+        assert_eq!(active.len(), 31);
+        assert_eq!(m.entity_days[&c].byte_days(0, 31), 190);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Metering day by day as a stream, closing days as soon as later
+        /// chunks cannot touch them, equals metering the month at once.
+        #[test]
+        fn streaming_equals_all_at_once(
+            recs in proptest::collection::vec((0usize..3, 0usize..2, 0i32..31, 0i64..3, 0u64..1_000_000, 0u32..3), 1..120),
+            split in 1usize..5,
+        ) {
+            let accounts = ["sa", "sb", "ghost"];
+            let buckets = ["x", "y"];
+            let recs: Vec<Rec> = recs
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, b, d, h, v, o))| (accounts[a], buckets[b], d, h, v, o, i as u32))
+                .collect();
+            let d = dir("sa,C,c,,\nsb,C,c,2026-10-05,2026-10-20\n");
+            let all = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+            let mut by_day = recs.clone();
+            by_day.sort_by_key(|r| r.2);
+            let chunks: Vec<&[Rec]> = by_day.chunks(by_day.len().div_ceil(split)).collect();
+            let mut streamed = DayMeter::new(opts(DailyMethod::Mean));
+            for (i, chunk) in chunks.iter().enumerate() {
+                // Days before the next chunk's first day are complete.
+                let complete_before = chunks.get(i + 1).map_or(i32::MAX, |next| month().first_day() + next[0].2);
+                streamed.push(frame(chunk), complete_before).unwrap();
+            }
+            let streamed = streamed.finish(&d).unwrap();
+            prop_assert!(all.account_usage.equals_missing(&streamed.account_usage));
+            prop_assert_eq!(kinds(&all), kinds(&streamed));
+        }
+    }
 }
