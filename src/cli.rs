@@ -301,6 +301,8 @@ fn with_summary(
         if let Err(e) = summary.write(path) {
             tracing::error!(path = %path.display(), error = %e, "cannot write the run summary");
         }
+        // Also as one log line, for collectors that do not read files.
+        tracing::info!(summary = %serde_json::to_string(&summary).expect("summary serialises"), "run summary");
     }
     error.map_or(Ok(()), Err)
 }

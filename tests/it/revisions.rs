@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 
-use crate::s3_server::S3Server;
 use crate::util::*;
 
 /// During October's grace period (provisional) and after it (final).
@@ -314,20 +313,8 @@ fn two_concurrent_runs_on_local_outputs_exactly_one_proceeds() {
 
 #[test]
 fn two_concurrent_runs_on_s3_outputs_exactly_one_proceeds() {
-    let server = S3Server::start(&["billing", "usage-bucket"]);
-    server.upload_tree("billing", "partner-directory", &example().join("directory"));
-    server.upload_tree("usage-bucket", "exports", &example().join("usage"));
-    let args = s(&[
-        "run",
-        "--month",
-        "2026-10",
-        "--directory",
-        "s3://billing/partner-directory",
-        "--usage",
-        "s3://usage-bucket/exports",
-        "--out",
-        "s3://billing/out",
-    ]);
+    let server = crate::s3::example_server();
+    let args = s(&crate::s3::RUN_ARGS);
     let mut first = spawn_at_failpoint(&args, &server.env(), "ingest");
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let second = capbill_env(&argv, &server.env());

@@ -8,26 +8,27 @@ use crate::util::*;
 
 const MONTH_LATEST: &str = "out/billing_month=2026-10/latest.json";
 
+/// `capbill run` of October on the buckets of [`example_server`].
+pub const RUN_ARGS: [&str; 9] = [
+    "run",
+    "--month",
+    "2026-10",
+    "--directory",
+    "s3://billing/partner-directory",
+    "--usage",
+    "s3://usage-bucket/exports",
+    "--out",
+    "s3://billing/out",
+];
+
 fn run_s3(server: &S3Server, extra_env: &[(&str, String)]) -> std::process::Output {
     let mut env = server.env();
     env.extend(extra_env.iter().cloned());
-    capbill_env(
-        &[
-            "run",
-            "--month",
-            "2026-10",
-            "--directory",
-            "s3://billing/partner-directory",
-            "--usage",
-            "s3://usage-bucket/exports",
-            "--out",
-            "s3://billing/out",
-        ],
-        &env,
-    )
+    capbill_env(&RUN_ARGS, &env)
 }
 
-fn example_server() -> S3Server {
+/// A server with the example's directory and usage in two buckets.
+pub fn example_server() -> S3Server {
     let server = S3Server::start(&["billing", "usage-bucket"]);
     server.upload_tree("billing", "partner-directory", &example().join("directory"));
     server.upload_tree("usage-bucket", "exports", &example().join("usage"));
