@@ -269,17 +269,24 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     let t = Instant::now();
     let meter_opts = MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method };
     let mut day_meter = meter::DayMeter::new(meter_opts);
+    let mut metering = std::time::Duration::ZERO;
     let usage = ingest::ingest(
         &usage_store,
         plan,
         IngestOptions { month, skip_bad_records: config.rules.skip_bad_records, concurrency: config.s3.concurrency },
-        |batch| day_meter.push(batch.records, batch.complete_before).map_err(Error::from),
+        |batch| {
+            let t = Instant::now();
+            let r = day_meter.push(batch.records, batch.complete_before).map_err(Error::from);
+            metering += t.elapsed();
+            r
+        },
     )
     .await?;
     let elapsed_ms = stages.done("ingest", t);
     tracing::info!(
         stage = "ingest",
         elapsed_ms,
+        days_metered_ms = metering.as_millis() as u64,
         objects = usage.objects.len(),
         bytes_read = usage.objects.iter().map(|o| o.size).sum::<u64>(),
         records = usage.records,

@@ -411,7 +411,11 @@ impl<'a> RecordSink<'a> {
         }
         let mut parts = vec![own.lazy()];
         for f in self.frames {
-            parts.push(f.lazy().with_column(lit(object_seq).alias(col::OBJECT)).select(record_columns()));
+            parts.push(
+                f.lazy()
+                    .with_column(lit(object_seq).cast(DataType::UInt32).alias(col::OBJECT))
+                    .select(record_columns()),
+            );
         }
         concat(parts, UnionArgs::default())?.collect()
     }

@@ -153,3 +153,57 @@ fn a_record_outside_its_day_folder_is_malformed() {
         stderr(&o)
     );
 }
+
+/// Rewrites the hourly CSV export as Parquet with typed columns (a UTC
+/// timestamp in milliseconds, Int64 bytes), split into one object per day.
+fn hourly_as_parquet(usage: &std::path::Path) {
+    use polars::prelude::*;
+    let src = usage.join("hourly/2026-10/part-0000.csv");
+    let text = std::fs::read_to_string(&src).unwrap();
+    std::fs::remove_file(&src).unwrap();
+    let mut days: std::collections::BTreeMap<String, Vec<(i64, String, String, i64)>> = Default::default();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let ts = chrono::DateTime::parse_from_rfc3339(f[0]).unwrap().timestamp_millis();
+        days.entry(f[0][..10].to_owned()).or_default().push((
+            ts,
+            f[1].to_owned(),
+            f[2].to_owned(),
+            f[3].parse().unwrap(),
+        ));
+    }
+    for (day, rows) in days {
+        let ts = Series::new("timestamp".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>())
+            .cast(&DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)))
+            .unwrap();
+        let mut df = DataFrame::new(
+            rows.len(),
+            vec![
+                Column::new("storage_account_id".into(), rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>()),
+                Column::new("bucket".into(), rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>()),
+                ts.into_column(),
+                Column::new("bytes".into(), rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+            ],
+        )
+        .unwrap();
+        let dir = usage.join(format!("hourly/dt={day}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("part-0.parquet"), capbill::formats::write_parquet(&mut df).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn parquet_usage_bills_exactly_like_csv() {
+    let ex = example_copy();
+    hourly_as_parquet(&ex.path().join("usage"));
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let o = run_month(&ex.path().join("directory"), &ex.path().join("usage"), a.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_month(&example().join("directory"), &example().join("usage"), b.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["invoice_lines.csv", "account_usage.csv", "findings.csv"] {
+        let x = std::fs::read(latest_revision(a.path()).join(file)).unwrap();
+        let y = std::fs::read(latest_revision(b.path()).join(file)).unwrap();
+        assert!(x == y, "{file} differs when the hourly export is Parquet");
+    }
+}
