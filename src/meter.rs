@@ -132,17 +132,28 @@ impl DayMeter {
     /// over buckets, daily value = mean (half away from zero) or max.
     fn close(&mut self, frames: Vec<DataFrame>) -> Result<(), MeterError> {
         let records = if frames.len() == 1 {
-            frames.into_iter().next().expect("one").lazy()
+            frames.into_iter().next().expect("one")
         } else {
-            concat(frames.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
+            concat(frames.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?.collect()?
         };
+        let daily = match reduce_unique_day(&records, self.opts.daily_method)? {
+            Some(daily) => daily,
+            None => self.reduce_day(records.lazy())?,
+        };
+        self.daily.push(daily);
+        Ok(())
+    }
+
+    /// The general path of one day, in polars: handles repeated keys (last
+    /// wins, conflicts) and any number of buckets and snapshots.
+    fn reduce_day(&mut self, records: LazyFrame) -> Result<DataFrame, MeterError> {
         let daily_value = match self.opts.daily_method {
             DailyMethod::Mean => money::mean_half_away_expr(col(SUM), col(COUNT).cast(DataType::Int128)),
             DailyMethod::Max => col(SNAPSHOT),
         };
-        // Fast path: snapshots straight from the records. Exact when no
-        // (account, bucket, timestamp) occurs twice, i.e. when every snapshot
-        // has as many records as distinct buckets.
+        // Snapshots straight from the records are exact when no (account,
+        // bucket, timestamp) occurs twice, i.e. when every snapshot has as
+        // many records as distinct buckets; otherwise deduplicate first.
         let snapshots = records
             .clone()
             .group_by([col(col::ACCOUNT), col(col::TS)])
@@ -156,13 +167,11 @@ impl DayMeter {
         let repeated = snapshots.column(COUNT)?.as_materialized_series().cast(&DataType::UInt32)?;
         let repeated = repeated.u32()?.iter().zip(snapshots.column(VERSIONS)?.u32()?.iter()).any(|(n, b)| n != b);
         let snapshots = if repeated { self.deduplicate(records)? } else { snapshots.lazy() };
-        let daily = snapshots
+        Ok(snapshots
             .group_by([col(col::ACCOUNT), col(col::DAY)])
             .agg([col(SNAPSHOT).sum().alias(SUM), len().alias(COUNT), col(SNAPSHOT).max().alias(SNAPSHOT)])
             .select([col(col::ACCOUNT), col(col::DAY), daily_value.alias(col::VALUE)])
-            .collect()?;
-        self.daily.push(daily);
-        Ok(())
+            .collect()?)
     }
 
     /// Exact path for a day with repeated (account, bucket, timestamp) keys:
@@ -227,6 +236,107 @@ impl DayMeter {
         };
         finish_month(daily, conflicts, dir, self.opts)
     }
+}
+
+/// Snapshots of one account in one day, kept while the day's records stream by.
+#[derive(Default)]
+struct AccountDay {
+    /// Bucket names seen (the bit index of `Snapshot::buckets`).
+    buckets: Vec<Box<str>>,
+    /// One entry per distinct timestamp.
+    snapshots: Vec<Snapshot>,
+    /// Index of the snapshot the previous record went to (records mostly
+    /// arrive in runs of one timestamp).
+    last: usize,
+}
+
+struct Snapshot {
+    ts: i64,
+    sum: u128,
+    /// Buckets seen at this timestamp, one bit each.
+    buckets: u64,
+}
+
+/// Most buckets or snapshots per account and day the single-pass reduction
+/// handles; beyond them, the polars path meters the day.
+const MAX_BUCKETS: usize = 64;
+const MAX_SNAPSHOTS: usize = 256;
+
+/// The daily values of one day in a single pass over the records, or `None`
+/// when the day needs the general path: some (account, bucket, timestamp)
+/// occurs twice (last wins applies), or an account has more than
+/// [`MAX_BUCKETS`] buckets or [`MAX_SNAPSHOTS`] snapshots that day.
+///
+/// This is the hot loop of a large month: a group-by over (account,
+/// timestamp) in polars costs several times more, because it hashes every
+/// record's key into a table of about a million groups, where here each
+/// record costs one lookup of its account among the day's accounts. The
+/// result is the same frame the polars path produces; a property test holds
+/// them equal.
+fn reduce_unique_day(df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
+    let account = df.column(col::ACCOUNT)?.str()?;
+    let bucket = df.column(col::BUCKET)?.str()?;
+    let ts = df.column(col::TS)?.i64()?;
+    let bytes = df.column(col::BYTES)?.u64()?;
+    let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
+
+    let mut index: PlHashMap<&str, u32> = PlHashMap::with_capacity(1 << 16);
+    let mut names: Vec<&str> = Vec::new();
+    let mut days: Vec<AccountDay> = Vec::new();
+    for (((a, b), t), v) in account.iter().zip(bucket.iter()).zip(ts.iter()).zip(bytes.iter()) {
+        let (Some(a), Some(t), Some(v)) = (a, t, v) else { return Ok(None) };
+        let b = b.unwrap_or("");
+        let i = *index.entry(a).or_insert_with(|| {
+            names.push(a);
+            days.push(AccountDay::default());
+            (days.len() - 1) as u32
+        }) as usize;
+        let acc = &mut days[i];
+        let bit = match acc.buckets.iter().position(|x| &**x == b) {
+            Some(p) => p,
+            None if acc.buckets.len() < MAX_BUCKETS => {
+                acc.buckets.push(b.into());
+                acc.buckets.len() - 1
+            }
+            None => return Ok(None),
+        };
+        let slot = if acc.snapshots.get(acc.last).is_some_and(|s| s.ts == t) {
+            acc.last
+        } else if let Some(p) = acc.snapshots.iter().position(|s| s.ts == t) {
+            p
+        } else if acc.snapshots.len() < MAX_SNAPSHOTS {
+            acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
+            acc.snapshots.len() - 1
+        } else {
+            return Ok(None);
+        };
+        acc.last = slot;
+        let snap = &mut acc.snapshots[slot];
+        if snap.buckets & (1 << bit) != 0 {
+            return Ok(None); // a repeated key: last wins needs the general path
+        }
+        snap.buckets |= 1 << bit;
+        snap.sum += u128::from(v);
+    }
+    let values: Vec<i128> = days
+        .iter()
+        .map(|d| {
+            let sums = d.snapshots.iter().map(|s| s.sum as i128);
+            match method {
+                DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
+                DailyMethod::Max => sums.max().unwrap_or(0),
+            }
+        })
+        .collect();
+    let n = names.len();
+    Ok(Some(DataFrame::new(
+        n,
+        vec![
+            Column::new(col::ACCOUNT.into(), names),
+            Column::new(col::DAY.into(), vec![day; n]),
+            Int128Chunked::from_vec(col::VALUE.into(), values).into_series().into_column(),
+        ],
+    )?))
 }
 
 fn finish_month(
@@ -564,6 +674,45 @@ mod tests {
         let active: Vec<usize> = m.entity_days[&c].active_days(0, 31).collect();
         assert_eq!(active.len(), 31);
         assert_eq!(m.entity_days[&c].byte_days(0, 31), 190);
+    }
+
+    /// The daily values of one day's records by both paths, sorted by account.
+    fn both_paths(recs: &[Rec], method: DailyMethod) -> (Option<DataFrame>, DataFrame) {
+        let sort = |df: DataFrame| df.sort([col::ACCOUNT], SortMultipleOptions::default()).unwrap();
+        let df = frame(recs);
+        let fast = reduce_unique_day(&df, method).unwrap().map(sort);
+        let general = sort(DayMeter::new(opts(method)).reduce_day(df.lazy()).unwrap());
+        (fast, general)
+    }
+
+    #[test]
+    fn the_single_pass_day_defers_repeated_keys_to_the_general_path() {
+        let unique = [("sa", "a", 0, 0, 10, 0, 1), ("sa", "b", 0, 0, 5, 0, 2), ("sb", "a", 0, 1, 7, 0, 3)];
+        let (fast, general) = both_paths(&unique, DailyMethod::Mean);
+        assert!(fast.unwrap().equals(&general));
+        let repeated = [("sa", "a", 0, 0, 10, 0, 1), ("sa", "a", 0, 0, 12, 1, 1)];
+        assert!(both_paths(&repeated, DailyMethod::Mean).0.is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// On a day without repeated keys, the single pass equals the polars path.
+        #[test]
+        fn single_pass_equals_polars(
+            keys in proptest::collection::btree_map((0usize..4, 0usize..3, 0i64..5), 0u64..u64::MAX / 4, 1..60),
+            max in proptest::bool::ANY,
+        ) {
+            let accounts = ["sa", "sb", "sc", "ghost"];
+            let buckets = ["", "x", "y"];
+            let recs: Vec<Rec> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, (&(a, b, h), &v))| (accounts[a], buckets[b], 3, h, v, 0, i as u32))
+                .collect();
+            let method = if max { DailyMethod::Max } else { DailyMethod::Mean };
+            let (fast, general) = both_paths(&recs, method);
+            prop_assert!(fast.expect("no repeated keys").equals(&general));
+        }
     }
 
     proptest! {
