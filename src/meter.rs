@@ -108,13 +108,14 @@ impl DayMeter {
     /// `complete_before`, which no later records will touch.
     pub fn push(&mut self, records: DataFrame, complete_before: Day) -> Result<(), MeterError> {
         if records.height() > 0 {
-            let days = records.column(col::DAY)?.as_materialized_series().unique()?;
-            let days = days.i32()?;
-            if days.len() == 1 {
-                let d = days.get(0).expect("records have a day");
-                self.open.entry(d).or_default().push(records);
+            let day = records.column(col::DAY)?.i32()?;
+            if let (Some(lo), Some(hi)) = (day.min(), day.max())
+                && lo == hi
+            {
+                self.open.entry(lo).or_default().push(records);
             } else {
-                for d in days.iter().flatten() {
+                let days = records.column(col::DAY)?.as_materialized_series().unique()?;
+                for d in days.i32()?.iter().flatten() {
                     let part = records.clone().lazy().filter(col(col::DAY).eq(lit(d))).collect()?;
                     self.open.entry(d).or_default().push(part);
                 }
@@ -136,10 +137,13 @@ impl DayMeter {
         } else {
             concat(frames.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?.collect()?
         };
-        let daily = match reduce_unique_day(&records, self.opts.daily_method)? {
-            Some(daily) => daily,
-            None => self.reduce_day(records.lazy())?,
+        let t = std::time::Instant::now();
+        let rows = records.height();
+        let (daily, path) = match reduce_unique_day(&records, self.opts.daily_method)? {
+            Some(daily) => (daily, "single pass"),
+            None => (self.reduce_day(records.lazy())?, "general"),
         };
+        tracing::debug!(rows, path, elapsed_ms = t.elapsed().as_millis() as u64, "metered a day");
         self.daily.push(daily);
         Ok(())
     }
@@ -240,19 +244,21 @@ impl DayMeter {
 
 /// Snapshots of one account in one day, kept while the day's records stream by.
 #[derive(Default)]
-struct AccountDay {
+struct AccountDay<'a> {
     /// Bucket names seen (the bit index of `Snapshot::buckets`).
-    buckets: Vec<Box<str>>,
+    buckets: Vec<&'a str>,
     /// One entry per distinct timestamp.
     snapshots: Vec<Snapshot>,
     /// Index of the snapshot the previous record went to (records mostly
     /// arrive in runs of one timestamp).
     last: usize,
+    /// Latest timestamp seen: a later one is a new snapshot, found without a search.
+    latest: i64,
 }
 
 struct Snapshot {
     ts: i64,
-    sum: u128,
+    sum: u64,
     /// Buckets seen at this timestamp, one bit each.
     buckets: u64,
 }
@@ -265,7 +271,8 @@ const MAX_SNAPSHOTS: usize = 256;
 /// The daily values of one day in a single pass over the records, or `None`
 /// when the day needs the general path: some (account, bucket, timestamp)
 /// occurs twice (last wins applies), or an account has more than
-/// [`MAX_BUCKETS`] buckets or [`MAX_SNAPSHOTS`] snapshots that day.
+/// [`MAX_BUCKETS`] buckets or [`MAX_SNAPSHOTS`] snapshots that day, or a
+/// snapshot's sum does not fit in 64 bits.
 ///
 /// This is the hot loop of a large month: a group-by over (account,
 /// timestamp) in polars costs several times more, because it hashes every
@@ -274,41 +281,60 @@ const MAX_SNAPSHOTS: usize = 256;
 /// result is the same frame the polars path produces; a property test holds
 /// them equal.
 fn reduce_unique_day(df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
-    let account = df.column(col::ACCOUNT)?.str()?;
-    let bucket = df.column(col::BUCKET)?.str()?;
-    let ts = df.column(col::TS)?.i64()?;
-    let bytes = df.column(col::BYTES)?.u64()?;
     let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
+    let account = df.column(col::ACCOUNT)?.str()?.rechunk();
+    let bucket = df.column(col::BUCKET)?.str()?.rechunk();
+    let ts = df.column(col::TS)?.i64()?.rechunk();
+    let bytes = df.column(col::BYTES)?.u64()?.rechunk();
+    if account.null_count() > 0 || bucket.null_count() > 0 {
+        return Ok(None);
+    }
+    let (account, bucket) = (account.downcast_as_array(), bucket.downcast_as_array());
+    let (Ok(ts), Ok(bytes)) = (ts.cont_slice(), bytes.cont_slice()) else { return Ok(None) };
 
     let mut index: PlHashMap<&str, u32> = PlHashMap::with_capacity(1 << 16);
     let mut names: Vec<&str> = Vec::new();
     let mut days: Vec<AccountDay> = Vec::new();
-    for (((a, b), t), v) in account.iter().zip(bucket.iter()).zip(ts.iter()).zip(bytes.iter()) {
-        let (Some(a), Some(t), Some(v)) = (a, t, v) else { return Ok(None) };
-        let b = b.unwrap_or("");
-        let i = *index.entry(a).or_insert_with(|| {
-            names.push(a);
-            days.push(AccountDay::default());
-            (days.len() - 1) as u32
-        }) as usize;
+    let mut last: Option<(&str, usize)> = None;
+    for i in 0..ts.len() {
+        let (a, b, t, v) = (account.value(i), bucket.value(i), ts[i], bytes[i]);
+        // Records of one account often come together (one per bucket).
+        let i = match last {
+            Some((name, i)) if name == a => i,
+            _ => {
+                let i = *index.entry(a).or_insert_with(|| {
+                    names.push(a);
+                    days.push(AccountDay::default());
+                    (days.len() - 1) as u32
+                }) as usize;
+                last = Some((a, i));
+                i
+            }
+        };
         let acc = &mut days[i];
-        let bit = match acc.buckets.iter().position(|x| &**x == b) {
+        let bit = match acc.buckets.iter().position(|x| *x == b) {
             Some(p) => p,
             None if acc.buckets.len() < MAX_BUCKETS => {
-                acc.buckets.push(b.into());
+                acc.buckets.push(b);
                 acc.buckets.len() - 1
             }
             None => return Ok(None),
         };
-        let slot = if acc.snapshots.get(acc.last).is_some_and(|s| s.ts == t) {
-            acc.last
-        } else if let Some(p) = acc.snapshots.iter().position(|s| s.ts == t) {
-            p
-        } else if acc.snapshots.len() < MAX_SNAPSHOTS {
-            acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
-            acc.snapshots.len() - 1
+        let known = if acc.snapshots.is_empty() || t > acc.latest {
+            None
+        } else if acc.snapshots[acc.last].ts == t {
+            Some(acc.last)
         } else {
-            return Ok(None);
+            acc.snapshots.iter().position(|s| s.ts == t)
+        };
+        let slot = match known {
+            Some(p) => p,
+            None if acc.snapshots.len() < MAX_SNAPSHOTS => {
+                acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
+                acc.latest = acc.latest.max(t);
+                acc.snapshots.len() - 1
+            }
+            None => return Ok(None),
         };
         acc.last = slot;
         let snap = &mut acc.snapshots[slot];
@@ -316,12 +342,14 @@ fn reduce_unique_day(df: &DataFrame, method: DailyMethod) -> PolarsResult<Option
             return Ok(None); // a repeated key: last wins needs the general path
         }
         snap.buckets |= 1 << bit;
-        snap.sum += u128::from(v);
+        // Overflow of 64 bits (exabytes in one snapshot): the general path sums in 128.
+        let Some(sum) = snap.sum.checked_add(v) else { return Ok(None) };
+        snap.sum = sum;
     }
     let values: Vec<i128> = days
         .iter()
         .map(|d| {
-            let sums = d.snapshots.iter().map(|s| s.sum as i128);
+            let sums = d.snapshots.iter().map(|s| i128::from(s.sum));
             match method {
                 DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
                 DailyMethod::Max => sums.max().unwrap_or(0),
