@@ -720,6 +720,11 @@ mod tests {
         assert!(fast.unwrap().equals(&general));
         let repeated = [("sa", "a", 0, 0, 10, 0, 1), ("sa", "a", 0, 0, 12, 1, 1)];
         assert!(both_paths(&repeated, DailyMethod::Mean).0.is_none());
+        // A snapshot above 64 bits is summed exactly by the general path.
+        let huge = [("sa", "a", 0, 0, u64::MAX, 0, 1), ("sa", "b", 0, 0, u64::MAX, 0, 2)];
+        let (fast, general) = both_paths(&huge, DailyMethod::Mean);
+        assert!(fast.is_none());
+        assert_eq!(general.column(col::VALUE).unwrap().i128().unwrap().get(0), Some(2 * i128::from(u64::MAX)));
     }
 
     proptest! {
