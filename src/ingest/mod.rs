@@ -253,7 +253,15 @@ pub fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
 
 /// An empty frame with the record schema.
 pub fn empty_records() -> DataFrame {
-    RecordSink::frame(Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0).expect("empty frame")
+    RecordSink::frame(
+        StringChunked::from_slice(col::ACCOUNT.into(), &[] as &[&str]),
+        StringChunked::from_slice(col::BUCKET.into(), &[] as &[&str]),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        0,
+    )
+    .expect("empty frame")
 }
 
 /// Where readers put records: keeps those of the month, counts the others,
@@ -266,8 +274,8 @@ pub(crate) struct RecordSink<'a> {
     partition: Option<(Day, Day)>,
     skip_bad: bool,
     findings: &'a mut Vec<Finding>,
-    account: Vec<String>,
-    bucket: Vec<String>,
+    account: StringChunkedBuilder,
+    bucket: StringChunkedBuilder,
     ts: Vec<i64>,
     bytes: Vec<u64>,
     row: Vec<u32>,
@@ -292,8 +300,8 @@ impl<'a> RecordSink<'a> {
             partition: day.map(|d| (d - 1, d + 1)),
             skip_bad: opts.skip_bad_records,
             findings,
-            account: Vec::new(),
-            bucket: Vec::new(),
+            account: StringChunkedBuilder::new(col::ACCOUNT.into(), 0),
+            bucket: StringChunkedBuilder::new(col::BUCKET.into(), 0),
             ts: Vec::new(),
             bytes: Vec::new(),
             row: Vec::new(),
@@ -327,8 +335,8 @@ impl<'a> RecordSink<'a> {
             self.outside += 1;
             return Ok(());
         }
-        self.account.push(account.to_owned());
-        self.bucket.push(bucket.to_owned());
+        self.account.append_value(account);
+        self.bucket.append_value(bucket);
         self.ts.push(ts_us);
         self.bytes.push(bytes);
         self.row.push(row as u32);
@@ -405,11 +413,11 @@ impl<'a> RecordSink<'a> {
     }
 
     fn finish(self, object_seq: u32) -> PolarsResult<DataFrame> {
-        let own = Self::frame(self.account, self.bucket, self.ts, self.bytes, self.row, object_seq)?;
+        let own = Self::frame(self.account.finish(), self.bucket.finish(), self.ts, self.bytes, self.row, object_seq)?;
         if self.frames.is_empty() {
             return Ok(own);
         }
-        let mut parts = vec![own.lazy()];
+        let mut parts = if own.height() > 0 { vec![own.lazy()] } else { Vec::new() };
         for f in self.frames {
             parts.push(
                 f.lazy()
@@ -421,8 +429,8 @@ impl<'a> RecordSink<'a> {
     }
 
     fn frame(
-        account: Vec<String>,
-        bucket: Vec<String>,
+        account: StringChunked,
+        bucket: StringChunked,
         ts: Vec<i64>,
         bytes: Vec<u64>,
         row: Vec<u32>,
@@ -433,8 +441,8 @@ impl<'a> RecordSink<'a> {
         DataFrame::new(
             n,
             vec![
-                Column::new(col::ACCOUNT.into(), account),
-                Column::new(col::BUCKET.into(), bucket),
+                account.into_series().into_column(),
+                bucket.into_series().into_column(),
                 Column::new(col::TS.into(), ts),
                 Column::new(col::DAY.into(), day),
                 Column::new(col::BYTES.into(), bytes),
