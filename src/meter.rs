@@ -91,17 +91,45 @@ pub fn meter(records: DataFrame, dir: &Directory, opts: MeterOptions) -> Result<
 /// complete, then reduced to one daily value per account (spec 2.1–2.2), so
 /// memory holds the open days' records, not the month's.
 #[derive(Debug)]
+///
+/// Complete days are reduced on a worker thread while ingestion parses the
+/// next objects; the channel to it holds one day, so a slow reduction holds
+/// ingestion back instead of piling days up in memory.
 pub struct DayMeter {
-    opts: MeterOptions,
     open: BTreeMap<Day, Vec<DataFrame>>,
-    daily: Vec<DataFrame>,
-    conflicts: Vec<DataFrame>,
+    days: Option<std::sync::mpsc::SyncSender<Vec<DataFrame>>>,
+    worker: Option<std::thread::JoinHandle<Result<DayReducer, MeterError>>>,
 }
 
 impl DayMeter {
     /// An empty meter for the month.
     pub fn new(opts: MeterOptions) -> Self {
-        DayMeter { opts, open: BTreeMap::new(), daily: Vec::new(), conflicts: Vec::new() }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<DataFrame>>(1);
+        let worker = std::thread::Builder::new()
+            .name("capbill-meter".into())
+            .spawn(move || {
+                let mut reducer = DayReducer::new(opts);
+                for frames in rx {
+                    reducer.close(frames)?;
+                }
+                Ok(reducer)
+            })
+            .expect("the metering thread starts");
+        DayMeter { open: BTreeMap::new(), days: Some(tx), worker: Some(worker) }
+    }
+
+    /// Hands a complete day to the worker; if it has stopped, its error.
+    fn close(&mut self, frames: Vec<DataFrame>) -> Result<(), MeterError> {
+        let sent = self.days.as_ref().expect("open until finish").send(frames);
+        if sent.is_err() {
+            self.days = None;
+            return match self.worker.take().expect("worker").join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(_)) => unreachable!("the worker only stops early on an error"),
+            };
+        }
+        Ok(())
     }
 
     /// Adds records (columns of [`col`]); then meters every open day before
@@ -127,6 +155,34 @@ impl DayMeter {
             self.close(frames)?;
         }
         Ok(())
+    }
+
+    /// Meters the remaining days and everything that needs the whole month:
+    /// windows, gap fill, byte-days, findings.
+    pub fn finish(mut self, dir: &Directory) -> Result<Metered, MeterError> {
+        let rest = std::mem::take(&mut self.open);
+        for (_, frames) in rest {
+            self.close(frames)?;
+        }
+        self.days = None; // ends the worker's loop
+        let reducer = match self.worker.take().expect("worker").join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(r) => r?,
+        };
+        reducer.finish(dir)
+    }
+}
+
+/// Reduces complete days to daily values (on the metering thread).
+struct DayReducer {
+    opts: MeterOptions,
+    daily: Vec<DataFrame>,
+    conflicts: Vec<DataFrame>,
+}
+
+impl DayReducer {
+    fn new(opts: MeterOptions) -> Self {
+        DayReducer { opts, daily: Vec::new(), conflicts: Vec::new() }
     }
 
     /// One day: last wins per (account, bucket, timestamp), snapshots summed
@@ -207,13 +263,8 @@ impl DayMeter {
             .agg([col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT), col(col::DAY).first().alias(col::DAY)]))
     }
 
-    /// Meters the remaining days and everything that needs the whole month:
-    /// windows, gap fill, byte-days, findings.
-    pub fn finish(mut self, dir: &Directory) -> Result<Metered, MeterError> {
-        let rest = std::mem::take(&mut self.open);
-        for (_, frames) in rest {
-            self.close(frames)?;
-        }
+    /// Everything that needs the whole month: windows, gap fill, byte-days, findings.
+    fn finish(self, dir: &Directory) -> Result<Metered, MeterError> {
         let daily = if self.daily.is_empty() {
             DataFrame::new(
                 0,
@@ -709,7 +760,7 @@ mod tests {
         let sort = |df: DataFrame| df.sort([col::ACCOUNT], SortMultipleOptions::default()).unwrap();
         let df = frame(recs);
         let fast = reduce_unique_day(&df, method).unwrap().map(sort);
-        let general = sort(DayMeter::new(opts(method)).reduce_day(df.lazy()).unwrap());
+        let general = sort(DayReducer::new(opts(method)).reduce_day(df.lazy()).unwrap());
         (fast, general)
     }
 
