@@ -118,10 +118,11 @@ fn split_hourly_by_day(usage: &std::path::Path) {
     }
 }
 
-#[test]
-fn day_partitioned_objects_bill_exactly_like_one_object() {
+/// Bills a copy of the example whose usage `reshape` rewrote, checks that
+/// its outputs equal the example's byte for byte, and returns its revision.
+fn bills_like_the_example(reshape: fn(&std::path::Path), what: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let ex = example_copy();
-    split_hourly_by_day(&ex.path().join("usage"));
+    reshape(&ex.path().join("usage"));
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let o = run_month(&ex.path().join("directory"), &ex.path().join("usage"), a.path(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -130,10 +131,17 @@ fn day_partitioned_objects_bill_exactly_like_one_object() {
     for file in ["invoice_lines.csv", "account_usage.csv", "findings.csv"] {
         let x = std::fs::read(latest_revision(a.path()).join(file)).unwrap();
         let y = std::fs::read(latest_revision(b.path()).join(file)).unwrap();
-        assert!(x == y, "{file} differs when the hourly export is split by day");
+        assert!(x == y, "{file} differs when {what}");
     }
+    let rev = latest_revision(a.path());
+    (a, rev)
+}
+
+#[test]
+fn day_partitioned_objects_bill_exactly_like_one_object() {
+    let (_out, rev) = bills_like_the_example(split_hourly_by_day, "the hourly export is split by day");
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(latest_revision(a.path()).join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(rev.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["usage"]["objects"].as_array().unwrap().len(), 3 + 31);
 }
 
@@ -194,16 +202,5 @@ fn hourly_as_parquet(usage: &std::path::Path) {
 
 #[test]
 fn parquet_usage_bills_exactly_like_csv() {
-    let ex = example_copy();
-    hourly_as_parquet(&ex.path().join("usage"));
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let o = run_month(&ex.path().join("directory"), &ex.path().join("usage"), a.path(), &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = run_month(&example().join("directory"), &example().join("usage"), b.path(), &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for file in ["invoice_lines.csv", "account_usage.csv", "findings.csv"] {
-        let x = std::fs::read(latest_revision(a.path()).join(file)).unwrap();
-        let y = std::fs::read(latest_revision(b.path()).join(file)).unwrap();
-        assert!(x == y, "{file} differs when the hourly export is Parquet");
-    }
+    bills_like_the_example(hourly_as_parquet, "the hourly export is Parquet");
 }
