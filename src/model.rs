@@ -345,6 +345,12 @@ mod tests {
     }
 
     #[test]
+    fn units_name_their_lines() {
+        assert_eq!((Unit::Tb.bytes(), Unit::Tb.line_unit()), (1_000_000_000_000, "TB-month"));
+        assert_eq!((Unit::Tib.bytes(), Unit::Tib.line_unit()), (1 << 40, "TiB-month"));
+    }
+
+    #[test]
     fn charges_sort_like_their_names() {
         let mut v = [Charge::Usage, Charge::Reserved, Charge::Overage, Charge::Minimum];
         v.sort();
