@@ -269,6 +269,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     let t = Instant::now();
     let meter_opts = MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method };
     let mut day_meter = meter::DayMeter::new(meter_opts);
+    // Time ingestion spent handing records to the meter: splitting them by
+    // day, and waiting while the metering thread is still busy with a day.
     let mut metering = std::time::Duration::ZERO;
     let usage = ingest::ingest(
         &usage_store,
@@ -286,7 +288,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     tracing::info!(
         stage = "ingest",
         elapsed_ms,
-        days_metered_ms = metering.as_millis() as u64,
+        meter_handoff_ms = metering.as_millis() as u64,
         objects = usage.objects.len(),
         bytes_read = usage.objects.iter().map(|o| o.size).sum::<u64>(),
         records = usage.records,
