@@ -285,7 +285,12 @@ pub(crate) struct RecordSink<'a> {
 
 /// The record columns in their order.
 fn record_columns() -> [Expr; 7] {
-    [col::ACCOUNT, col::BUCKET, col::TS, col::DAY, col::BYTES, col::OBJECT, col::ROW].map(col)
+    record_columns_names().map(col)
+}
+
+/// The record column names in their order.
+fn record_columns_names() -> [&'static str; 7] {
+    [col::ACCOUNT, col::BUCKET, col::TS, col::DAY, col::BYTES, col::OBJECT, col::ROW]
 }
 
 /// Microseconds in a day.
@@ -374,8 +379,14 @@ impl<'a> RecordSink<'a> {
     /// Appends a frame already in record form (account, bucket, ts, day,
     /// bytes, row; no nulls), keeping only rows of the month.
     pub(crate) fn extend_frame(&mut self, df: DataFrame) -> Result<(), IngestError> {
+        let (min_day, max_day) = {
+            let days = df.column(col::DAY)?.i32()?;
+            (days.min(), days.max())
+        };
         let df = match self.partition {
             None => df,
+            // Every record in the partition: nothing to report or drop.
+            Some((lo, hi)) if min_day.is_some_and(|d| d >= lo) && max_day.is_some_and(|d| d <= hi) => df,
             Some((lo, hi)) => {
                 let days = df.column(col::DAY)?.i32()?;
                 let rows = df.column(col::ROW)?.u32()?;
@@ -395,9 +406,11 @@ impl<'a> RecordSink<'a> {
             }
         };
         let total = df.height();
+        let all_in_month = min_day.is_some_and(|d| d >= self.first) && max_day.is_some_and(|d| d < self.end);
+        let month = col(col::DAY).gt_eq(lit(self.first)).and(col(col::DAY).lt(lit(self.end)));
         let kept = df
             .lazy()
-            .filter(col(col::DAY).gt_eq(lit(self.first)).and(col(col::DAY).lt(lit(self.end))))
+            .filter(if all_in_month { lit(true) } else { month })
             .select([
                 col(col::ACCOUNT),
                 col(col::BUCKET).fill_null(lit("")),
@@ -416,6 +429,13 @@ impl<'a> RecordSink<'a> {
         let own = Self::frame(self.account.finish(), self.bucket.finish(), self.ts, self.bytes, self.row, object_seq)?;
         if self.frames.is_empty() {
             return Ok(own);
+        }
+        if own.height() == 0 && self.frames.len() == 1 {
+            // A Parquet object: its one frame, with the object position added.
+            let mut frame = self.frames.into_iter().next().expect("one frame");
+            let n = frame.height();
+            frame.with_column(Column::new(col::OBJECT.into(), vec![object_seq; n]))?;
+            return frame.select(record_columns_names());
         }
         let mut parts = if own.height() > 0 { vec![own.lazy()] } else { Vec::new() };
         for f in self.frames {
