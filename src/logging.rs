@@ -1,6 +1,8 @@
 //! Logging setup: tracing to stderr, text on a terminal or JSON lines.
 //!
 //! The level comes from `CAPBILL_LOG` (or `RUST_LOG`), `info` by default.
+//! Progress bars for long reads and writes live here too: they are terminal
+//! output, not part of any stage.
 
 use std::io::IsTerminal;
 
@@ -25,4 +27,16 @@ pub fn init(format: LogFormat) {
     let result = if json { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
     // A subscriber may already be installed (tests); keep it.
     let _ = result;
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+pub fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
 }

@@ -254,7 +254,7 @@ pub async fn publish(
 ) -> Result<Manifest, ExportError> {
     let prefix = revision_prefix(month, revision);
     manifest.outputs.clear();
-    let progress = crate::ingest::progress_bar(files.len() as u64, "writing outputs");
+    let progress = crate::logging::progress_bar(files.len() as u64, "writing outputs");
     for (name, rows, data) in files {
         progress.inc(1);
         let sha256 = hex::encode(Sha256::digest(&data));

@@ -201,7 +201,7 @@ pub async fn ingest<E: From<IngestError>>(
         v.into_iter().map(|(_, m)| m).collect::<Vec<_>>()
     };
 
-    let progress = progress_bar(order.len() as u64, "reading usage");
+    let progress = crate::logging::progress_bar(order.len() as u64, "reading usage");
     let mut fetches =
         futures::stream::iter(order.into_iter().enumerate().map(|(i, (seq, meta, format, day))| async move {
             let data = store.get(&meta.key).await;
@@ -237,31 +237,6 @@ pub async fn ingest<E: From<IngestError>>(
     }
     progress.finish_and_clear();
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
-}
-
-/// A progress bar on stderr, drawn only when stderr is a terminal.
-pub fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(message);
-    bar
-}
-
-/// An empty frame with the record schema.
-pub fn empty_records() -> DataFrame {
-    RecordSink::frame(
-        StringChunked::from_slice(col::ACCOUNT.into(), &[] as &[&str]),
-        StringChunked::from_slice(col::BUCKET.into(), &[] as &[&str]),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        0,
-    )
-    .expect("empty frame")
 }
 
 /// Where readers put records: keeps those of the month, counts the others,
