@@ -1,13 +1,13 @@
-//! Criterion micro-benchmarks of the hot stages: closing a metering day
-//! (last wins, snapshots, daily values) and finishing a month (windows, fill,
-//! byte-days), on synthetic frames built in memory.
+//! Criterion micro-benchmarks of the hot stages: metering one day (last
+//! wins, snapshots, daily values, then the month's windows and fill) and a
+//! whole month day by day, on synthetic frames built in memory.
 //!
 //! `cargo bench --bench stages` (or `scripts/bench --micro`).
 
 use bytes::Bytes;
 use capbill::directory::{Directory, parse_tables};
-use capbill::meter::{DayMeter, MeterOptions};
-use capbill::model::{BillingMonth, DailyMethod, Unit, col};
+use capbill::meter::{self, DayMeter, MeterOptions};
+use capbill::model::{BillingMonth, DailyMethod, Interner, Unit, col};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use polars::prelude::*;
 
@@ -43,7 +43,13 @@ fn directory(accounts: usize) -> Directory {
     .unwrap()
 }
 
-/// One day of records: every account, 2 buckets, 24 hourly snapshots.
+/// Account ids as ingestion interns them: the directory's first.
+fn ids(dir: &Directory) -> Interner {
+    Interner::seeded(dir.accounts.iter().map(|a| a.id.as_str()))
+}
+
+/// One day of records: every account (ids 0..accounts, as in [`directory`]),
+/// 2 buckets, 24 hourly snapshots, in the order of an hourly export.
 fn day(accounts: usize, day_index: i32) -> DataFrame {
     let first = month().first_day() + day_index;
     let n = accounts * 2 * 24;
@@ -51,11 +57,10 @@ fn day(accounts: usize, day_index: i32) -> DataFrame {
     let mut bucket = Vec::with_capacity(n);
     let mut ts = Vec::with_capacity(n);
     let mut bytes = Vec::with_capacity(n);
-    for a in 0..accounts {
-        let id = format!("sa-{a:07}");
-        for h in 0..24i64 {
-            for b in ["b0", "b1"] {
-                account.push(id.clone());
+    for h in 0..24i64 {
+        for a in 0..accounts {
+            for b in [0u32, 1] {
+                account.push(a as u32);
                 bucket.push(b);
                 ts.push(i64::from(first) * US_PER_DAY + h * 3_600_000_000);
                 bytes.push(1_000_000_000u64 + (a as u64) * 1_000 + h as u64);
@@ -65,7 +70,7 @@ fn day(accounts: usize, day_index: i32) -> DataFrame {
     DataFrame::new(
         n,
         vec![
-            Column::new(col::ACCOUNT.into(), account),
+            Column::new(col::ACCOUNT_ID.into(), account),
             Column::new(col::BUCKET.into(), bucket),
             Column::new(col::TS.into(), ts),
             Column::new(col::DAY.into(), vec![first; n]),
@@ -87,13 +92,10 @@ fn bench_meter(c: &mut Criterion) {
     for accounts in [1_000usize, 10_000] {
         let records = day(accounts, 0);
         g.throughput(Throughput::Elements(records.height() as u64));
-        g.bench_with_input(BenchmarkId::new("close_day", accounts), &records, |b, records| {
-            b.iter(|| {
-                let mut m = DayMeter::new(opts());
-                m.push(records.clone(), i32::MAX).unwrap();
-            })
-        });
         let dir = directory(accounts);
+        g.bench_with_input(BenchmarkId::new("one_day", accounts), &records, |b, records| {
+            b.iter(|| meter::meter(records.clone(), &dir, ids(&dir), opts()).unwrap())
+        });
         let days: Vec<DataFrame> = (0..31).map(|d| day(accounts / 10, d)).collect();
         g.throughput(Throughput::Elements(days.iter().map(DataFrame::height).sum::<usize>() as u64));
         g.bench_with_input(BenchmarkId::new("month", accounts / 10), &days, |b, days| {
@@ -102,7 +104,7 @@ fn bench_meter(c: &mut Criterion) {
                 for (i, d) in days.iter().enumerate() {
                     m.push(d.clone(), month().first_day() + i as i32).unwrap();
                 }
-                m.finish(&dir).unwrap()
+                m.finish(&dir, ids(&dir)).unwrap()
             })
         });
     }

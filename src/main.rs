@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc keeps freed memory for reuse: every usage object decodes into
+/// buffers of the same sizes, which the system allocator would map and fault
+/// in afresh each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = capbill::cli::Cli::parse();
     capbill::logging::init(cli.log_format);

@@ -14,7 +14,7 @@ use polars::prelude::*;
 use thiserror::Error;
 
 use crate::directory::{Directory, EntityIdx};
-use crate::model::{BillingMonth, DailyMethod, Day, Finding, FindingKind, Unit, col};
+use crate::model::{BillingMonth, DailyMethod, Day, Finding, FindingKind, Interner, Unit, col};
 use crate::money;
 
 /// A metering failure (a bug: inputs were validated before).
@@ -49,9 +49,11 @@ impl EntityDays {
 /// What metering hands to rating and export.
 #[derive(Debug)]
 pub struct Metered {
-    /// One row per (account, day) that counts: account, owner (null if
-    /// unknown), day, value (whole bytes, `Int128`).
+    /// One row per (account, day) that counts: account id, owner's entity
+    /// index (null if the account is unknown), day, value (whole bytes, `Int128`).
     pub account_days: DataFrame,
+    /// Names of the account ids.
+    pub accounts: Interner,
     /// The `account_usage` output, sorted by account.
     pub account_usage: DataFrame,
     /// Daily usage per owning entity (end customers), known accounts only.
@@ -81,10 +83,15 @@ const WIN_END: &str = "win_end";
 const COMPANY: &str = "company_name";
 
 /// Meters a whole month's records at once (tests and small inputs).
-pub fn meter(records: DataFrame, dir: &Directory, opts: MeterOptions) -> Result<Metered, MeterError> {
+pub fn meter(
+    records: DataFrame,
+    dir: &Directory,
+    accounts: Interner,
+    opts: MeterOptions,
+) -> Result<Metered, MeterError> {
     let mut m = DayMeter::new(opts);
     m.push(records, Day::MAX)?;
-    m.finish(dir)
+    m.finish(dir, accounts)
 }
 
 /// Streaming metering: raw records are kept per day only until the day is
@@ -158,8 +165,9 @@ impl DayMeter {
     }
 
     /// Meters the remaining days and everything that needs the whole month:
-    /// windows, gap fill, byte-days, findings.
-    pub fn finish(mut self, dir: &Directory) -> Result<Metered, MeterError> {
+    /// windows, gap fill, byte-days, findings. `accounts` names the records'
+    /// account ids (the directory's accounts are added if missing).
+    pub fn finish(mut self, dir: &Directory, accounts: Interner) -> Result<Metered, MeterError> {
         let rest = std::mem::take(&mut self.open);
         for (_, frames) in rest {
             self.close(frames)?;
@@ -169,7 +177,7 @@ impl DayMeter {
             Err(panic) => std::panic::resume_unwind(panic),
             Ok(r) => r?,
         };
-        reducer.finish(dir)
+        reducer.finish(dir, accounts)
     }
 }
 
@@ -178,11 +186,12 @@ struct DayReducer {
     opts: MeterOptions,
     daily: Vec<DataFrame>,
     conflicts: Vec<DataFrame>,
+    single_pass: SinglePass,
 }
 
 impl DayReducer {
     fn new(opts: MeterOptions) -> Self {
-        DayReducer { opts, daily: Vec::new(), conflicts: Vec::new() }
+        DayReducer { opts, daily: Vec::new(), conflicts: Vec::new(), single_pass: SinglePass::default() }
     }
 
     /// One day: last wins per (account, bucket, timestamp), snapshots summed
@@ -195,7 +204,7 @@ impl DayReducer {
         };
         let t = std::time::Instant::now();
         let rows = records.height();
-        let (daily, path) = match reduce_unique_day(&records, self.opts.daily_method)? {
+        let (daily, path) = match self.single_pass.reduce(&records, self.opts.daily_method)? {
             Some(daily) => (daily, "single pass"),
             None => (self.reduce_day(records.lazy())?, "general"),
         };
@@ -216,7 +225,7 @@ impl DayReducer {
         // many records as distinct buckets; otherwise deduplicate first.
         let snapshots = records
             .clone()
-            .group_by([col(col::ACCOUNT), col(col::TS)])
+            .group_by([col(col::ACCOUNT_ID), col(col::TS)])
             .agg([
                 col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT),
                 len().alias(COUNT),
@@ -228,9 +237,9 @@ impl DayReducer {
         let repeated = repeated.u32()?.iter().zip(snapshots.column(VERSIONS)?.u32()?.iter()).any(|(n, b)| n != b);
         let snapshots = if repeated { self.deduplicate(records)? } else { snapshots.lazy() };
         Ok(snapshots
-            .group_by([col(col::ACCOUNT), col(col::DAY)])
+            .group_by([col(col::ACCOUNT_ID), col(col::DAY)])
             .agg([col(SNAPSHOT).sum().alias(SUM), len().alias(COUNT), col(SNAPSHOT).max().alias(SNAPSHOT)])
-            .select([col(col::ACCOUNT), col(col::DAY), daily_value.alias(col::VALUE)])
+            .select([col(col::ACCOUNT_ID), col(col::DAY), daily_value.alias(col::VALUE)])
             .collect()?)
     }
 
@@ -240,7 +249,7 @@ impl DayReducer {
     fn deduplicate(&mut self, records: LazyFrame) -> Result<LazyFrame, MeterError> {
         let seq = (col(col::OBJECT).cast(DataType::UInt64) * lit(1u64 << 32)) + col(col::ROW).cast(DataType::UInt64);
         let deduped = records
-            .group_by([col(col::ACCOUNT), col(col::BUCKET), col(col::TS)])
+            .group_by([col(col::ACCOUNT_ID), col(col::BUCKET), col(col::TS)])
             .agg([
                 col(col::BYTES).get(seq.arg_max(), false).alias(col::BYTES),
                 col(col::BYTES).n_unique().alias(VERSIONS),
@@ -251,7 +260,7 @@ impl DayReducer {
             .clone()
             .lazy()
             .filter(col(VERSIONS).gt(lit(1u32)))
-            .group_by([col(col::ACCOUNT)])
+            .group_by([col(col::ACCOUNT_ID)])
             .agg([len().cast(DataType::UInt64).alias(COUNT)])
             .collect()?;
         if conflicts.height() > 0 {
@@ -259,17 +268,17 @@ impl DayReducer {
         }
         Ok(deduped
             .lazy()
-            .group_by([col(col::ACCOUNT), col(col::TS)])
+            .group_by([col(col::ACCOUNT_ID), col(col::TS)])
             .agg([col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT), col(col::DAY).first().alias(col::DAY)]))
     }
 
     /// Everything that needs the whole month: windows, gap fill, byte-days, findings.
-    fn finish(self, dir: &Directory) -> Result<Metered, MeterError> {
+    fn finish(self, dir: &Directory, accounts: Interner) -> Result<Metered, MeterError> {
         let daily = if self.daily.is_empty() {
             DataFrame::new(
                 0,
                 vec![
-                    Column::new(col::ACCOUNT.into(), Vec::<String>::new()),
+                    Column::new(col::ACCOUNT_ID.into(), Vec::<u32>::new()),
                     Column::new(col::DAY.into(), Vec::<i32>::new()),
                     Column::new(col::VALUE.into(), Vec::<i32>::new()).cast(&DataType::Int128)?,
                 ],
@@ -283,21 +292,23 @@ impl DayReducer {
         } else {
             Some(
                 concat(self.conflicts.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
-                    .group_by([col(col::ACCOUNT)])
+                    .group_by([col(col::ACCOUNT_ID)])
                     .agg([col(COUNT).sum()])
-                    .sort([col::ACCOUNT], SortMultipleOptions::default())
                     .collect()?,
             )
         };
-        finish_month(daily, conflicts, dir, self.opts)
+        finish_month(daily, conflicts, dir, accounts, self.opts)
     }
 }
 
-/// Snapshots of one account in one day, kept while the day's records stream by.
+/// Snapshots of one account in one day, kept while the day's records
+/// stream by. The vectors are reused from day to day.
 #[derive(Default)]
-struct AccountDay<'a> {
-    /// Bucket names seen (the bit index of `Snapshot::buckets`).
-    buckets: Vec<&'a str>,
+struct AccountDay {
+    /// The day ([`SinglePass::generation`]) the state belongs to; older state is stale.
+    generation: u32,
+    /// Bucket ids seen (the bit index of `Snapshot::buckets`).
+    buckets: Vec<u32>,
     /// One entry per distinct timestamp.
     snapshots: Vec<Snapshot>,
     /// Index of the snapshot the previous record went to (records mostly
@@ -319,109 +330,120 @@ struct Snapshot {
 const MAX_BUCKETS: usize = 64;
 const MAX_SNAPSHOTS: usize = 256;
 
-/// The daily values of one day in a single pass over the records, or `None`
-/// when the day needs the general path: some (account, bucket, timestamp)
-/// occurs twice (last wins applies), or an account has more than
-/// [`MAX_BUCKETS`] buckets or [`MAX_SNAPSHOTS`] snapshots that day, or a
-/// snapshot's sum does not fit in 64 bits.
-///
-/// This is the hot loop of a large month: a group-by over (account,
-/// timestamp) in polars costs several times more, because it hashes every
-/// record's key into a table of about a million groups, where here each
-/// record costs one lookup of its account among the day's accounts. The
-/// result is the same frame the polars path produces; a property test holds
-/// them equal.
-fn reduce_unique_day(df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
-    let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
-    let account = df.column(col::ACCOUNT)?.str()?.rechunk();
-    let bucket = df.column(col::BUCKET)?.str()?.rechunk();
-    let ts = df.column(col::TS)?.i64()?.rechunk();
-    let bytes = df.column(col::BYTES)?.u64()?.rechunk();
-    if account.null_count() > 0 || bucket.null_count() > 0 {
-        return Ok(None);
-    }
-    let (account, bucket) = (account.downcast_as_array(), bucket.downcast_as_array());
-    let (Ok(ts), Ok(bytes)) = (ts.cont_slice(), bytes.cont_slice()) else { return Ok(None) };
+/// The single-pass day reduction: per-account state indexed by account id.
+#[derive(Default)]
+struct SinglePass {
+    accounts: Vec<AccountDay>,
+    /// Accounts with records in the current day, in order of appearance.
+    touched: Vec<u32>,
+    generation: u32,
+}
 
-    let mut index: PlHashMap<&str, u32> = PlHashMap::with_capacity(1 << 16);
-    let mut names: Vec<&str> = Vec::new();
-    let mut days: Vec<AccountDay> = Vec::new();
-    let mut last: Option<(&str, usize)> = None;
-    for i in 0..ts.len() {
-        let (a, b, t, v) = (account.value(i), bucket.value(i), ts[i], bytes[i]);
-        // Records of one account often come together (one per bucket).
-        let i = match last {
-            Some((name, i)) if name == a => i,
-            _ => {
-                let i = *index.entry(a).or_insert_with(|| {
-                    names.push(a);
-                    days.push(AccountDay::default());
-                    (days.len() - 1) as u32
-                }) as usize;
-                last = Some((a, i));
-                i
-            }
+impl SinglePass {
+    /// The daily values of one day in a single pass over the records, or
+    /// `None` when the day needs the general path: some (account, bucket,
+    /// timestamp) occurs twice (last wins applies), or an account has more
+    /// than [`MAX_BUCKETS`] buckets or [`MAX_SNAPSHOTS`] snapshots that day,
+    /// or a snapshot's sum does not fit in 64 bits.
+    ///
+    /// This is the hot loop of a large month: a group-by over (account,
+    /// timestamp) in polars costs several times more, because it hashes every
+    /// record's key into a table of about a million groups, where here each
+    /// record indexes its account's state by id. The result is the frame
+    /// the polars path produces, up to row order; property tests hold them equal.
+    fn reduce(&mut self, df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
+        let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
+        let account = df.column(col::ACCOUNT_ID)?.u32()?.rechunk();
+        let bucket = df.column(col::BUCKET)?.u32()?.rechunk();
+        let ts = df.column(col::TS)?.i64()?.rechunk();
+        let bytes = df.column(col::BYTES)?.u64()?.rechunk();
+        let (Ok(account), Ok(bucket), Ok(ts), Ok(bytes)) =
+            (account.cont_slice(), bucket.cont_slice(), ts.cont_slice(), bytes.cont_slice())
+        else {
+            return Ok(None);
         };
-        let acc = &mut days[i];
-        let bit = match acc.buckets.iter().position(|x| *x == b) {
-            Some(p) => p,
-            None if acc.buckets.len() < MAX_BUCKETS => {
-                acc.buckets.push(b);
-                acc.buckets.len() - 1
-            }
-            None => return Ok(None),
-        };
-        let known = if acc.snapshots.is_empty() || t > acc.latest {
-            None
-        } else if acc.snapshots[acc.last].ts == t {
-            Some(acc.last)
-        } else {
-            acc.snapshots.iter().position(|s| s.ts == t)
-        };
-        let slot = match known {
-            Some(p) => p,
-            None if acc.snapshots.len() < MAX_SNAPSHOTS => {
-                acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
-                acc.latest = acc.latest.max(t);
-                acc.snapshots.len() - 1
-            }
-            None => return Ok(None),
-        };
-        acc.last = slot;
-        let snap = &mut acc.snapshots[slot];
-        if snap.buckets & (1 << bit) != 0 {
-            return Ok(None); // a repeated key: last wins needs the general path
+        if let Some(&max) = account.iter().max()
+            && max as usize >= self.accounts.len()
+        {
+            self.accounts.resize_with(max as usize + 1, AccountDay::default);
         }
-        snap.buckets |= 1 << bit;
-        // Overflow of 64 bits (exabytes in one snapshot): the general path sums in 128.
-        let Some(sum) = snap.sum.checked_add(v) else { return Ok(None) };
-        snap.sum = sum;
-    }
-    let values: Vec<i128> = days
-        .iter()
-        .map(|d| {
-            let sums = d.snapshots.iter().map(|s| i128::from(s.sum));
-            match method {
-                DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
-                DailyMethod::Max => sums.max().unwrap_or(0),
+        self.generation += 1;
+        self.touched.clear();
+        let generation = self.generation;
+        for i in 0..ts.len() {
+            let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
+            let acc = &mut self.accounts[a as usize];
+            if acc.generation != generation {
+                acc.generation = generation;
+                acc.buckets.clear();
+                acc.snapshots.clear();
+                acc.last = 0;
+                acc.latest = i64::MIN;
+                self.touched.push(a);
             }
-        })
-        .collect();
-    let n = names.len();
-    Ok(Some(DataFrame::new(
-        n,
-        vec![
-            Column::new(col::ACCOUNT.into(), names),
-            Column::new(col::DAY.into(), vec![day; n]),
-            Int128Chunked::from_vec(col::VALUE.into(), values).into_series().into_column(),
-        ],
-    )?))
+            let bit = match acc.buckets.iter().position(|x| *x == b) {
+                Some(p) => p,
+                None if acc.buckets.len() < MAX_BUCKETS => {
+                    acc.buckets.push(b);
+                    acc.buckets.len() - 1
+                }
+                None => return Ok(None),
+            };
+            let known = if acc.snapshots.is_empty() || t > acc.latest {
+                None
+            } else if acc.snapshots[acc.last].ts == t {
+                Some(acc.last)
+            } else {
+                acc.snapshots.iter().position(|s| s.ts == t)
+            };
+            let slot = match known {
+                Some(p) => p,
+                None if acc.snapshots.len() < MAX_SNAPSHOTS => {
+                    acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
+                    acc.latest = acc.latest.max(t);
+                    acc.snapshots.len() - 1
+                }
+                None => return Ok(None),
+            };
+            acc.last = slot;
+            let snap = &mut acc.snapshots[slot];
+            if snap.buckets & (1 << bit) != 0 {
+                return Ok(None); // a repeated key: last wins needs the general path
+            }
+            snap.buckets |= 1 << bit;
+            // Overflow of 64 bits (exabytes in one snapshot): the general path sums in 128.
+            let Some(sum) = snap.sum.checked_add(v) else { return Ok(None) };
+            snap.sum = sum;
+        }
+        let values: Vec<i128> = self
+            .touched
+            .iter()
+            .map(|&a| {
+                let d = &self.accounts[a as usize];
+                let sums = d.snapshots.iter().map(|s| i128::from(s.sum));
+                match method {
+                    DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
+                    DailyMethod::Max => sums.max().unwrap_or(0),
+                }
+            })
+            .collect();
+        let n = self.touched.len();
+        Ok(Some(DataFrame::new(
+            n,
+            vec![
+                Series::from_vec(col::ACCOUNT_ID.into(), self.touched.clone()).into_column(),
+                Column::new_scalar(col::DAY.into(), Scalar::from(day), n),
+                Int128Chunked::from_vec(col::VALUE.into(), values).into_series().into_column(),
+            ],
+        )?))
+    }
 }
 
 fn finish_month(
     daily: LazyFrame,
     conflicts: Option<DataFrame>,
     dir: &Directory,
+    mut accounts: Interner,
     opts: MeterOptions,
 ) -> Result<Metered, MeterError> {
     let month = opts.month;
@@ -429,13 +451,13 @@ fn finish_month(
     let end = month.end_day();
 
     // 4. Windows of known accounts within the month, one row per day.
-    let accounts = accounts_frame(dir, first, end)?;
-    let grid = accounts
+    let known = accounts_frame(dir, &mut accounts, first, end)?;
+    let grid = known
         .clone()
         .lazy()
         .filter(col(WIN_START).lt(col(WIN_END)))
         .select([
-            col(col::ACCOUNT),
+            col(col::ACCOUNT_ID),
             int_ranges(col(WIN_START), col(WIN_END), lit(1i64), DataType::Int32).alias(col::DAY),
         ])
         .explode(by_name([col::DAY], true, false), ExplodeOptions { empty_as_null: false, keep_nulls: false })
@@ -445,30 +467,29 @@ fn finish_month(
     let filled_value = col(col::VALUE)
         .fill_null_with_strategy(FillNullStrategy::Forward(None))
         .fill_null_with_strategy(FillNullStrategy::Backward(None))
-        .over([col(col::ACCOUNT)])?;
+        .over([col(col::ACCOUNT_ID)])?;
     let account_days = daily
         .join(
             grid,
-            [col(col::ACCOUNT), col(col::DAY)],
-            [col(col::ACCOUNT), col(col::DAY)],
+            [col(col::ACCOUNT_ID), col(col::DAY)],
+            [col(col::ACCOUNT_ID), col(col::DAY)],
             JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
         )
-        .sort([col::ACCOUNT, col::DAY], SortMultipleOptions::default())
+        .sort([col::ACCOUNT_ID, col::DAY], SortMultipleOptions::default())
         .with_columns([col(col::VALUE).is_not_null().alias(col::OBSERVED), filled_value.alias("filled_value")])
         .with_columns([
             col(col::OBSERVED).not().and(col("filled_value").is_not_null()).alias(col::FILLED),
             col("filled_value").fill_null(lit(0i128)).cast(DataType::Int128).alias(col::VALUE),
         ])
         .join(
-            accounts.clone().lazy().select([col(col::ACCOUNT), col(col::OWNER), col(COMPANY)]),
-            [col(col::ACCOUNT)],
-            [col(col::ACCOUNT)],
+            known.clone().lazy().select([col(col::ACCOUNT_ID), col(col::OWNER_IDX)]),
+            [col(col::ACCOUNT_ID)],
+            [col(col::ACCOUNT_ID)],
             JoinArgs::new(JoinType::Left),
         )
         .select([
-            col(col::ACCOUNT),
-            col(col::OWNER),
-            col(COMPANY),
+            col(col::ACCOUNT_ID),
+            col(col::OWNER_IDX),
             col(col::DAY),
             col(col::VALUE),
             col(col::OBSERVED),
@@ -480,45 +501,60 @@ fn finish_month(
     let per_account = account_days
         .clone()
         .lazy()
-        .group_by([col(col::ACCOUNT)])
+        .group_by([col(col::ACCOUNT_ID)])
         .agg([
-            col(col::OWNER).first(),
-            col(COMPANY).first(),
             col(col::VALUE).sum().alias("byte_days"),
             col(col::OBSERVED).cast(DataType::UInt32).sum().alias("observed_days"),
             col(col::FILLED).cast(DataType::UInt32).sum().alias("filled_days"),
         ])
-        .sort([col::ACCOUNT], SortMultipleOptions::default())
+        .join(
+            known.lazy().select([col(col::ACCOUNT_ID), col(col::OWNER), col(COMPANY)]),
+            [col(col::ACCOUNT_ID)],
+            [col(col::ACCOUNT_ID)],
+            JoinArgs::new(JoinType::Left),
+        )
         .collect()?;
+    let per_account = with_names(per_account, &accounts)?.sort([col::ACCOUNT], SortMultipleOptions::default())?;
     let (account_usage, mut findings) = account_outputs(&per_account, month, opts.unit)?;
     if let Some(c) = &conflicts {
-        findings.extend(conflict_findings(c)?);
+        findings.extend(conflict_findings(c, &accounts)?);
     }
 
     // Per owning entity and day: what rating needs.
     let owner_days = account_days
         .clone()
         .lazy()
-        .filter(col(col::OWNER).is_not_null())
-        .group_by([col(col::OWNER), col(col::DAY)])
+        .filter(col(col::OWNER_IDX).is_not_null())
+        .group_by([col(col::OWNER_IDX), col(col::DAY)])
         .agg([col(col::VALUE).sum()])
         .collect()?;
-    let entity_days = collect_entity_days(&owner_days, dir, first, month.days() as usize)?;
+    let entity_days = collect_entity_days(&owner_days, first, month.days() as usize)?;
 
-    let account_days = account_days.select([col::ACCOUNT, col::OWNER, col::DAY, col::VALUE])?;
-    Ok(Metered { account_days, account_usage, entity_days, findings })
+    let account_days = account_days.select([col::ACCOUNT_ID, col::OWNER_IDX, col::DAY, col::VALUE])?;
+    Ok(Metered { account_days, accounts, account_usage, entity_days, findings })
 }
 
-/// Known accounts with owner, company and window clipped to `[first, end)`.
-fn accounts_frame(dir: &Directory, first: Day, end: Day) -> PolarsResult<DataFrame> {
+/// `df` with the names of its account ids in a `storage_account_id` column.
+pub fn with_names(mut df: DataFrame, accounts: &Interner) -> PolarsResult<DataFrame> {
+    let names: Vec<&str> =
+        df.column(col::ACCOUNT_ID)?.u32()?.iter().map(|id| id.map_or("", |id| accounts.name(id))).collect();
+    df.with_column(Column::new(col::ACCOUNT.into(), names))?;
+    Ok(df)
+}
+
+/// Known accounts with id, owner (entity index and id), company and window
+/// clipped to `[first, end)`.
+fn accounts_frame(dir: &Directory, accounts: &mut Interner, first: Day, end: Day) -> PolarsResult<DataFrame> {
     let n = dir.accounts.len();
     let mut ids = Vec::with_capacity(n);
+    let mut owner_idx = Vec::with_capacity(n);
     let mut owners = Vec::with_capacity(n);
     let mut companies = Vec::with_capacity(n);
     let mut starts = Vec::with_capacity(n);
     let mut ends = Vec::with_capacity(n);
     for a in &dir.accounts {
-        ids.push(a.id.as_str());
+        ids.push(accounts.id(&a.id));
+        owner_idx.push(a.owner as u32);
         owners.push(dir.entities[a.owner].id.as_str());
         companies.push(a.company_name.as_str());
         starts.push(a.created_on.map_or(first, |c| c.max(first)));
@@ -527,7 +563,8 @@ fn accounts_frame(dir: &Directory, first: Day, end: Day) -> PolarsResult<DataFra
     DataFrame::new(
         n,
         vec![
-            Column::new(col::ACCOUNT.into(), ids),
+            Column::new(col::ACCOUNT_ID.into(), ids),
+            Column::new(col::OWNER_IDX.into(), owner_idx),
             Column::new(col::OWNER.into(), owners),
             Column::new(COMPANY.into(), companies),
             Column::new(WIN_START.into(), starts),
@@ -576,14 +613,16 @@ fn account_outputs(
         }
     }
     let tb = Int128Chunked::from_vec("tb_months".into(), tb).into_decimal(38, money::QUANTITY_SCALE as usize)?;
-    let mut out = per_account.select(["storage_account_id", "owner_id", "company_name", "byte_days"])?;
+    let mut out = per_account.select([col::ACCOUNT, col::OWNER, COMPANY, "byte_days"])?;
     out.with_column(tb.into_series().into_column())?;
     out.with_column(per_account.column("observed_days")?.clone())?;
     out.with_column(per_account.column("filled_days")?.clone())?;
     Ok((out, findings))
 }
 
-fn conflict_findings(conflicts: &DataFrame) -> PolarsResult<Vec<Finding>> {
+/// One finding per account with conflicting records, in account order.
+fn conflict_findings(conflicts: &DataFrame, accounts: &Interner) -> PolarsResult<Vec<Finding>> {
+    let conflicts = with_names(conflicts.clone(), accounts)?.sort([col::ACCOUNT], SortMultipleOptions::default())?;
     let ids = conflicts.column(col::ACCOUNT)?.str()?;
     let counts = conflicts.column(COUNT)?.cast(&DataType::UInt64)?;
     let counts = counts.u64()?;
@@ -600,11 +639,10 @@ fn conflict_findings(conflicts: &DataFrame) -> PolarsResult<Vec<Finding>> {
 
 fn collect_entity_days(
     owner_days: &DataFrame,
-    dir: &Directory,
     first: Day,
     days: usize,
 ) -> PolarsResult<HashMap<EntityIdx, EntityDays>> {
-    let owners = owner_days.column(col::OWNER)?.str()?;
+    let owners = owner_days.column(col::OWNER_IDX)?.u32()?;
     let day = owner_days.column(col::DAY)?.i32()?;
     let value = owner_days.column(col::VALUE)?.i128()?;
     let mut out: HashMap<EntityIdx, EntityDays> = HashMap::new();
@@ -612,9 +650,9 @@ fn collect_entity_days(
         let (Some(o), Some(d)) = (owners.get(i), day.get(i)) else {
             continue;
         };
-        let e = dir.entity(o).expect("owners come from the directory");
         let slot = (d - first) as usize;
-        let entry = out.entry(e).or_insert_with(|| EntityDays { bytes: vec![0; days], active: vec![false; days] });
+        let entry =
+            out.entry(o as EntityIdx).or_insert_with(|| EntityDays { bytes: vec![0; days], active: vec![false; days] });
         entry.bytes[slot] += value.get(i).unwrap_or(0);
         entry.active[slot] = true;
     }
@@ -640,15 +678,16 @@ mod tests {
     /// (account, bucket, day index, hour, bytes, object, row)
     type Rec = (&'static str, &'static str, i32, i64, u64, u32, u32);
 
-    fn frame(recs: &[Rec]) -> DataFrame {
+    /// A record frame; accounts and buckets are interned into `ids`.
+    fn frame(recs: &[Rec], ids: &mut Interner) -> DataFrame {
         let first = month().first_day();
         let n = recs.len();
         let day: Vec<i32> = recs.iter().map(|r| first + r.2).collect();
         DataFrame::new(
             n,
             vec![
-                Column::new(col::ACCOUNT.into(), recs.iter().map(|r| r.0).collect::<Vec<_>>()),
-                Column::new(col::BUCKET.into(), recs.iter().map(|r| r.1).collect::<Vec<_>>()),
+                Column::new(col::ACCOUNT_ID.into(), recs.iter().map(|r| ids.id(r.0)).collect::<Vec<_>>()),
+                Column::new(col::BUCKET.into(), recs.iter().map(|r| ids.id(r.1)).collect::<Vec<_>>()),
                 Column::new(
                     col::TS.into(),
                     recs.iter().map(|r| i64::from(first + r.2) * US_PER_DAY + r.3 * 3_600_000_000).collect::<Vec<_>>(),
@@ -660,6 +699,13 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    /// Meters `recs` as one month.
+    fn meter_recs(recs: &[Rec], d: &Directory, method: DailyMethod) -> Metered {
+        let mut ids = Interner::seeded(d.accounts.iter().map(|a| a.id.as_str()));
+        let df = frame(recs, &mut ids);
+        meter(df, d, ids, opts(method)).unwrap()
     }
 
     fn dir(accounts: &str) -> Directory {
@@ -696,9 +742,9 @@ mod tests {
             ("sa", "", 2, 2, 2, 0, 8),
         ];
         let d = dir("sa,C,c,2026-10-01,2026-10-04\n");
-        let mean = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        let mean = meter_recs(&recs, &d, DailyMethod::Mean);
         assert_eq!(usage(&mean, "sa"), (2 + 1 + 2, 3, 0));
-        let max = meter(frame(&recs), &d, opts(DailyMethod::Max)).unwrap();
+        let max = meter_recs(&recs, &d, DailyMethod::Max);
         assert_eq!(usage(&max, "sa").0, 2 + 2 + 2);
     }
 
@@ -718,7 +764,7 @@ mod tests {
             ("sa", "a", 1, 0, 3, 1, 5),
         ];
         let d = dir("sa,C,c,2026-10-01,2026-10-03\n");
-        let m = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        let m = meter_recs(&recs, &d, DailyMethod::Mean);
         // Day 0: snapshots 17 and 19, mean 18. Day 1: 3.
         assert_eq!(usage(&m, "sa"), (18 + 3, 2, 0));
         assert!(kinds(&m).contains(&(FindingKind::ConflictingSamples, "sa".into(), "2 conflicting records".into())));
@@ -729,7 +775,7 @@ mod tests {
         // Observed on days 3 and 6 (indices 2 and 5) of a full-month window.
         let recs = [("sa", "", 2, 0, 100, 0, 1), ("sa", "", 5, 0, 200, 0, 2)];
         let d = dir("sa,C,c,,\n");
-        let m = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        let m = meter_recs(&recs, &d, DailyMethod::Mean);
         // Days 1-2 backward from day 3; days 4-5 forward from day 3; days 7-31 forward from day 6.
         assert_eq!(usage(&m, "sa"), (100 * 5 + 200 * 26, 2, 29));
         assert!(kinds(&m).contains(&(FindingKind::GapFilled, "sa".into(), "29 days filled".into())));
@@ -740,7 +786,7 @@ mod tests {
         // Created on Oct 10, but a snapshot on Oct 8: that day counts too.
         let recs = [("sa", "", 7, 0, 50, 0, 1), ("sa", "", 9, 0, 70, 0, 2), ("ghost", "", 0, 0, 9, 0, 3)];
         let d = dir("sa,C,c,2026-10-10,2026-10-12\nidle,C,c,,\n");
-        let m = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+        let m = meter_recs(&recs, &d, DailyMethod::Mean);
         // Oct 8 (50), Oct 10 (70), Oct 11 filled (70).
         assert_eq!(usage(&m, "sa"), (50 + 70 + 70, 2, 1));
         assert_eq!(usage(&m, "idle"), (0, 0, 0));
@@ -757,9 +803,9 @@ mod tests {
 
     /// The daily values of one day's records by both paths, sorted by account.
     fn both_paths(recs: &[Rec], method: DailyMethod) -> (Option<DataFrame>, DataFrame) {
-        let sort = |df: DataFrame| df.sort([col::ACCOUNT], SortMultipleOptions::default()).unwrap();
-        let df = frame(recs);
-        let fast = reduce_unique_day(&df, method).unwrap().map(sort);
+        let sort = |df: DataFrame| df.sort([col::ACCOUNT_ID], SortMultipleOptions::default()).unwrap();
+        let df = frame(recs, &mut Interner::default());
+        let fast = SinglePass::default().reduce(&df, method).unwrap().map(sort);
         let general = sort(DayReducer::new(opts(method)).reduce_day(df.lazy()).unwrap());
         (fast, general)
     }
@@ -816,17 +862,18 @@ mod tests {
                 .map(|(i, &(a, b, d, h, v, o))| (accounts[a], buckets[b], d, h, v, o, i as u32))
                 .collect();
             let d = dir("sa,C,c,,\nsb,C,c,2026-10-05,2026-10-20\n");
-            let all = meter(frame(&recs), &d, opts(DailyMethod::Mean)).unwrap();
+            let all = meter_recs(&recs, &d, DailyMethod::Mean);
             let mut by_day = recs.clone();
             by_day.sort_by_key(|r| r.2);
             let chunks: Vec<&[Rec]> = by_day.chunks(by_day.len().div_ceil(split)).collect();
             let mut streamed = DayMeter::new(opts(DailyMethod::Mean));
+            let mut ids = Interner::default(); // not seeded: finish adds the directory's accounts
             for (i, chunk) in chunks.iter().enumerate() {
                 // Days before the next chunk's first day are complete.
                 let complete_before = chunks.get(i + 1).map_or(i32::MAX, |next| month().first_day() + next[0].2);
-                streamed.push(frame(chunk), complete_before).unwrap();
+                streamed.push(frame(chunk, &mut ids), complete_before).unwrap();
             }
-            let streamed = streamed.finish(&d).unwrap();
+            let streamed = streamed.finish(&d, ids).unwrap();
             prop_assert!(all.account_usage.equals_missing(&streamed.account_usage));
             prop_assert_eq!(kinds(&all), kinds(&streamed));
         }

@@ -305,8 +305,12 @@ impl Finding {
 pub mod col {
     /// Storage account id.
     pub const ACCOUNT: &str = "storage_account_id";
-    /// Bucket name ("" when the source does not report buckets).
-    pub const BUCKET: &str = "bucket";
+    /// Storage account as its [`super::Interner`] id (`UInt32`): how records
+    /// and metering frames name accounts.
+    pub const ACCOUNT_ID: &str = "account_idx";
+    /// Bucket name as its [`super::Interner`] id (`UInt32`; the name "" when
+    /// the source does not report buckets).
+    pub const BUCKET: &str = "bucket_idx";
     /// Observation instant, microseconds since the epoch, UTC.
     pub const TS: &str = "ts_us";
     /// UTC day of the observation ([`super::Day`]).
@@ -325,11 +329,83 @@ pub mod col {
     pub const FILLED: &str = "filled";
     /// Owning entity.
     pub const OWNER: &str = "owner_id";
+    /// Owning entity as its index in the directory (`UInt32`).
+    pub const OWNER_IDX: &str = "owner_idx";
+}
+
+/// Dense `u32` ids for names (storage account ids, bucket names), in the
+/// order they were first seen.
+///
+/// Records carry ids instead of strings from ingestion on: metering then
+/// indexes arrays and joins on integers, and a string is hashed once per
+/// distinct value in a Parquet dictionary (or once per text record) instead
+/// of once per group-by. Seeded with the directory's accounts, the id of a
+/// known account is its index in [`crate::directory::Directory::accounts`].
+#[derive(Debug, Default, Clone)]
+pub struct Interner {
+    index: polars::prelude::PlHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    /// An interner whose first ids are `names`, in order (repeats keep their first id).
+    pub fn seeded<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut i = Interner::default();
+        for n in names {
+            i.id(n);
+        }
+        i
+    }
+
+    /// The id of `name`, assigning the next one if it is new.
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 distinct names");
+        self.names.push(name.into());
+        self.index.insert(name.into(), id);
+        id
+    }
+
+    /// The id of `name`, if it has one.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
+    /// The name of `id`.
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no name has an id.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Every name, in id order.
+    pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.names.iter().map(|n| &**n)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interned_names_keep_their_first_id() {
+        let mut i = Interner::seeded(["sa-2", "sa-1", "sa-2"]);
+        assert_eq!((i.len(), i.get("sa-2"), i.get("sa-1"), i.get("sa-3")), (2, Some(0), Some(1), None));
+        assert_eq!(i.id("sa-3"), 2);
+        assert_eq!(i.id("sa-1"), 1);
+        assert_eq!((i.name(2), i.names().collect::<Vec<_>>()), ("sa-3", vec!["sa-2", "sa-1", "sa-3"]));
+    }
 
     #[test]
     fn months_know_their_days() {

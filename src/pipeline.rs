@@ -22,7 +22,7 @@ use crate::export::{self, Manifest, Tables};
 use crate::formats;
 use crate::ingest::{self, IngestOptions};
 use crate::meter::{self, MeterOptions};
-use crate::model::{BillingMonth, Finding, FindingKind};
+use crate::model::{BillingMonth, Finding, FindingKind, Interner};
 use crate::rate::{self, RateOptions};
 use crate::revision::lock::MonthLock;
 use crate::revision::{self, Fingerprint, MonthStatus};
@@ -269,6 +269,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     let t = Instant::now();
     let meter_opts = MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method };
     let mut day_meter = meter::DayMeter::new(meter_opts);
+    // Account ids: the directory's accounts first, then unknown ones as read.
+    let mut accounts = Interner::seeded(directory.accounts.iter().map(|a| a.id.as_str()));
     // Time ingestion spent handing records to the meter: splitting them by
     // day, and waiting while the metering thread is still busy with a day.
     let mut metering = std::time::Duration::ZERO;
@@ -276,6 +278,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         &usage_store,
         plan,
         IngestOptions { month, skip_bad_records: config.rules.skip_bad_records, concurrency: config.s3.concurrency },
+        &mut accounts,
         |batch| {
             let t = Instant::now();
             let r = day_meter.push(batch.records, batch.complete_before).map_err(Error::from);
@@ -299,7 +302,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
 
     let t = Instant::now();
     let records_in = usage.records;
-    let metered = day_meter.finish(&directory)?;
+    let metered = day_meter.finish(&directory, accounts)?;
     let elapsed_ms = stages.done("meter", t);
     tracing::info!(
         stage = "meter",

@@ -57,7 +57,7 @@ pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rat
     lines.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let mut findings = ctx.deal_findings();
     findings.extend(ctx.allocation_findings());
-    findings.extend(ctx.uncontracted_findings(&metered.account_days)?);
+    findings.extend(ctx.uncontracted_findings(metered)?);
     Ok(Rated { lines, findings })
 }
 
@@ -273,9 +273,9 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn uncontracted_findings(&self, account_days: &DataFrame) -> Result<Vec<Finding>, RateError> {
+    fn uncontracted_findings(&self, metered: &Metered) -> Result<Vec<Finding>, RateError> {
         let dir = self.dir;
-        let mut owners = Vec::new();
+        let mut owners: Vec<u32> = Vec::new();
         let mut days = Vec::new();
         let mut reasons: HashMap<&str, String> = HashMap::new();
         for &o in self.days.keys() {
@@ -290,7 +290,7 @@ impl<'a> Ctx<'a> {
                     })
                 };
                 if let Some(reason) = missing {
-                    owners.push(dir.entities[o].id.as_str());
+                    owners.push(o as u32);
                     days.push(day);
                     reasons.entry(dir.entities[o].id.as_str()).or_insert(reason);
                 }
@@ -301,29 +301,31 @@ impl<'a> Ctx<'a> {
         }
         let n = owners.len();
         let uncontracted =
-            DataFrame::new(n, vec![Column::new(col::OWNER.into(), owners), Column::new(col::DAY.into(), days)])?;
-        let per_account = account_days
+            DataFrame::new(n, vec![Column::new(col::OWNER_IDX.into(), owners), Column::new(col::DAY.into(), days)])?;
+        let per_account = metered
+            .account_days
             .clone()
             .lazy()
             .join(
                 uncontracted.lazy(),
-                [col(col::OWNER), col(col::DAY)],
-                [col(col::OWNER), col(col::DAY)],
+                [col(col::OWNER_IDX), col(col::DAY)],
+                [col(col::OWNER_IDX), col(col::DAY)],
                 JoinArgs::new(JoinType::Inner),
             )
-            .group_by([col(col::ACCOUNT)])
-            .agg([col(col::OWNER).first(), col(col::VALUE).sum().alias("byte_days"), len().alias("days")])
-            .sort([col::ACCOUNT], SortMultipleOptions::default())
+            .group_by([col(col::ACCOUNT_ID)])
+            .agg([col(col::OWNER_IDX).first(), col(col::VALUE).sum().alias("byte_days"), len().alias("days")])
             .collect()?;
+        let per_account = crate::meter::with_names(per_account, &metered.accounts)?
+            .sort([col::ACCOUNT], SortMultipleOptions::default())?;
         let ids = per_account.column(col::ACCOUNT)?.str()?;
-        let own = per_account.column(col::OWNER)?.str()?;
+        let own = per_account.column(col::OWNER_IDX)?.u32()?;
         let bd = per_account.column("byte_days")?.i128()?;
         let nd = per_account.column("days")?.cast(&DataType::UInt64)?;
         let nd = nd.u64()?;
         Ok((0..per_account.height())
             .map(|i| {
                 let byte_days = bd.get(i).unwrap_or(0);
-                let owner = own.get(i).unwrap_or_default();
+                let owner = own.get(i).map_or("", |o| dir.entities[o as usize].id.as_str());
                 Finding::new(
                     FindingKind::UncontractedUsage,
                     ids.get(i).unwrap_or_default(),
@@ -370,14 +372,20 @@ mod tests {
         let account_days = DataFrame::new(
             0,
             vec![
-                Column::new(col::ACCOUNT.into(), Vec::<String>::new()),
-                Column::new(col::OWNER.into(), Vec::<String>::new()),
+                Column::new(col::ACCOUNT_ID.into(), Vec::<u32>::new()),
+                Column::new(col::OWNER_IDX.into(), Vec::<u32>::new()),
                 Column::new(col::DAY.into(), Vec::<i32>::new()),
                 Column::new(col::VALUE.into(), Vec::<i128>::new()).cast(&DataType::Int128).unwrap(),
             ],
         )
         .unwrap();
-        Metered { account_days, account_usage: DataFrame::empty(), entity_days, findings: Vec::new() }
+        Metered {
+            account_days,
+            accounts: Default::default(),
+            account_usage: DataFrame::empty(),
+            entity_days,
+            findings: Vec::new(),
+        }
     }
 
     fn full_month(tb: i128) -> Vec<(usize, i128)> {

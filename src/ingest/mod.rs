@@ -5,8 +5,9 @@
 //! Parquet, the partner API export) becomes records, and what happens to a
 //! malformed record (the run stops naming object, row and field, or with
 //! `--skip-bad-records` the record becomes a finding). The result has the
-//! columns of [`crate::model::col`]: account, bucket, timestamp, day, bytes
-//! and the object/row positions that "last wins" needs. Metering is not here.
+//! columns of [`record_columns`]: account and bucket as interned ids,
+//! timestamp, day, bytes and the object/row positions that "last wins"
+//! needs. Metering is not here.
 
 mod parquet;
 mod partner_api;
@@ -18,7 +19,7 @@ use polars::prelude::*;
 use thiserror::Error;
 
 use crate::formats::Format;
-use crate::model::{BillingMonth, Day, Finding, FindingKind, col};
+use crate::model::{BillingMonth, Day, Finding, FindingKind, Interner, col};
 use crate::storage::{ObjectMeta, StorageError, Store};
 
 pub use prune::key_may_hold;
@@ -168,10 +169,13 @@ pub async fn plan(store: &Store, month: BillingMonth, concurrency: usize) -> Res
 /// malformed. So after the objects of day D, every day before D−1 is
 /// complete, and [`Batch::complete_before`] says so. "Last wins" still
 /// follows key order: each record carries its object's position in it.
+/// Account ids are interned into `accounts`, which the caller seeds with the
+/// directory's accounts and hands on to metering.
 pub async fn ingest<E: From<IngestError>>(
     store: &Store,
     plan: Plan,
     opts: IngestOptions,
+    accounts: &mut Interner,
     mut consume: impl FnMut(Batch) -> Result<(), E>,
 ) -> Result<Ingested, E> {
     let Plan { objects: listed, mut findings, pruned } = plan;
@@ -201,34 +205,38 @@ pub async fn ingest<E: From<IngestError>>(
         v.into_iter().map(|(_, m)| m).collect::<Vec<_>>()
     };
 
+    // Objects are fetched `concurrency` at a time and parsed on up to
+    // `parsers` blocking threads; results are consumed in order.
+    let parsers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, MAX_PARSERS);
     let progress = crate::logging::progress_bar(order.len() as u64, "reading usage");
-    let mut fetches =
+    let mut parsed =
         futures::stream::iter(order.into_iter().enumerate().map(|(i, (seq, meta, format, day))| async move {
             let data = store.get(&meta.key).await;
             (i, seq, meta, format, day, data)
         }))
-        .buffered(opts.concurrency.max(1));
+        .buffered(opts.concurrency.max(1))
+        .map(|(i, seq, meta, format, day, data)| async move {
+            let parsed = match data {
+                Ok(data) => {
+                    let key = meta.key.clone();
+                    tokio::task::spawn_blocking(move || parse(data, format, key, day, opts))
+                        .await
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+                }
+                Err(e) => Err(IngestError::from(e)),
+            };
+            (i, seq, meta, parsed)
+        })
+        .buffered(parsers);
 
     let mut records = 0;
     let mut outside_month = 0;
-    while let Some((i, seq, meta, format, day, data)) = fetches.next().await {
-        let data = data.map_err(IngestError::from)?;
-        let mut sink = RecordSink::new(&meta.key, day, opts, &mut findings);
-        let parsed = match format {
-            Format::Csv => text::read_csv(data, &mut sink),
-            Format::JsonLines => text::read_json_lines(&data, &mut sink),
-            Format::Json => {
-                if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                    partner_api::read(&data, &mut sink)
-                } else {
-                    text::read_json_lines(&data, &mut sink)
-                }
-            }
-            Format::Parquet => parquet::read(data, &mut sink),
-        };
-        parsed?;
+    let mut buckets = Interner::default();
+    while let Some((i, seq, meta, parsed)) = parsed.next().await {
+        let sink = parsed?;
         outside_month += sink.outside;
-        let frame = sink.finish(seq).map_err(IngestError::from)?;
+        let (frame, object_findings) = sink.finish(seq, accounts, &mut buckets).map_err(IngestError::from)?;
+        findings.extend(object_findings);
         tracing::debug!(object = %meta.key, records = frame.height(), "read usage object");
         records += frame.height();
         progress.inc(1);
@@ -239,60 +247,94 @@ pub async fn ingest<E: From<IngestError>>(
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
-/// Where readers put records: keeps those of the month, counts the others,
-/// and decides what a bad record does.
-pub(crate) struct RecordSink<'a> {
-    object: &'a str,
+/// Most objects parsed at once: each holds its decoded records until it is
+/// handed on, so more parsers cost memory without adding much speed.
+const MAX_PARSERS: usize = 4;
+
+/// Parses one object (on a blocking thread) into a sink of its records.
+fn parse(
+    data: bytes::Bytes,
+    format: Format,
+    key: String,
+    day: Option<Day>,
+    opts: IngestOptions,
+) -> Result<RecordSink, IngestError> {
+    let mut sink = RecordSink::new(key, day, opts);
+    match format {
+        Format::Csv => text::read_csv(data, &mut sink),
+        Format::JsonLines => text::read_json_lines(&data, &mut sink),
+        Format::Json => {
+            if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                partner_api::read(&data, &mut sink)
+            } else {
+                text::read_json_lines(&data, &mut sink)
+            }
+        }
+        Format::Parquet => parquet::read(data, &mut sink),
+    }?;
+    Ok(sink)
+}
+
+/// Where readers put one object's records: keeps those of the month, counts
+/// the others, decides what a bad record does, and names accounts and
+/// buckets by ids interned for this object (mapped to the run's ids when the
+/// object is handed on, so that objects can be parsed in parallel).
+pub(crate) struct RecordSink {
+    object: String,
     first: Day,
     end: Day,
     /// Days `[lo, hi]` an object under a day folder may hold.
     partition: Option<(Day, Day)>,
     skip_bad: bool,
-    findings: &'a mut Vec<Finding>,
-    account: StringChunkedBuilder,
-    bucket: StringChunkedBuilder,
+    findings: Vec<Finding>,
+    pub(crate) accounts: Interner,
+    pub(crate) buckets: Interner,
+    account: Vec<u32>,
+    bucket: Vec<u32>,
     ts: Vec<i64>,
+    day: Vec<Day>,
     bytes: Vec<u64>,
     row: Vec<u32>,
-    frames: Vec<DataFrame>,
     outside: u64,
-}
-
-/// The record columns in their order.
-fn record_columns() -> [Expr; 7] {
-    record_columns_names().map(col)
-}
-
-/// The record column names in their order.
-fn record_columns_names() -> [&'static str; 7] {
-    [col::ACCOUNT, col::BUCKET, col::TS, col::DAY, col::BYTES, col::OBJECT, col::ROW]
 }
 
 /// Microseconds in a day.
 pub(crate) const US_PER_DAY: i64 = 86_400_000_000;
 
-impl<'a> RecordSink<'a> {
-    fn new(object: &'a str, day: Option<Day>, opts: IngestOptions, findings: &'a mut Vec<Finding>) -> Self {
+impl RecordSink {
+    fn new(object: String, day: Option<Day>, opts: IngestOptions) -> Self {
         RecordSink {
             object,
             first: opts.month.first_day(),
             end: opts.month.end_day(),
             partition: day.map(|d| (d - 1, d + 1)),
             skip_bad: opts.skip_bad_records,
-            findings,
-            account: StringChunkedBuilder::new(col::ACCOUNT.into(), 0),
-            bucket: StringChunkedBuilder::new(col::BUCKET.into(), 0),
+            findings: Vec::new(),
+            accounts: Interner::default(),
+            buckets: Interner::default(),
+            account: Vec::new(),
+            bucket: Vec::new(),
             ts: Vec::new(),
+            day: Vec::new(),
             bytes: Vec::new(),
             row: Vec::new(),
-            frames: Vec::new(),
             outside: 0,
         }
     }
 
     /// Object key, for messages.
     pub(crate) fn object(&self) -> &str {
-        self.object
+        &self.object
+    }
+
+    /// Room for `n` more records.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.account.reserve(n);
+        self.bucket.reserve(n);
+        self.ts.reserve(n);
+        self.day.reserve(n);
+        self.bytes.reserve(n);
+        self.row.reserve(n);
     }
 
     /// Adds one record (row is 1-based within the object); a record outside
@@ -305,22 +347,103 @@ impl<'a> RecordSink<'a> {
         ts_us: i64,
         bytes: u64,
     ) -> Result<(), IngestError> {
+        if let Some(day) = self.admit(row, ts_us)? {
+            let (a, b) = (self.accounts.id(account), self.buckets.id(bucket));
+            self.append(row, a, b, ts_us, day, bytes);
+        }
+        Ok(())
+    }
+
+    /// [`Self::push`] for a record whose account and bucket are already interned.
+    #[inline]
+    pub(crate) fn push_ids(
+        &mut self,
+        row: usize,
+        account: u32,
+        bucket: u32,
+        ts_us: i64,
+        bytes: u64,
+    ) -> Result<(), IngestError> {
+        if let Some(day) = self.admit(row, ts_us)? {
+            self.append(row, account, bucket, ts_us, day, bytes);
+        }
+        Ok(())
+    }
+
+    /// Adds a batch of records with interned ids, rows numbered from
+    /// `first_row`; `bucket` is `None` when every record has the bucket
+    /// `no_bucket`. Rows marked in `skip` (already reported as malformed)
+    /// are left out. When every record is kept, the columns are copied in
+    /// bulk.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn extend(
+        &mut self,
+        first_row: usize,
+        account: &[u32],
+        bucket: Option<&[u32]>,
+        no_bucket: u32,
+        ts: &[i64],
+        bytes: &[u64],
+        skip: Option<&[bool]>,
+    ) -> Result<(), IngestError> {
+        let n = ts.len();
+        let (lo, hi) = match self.partition {
+            Some((lo, hi)) => (lo.max(self.first), hi.min(self.end - 1)),
+            None => (self.first, self.end - 1),
+        };
+        let day = |t: i64| t.div_euclid(US_PER_DAY) as Day;
+        let in_range = || {
+            let (min, max) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+            n > 0 && day(min) >= lo && day(max) <= hi
+        };
+        if skip.is_none() && in_range() {
+            self.account.extend_from_slice(account);
+            match bucket {
+                Some(b) => self.bucket.extend_from_slice(b),
+                None => self.bucket.resize(self.bucket.len() + n, no_bucket),
+            }
+            self.ts.extend_from_slice(ts);
+            self.day.extend(ts.iter().map(|&t| day(t)));
+            self.bytes.extend_from_slice(bytes);
+            self.row.extend((first_row..first_row + n).map(|r| r as u32));
+            return Ok(());
+        }
+        for i in 0..n {
+            if skip.is_some_and(|s| s[i]) {
+                continue;
+            }
+            let b = bucket.map_or(no_bucket, |b| b[i]);
+            self.push_ids(first_row + i, account[i], b, ts[i], bytes[i])?;
+        }
+        Ok(())
+    }
+
+    /// The record's day if it is kept: in the object's partition (else
+    /// malformed) and in the month (else counted as outside).
+    #[inline]
+    fn admit(&mut self, row: usize, ts_us: i64) -> Result<Option<Day>, IngestError> {
         let day = ts_us.div_euclid(US_PER_DAY) as Day;
         if let Some((lo, hi)) = self.partition
             && (day < lo || day > hi)
         {
-            return self.bad(row, "timestamp", self.outside_partition(day));
+            self.bad(row, "timestamp", self.outside_partition(day))?;
+            return Ok(None);
         }
         if day < self.first || day >= self.end {
             self.outside += 1;
-            return Ok(());
+            return Ok(None);
         }
-        self.account.append_value(account);
-        self.bucket.append_value(bucket);
+        Ok(Some(day))
+    }
+
+    #[inline]
+    fn append(&mut self, row: usize, account: u32, bucket: u32, ts_us: i64, day: Day, bytes: u64) {
+        self.account.push(account);
+        self.bucket.push(bucket);
         self.ts.push(ts_us);
+        self.day.push(day);
         self.bytes.push(bytes);
         self.row.push(row as u32);
-        Ok(())
     }
 
     fn outside_partition(&self, day: Day) -> String {
@@ -337,113 +460,54 @@ impl<'a> RecordSink<'a> {
         if self.skip_bad {
             self.findings.push(Finding::new(
                 FindingKind::SkippedRecord,
-                self.object,
+                &self.object,
                 format!("row {row}, field {field}: {reason}; record skipped"),
             ));
             Ok(())
         } else {
-            Err(IngestError::Record { object: self.object.to_owned(), row, field: field.to_owned(), reason })
+            Err(IngestError::Record { object: self.object.clone(), row, field: field.to_owned(), reason })
         }
     }
 
     /// A layout error for this object.
     pub(crate) fn layout(&self, reason: impl Into<String>) -> IngestError {
-        IngestError::Layout { object: self.object.to_owned(), reason: reason.into() }
+        IngestError::Layout { object: self.object.clone(), reason: reason.into() }
     }
 
-    /// Appends a frame already in record form (account, bucket, ts, day,
-    /// bytes, row; no nulls), keeping only rows of the month.
-    pub(crate) fn extend_frame(&mut self, df: DataFrame) -> Result<(), IngestError> {
-        let (min_day, max_day) = {
-            let days = df.column(col::DAY)?.i32()?;
-            (days.min(), days.max())
-        };
-        let df = match self.partition {
-            None => df,
-            // Every record in the partition: nothing to report or drop.
-            Some((lo, hi)) if min_day.is_some_and(|d| d >= lo) && max_day.is_some_and(|d| d <= hi) => df,
-            Some((lo, hi)) => {
-                let days = df.column(col::DAY)?.i32()?;
-                let rows = df.column(col::ROW)?.u32()?;
-                let outside: Vec<(usize, Day)> = days
-                    .iter()
-                    .zip(rows.iter())
-                    .filter_map(|(d, r)| d.filter(|d| *d < lo || *d > hi).map(|d| (r.unwrap_or(0) as usize, d)))
-                    .collect();
-                for (row, day) in &outside {
-                    self.bad(*row, "timestamp", self.outside_partition(*day))?;
-                }
-                if outside.is_empty() {
-                    df
-                } else {
-                    df.lazy().filter(col(col::DAY).gt_eq(lit(lo)).and(col(col::DAY).lt_eq(lit(hi)))).collect()?
-                }
-            }
-        };
-        let total = df.height();
-        let all_in_month = min_day.is_some_and(|d| d >= self.first) && max_day.is_some_and(|d| d < self.end);
-        let month = col(col::DAY).gt_eq(lit(self.first)).and(col(col::DAY).lt(lit(self.end)));
-        let kept = df
-            .lazy()
-            .filter(if all_in_month { lit(true) } else { month })
-            .select([
-                col(col::ACCOUNT),
-                col(col::BUCKET).fill_null(lit("")),
-                col(col::TS),
-                col(col::DAY),
-                col(col::BYTES),
-                col(col::ROW),
-            ])
-            .collect()?;
-        self.outside += (total - kept.height()) as u64;
-        self.frames.push(kept);
-        Ok(())
-    }
-
-    fn finish(self, object_seq: u32) -> PolarsResult<DataFrame> {
-        let own = Self::frame(self.account.finish(), self.bucket.finish(), self.ts, self.bytes, self.row, object_seq)?;
-        if self.frames.is_empty() {
-            return Ok(own);
-        }
-        if own.height() == 0 && self.frames.len() == 1 {
-            // A Parquet object: its one frame, with the object position added.
-            let mut frame = self.frames.into_iter().next().expect("one frame");
-            let n = frame.height();
-            frame.with_column(Column::new(col::OBJECT.into(), vec![object_seq; n]))?;
-            return frame.select(record_columns_names());
-        }
-        let mut parts = if own.height() > 0 { vec![own.lazy()] } else { Vec::new() };
-        for f in self.frames {
-            parts.push(
-                f.lazy()
-                    .with_column(lit(object_seq).cast(DataType::UInt32).alias(col::OBJECT))
-                    .select(record_columns()),
-            );
-        }
-        concat(parts, UnionArgs::default())?.collect()
-    }
-
-    fn frame(
-        account: StringChunked,
-        bucket: StringChunked,
-        ts: Vec<i64>,
-        bytes: Vec<u64>,
-        row: Vec<u32>,
+    /// The kept records as a frame with the columns of [`record_columns`],
+    /// their ids mapped to the run's `accounts` and `buckets`, and the
+    /// object's findings.
+    fn finish(
+        mut self,
         object_seq: u32,
-    ) -> PolarsResult<DataFrame> {
-        let n = ts.len();
-        let day: Vec<i32> = ts.iter().map(|t| t.div_euclid(US_PER_DAY) as i32).collect();
-        DataFrame::new(
+        accounts: &mut Interner,
+        buckets: &mut Interner,
+    ) -> PolarsResult<(DataFrame, Vec<Finding>)> {
+        let to_run = |local: &Interner, run: &mut Interner| local.names().map(|n| run.id(n)).collect::<Vec<u32>>();
+        let (account_ids, bucket_ids) = (to_run(&self.accounts, accounts), to_run(&self.buckets, buckets));
+        self.account.iter_mut().for_each(|a| *a = account_ids[*a as usize]);
+        self.bucket.iter_mut().for_each(|b| *b = bucket_ids[*b as usize]);
+        let n = self.ts.len();
+        let frame = DataFrame::new(
             n,
             vec![
-                account.into_series().into_column(),
-                bucket.into_series().into_column(),
-                Column::new(col::TS.into(), ts),
-                Column::new(col::DAY.into(), day),
-                Column::new(col::BYTES.into(), bytes),
-                Column::new(col::OBJECT.into(), vec![object_seq; n]),
-                Column::new(col::ROW.into(), row),
+                // from_vec moves the vectors in (Column::new would copy them).
+                Series::from_vec(col::ACCOUNT_ID.into(), self.account).into_column(),
+                Series::from_vec(col::BUCKET.into(), self.bucket).into_column(),
+                Series::from_vec(col::TS.into(), self.ts).into_column(),
+                Series::from_vec(col::DAY.into(), self.day).into_column(),
+                Series::from_vec(col::BYTES.into(), self.bytes).into_column(),
+                Column::new_scalar(col::OBJECT.into(), Scalar::from(object_seq), n),
+                Series::from_vec(col::ROW.into(), self.row).into_column(),
             ],
-        )
+        )?;
+        Ok((frame, self.findings))
     }
+}
+
+/// The columns of a record frame, in order: account and bucket ids
+/// (`UInt32`), timestamp (µs, `Int64`), day (`Int32`), bytes (`UInt64`),
+/// object and row positions (`UInt32`).
+pub fn record_columns() -> [&'static str; 7] {
+    [col::ACCOUNT_ID, col::BUCKET, col::TS, col::DAY, col::BYTES, col::OBJECT, col::ROW]
 }

@@ -1,138 +1,397 @@
-//! Parquet usage objects, converted column-wise with polars.
+//! Parquet usage objects, decoded with arrow-rs `parquet`.
 //!
 //! Accepted column types: `storage_account_id` and `bucket` as text;
-//! `timestamp` as a timestamp (any unit; zone-less means UTC) or text;
-//! `date` as a date or text; `bytes` as any integer type. Nulls, negative
-//! bytes and unparsable text are malformed records, found with vectorised
-//! checks and reported with their row.
+//! `timestamp` as a timestamp (any unit; zone-less means UTC), a date or
+//! text; `date` as a date or text; `bytes` as any integer type. Nulls,
+//! negative bytes and unparsable text are malformed records, reported with
+//! their row.
+//!
+//! This is the one place capbill reads with arrow-rs instead of polars,
+//! because it does something polars cannot: it hands out a text column as
+//! its Parquet dictionary (keys plus distinct values) without turning every
+//! value into a string. Usage exports repeat each account id once per bucket
+//! and snapshot (48 times a day in an hourly export), so interning the
+//! dictionary's distinct values and mapping keys to ids costs a fraction of
+//! decoding and hashing every string, and it is most of what reading such an
+//! export costs. Text timestamps are parsed once per distinct value the same
+//! way.
 
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Date64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type,
+    UInt64Type,
+};
+use arrow_array::{Array, ArrayRef, DictionaryArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
-use polars::prelude::*;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use super::text::{layout_of, parse_instant};
 use super::{IngestError, RecordSink, US_PER_DAY};
-use crate::formats;
-use crate::model::col;
+use crate::model::Interner;
+
+/// Rows decoded at once: large enough that a row group's dictionary is
+/// mapped to ids once, small enough to bound the decoded columns' memory.
+const BATCH_ROWS: usize = 1 << 18;
+
+const ACCOUNT: &str = "storage_account_id";
+const BUCKET: &str = "bucket";
+const BYTES: &str = "bytes";
+
+/// Text columns are read as `Dictionary(Int32, Utf8)`.
+fn dictionary() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+fn is_text(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_text(v),
+        _ => false,
+    }
+}
 
 /// Reads one Parquet object.
 pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError> {
-    let df = formats::read_parquet(data)
-        .map_err(|e| IngestError::Unparsable { object: sink.object().to_owned(), source: Box::new(e) })?;
-    let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
-    let layout = layout_of(names.iter().copied()).map_err(|r| sink.layout(r))?;
-    let n = df.height();
+    let object = sink.object().to_owned();
+    let unparsable =
+        |e: parquet::errors::ParquetError| IngestError::Unparsable { object: object.clone(), source: Box::new(e) };
+    let meta = ArrowReaderMetadata::load(&data, ArrowReaderOptions::new()).map_err(unparsable)?;
+    let schema = meta.schema().clone();
+    let layout = layout_of(schema.fields().iter().map(|f| f.name().as_str())).map_err(|r| sink.layout(r))?;
+    let time = layout.time;
+    let type_of = |name: &str| schema.field_with_name(name).map(|f| f.data_type().clone()).ok();
+    let wanted: Vec<&str> =
+        [Some(ACCOUNT), layout.bucket.then_some(BUCKET), Some(time), Some(BYTES)].into_iter().flatten().collect();
 
-    let account = df.column("storage_account_id")?;
-    if !matches!(account.dtype(), DataType::String) {
-        return Err(sink.layout(format!("storage_account_id has type {}, expected text", account.dtype())));
-    }
-    let account = account.as_materialized_series().clone();
-    let bucket = if layout.bucket {
-        let b = df.column("bucket")?;
-        if !matches!(b.dtype(), DataType::String) {
-            return Err(sink.layout(format!("bucket has type {}, expected text", b.dtype())));
+    // Check the column types before decoding anything.
+    for name in [ACCOUNT, BUCKET].into_iter().filter(|n| wanted.contains(n)) {
+        let t = type_of(name).expect("in the layout");
+        if !is_text(&t) {
+            return Err(sink.layout(format!("{name} has type {t}, expected text")));
         }
-        b.as_materialized_series().clone()
-    } else {
-        Series::new(col::BUCKET.into(), vec![""; n])
-    };
-    let ts = timestamps(df.column(layout.time)?, layout.time, sink)?;
-    let bytes = byte_counts(df.column("bytes")?, sink)?;
-
-    // Rows with a bad value in any column are removed (after being reported).
-    for i in first_trues(&account.is_null()) {
-        sink.bad(i + 1, "storage_account_id", "missing".to_owned())?;
     }
-    let good = account.is_not_null() & ts.is_not_null() & bytes.is_not_null();
-    let day = ts.i64()?.apply_values(|t| t.div_euclid(US_PER_DAY)).cast(&DataType::Int32)?;
-    let frame = DataFrame::new(
-        n,
-        vec![
-            account.with_name(col::ACCOUNT.into()).into(),
-            bucket.with_name(col::BUCKET.into()).into(),
-            ts.with_name(col::TS.into()).into(),
-            day.with_name(col::DAY.into()).into(),
-            bytes.with_name(col::BYTES.into()).into(),
-            Column::new(col::ROW.into(), (1..=n as u32).collect::<Vec<_>>()),
-        ],
-    )?;
-    // Filtering copies every column: only when some row is bad.
-    let frame = if good.all() { frame } else { frame.filter(&good)? };
-    sink.extend_frame(frame)
-}
+    let time_type = type_of(time).expect("in the layout");
+    if !(is_text(&time_type) || matches!(time_type, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64)) {
+        return Err(sink.layout(format!("{time} has type {time_type}, expected a timestamp, a date or text")));
+    }
+    let bytes_type = type_of(BYTES).expect("in the layout");
+    if !bytes_type.is_integer() {
+        return Err(sink.layout(format!("bytes has type {bytes_type}, expected an integer")));
+    }
 
-/// Indices of the true values.
-fn first_trues(mask: &BooleanChunked) -> Vec<usize> {
-    mask.iter().enumerate().filter_map(|(i, v)| (v == Some(true)).then_some(i)).collect()
-}
-
-/// The time column as microseconds since the epoch (Int64), nulls where bad.
-fn timestamps(c: &Column, name: &str, sink: &mut RecordSink) -> Result<Series, IngestError> {
-    let s = c.as_materialized_series();
-    let us = match s.dtype() {
-        DataType::Datetime(unit, _) => {
-            let factor = match unit {
-                TimeUnit::Nanoseconds => None,
-                TimeUnit::Microseconds => Some(1),
-                TimeUnit::Milliseconds => Some(1000),
-            };
-            let phys = s.to_physical_repr().into_owned();
-            let phys = phys.i64()?;
-            match factor {
-                Some(f) => phys.apply_values(|v| v * f).into_series(),
-                None => phys.apply_values(|v| v.div_euclid(1000)).into_series(),
+    // Text columns as dictionaries; only the wanted columns are decoded.
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if wanted.contains(&f.name().as_str()) && is_text(f.data_type()) {
+                f.as_ref().clone().with_data_type(dictionary())
+            } else {
+                f.as_ref().clone()
             }
+        })
+        .collect();
+    let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
+        .map_err(unparsable)?;
+    let roots: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| wanted.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    let rows = meta.metadata().file_metadata().num_rows().max(0) as usize;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta)
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(unparsable)?;
+
+    sink.reserve(rows);
+    let mut accounts = DictionaryIds::default();
+    let mut buckets = DictionaryIds::default();
+    let mut times = DictionaryTimes::default();
+    let no_bucket = sink.buckets.id("");
+    let mut offset = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| IngestError::Unparsable { object: object.clone(), source: Box::new(e) })?;
+        let n = batch.num_rows();
+        let column = |name: &str| batch.column_by_name(name).expect("projected").clone();
+        // Malformed values of this batch: (row index, field, reason).
+        let mut bad: Bad = Vec::new();
+        let account = column(ACCOUNT);
+        missing(&account, ACCOUNT, &mut bad);
+        let account = accounts.map(&account, &mut sink.accounts, 0);
+        let bucket =
+            if layout.bucket { Some(buckets.map(&column(BUCKET), &mut sink.buckets, no_bucket)) } else { None };
+        let ts = times.decode(&column(time), time, &mut bad);
+        let bytes = byte_counts(&column(BYTES), &mut bad);
+        let skip = if bad.is_empty() {
+            None
+        } else {
+            // Reported in row order (a stable sort keeps the column order within a row).
+            bad.sort_by_key(|(i, _, _)| *i);
+            let mut skip = vec![false; n];
+            for (i, field, reason) in bad {
+                skip[i] = true;
+                sink.bad(offset + i + 1, field, reason)?;
+            }
+            Some(skip)
+        };
+        sink.extend(offset + 1, &account, bucket.as_deref(), no_bucket, &ts, &bytes, skip.as_deref())?;
+        offset += n;
+    }
+    Ok(())
+}
+
+/// Malformed values found while decoding a batch: (row index, field, reason).
+type Bad<'a> = Vec<(usize, &'a str, String)>;
+
+/// Records the nulls of `column` as missing values.
+fn missing<'a>(column: &ArrayRef, name: &'a str, bad: &mut Bad<'a>) {
+    if column.null_count() > 0 {
+        bad.extend((0..column.len()).filter(|&i| column.is_null(i)).map(|i| (i, name, "missing".to_owned())));
+    }
+}
+
+/// Maps a text column's dictionary keys to interned ids, interning each
+/// distinct dictionary once (arrow-rs hands out the same dictionary for
+/// every batch of a column chunk).
+#[derive(Default)]
+struct DictionaryIds {
+    values: Option<ArrayRef>,
+    ids: Vec<u32>,
+}
+
+impl DictionaryIds {
+    /// One id per row; `null_id` for a null.
+    fn map(&mut self, column: &ArrayRef, interner: &mut Interner, null_id: u32) -> Vec<u32> {
+        let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
+        if !self.values.as_ref().is_some_and(|v| Arc::ptr_eq(v, dict.values())) {
+            let values = dict.values().as_string::<i32>();
+            self.ids = (0..values.len()).map(|i| interner.id(values.value(i))).collect();
+            self.values = Some(dict.values().clone());
         }
-        DataType::Date => {
-            let phys = s.to_physical_repr().into_owned();
-            phys.cast(&DataType::Int64)?.i64()?.apply_values(|d| d * US_PER_DAY).into_series()
+        let keys = dict.keys();
+        let ids = &self.ids;
+        if keys.null_count() == 0 {
+            keys.values().iter().map(|&k| ids[k as usize]).collect()
+        } else {
+            keys.iter().map(|k| k.map_or(null_id, |k| ids[k as usize])).collect()
         }
-        DataType::String => {
-            let strs = s.str()?;
-            let mut out: Vec<Option<i64>> = Vec::with_capacity(strs.len());
-            for (i, v) in strs.iter().enumerate() {
-                match v.map(parse_instant) {
-                    Some(Ok(t)) => out.push(Some(t)),
-                    Some(Err(e)) => {
-                        sink.bad(i + 1, name, e)?;
-                        out.push(None);
-                    }
-                    None => out.push(None),
+    }
+}
+
+/// Decodes the time column to microseconds since the epoch; text is parsed
+/// once per distinct dictionary value.
+#[derive(Default)]
+struct DictionaryTimes {
+    values: Option<ArrayRef>,
+    parsed: Vec<Result<i64, String>>,
+}
+
+impl DictionaryTimes {
+    /// One instant per row; for a null or bad value, an entry in `bad` (and a 0).
+    fn decode<'a>(&mut self, column: &ArrayRef, name: &'a str, bad: &mut Bad<'a>) -> Vec<i64> {
+        missing(column, name, bad);
+        let scaled = |f: &dyn Fn(usize) -> i64| -> Vec<i64> { (0..column.len()).map(f).collect() };
+        match column.data_type() {
+            DataType::Timestamp(unit, _) => match unit {
+                TimeUnit::Second => {
+                    let a = column.as_primitive::<TimestampSecondType>();
+                    scaled(&|i| a.value(i).saturating_mul(1_000_000))
                 }
+                TimeUnit::Millisecond => {
+                    let a = column.as_primitive::<TimestampMillisecondType>();
+                    scaled(&|i| a.value(i).saturating_mul(1_000))
+                }
+                TimeUnit::Microsecond => column.as_primitive::<TimestampMicrosecondType>().values().to_vec(),
+                TimeUnit::Nanosecond => {
+                    let a = column.as_primitive::<TimestampNanosecondType>();
+                    scaled(&|i| a.value(i).div_euclid(1_000))
+                }
+            },
+            DataType::Date32 => {
+                let a = column.as_primitive::<Date32Type>();
+                scaled(&|i| i64::from(a.value(i)) * US_PER_DAY)
             }
-            Series::new(name.into(), out)
-        }
-        other => {
-            return Err(sink.layout(format!("{name} has type {other}, expected a timestamp, a date or text")));
-        }
-    };
-    if !matches!(s.dtype(), DataType::String) || s.null_count() > 0 {
-        for i in first_trues(&s.is_null()) {
-            sink.bad(i + 1, name, "missing".to_owned())?;
+            DataType::Date64 => {
+                let a = column.as_primitive::<Date64Type>();
+                scaled(&|i| a.value(i).saturating_mul(1_000))
+            }
+            _ => {
+                let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
+                if !self.values.as_ref().is_some_and(|v| Arc::ptr_eq(v, dict.values())) {
+                    let values = dict.values().as_string::<i32>();
+                    self.parsed = (0..values.len()).map(|i| parse_instant(values.value(i))).collect();
+                    self.values = Some(dict.values().clone());
+                }
+                let mut out = Vec::with_capacity(dict.len());
+                for (i, k) in dict.keys().iter().enumerate() {
+                    out.push(match k.map(|k| &self.parsed[k as usize]) {
+                        Some(Ok(t)) => *t,
+                        Some(Err(e)) => {
+                            bad.push((i, name, e.clone()));
+                            0
+                        }
+                        None => 0,
+                    });
+                }
+                out
+            }
         }
     }
-    Ok(us)
 }
 
-/// The bytes column as UInt64, nulls where missing or negative.
-fn byte_counts(c: &Column, sink: &mut RecordSink) -> Result<Series, IngestError> {
-    let s = c.as_materialized_series();
-    if !s.dtype().is_integer() {
-        return Err(sink.layout(format!("bytes has type {}, expected an integer", s.dtype())));
+/// The bytes column as `u64`; for a missing or negative value, an entry in `bad` (and a 0).
+fn byte_counts(column: &ArrayRef, bad: &mut Bad<'_>) -> Vec<u64> {
+    missing(column, BYTES, bad);
+    macro_rules! unsigned {
+        ($t:ty) => {{ column.as_primitive::<$t>().values().iter().map(|&v| u64::from(v)).collect() }};
     }
-    for i in first_trues(&s.is_null()) {
-        sink.bad(i + 1, "bytes", "missing".to_owned())?;
+    macro_rules! signed {
+        ($t:ty) => {{
+            let a = column.as_primitive::<$t>();
+            let mut out = Vec::with_capacity(a.len());
+            for (i, &v) in a.values().iter().enumerate() {
+                let v = i64::from(v);
+                if v < 0 && a.is_valid(i) {
+                    bad.push((i, BYTES, format!("{v} is negative")));
+                }
+                out.push(v.max(0) as u64);
+            }
+            out
+        }};
     }
-    if s.dtype().is_signed_integer() {
-        let neg = s.lt(0)?;
-        if neg.any() {
-            let wide = s.cast(&DataType::Int64)?;
-            let wide = wide.i64()?;
-            for i in first_trues(&neg) {
-                sink.bad(i + 1, "bytes", format!("{} is negative", wide.get(i).unwrap_or_default()))?;
+    match column.data_type() {
+        DataType::UInt64 => column.as_primitive::<UInt64Type>().values().to_vec(),
+        DataType::Int64 => {
+            let a = column.as_primitive::<Int64Type>();
+            if a.values().iter().all(|&v| v >= 0) {
+                a.values().iter().map(|&v| v as u64).collect()
+            } else {
+                signed!(Int64Type)
             }
         }
+        DataType::UInt32 => unsigned!(UInt32Type),
+        DataType::UInt16 => unsigned!(UInt16Type),
+        DataType::UInt8 => unsigned!(UInt8Type),
+        DataType::Int32 => signed!(Int32Type),
+        DataType::Int16 => signed!(Int16Type),
+        DataType::Int8 => signed!(Int8Type),
+        other => unreachable!("bytes type {other} was checked to be an integer"),
     }
-    // A non-strict cast turns the (reported) negative values into nulls.
-    Ok(s.cast(&DataType::UInt64)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::IngestOptions;
+    use crate::model::{BillingMonth, Finding, col};
+    use arrow_array::{Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+    use polars::prelude::DataFrame;
+
+    fn parquet(columns: Vec<(&str, ArrayRef)>) -> Bytes {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut out = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        Bytes::from(out)
+    }
+
+    /// Reads an object under `dt=2026-10-02`, in skip mode if asked.
+    fn read_object(data: Bytes, skip_bad: bool) -> (Result<DataFrame, IngestError>, Vec<Finding>, Interner) {
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let opts = IngestOptions { month, skip_bad_records: skip_bad, concurrency: 1 };
+        let (mut accounts, mut buckets) = (Interner::default(), Interner::default());
+        let day = Some(month.first_day() + 1);
+        let mut sink = RecordSink::new("dt=2026-10-02/p.parquet".into(), day, opts);
+        if let Err(e) = read(data, &mut sink) {
+            return (Err(e), Vec::new(), accounts);
+        }
+        let (df, findings) = sink.finish(0, &mut accounts, &mut buckets).unwrap();
+        (Ok(df), findings, accounts)
+    }
+
+    const OCT2_MS: i64 = 1_790_899_200_000; // 2026-10-02T00:00:00Z
+
+    #[test]
+    fn typed_columns_become_interned_records() {
+        let data = parquet(vec![
+            ("storage_account_id", Arc::new(StringArray::from(vec!["sa-1", "sa-2", "sa-1"])) as ArrayRef),
+            ("bucket", Arc::new(StringArray::from(vec![Some("a"), None, Some("b")]))),
+            (
+                "timestamp",
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![OCT2_MS, OCT2_MS + 3_600_000, OCT2_MS]).with_timezone("UTC"),
+                ),
+            ),
+            ("bytes", Arc::new(Int32Array::from(vec![5, 6, 7]))),
+        ]);
+        let (df, findings, accounts) = read_object(data, false);
+        let df = df.unwrap();
+        assert!(findings.is_empty());
+        assert_eq!(accounts.names().collect::<Vec<_>>(), ["sa-1", "sa-2"]);
+        let ids: Vec<u32> = df.column(col::ACCOUNT_ID).unwrap().u32().unwrap().into_no_null_iter().collect();
+        assert_eq!(ids, [0, 1, 0]);
+        let ts: Vec<i64> = df.column(col::TS).unwrap().i64().unwrap().into_no_null_iter().collect();
+        assert_eq!(ts, [OCT2_MS * 1000, (OCT2_MS + 3_600_000) * 1000, OCT2_MS * 1000]);
+        let bytes: Vec<u64> = df.column(col::BYTES).unwrap().u64().unwrap().into_no_null_iter().collect();
+        assert_eq!(bytes, [5, 6, 7]);
+        let buckets: Vec<u32> = df.column(col::BUCKET).unwrap().u32().unwrap().into_no_null_iter().collect();
+        assert_eq!(buckets[0], buckets[0]);
+        assert!(buckets[0] != buckets[1] && buckets[1] != buckets[2] && buckets[0] != buckets[2]);
+    }
+
+    #[test]
+    fn bad_values_name_their_row_and_field() {
+        let data = || {
+            parquet(vec![
+                ("storage_account_id", Arc::new(StringArray::from(vec![Some("sa-1"), None, Some("sa-1")])) as ArrayRef),
+                ("timestamp", Arc::new(StringArray::from(vec!["2026-10-02T01:00:00Z", "2026-10-02", "yesterday"]))),
+                ("bytes", Arc::new(Int64Array::from(vec![Some(-4), Some(1), Some(2)]))),
+            ])
+        };
+        let (r, _, _) = read_object(data(), false);
+        match r {
+            Err(IngestError::Record { row, field, reason, .. }) => {
+                assert_eq!((row, field.as_str(), reason.as_str()), (1, "bytes", "-4 is negative"));
+            }
+            other => panic!("expected a record error, got {other:?}"),
+        }
+        let (df, findings, _) = read_object(data(), true);
+        assert_eq!(df.unwrap().height(), 0);
+        let details: Vec<&str> = findings.iter().map(|f| f.detail.as_str()).collect();
+        assert_eq!(details.len(), 3, "{details:?}");
+        assert!(details.iter().any(|d| d.starts_with("row 1, field bytes: -4 is negative")), "{details:?}");
+        assert!(details.iter().any(|d| d.starts_with("row 2, field storage_account_id: missing")), "{details:?}");
+        assert!(details.iter().any(|d| d.starts_with("row 3, field timestamp:")), "{details:?}");
+    }
+
+    #[test]
+    fn wrong_column_types_are_layout_errors() {
+        let data = parquet(vec![
+            ("storage_account_id", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+            ("timestamp", Arc::new(StringArray::from(vec!["2026-10-02T01:00:00Z"]))),
+            ("bytes", Arc::new(Int64Array::from(vec![1]))),
+        ]);
+        let (r, _, _) = read_object(data, false);
+        let msg = r.unwrap_err().to_string();
+        assert!(msg.contains("storage_account_id has type Int64, expected text"), "{msg}");
+        let data = parquet(vec![
+            ("storage_account_id", Arc::new(StringArray::from(vec!["sa"])) as ArrayRef),
+            ("timestamp", Arc::new(StringArray::from(vec!["2026-10-02T01:00:00Z"]))),
+            ("bytes", Arc::new(StringArray::from(vec!["1"]))),
+        ]);
+        let msg = read_object(data, false).0.unwrap_err().to_string();
+        assert!(msg.contains("bytes has type Utf8, expected an integer"), "{msg}");
+    }
 }

@@ -147,9 +147,9 @@ async fn handle(
         return Err(s3s::HttpError::new(Box::new(std::io::Error::other("server gone"))));
     }
     let every = f.fail_every.load(Ordering::SeqCst);
-    if every > 0 && n % every == 0 {
+    if every > 0 && n.is_multiple_of(every) {
         f.injected.fetch_add(1, Ordering::SeqCst);
-        let (status, code) = if (n / every) % 2 == 0 { (503, "SlowDown") } else { (500, "InternalError") };
+        let (status, code) = if (n / every).is_multiple_of(2) { (503, "SlowDown") } else { (500, "InternalError") };
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
         );
