@@ -77,7 +77,7 @@ const SNAPSHOT: &str = "snapshot";
 const VERSIONS: &str = "versions";
 const SUM: &str = "sum";
 const COUNT: &str = "count";
-const IN_WINDOW: &str = "in_window";
+const KEY: &str = "account_day";
 const WIN_START: &str = "win_start";
 const WIN_END: &str = "win_end";
 const COMPANY: &str = "company_name";
@@ -301,8 +301,42 @@ impl DayReducer {
     }
 }
 
-/// Snapshots of one account in one day, kept while the day's records
-/// stream by. The vectors are reused from day to day.
+/// Why a single-pass kernel gave up on a day.
+enum Bail {
+    /// An account's timestamps are not in order, or it has more buckets
+    /// than the running kernel tracks: the listing kernel can do the day.
+    Order,
+    /// A repeated (account, bucket, timestamp) key or an overflow: only the
+    /// polars path can.
+    General,
+}
+
+/// The running state of one account in one day for records whose
+/// timestamps arrive in order: the open snapshot, and the sum, maximum and
+/// count of the closed ones. Small and flat, so that a day's pass over tens
+/// of thousands of accounts stays in cache.
+#[derive(Default, Clone, Copy)]
+struct Running {
+    /// The day ([`SinglePass::generation`]) the state belongs to; older state is stale.
+    generation: u32,
+    /// Bucket ids seen (the bit index of `bits`): the first `nbuckets` of `buckets`.
+    nbuckets: u32,
+    buckets: [u32; RUNNING_BUCKETS],
+    /// The open snapshot: its timestamp, sum and the buckets it has.
+    ts: i64,
+    sum: u64,
+    bits: u32,
+    /// Closed snapshots: how many, their total and their largest.
+    closed: u32,
+    total: u128,
+    max: u64,
+}
+
+/// Buckets per account and day the running kernel tracks.
+const RUNNING_BUCKETS: usize = 4;
+
+/// Snapshots of one account in one day, for records in any order. The
+/// vectors are reused from day to day.
 #[derive(Default)]
 struct AccountDay {
     /// The day ([`SinglePass::generation`]) the state belongs to; older state is stale.
@@ -325,15 +359,19 @@ struct Snapshot {
     buckets: u64,
 }
 
-/// Most buckets or snapshots per account and day the single-pass reduction
+/// Most buckets or snapshots per account and day the listing kernel
 /// handles; beyond them, the polars path meters the day.
 const MAX_BUCKETS: usize = 64;
 const MAX_SNAPSHOTS: usize = 256;
 
-/// The single-pass day reduction: per-account state indexed by account id.
+/// One chunk of a day's records: account ids, bucket ids, timestamps, bytes.
+type Columns<'a> = (&'a [u32], &'a [u32], &'a [i64], &'a [u64]);
+
+/// The single-pass day reductions: per-account state indexed by account id.
 #[derive(Default)]
 struct SinglePass {
-    accounts: Vec<AccountDay>,
+    running: Vec<Running>,
+    listed: Vec<AccountDay>,
     /// Accounts with records in the current day, in order of appearance.
     touched: Vec<u32>,
     generation: u32,
@@ -349,84 +387,53 @@ impl SinglePass {
     /// This is the hot loop of a large month: a group-by over (account,
     /// timestamp) in polars costs several times more, because it hashes every
     /// record's key into a table of about a million groups, where here each
-    /// record indexes its account's state by id. The result is the frame
-    /// the polars path produces, up to row order; property tests hold them equal.
+    /// record indexes its account's state by id. Days whose records come in
+    /// time order per account (as exports are written) take the running
+    /// kernel, the others the listing one. The result is the frame the
+    /// polars path produces, up to row order; property tests hold them equal.
     fn reduce(&mut self, df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
         let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
-        let account = df.column(col::ACCOUNT_ID)?.u32()?.rechunk();
-        let bucket = df.column(col::BUCKET)?.u32()?.rechunk();
-        let ts = df.column(col::TS)?.i64()?.rechunk();
-        let bytes = df.column(col::BYTES)?.u64()?.rechunk();
-        let (Ok(account), Ok(bucket), Ok(ts), Ok(bytes)) =
-            (account.cont_slice(), bucket.cont_slice(), ts.cont_slice(), bytes.cont_slice())
-        else {
-            return Ok(None);
+        let columns = (
+            df.column(col::ACCOUNT_ID)?.u32()?,
+            df.column(col::BUCKET)?.u32()?,
+            df.column(col::TS)?.i64()?,
+            df.column(col::BYTES)?.u64()?,
+        );
+        // The columns' chunks as slices, one tuple per chunk (rechunked if
+        // the columns are chunked differently).
+        let aligned = {
+            let lens = |chunks: &[ArrayRef]| chunks.iter().map(|c| c.len()).collect::<Vec<_>>();
+            let a = lens(columns.0.chunks());
+            a == lens(columns.1.chunks()) && a == lens(columns.2.chunks()) && a == lens(columns.3.chunks())
         };
-        if let Some(&max) = account.iter().max()
-            && max as usize >= self.accounts.len()
-        {
-            self.accounts.resize_with(max as usize + 1, AccountDay::default);
+        let single;
+        let (account, bucket, ts, bytes) = if aligned {
+            columns
+        } else {
+            single = (columns.0.rechunk(), columns.1.rechunk(), columns.2.rechunk(), columns.3.rechunk());
+            (&*single.0, &*single.1, &*single.2, &*single.3)
+        };
+        if account.null_count() + bucket.null_count() + ts.null_count() + bytes.null_count() > 0 {
+            return Ok(None);
         }
-        self.generation += 1;
-        self.touched.clear();
-        let generation = self.generation;
-        for i in 0..ts.len() {
-            let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
-            let acc = &mut self.accounts[a as usize];
-            if acc.generation != generation {
-                acc.generation = generation;
-                acc.buckets.clear();
-                acc.snapshots.clear();
-                acc.last = 0;
-                acc.latest = i64::MIN;
-                self.touched.push(a);
-            }
-            let bit = match acc.buckets.iter().position(|x| *x == b) {
-                Some(p) => p,
-                None if acc.buckets.len() < MAX_BUCKETS => {
-                    acc.buckets.push(b);
-                    acc.buckets.len() - 1
-                }
-                None => return Ok(None),
-            };
-            let known = if acc.snapshots.is_empty() || t > acc.latest {
-                None
-            } else if acc.snapshots[acc.last].ts == t {
-                Some(acc.last)
-            } else {
-                acc.snapshots.iter().position(|s| s.ts == t)
-            };
-            let slot = match known {
-                Some(p) => p,
-                None if acc.snapshots.len() < MAX_SNAPSHOTS => {
-                    acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
-                    acc.latest = acc.latest.max(t);
-                    acc.snapshots.len() - 1
-                }
-                None => return Ok(None),
-            };
-            acc.last = slot;
-            let snap = &mut acc.snapshots[slot];
-            if snap.buckets & (1 << bit) != 0 {
-                return Ok(None); // a repeated key: last wins needs the general path
-            }
-            snap.buckets |= 1 << bit;
-            // Overflow of 64 bits (exabytes in one snapshot): the general path sums in 128.
-            let Some(sum) = snap.sum.checked_add(v) else { return Ok(None) };
-            snap.sum = sum;
-        }
-        let values: Vec<i128> = self
-            .touched
-            .iter()
-            .map(|&a| {
-                let d = &self.accounts[a as usize];
-                let sums = d.snapshots.iter().map(|s| i128::from(s.sum));
-                match method {
-                    DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
-                    DailyMethod::Max => sums.max().unwrap_or(0),
-                }
+        let chunks: Vec<Columns> = account
+            .downcast_iter()
+            .zip(bucket.downcast_iter())
+            .zip(ts.downcast_iter())
+            .zip(bytes.downcast_iter())
+            .map(|(((a, b), t), v)| {
+                (a.values().as_slice(), b.values().as_slice(), t.values().as_slice(), v.values().as_slice())
             })
             .collect();
+        let accounts = account.max().map_or(0, |m| m as usize + 1);
+        let values = match self.running(&chunks, accounts, method) {
+            Ok(values) => values,
+            Err(Bail::Order) => match self.listed(&chunks, accounts, method) {
+                Ok(values) => values,
+                Err(_) => return Ok(None),
+            },
+            Err(Bail::General) => return Ok(None),
+        };
         let n = self.touched.len();
         Ok(Some(DataFrame::new(
             n,
@@ -437,6 +444,137 @@ impl SinglePass {
             ],
         )?))
     }
+
+    /// Starts a day: fresh generation, no account touched.
+    fn start(&mut self) -> u32 {
+        self.generation += 1;
+        self.touched.clear();
+        self.generation
+    }
+
+    /// The running kernel: one flat state per account, for records whose
+    /// timestamps do not go back within an account.
+    fn running(&mut self, chunks: &[Columns], accounts: usize, method: DailyMethod) -> Result<Vec<i128>, Bail> {
+        if accounts > self.running.len() {
+            self.running.resize(accounts, Running::default());
+        }
+        let generation = self.start();
+        for &(account, bucket, ts, bytes) in chunks {
+            for i in 0..ts.len() {
+                let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
+                let r = &mut self.running[a as usize];
+                if r.generation != generation {
+                    *r = Running { generation, ts: t, ..Running::default() };
+                    self.touched.push(a);
+                }
+                let n = r.nbuckets as usize;
+                let bit = match r.buckets[..n].iter().position(|x| *x == b) {
+                    Some(p) => p,
+                    None if n < RUNNING_BUCKETS => {
+                        r.buckets[n] = b;
+                        r.nbuckets += 1;
+                        n
+                    }
+                    None => return Err(Bail::Order),
+                };
+                if t == r.ts {
+                    if r.bits & (1 << bit) != 0 {
+                        return Err(Bail::General); // a repeated key: last wins applies
+                    }
+                    r.bits |= 1 << bit;
+                    r.sum = r.sum.checked_add(v).ok_or(Bail::General)?;
+                } else if t > r.ts {
+                    r.total += u128::from(r.sum);
+                    r.max = r.max.max(r.sum);
+                    r.closed += 1;
+                    (r.ts, r.sum, r.bits) = (t, v, 1 << bit);
+                } else {
+                    return Err(Bail::Order);
+                }
+            }
+        }
+        Ok(self
+            .touched
+            .iter()
+            .map(|&a| {
+                let r = &self.running[a as usize];
+                match method {
+                    DailyMethod::Mean => {
+                        let total = (r.total + u128::from(r.sum)) as i128;
+                        money::div_half_away(total, i128::from(r.closed) + 1)
+                    }
+                    DailyMethod::Max => i128::from(r.max.max(r.sum)),
+                }
+            })
+            .collect())
+    }
+
+    /// The listing kernel: every distinct timestamp of an account kept, for
+    /// records in any order.
+    fn listed(&mut self, chunks: &[Columns], accounts: usize, method: DailyMethod) -> Result<Vec<i128>, Bail> {
+        if accounts > self.listed.len() {
+            self.listed.resize_with(accounts, AccountDay::default);
+        }
+        let generation = self.start();
+        for &(account, bucket, ts, bytes) in chunks {
+            for i in 0..ts.len() {
+                let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
+                let acc = &mut self.listed[a as usize];
+                if acc.generation != generation {
+                    acc.generation = generation;
+                    acc.buckets.clear();
+                    acc.snapshots.clear();
+                    acc.last = 0;
+                    acc.latest = i64::MIN;
+                    self.touched.push(a);
+                }
+                let bit = match acc.buckets.iter().position(|x| *x == b) {
+                    Some(p) => p,
+                    None if acc.buckets.len() < MAX_BUCKETS => {
+                        acc.buckets.push(b);
+                        acc.buckets.len() - 1
+                    }
+                    None => return Err(Bail::General),
+                };
+                let known = if acc.snapshots.is_empty() || t > acc.latest {
+                    None
+                } else if acc.snapshots[acc.last].ts == t {
+                    Some(acc.last)
+                } else {
+                    acc.snapshots.iter().position(|s| s.ts == t)
+                };
+                let slot = match known {
+                    Some(p) => p,
+                    None if acc.snapshots.len() < MAX_SNAPSHOTS => {
+                        acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
+                        acc.latest = acc.latest.max(t);
+                        acc.snapshots.len() - 1
+                    }
+                    None => return Err(Bail::General),
+                };
+                acc.last = slot;
+                let snap = &mut acc.snapshots[slot];
+                if snap.buckets & (1 << bit) != 0 {
+                    return Err(Bail::General); // a repeated key: last wins needs the general path
+                }
+                snap.buckets |= 1 << bit;
+                // Overflow of 64 bits (exabytes in one snapshot): the general path sums in 128.
+                snap.sum = snap.sum.checked_add(v).ok_or(Bail::General)?;
+            }
+        }
+        Ok(self
+            .touched
+            .iter()
+            .map(|&a| {
+                let d = &self.listed[a as usize];
+                let sums = d.snapshots.iter().map(|s| i128::from(s.sum));
+                match method {
+                    DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
+                    DailyMethod::Max => sums.max().unwrap_or(0),
+                }
+            })
+            .collect())
+    }
 }
 
 fn finish_month(
@@ -446,6 +584,7 @@ fn finish_month(
     mut accounts: Interner,
     opts: MeterOptions,
 ) -> Result<Metered, MeterError> {
+    let t = std::time::Instant::now();
     let month = opts.month;
     let first = month.first_day();
     let end = month.end_day();
@@ -460,22 +599,42 @@ fn finish_month(
             col(col::ACCOUNT_ID),
             int_ranges(col(WIN_START), col(WIN_END), lit(1i64), DataType::Int32).alias(col::DAY),
         ])
-        .explode(by_name([col::DAY], true, false), ExplodeOptions { empty_as_null: false, keep_nulls: false })
-        .with_column(lit(true).alias(IN_WINDOW));
+        .explode(by_name([col::DAY], true, false), ExplodeOptions { empty_as_null: false, keep_nulls: false });
 
-    // Window days and observed days, filled forward then backward per account.
-    let filled_value = col(col::VALUE)
-        .fill_null_with_strategy(FillNullStrategy::Forward(None))
-        .fill_null_with_strategy(FillNullStrategy::Backward(None))
-        .over([col(col::ACCOUNT_ID)])?;
+    // (account, day) as one UInt64 key, so that the join and the sort work
+    // on one integer column instead of encoding two.
+    const SHIFT: u64 = 1 << 32;
+    let key = (col(col::ACCOUNT_ID).cast(DataType::UInt64) * lit(SHIFT)
+        + (col(col::DAY) - lit(first)).cast(DataType::UInt64))
+    .alias(KEY);
+
+    // Window days and observed days, filled forward then backward per
+    // account. The rows are sorted by (account, day), so a fill per account
+    // is a fill over the whole column, kept where the value it carries comes
+    // from the same account: no window over account groups.
+    let source = when(col(col::VALUE).is_not_null()).then(col(col::ACCOUNT_ID)).otherwise(lit(Null {}));
+    let fill = |e: Expr, s: FillNullStrategy| e.fill_null_with_strategy(s);
+    let from_same_account = |s: FillNullStrategy| {
+        when(fill(source.clone(), s).eq(col(col::ACCOUNT_ID))).then(fill(col(col::VALUE), s)).otherwise(lit(Null {}))
+    };
+    let filled_value = coalesce(&[
+        col(col::VALUE),
+        from_same_account(FillNullStrategy::Forward(None)),
+        from_same_account(FillNullStrategy::Backward(None)),
+    ]);
     let account_days = daily
+        .select([key.clone(), col(col::VALUE)])
         .join(
-            grid,
-            [col(col::ACCOUNT_ID), col(col::DAY)],
-            [col(col::ACCOUNT_ID), col(col::DAY)],
+            grid.select([key]),
+            [col(KEY)],
+            [col(KEY)],
             JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
         )
-        .sort([col::ACCOUNT_ID, col::DAY], SortMultipleOptions::default())
+        .sort([KEY], SortMultipleOptions::default())
+        .with_columns([
+            (col(KEY) / lit(SHIFT)).cast(DataType::UInt32).alias(col::ACCOUNT_ID),
+            ((col(KEY) % lit(SHIFT)).cast(DataType::Int32) + lit(first)).alias(col::DAY),
+        ])
         .with_columns([col(col::VALUE).is_not_null().alias(col::OBSERVED), filled_value.alias("filled_value")])
         .with_columns([
             col(col::OBSERVED).not().and(col("filled_value").is_not_null()).alias(col::FILLED),
@@ -496,6 +655,7 @@ fn finish_month(
             col(col::FILLED),
         ])
         .collect()?;
+    tracing::debug!(rows = account_days.height(), elapsed_ms = t.elapsed().as_millis() as u64, "account days filled");
 
     // Per account: the account_usage output and the account findings.
     let per_account = account_days
@@ -516,6 +676,7 @@ fn finish_month(
         .collect()?;
     let per_account = with_names(per_account, &accounts)?.sort([col::ACCOUNT], SortMultipleOptions::default())?;
     let (account_usage, mut findings) = account_outputs(&per_account, month, opts.unit)?;
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "account usage built");
     if let Some(c) = &conflicts {
         findings.extend(conflict_findings(c, &accounts)?);
     }
@@ -801,7 +962,8 @@ mod tests {
         assert_eq!(m.entity_days[&c].byte_days(0, 31), 190);
     }
 
-    /// The daily values of one day's records by both paths, sorted by account.
+    /// The daily values of one day's records by the single pass and by
+    /// polars, sorted by account.
     fn both_paths(recs: &[Rec], method: DailyMethod) -> (Option<DataFrame>, DataFrame) {
         let sort = |df: DataFrame| df.sort([col::ACCOUNT_ID], SortMultipleOptions::default()).unwrap();
         let df = frame(recs, &mut Interner::default());
@@ -810,13 +972,41 @@ mod tests {
         (fast, general)
     }
 
+    /// Which kernel takes a day: the running one (`Ok`), the listing one
+    /// (`Err(true)`) or none (`Err(false)`).
+    fn kernel(recs: &[Rec]) -> Result<(), bool> {
+        let mut ids = Interner::default();
+        let df = frame(recs, &mut ids);
+        let col = |n: &str| df.column(n).unwrap().as_materialized_series().rechunk();
+        let (a, b, t, v) = (col(col::ACCOUNT_ID), col(col::BUCKET), col(col::TS), col(col::BYTES));
+        let chunk = (
+            a.u32().unwrap().cont_slice().unwrap(),
+            b.u32().unwrap().cont_slice().unwrap(),
+            t.i64().unwrap().cont_slice().unwrap(),
+            v.u64().unwrap().cont_slice().unwrap(),
+        );
+        let mut sp = SinglePass::default();
+        match sp.running(&[chunk], ids.len(), DailyMethod::Mean) {
+            Ok(_) => Ok(()),
+            Err(Bail::General) => Err(false),
+            Err(Bail::Order) => Err(sp.listed(&[chunk], ids.len(), DailyMethod::Mean).is_ok()),
+        }
+    }
+
     #[test]
     fn the_single_pass_day_defers_repeated_keys_to_the_general_path() {
         let unique = [("sa", "a", 0, 0, 10, 0, 1), ("sa", "b", 0, 0, 5, 0, 2), ("sb", "a", 0, 1, 7, 0, 3)];
         let (fast, general) = both_paths(&unique, DailyMethod::Mean);
         assert!(fast.unwrap().equals(&general));
+        assert_eq!(kernel(&unique), Ok(()));
+        // Hour 1 before hour 0 of the same account: the listing kernel.
+        let unordered = [("sa", "a", 0, 1, 10, 0, 1), ("sa", "a", 0, 0, 5, 0, 2)];
+        let (fast, general) = both_paths(&unordered, DailyMethod::Mean);
+        assert!(fast.unwrap().equals(&general));
+        assert_eq!(kernel(&unordered), Err(true));
         let repeated = [("sa", "a", 0, 0, 10, 0, 1), ("sa", "a", 0, 0, 12, 1, 1)];
         assert!(both_paths(&repeated, DailyMethod::Mean).0.is_none());
+        assert_eq!(kernel(&repeated), Err(false));
         // A snapshot above 64 bits is summed exactly by the general path.
         let huge = [("sa", "a", 0, 0, u64::MAX, 0, 1), ("sa", "b", 0, 0, u64::MAX, 0, 2)];
         let (fast, general) = both_paths(&huge, DailyMethod::Mean);
@@ -825,16 +1015,18 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(32))]
-        /// On a day without repeated keys, the single pass equals the polars path.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// On a day without repeated keys, the single pass equals the polars
+        /// path, with records in key order (the listing kernel, mostly) and
+        /// in time order (the running kernel, up to four buckets).
         #[test]
         fn single_pass_equals_polars(
-            keys in proptest::collection::btree_map((0usize..4, 0usize..3, 0i64..5), 0u64..u64::MAX / 4, 1..60),
+            keys in proptest::collection::btree_map((0usize..4, 0usize..6, 0i64..5), 0u64..u64::MAX / 8, 1..60),
             max in proptest::bool::ANY,
         ) {
             let accounts = ["sa", "sb", "sc", "ghost"];
-            let buckets = ["", "x", "y"];
-            let recs: Vec<Rec> = keys
+            let buckets = ["", "x", "y", "z", "w", "v"];
+            let mut recs: Vec<Rec> = keys
                 .iter()
                 .enumerate()
                 .map(|(i, (&(a, b, h), &v))| (accounts[a], buckets[b], 3, h, v, 0, i as u32))
@@ -842,6 +1034,11 @@ mod tests {
             let method = if max { DailyMethod::Max } else { DailyMethod::Mean };
             let (fast, general) = both_paths(&recs, method);
             prop_assert!(fast.expect("no repeated keys").equals(&general));
+            recs.sort_by_key(|r| r.3);
+            let (fast, general) = both_paths(&recs, method);
+            prop_assert!(fast.expect("no repeated keys").equals(&general));
+            let few_buckets = keys.keys().all(|&(_, b, _)| b < RUNNING_BUCKETS);
+            prop_assert!(!few_buckets || kernel(&recs).is_ok());
         }
     }
 

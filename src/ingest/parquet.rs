@@ -107,14 +107,12 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
-    let rows = meta.metadata().file_metadata().num_rows().max(0) as usize;
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta)
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(unparsable)?;
 
-    sink.reserve(rows);
     let mut accounts = DictionaryIds::default();
     let mut buckets = DictionaryIds::default();
     let mut times = DictionaryTimes::default();
@@ -162,8 +160,9 @@ fn missing<'a>(column: &ArrayRef, name: &'a str, bad: &mut Bad<'a>) {
 }
 
 /// Maps a text column's dictionary keys to interned ids, interning each
-/// distinct dictionary once (arrow-rs hands out the same dictionary for
-/// every batch of a column chunk).
+/// distinct dictionary once: arrow-rs hands out the same dictionary for
+/// every batch of a column chunk, and the row groups of an export often
+/// repeat the same dictionary, which a comparison of its bytes finds.
 #[derive(Default)]
 struct DictionaryIds {
     values: Option<ArrayRef>,
@@ -174,11 +173,19 @@ impl DictionaryIds {
     /// One id per row; `null_id` for a null.
     fn map(&mut self, column: &ArrayRef, interner: &mut Interner, null_id: u32) -> Vec<u32> {
         let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
-        if !self.values.as_ref().is_some_and(|v| Arc::ptr_eq(v, dict.values())) {
+        let same = self.values.as_ref().is_some_and(|v| {
+            let (old, new) = (v.as_string::<i32>(), dict.values().as_string::<i32>());
+            Arc::ptr_eq(v, dict.values())
+                || (old.null_count() == 0
+                    && new.null_count() == 0
+                    && old.value_offsets() == new.value_offsets()
+                    && old.value_data() == new.value_data())
+        });
+        if !same {
             let values = dict.values().as_string::<i32>();
             self.ids = (0..values.len()).map(|i| interner.id(values.value(i))).collect();
-            self.values = Some(dict.values().clone());
         }
+        self.values = Some(dict.values().clone());
         let keys = dict.keys();
         let ids = &self.ids;
         if keys.null_count() == 0 {
