@@ -144,14 +144,20 @@ impl DayMeter {
     pub fn push(&mut self, records: DataFrame, complete_before: Day) -> Result<(), MeterError> {
         if records.height() > 0 {
             let day = records.column(col::DAY)?.i32()?;
-            if let (Some(lo), Some(hi)) = (day.min(), day.max())
-                && lo == hi
-            {
+            let (lo, hi) = (day.min().unwrap_or_default(), day.max().unwrap_or_default());
+            if lo == hi {
                 self.open.entry(lo).or_default().push(records);
             } else {
-                let days = records.column(col::DAY)?.as_materialized_series().unique()?;
-                for d in days.i32()?.iter().flatten() {
-                    let part = records.clone().lazy().filter(col(col::DAY).eq(lit(d))).collect()?;
+                // One pass for the rows of every day, then one gather per day.
+                let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); (hi - lo) as usize + 1];
+                for (i, d) in day.into_no_null_iter().enumerate() {
+                    rows[(d - lo) as usize].push(i as IdxSize);
+                }
+                // Gathers from one chunk per column are far cheaper than from many.
+                let mut records = records;
+                records.rechunk_mut_par();
+                for (d, idx) in (lo..=hi).zip(rows).filter(|(_, idx)| !idx.is_empty()) {
+                    let part = records.take(&IdxCa::from_vec("idx".into(), idx))?;
                     self.open.entry(d).or_default().push(part);
                 }
             }
@@ -589,10 +595,54 @@ fn finish_month(
     let first = month.first_day();
     let end = month.end_day();
 
-    // 4. Windows of known accounts within the month, one row per day.
+    // 4. Windows of known accounts within the month.
     let known = accounts_frame(dir, &mut accounts, first, end)?;
-    let grid = known
+    let daily = daily.collect()?;
+
+    // Accounts observed on exactly the days of their window (most of them)
+    // need no fill: their daily values are their account days. Only the
+    // others go through the join with the window's days and the fill.
+    let coverage = daily
         .clone()
+        .lazy()
+        .group_by([col(col::ACCOUNT_ID)])
+        .agg([
+            len().cast(DataType::Int32).alias(COUNT),
+            col(col::DAY).min().alias("lo"),
+            col(col::DAY).max().alias("hi"),
+        ])
+        .join(
+            known.clone().lazy().select([col(col::ACCOUNT_ID), col(WIN_START), col(WIN_END)]),
+            [col(col::ACCOUNT_ID)],
+            [col(col::ACCOUNT_ID)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col(COUNT)
+                .eq(col(WIN_END) - col(WIN_START))
+                .and(col("lo").gt_eq(col(WIN_START)))
+                .and(col("hi").lt(col(WIN_END))),
+        )
+        .select([col(col::ACCOUNT_ID)])
+        .collect()?;
+    let mut complete = vec![false; accounts.len()];
+    for id in coverage.column(col::ACCOUNT_ID)?.u32()?.into_no_null_iter() {
+        complete[id as usize] = true;
+    }
+    let is_complete = |df: &DataFrame| -> PolarsResult<BooleanChunked> {
+        let ids = df.column(col::ACCOUNT_ID)?.u32()?;
+        Ok(ids.into_no_null_iter().map(|a| complete[a as usize]).collect::<BooleanChunked>())
+    };
+    let daily_complete = is_complete(&daily)?;
+    let plain = daily.filter(&daily_complete)?.lazy().with_columns([
+        lit(true).alias(col::OBSERVED),
+        lit(false).alias(col::FILLED),
+        col(col::VALUE).cast(DataType::Int128),
+    ]);
+    let daily = daily.filter(&!daily_complete)?;
+    let known_complete = is_complete(&known)?;
+    let grid = known
+        .filter(&!known_complete)?
         .lazy()
         .filter(col(WIN_START).lt(col(WIN_END)))
         .select([
@@ -603,10 +653,7 @@ fn finish_month(
 
     // (account, day) as one UInt64 key, so that the join and the sort work
     // on one integer column instead of encoding two.
-    const SHIFT: u64 = 1 << 32;
-    let key = (col(col::ACCOUNT_ID).cast(DataType::UInt64) * lit(SHIFT)
-        + (col(col::DAY) - lit(first)).cast(DataType::UInt64))
-    .alias(KEY);
+    let key = day_key(col(col::ACCOUNT_ID), first);
 
     // Window days and observed days, filled forward then backward per
     // account. The rows are sorted by (account, day), so a fill per account
@@ -622,7 +669,8 @@ fn finish_month(
         from_same_account(FillNullStrategy::Forward(None)),
         from_same_account(FillNullStrategy::Backward(None)),
     ]);
-    let account_days = daily
+    let filled = daily
+        .lazy()
         .select([key.clone(), col(col::VALUE)])
         .join(
             grid.select([key]),
@@ -632,64 +680,101 @@ fn finish_month(
         )
         .sort([KEY], SortMultipleOptions::default())
         .with_columns([
-            (col(KEY) / lit(SHIFT)).cast(DataType::UInt32).alias(col::ACCOUNT_ID),
-            ((col(KEY) % lit(SHIFT)).cast(DataType::Int32) + lit(first)).alias(col::DAY),
+            (col(KEY) / lit(KEY_SHIFT)).cast(DataType::UInt32).alias(col::ACCOUNT_ID),
+            ((col(KEY) % lit(KEY_SHIFT)).cast(DataType::Int32) + lit(first)).alias(col::DAY),
         ])
         .with_columns([col(col::VALUE).is_not_null().alias(col::OBSERVED), filled_value.alias("filled_value")])
         .with_columns([
             col(col::OBSERVED).not().and(col("filled_value").is_not_null()).alias(col::FILLED),
             col("filled_value").fill_null(lit(0i128)).cast(DataType::Int128).alias(col::VALUE),
-        ])
-        .join(
-            known.clone().lazy().select([col(col::ACCOUNT_ID), col(col::OWNER_IDX)]),
-            [col(col::ACCOUNT_ID)],
-            [col(col::ACCOUNT_ID)],
-            JoinArgs::new(JoinType::Left),
-        )
-        .select([
-            col(col::ACCOUNT_ID),
-            col(col::OWNER_IDX),
-            col(col::DAY),
-            col(col::VALUE),
-            col(col::OBSERVED),
-            col(col::FILLED),
-        ])
-        .collect()?;
+        ]);
+    let columns = [col(col::ACCOUNT_ID), col(col::DAY), col(col::VALUE), col(col::OBSERVED), col(col::FILLED)];
+    let mut account_days =
+        concat([plain.select(columns.clone()), filled.select(columns)], UnionArgs::default())?.collect()?;
     tracing::debug!(rows = account_days.height(), elapsed_ms = t.elapsed().as_millis() as u64, "account days filled");
 
+    // One pass over the account days: each row's owner, looked up by id;
+    // per account its byte-days and observed and filled days; per owning
+    // entity and day the sum that rating needs. Indexed by dense ids, this
+    // costs a small fraction of the two polars group-bys it replaces (on a
+    // month of a million accounts, 13 s of a 49 s run).
+    let mut owner_of = vec![None; accounts.len()];
+    for (id, owner) in known.column(col::ACCOUNT_ID)?.u32()?.iter().zip(known.column(col::OWNER_IDX)?.u32()?.iter()) {
+        if let Some(id) = id {
+            owner_of[id as usize] = owner;
+        }
+    }
+    let days = month.days() as usize;
+    let mut totals = vec![AccountTotals::default(); accounts.len()];
+    let mut by_entity: Vec<Option<EntityDays>> = vec![None; dir.entities.len()];
+    let owners = {
+        let mut owners = Vec::with_capacity(account_days.height());
+        let rows = (
+            account_days.column(col::ACCOUNT_ID)?.u32()?.into_no_null_iter(),
+            account_days.column(col::DAY)?.i32()?.into_no_null_iter(),
+            account_days.column(col::VALUE)?.i128()?.into_no_null_iter(),
+            account_days.column(col::OBSERVED)?.bool()?.iter().map(|b| b == Some(true)),
+            account_days.column(col::FILLED)?.bool()?.iter().map(|b| b == Some(true)),
+        );
+        for ((((id, day), value), observed), filled) in rows.0.zip(rows.1).zip(rows.2).zip(rows.3).zip(rows.4) {
+            let t = &mut totals[id as usize];
+            t.present = true;
+            t.byte_days += value;
+            t.observed_days += u32::from(observed);
+            t.filled_days += u32::from(filled);
+            let owner = owner_of[id as usize];
+            if let Some(o) = owner {
+                let e = by_entity[o as usize]
+                    .get_or_insert_with(|| EntityDays { bytes: vec![0; days], active: vec![false; days] });
+                let slot = (day - first) as usize;
+                e.bytes[slot] += value;
+                e.active[slot] = true;
+            }
+            owners.push(owner);
+        }
+        owners
+    };
+    account_days
+        .with_column(UInt32Chunked::from_iter_options(col::OWNER_IDX.into(), owners.into_iter()).into_column())?;
+
+    let entity_days: HashMap<EntityIdx, EntityDays> =
+        by_entity.into_iter().enumerate().filter_map(|(e, d)| d.map(|d| (e, d))).collect();
+
     // Per account: the account_usage output and the account findings.
-    let per_account = account_days
-        .clone()
-        .lazy()
-        .group_by([col(col::ACCOUNT_ID)])
-        .agg([
-            col(col::VALUE).sum().alias("byte_days"),
-            col(col::OBSERVED).cast(DataType::UInt32).sum().alias("observed_days"),
-            col(col::FILLED).cast(DataType::UInt32).sum().alias("filled_days"),
-        ])
-        .join(
-            known.lazy().select([col(col::ACCOUNT_ID), col(col::OWNER), col(COMPANY)]),
-            [col(col::ACCOUNT_ID)],
-            [col(col::ACCOUNT_ID)],
-            JoinArgs::new(JoinType::Left),
-        )
-        .collect()?;
+    let present: Vec<u32> = (0..totals.len() as u32).filter(|&id| totals[id as usize].present).collect();
+    let per_account = DataFrame::new(
+        present.len(),
+        vec![
+            Column::new(col::ACCOUNT_ID.into(), &present),
+            Int128Chunked::from_iter_values(
+                "byte_days".into(),
+                present.iter().map(|&id| totals[id as usize].byte_days),
+            )
+            .into_column(),
+            Column::new(
+                "observed_days".into(),
+                present.iter().map(|&id| totals[id as usize].observed_days).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "filled_days".into(),
+                present.iter().map(|&id| totals[id as usize].filled_days).collect::<Vec<_>>(),
+            ),
+        ],
+    )?
+    .lazy()
+    .join(
+        known.lazy().select([col(col::ACCOUNT_ID), col(col::OWNER), col(COMPANY)]),
+        [col(col::ACCOUNT_ID)],
+        [col(col::ACCOUNT_ID)],
+        JoinArgs::new(JoinType::Left),
+    )
+    .collect()?;
     let per_account = with_names(per_account, &accounts)?.sort([col::ACCOUNT], SortMultipleOptions::default())?;
     let (account_usage, mut findings) = account_outputs(&per_account, month, opts.unit)?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "account usage built");
     if let Some(c) = &conflicts {
         findings.extend(conflict_findings(c, &accounts)?);
     }
-
-    // Per owning entity and day: what rating needs.
-    let owner_days = account_days
-        .clone()
-        .lazy()
-        .filter(col(col::OWNER_IDX).is_not_null())
-        .group_by([col(col::OWNER_IDX), col(col::DAY)])
-        .agg([col(col::VALUE).sum()])
-        .collect()?;
-    let entity_days = collect_entity_days(&owner_days, first, month.days() as usize)?;
 
     let account_days = account_days.select([col::ACCOUNT_ID, col::OWNER_IDX, col::DAY, col::VALUE])?;
     Ok(Metered { account_days, accounts, account_usage, entity_days, findings })
@@ -798,26 +883,23 @@ fn conflict_findings(conflicts: &DataFrame, accounts: &Interner) -> PolarsResult
         .collect())
 }
 
-fn collect_entity_days(
-    owner_days: &DataFrame,
-    first: Day,
-    days: usize,
-) -> PolarsResult<HashMap<EntityIdx, EntityDays>> {
-    let owners = owner_days.column(col::OWNER_IDX)?.u32()?;
-    let day = owner_days.column(col::DAY)?.i32()?;
-    let value = owner_days.column(col::VALUE)?.i128()?;
-    let mut out: HashMap<EntityIdx, EntityDays> = HashMap::new();
-    for i in 0..owner_days.height() {
-        let (Some(o), Some(d)) = (owners.get(i), day.get(i)) else {
-            continue;
-        };
-        let slot = (d - first) as usize;
-        let entry =
-            out.entry(o as EntityIdx).or_insert_with(|| EntityDays { bytes: vec![0; days], active: vec![false; days] });
-        entry.bytes[slot] += value.get(i).unwrap_or(0);
-        entry.active[slot] = true;
-    }
-    Ok(out)
+/// `id` and the day as one `UInt64` key (an id and a day of the month in
+/// one integer column): joins, sorts and group-bys on one integer column are
+/// much faster than on two.
+fn day_key(id: Expr, first: Day) -> Expr {
+    (id.cast(DataType::UInt64) * lit(KEY_SHIFT) + (col(col::DAY) - lit(first)).cast(DataType::UInt64)).alias(KEY)
+}
+
+/// The factor of the id in a [`day_key`].
+const KEY_SHIFT: u64 = 1 << 32;
+
+/// What the account days add up to for one account.
+#[derive(Default, Clone, Copy)]
+struct AccountTotals {
+    present: bool,
+    byte_days: i128,
+    observed_days: u32,
+    filled_days: u32,
 }
 
 #[cfg(test)]

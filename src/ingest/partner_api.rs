@@ -13,6 +13,7 @@
 //! with serde's line and column.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
@@ -38,6 +39,9 @@ struct Entry<'a> {
 pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError> {
     let clients: Vec<Client> = serde_json::from_slice(data)
         .map_err(|e| IngestError::Unparsable { object: sink.object().to_owned(), source: Box::new(e) })?;
+    let no_bucket = sink.buckets.id("");
+    // Every client lists the same few dates: each distinct one is parsed once.
+    let mut dates: HashMap<&str, Result<i64, String>> = HashMap::new();
     let mut row = 0;
     for (ci, client) in clients.iter().enumerate() {
         let account = match client.client_id.as_deref().map(str::trim) {
@@ -47,10 +51,12 @@ pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError
         let Some(days) = &client.daily_usage else {
             return Err(sink.layout(format!("client {account}: daily_usage missing")));
         };
+        let id = sink.accounts.id(account);
         for (di, entry) in days.iter().enumerate() {
             row += 1;
             let field = |f: &str| format!("{f} (client {account}, daily_usage[{di}])");
-            let ts = match entry.date.as_deref().map(parse_instant) {
+            let date = entry.date.as_deref().map(|d| dates.entry(d).or_insert_with(|| parse_instant(d)).clone());
+            let ts = match date {
                 Some(Ok(t)) => t,
                 Some(Err(e)) => {
                     sink.bad(row, &field("date"), e)?;
@@ -61,15 +67,16 @@ pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError
                     continue;
                 }
             };
-            let usage = entry.usage.clone().map_or(serde_json::Value::Null, serde_json::Value::Number);
-            let bytes = match json_bytes(&usage) {
-                Ok(b) => b,
-                Err(e) => {
+            let bytes = match entry.usage.as_ref().and_then(serde_json::Number::as_u64) {
+                Some(b) => b,
+                None => {
+                    let usage = entry.usage.clone().map_or(serde_json::Value::Null, serde_json::Value::Number);
+                    let e = json_bytes(&usage).expect_err("not an unsigned 64-bit integer");
                     sink.bad(row, &field("usage"), e)?;
                     continue;
                 }
             };
-            sink.push(row, account, "", ts, bytes)?;
+            sink.push_ids(row, id, no_bucket, ts, bytes)?;
         }
     }
     Ok(())
