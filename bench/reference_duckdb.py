@@ -50,6 +50,9 @@ def main() -> int:
     ap.add_argument("--format", required=True, choices=["hourly-parquet", "daily-json", "daily-csv"])
     ap.add_argument("--accounts-out", type=Path)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--scan-only", action="store_true",
+                    help="only parse the inputs once (count the records, sum their bytes): the floor any "
+                         "metering of these files has to pay")
     args = ap.parse_args()
 
     t0 = time.monotonic()
@@ -72,6 +75,12 @@ def main() -> int:
     if args.threads:
         con.execute(f"SET threads = {args.threads}")
     con.execute("SET preserve_insertion_order = false")
+    if args.scan_only:
+        con.execute(render(f"records {args.format}"))
+        n, total = con.execute("SELECT count(*), sum(bytes) FROM records").fetchone()
+        print(json.dumps({"tool": "scan", "duckdb": duckdb.__version__, "records": int(n), "bytes": int(total),
+                          "seconds": round(time.monotonic() - t0, 2)}))
+        return 0
     for name in (f"records {args.format}", "accounts", "meter"):
         con.execute(render(name))
     row = con.execute(render("totals")).fetchone()

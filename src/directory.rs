@@ -6,7 +6,9 @@
 //! [`Directory`] with the chain lookups rating needs: parents, children,
 //! subtrees and the contract in force on a day. Nothing here looks at usage.
 
-use std::collections::{HashMap, HashSet};
+// Hash maps with polars' fast hasher: the directory of a large vendor has
+// millions of ids, and SipHash was a tenth of loading it.
+use polars::prelude::{PlHashMap as HashMap, PlHashSet as HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -372,7 +374,7 @@ pub fn parse_tables(
     }
 
     let (ents, parent_ids) = read_entities(&entities, &mut p);
-    let mut entity_index = HashMap::new();
+    let mut entity_index = HashMap::default();
     for (i, e) in ents.iter().enumerate() {
         entity_index.entry(e.id.clone()).or_insert(i);
     }
@@ -446,6 +448,20 @@ struct Table {
     df: DataFrame,
 }
 
+/// A plain `YYYY-MM-DD` date, parsed without chrono's format machinery (a
+/// directory has a few dates per row and millions of rows); `None` for
+/// anything else, which `%Y-%m-%d` then decides.
+fn iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+}
+
 impl Table {
     fn read((name, data): (String, Bytes)) -> Result<Table, DirectoryError> {
         let parquet = Format::of_key(&name) == Some(Format::Parquet);
@@ -460,6 +476,9 @@ impl Table {
             }]),
             None => DirectoryError::Unreadable { table: name.clone(), source },
         })?;
+        // Rows are read one by one: one chunk per column makes that O(1).
+        let mut df = df;
+        df.rechunk_mut_par();
         Ok(Table { name, df })
     }
 
@@ -528,7 +547,10 @@ impl Table {
 
     fn date(&self, row: usize, column: &'static str, required: bool, p: &mut Problems) -> Option<Day> {
         self.parsed(row, column, required, p, |s| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d").map(day_of).map_err(|_| "not a date (YYYY-MM-DD)".to_owned())
+            iso_date(s)
+                .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .map(day_of)
+                .ok_or_else(|| "not a date (YYYY-MM-DD)".to_owned())
         })
     }
 
@@ -583,7 +605,7 @@ fn fmt_day(d: Day) -> String {
 }
 
 fn read_entities(t: &Table, p: &mut Problems) -> (Vec<Entity>, Vec<Option<String>>) {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut out = Vec::new();
     let mut parents = Vec::new();
     for r in 0..t.height() {
@@ -689,7 +711,7 @@ fn check_cycles(t: &Table, ents: &[Entity], vendor: EntityIdx, p: &mut Problems)
             continue;
         }
         let mut path = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut cur = start;
         loop {
             if reaches[cur] {
@@ -718,7 +740,7 @@ fn check_cycles(t: &Table, ents: &[Entity], vendor: EntityIdx, p: &mut Problems)
 }
 
 fn read_accounts(t: &Table, index: &HashMap<String, EntityIdx>, p: &mut Problems) -> Vec<StorageAccount> {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut out = Vec::with_capacity(t.height());
     for r in 0..t.height() {
         let id = t.unique_id(r, "storage_account_id", &mut seen, p);
@@ -739,7 +761,7 @@ fn read_accounts(t: &Table, index: &HashMap<String, EntityIdx>, p: &mut Problems
 }
 
 fn read_contracts(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>, p: &mut Problems) -> Vec<Contract> {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut out = Vec::new();
     for r in 0..t.height() {
         let id = t.unique_id(r, "contract_id", &mut seen, p);
@@ -806,7 +828,7 @@ fn read_contracts(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>
 }
 
 fn read_deals(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>, p: &mut Problems) -> Vec<Deal> {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut out = Vec::new();
     for r in 0..t.height() {
         let id = t.unique_id(r, "deal_id", &mut seen, p);

@@ -13,7 +13,6 @@
 //! with serde's line and column.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::Deserialize;
 
@@ -41,7 +40,7 @@ pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError
         .map_err(|e| IngestError::Unparsable { object: sink.object().to_owned(), source: Box::new(e) })?;
     let no_bucket = sink.buckets.id("");
     // Every client lists the same few dates: each distinct one is parsed once.
-    let mut dates: HashMap<&str, Result<i64, String>> = HashMap::new();
+    let mut dates: polars::prelude::PlHashMap<&str, Result<i64, String>> = Default::default();
     let mut row = 0;
     for (ci, client) in clients.iter().enumerate() {
         let account = match client.client_id.as_deref().map(str::trim) {
