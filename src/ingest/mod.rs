@@ -92,7 +92,7 @@ pub struct Ingested {
 /// The records of one object, handed on as soon as it is parsed.
 #[derive(Debug)]
 pub struct Batch {
-    /// Records of the month, columns of [`col`].
+    /// Records of the month, the columns of [`record_columns`].
     pub records: DataFrame,
     /// Object key.
     pub object: String,

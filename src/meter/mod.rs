@@ -1,12 +1,16 @@
 //! Metering (spec 2): usage records → snapshots → daily values → byte-days.
 //!
-//! Everything that aggregates records happens in polars lazy frames, in
-//! exact integers (`Int128` sums of `u64` bytes): last-wins de-duplication
-//! and conflict detection, snapshot sums over buckets, the daily mean (or
-//! max), the account windows with forward-then-backward fill, and the
+//! Records stream in by day ([`DayMeter`]); a metering thread reduces each
+//! complete day to one value per account, with the single-pass kernels of
+//! `day` or, for repeated keys (last wins, conflicts) and unusual shapes,
+//! the general path in polars. The month step then applies the account
+//! windows with forward-then-backward fill in polars and adds up the
 //! per-account and per-entity byte-days that rating and the outputs need.
-//! Metering knows the directory only for account windows and owners; it
-//! knows nothing about contracts or prices.
+//! All arithmetic is exact: `u64` bytes, `Int128` sums. Metering knows the
+//! directory only for account windows and owners; it knows nothing about
+//! contracts or prices.
+
+mod day;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +20,7 @@ use thiserror::Error;
 use crate::directory::{Directory, EntityIdx};
 use crate::model::{BillingMonth, DailyMethod, Day, Finding, FindingKind, Interner, Unit, col};
 use crate::money;
+use day::SinglePass;
 
 /// A metering failure (a bug: inputs were validated before).
 #[derive(Debug, Error)]
@@ -97,11 +102,11 @@ pub fn meter(
 /// Streaming metering: raw records are kept per day only until the day is
 /// complete, then reduced to one daily value per account (spec 2.1–2.2), so
 /// memory holds the open days' records, not the month's.
-#[derive(Debug)]
 ///
 /// Complete days are reduced on a worker thread while ingestion parses the
 /// next objects; the channel to it holds one day, so a slow reduction holds
 /// ingestion back instead of piling days up in memory.
+#[derive(Debug)]
 pub struct DayMeter {
     open: BTreeMap<Day, Vec<DataFrame>>,
     days: Option<std::sync::mpsc::SyncSender<Vec<DataFrame>>>,
@@ -139,7 +144,7 @@ impl DayMeter {
         Ok(())
     }
 
-    /// Adds records (columns of [`col`]); then meters every open day before
+    /// Adds records (the columns of [`crate::ingest::record_columns`]); then meters every open day before
     /// `complete_before`, which no later records will touch.
     pub fn push(&mut self, records: DataFrame, complete_before: Day) -> Result<(), MeterError> {
         if records.height() > 0 {
@@ -304,282 +309,6 @@ impl DayReducer {
             )
         };
         finish_month(daily, conflicts, dir, accounts, self.opts)
-    }
-}
-
-/// Why a single-pass kernel gave up on a day.
-enum Bail {
-    /// An account's timestamps are not in order, or it has more buckets
-    /// than the running kernel tracks: the listing kernel can do the day.
-    Order,
-    /// A repeated (account, bucket, timestamp) key or an overflow: only the
-    /// polars path can.
-    General,
-}
-
-/// The running state of one account in one day for records whose
-/// timestamps arrive in order: the open snapshot, and the sum, maximum and
-/// count of the closed ones. Small and flat, so that a day's pass over tens
-/// of thousands of accounts stays in cache.
-#[derive(Default, Clone, Copy)]
-struct Running {
-    /// The day ([`SinglePass::generation`]) the state belongs to; older state is stale.
-    generation: u32,
-    /// Bucket ids seen (the bit index of `bits`): the first `nbuckets` of `buckets`.
-    nbuckets: u32,
-    buckets: [u32; RUNNING_BUCKETS],
-    /// The open snapshot: its timestamp, sum and the buckets it has.
-    ts: i64,
-    sum: u64,
-    bits: u32,
-    /// Closed snapshots: how many, their total and their largest.
-    closed: u32,
-    total: u128,
-    max: u64,
-}
-
-/// Buckets per account and day the running kernel tracks.
-const RUNNING_BUCKETS: usize = 4;
-
-/// Snapshots of one account in one day, for records in any order. The
-/// vectors are reused from day to day.
-#[derive(Default)]
-struct AccountDay {
-    /// The day ([`SinglePass::generation`]) the state belongs to; older state is stale.
-    generation: u32,
-    /// Bucket ids seen (the bit index of `Snapshot::buckets`).
-    buckets: Vec<u32>,
-    /// One entry per distinct timestamp.
-    snapshots: Vec<Snapshot>,
-    /// Index of the snapshot the previous record went to (records mostly
-    /// arrive in runs of one timestamp).
-    last: usize,
-    /// Latest timestamp seen: a later one is a new snapshot, found without a search.
-    latest: i64,
-}
-
-struct Snapshot {
-    ts: i64,
-    sum: u64,
-    /// Buckets seen at this timestamp, one bit each.
-    buckets: u64,
-}
-
-/// Most buckets or snapshots per account and day the listing kernel
-/// handles; beyond them, the polars path meters the day.
-const MAX_BUCKETS: usize = 64;
-const MAX_SNAPSHOTS: usize = 256;
-
-/// One chunk of a day's records: account ids, bucket ids, timestamps, bytes.
-type Columns<'a> = (&'a [u32], &'a [u32], &'a [i64], &'a [u64]);
-
-/// The single-pass day reductions: per-account state indexed by account id.
-#[derive(Default)]
-struct SinglePass {
-    running: Vec<Running>,
-    listed: Vec<AccountDay>,
-    /// Accounts with records in the current day, in order of appearance.
-    touched: Vec<u32>,
-    generation: u32,
-}
-
-impl SinglePass {
-    /// The daily values of one day in a single pass over the records, or
-    /// `None` when the day needs the general path: some (account, bucket,
-    /// timestamp) occurs twice (last wins applies), or an account has more
-    /// than [`MAX_BUCKETS`] buckets or [`MAX_SNAPSHOTS`] snapshots that day,
-    /// or a snapshot's sum does not fit in 64 bits.
-    ///
-    /// This is the hot loop of a large month: a group-by over (account,
-    /// timestamp) in polars costs several times more, because it hashes every
-    /// record's key into a table of about a million groups, where here each
-    /// record indexes its account's state by id. Days whose records come in
-    /// time order per account (as exports are written) take the running
-    /// kernel, the others the listing one. The result is the frame the
-    /// polars path produces, up to row order; property tests hold them equal.
-    fn reduce(&mut self, df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
-        let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
-        let columns = (
-            df.column(col::ACCOUNT_ID)?.u32()?,
-            df.column(col::BUCKET)?.u32()?,
-            df.column(col::TS)?.i64()?,
-            df.column(col::BYTES)?.u64()?,
-        );
-        // The columns' chunks as slices, one tuple per chunk (rechunked if
-        // the columns are chunked differently).
-        let aligned = {
-            let lens = |chunks: &[ArrayRef]| chunks.iter().map(|c| c.len()).collect::<Vec<_>>();
-            let a = lens(columns.0.chunks());
-            a == lens(columns.1.chunks()) && a == lens(columns.2.chunks()) && a == lens(columns.3.chunks())
-        };
-        let single;
-        let (account, bucket, ts, bytes) = if aligned {
-            columns
-        } else {
-            single = (columns.0.rechunk(), columns.1.rechunk(), columns.2.rechunk(), columns.3.rechunk());
-            (&*single.0, &*single.1, &*single.2, &*single.3)
-        };
-        if account.null_count() + bucket.null_count() + ts.null_count() + bytes.null_count() > 0 {
-            return Ok(None);
-        }
-        let chunks: Vec<Columns> = account
-            .downcast_iter()
-            .zip(bucket.downcast_iter())
-            .zip(ts.downcast_iter())
-            .zip(bytes.downcast_iter())
-            .map(|(((a, b), t), v)| {
-                (a.values().as_slice(), b.values().as_slice(), t.values().as_slice(), v.values().as_slice())
-            })
-            .collect();
-        let accounts = account.max().map_or(0, |m| m as usize + 1);
-        let values = match self.running(&chunks, accounts, method) {
-            Ok(values) => values,
-            Err(Bail::Order) => match self.listed(&chunks, accounts, method) {
-                Ok(values) => values,
-                Err(_) => return Ok(None),
-            },
-            Err(Bail::General) => return Ok(None),
-        };
-        let n = self.touched.len();
-        Ok(Some(DataFrame::new(
-            n,
-            vec![
-                Series::from_vec(col::ACCOUNT_ID.into(), self.touched.clone()).into_column(),
-                Column::new_scalar(col::DAY.into(), Scalar::from(day), n),
-                Int128Chunked::from_vec(col::VALUE.into(), values).into_series().into_column(),
-            ],
-        )?))
-    }
-
-    /// Starts a day: fresh generation, no account touched.
-    fn start(&mut self) -> u32 {
-        self.generation += 1;
-        self.touched.clear();
-        self.generation
-    }
-
-    /// The running kernel: one flat state per account, for records whose
-    /// timestamps do not go back within an account.
-    fn running(&mut self, chunks: &[Columns], accounts: usize, method: DailyMethod) -> Result<Vec<i128>, Bail> {
-        if accounts > self.running.len() {
-            self.running.resize(accounts, Running::default());
-        }
-        let generation = self.start();
-        for &(account, bucket, ts, bytes) in chunks {
-            for i in 0..ts.len() {
-                let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
-                let r = &mut self.running[a as usize];
-                if r.generation != generation {
-                    *r = Running { generation, ts: t, ..Running::default() };
-                    self.touched.push(a);
-                }
-                let n = r.nbuckets as usize;
-                let bit = match r.buckets[..n].iter().position(|x| *x == b) {
-                    Some(p) => p,
-                    None if n < RUNNING_BUCKETS => {
-                        r.buckets[n] = b;
-                        r.nbuckets += 1;
-                        n
-                    }
-                    None => return Err(Bail::Order),
-                };
-                if t == r.ts {
-                    if r.bits & (1 << bit) != 0 {
-                        return Err(Bail::General); // a repeated key: last wins applies
-                    }
-                    r.bits |= 1 << bit;
-                    r.sum = r.sum.checked_add(v).ok_or(Bail::General)?;
-                } else if t > r.ts {
-                    r.total += u128::from(r.sum);
-                    r.max = r.max.max(r.sum);
-                    r.closed += 1;
-                    (r.ts, r.sum, r.bits) = (t, v, 1 << bit);
-                } else {
-                    return Err(Bail::Order);
-                }
-            }
-        }
-        Ok(self
-            .touched
-            .iter()
-            .map(|&a| {
-                let r = &self.running[a as usize];
-                match method {
-                    DailyMethod::Mean => {
-                        let total = (r.total + u128::from(r.sum)) as i128;
-                        money::div_half_away(total, i128::from(r.closed) + 1)
-                    }
-                    DailyMethod::Max => i128::from(r.max.max(r.sum)),
-                }
-            })
-            .collect())
-    }
-
-    /// The listing kernel: every distinct timestamp of an account kept, for
-    /// records in any order.
-    fn listed(&mut self, chunks: &[Columns], accounts: usize, method: DailyMethod) -> Result<Vec<i128>, Bail> {
-        if accounts > self.listed.len() {
-            self.listed.resize_with(accounts, AccountDay::default);
-        }
-        let generation = self.start();
-        for &(account, bucket, ts, bytes) in chunks {
-            for i in 0..ts.len() {
-                let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
-                let acc = &mut self.listed[a as usize];
-                if acc.generation != generation {
-                    acc.generation = generation;
-                    acc.buckets.clear();
-                    acc.snapshots.clear();
-                    acc.last = 0;
-                    acc.latest = i64::MIN;
-                    self.touched.push(a);
-                }
-                let bit = match acc.buckets.iter().position(|x| *x == b) {
-                    Some(p) => p,
-                    None if acc.buckets.len() < MAX_BUCKETS => {
-                        acc.buckets.push(b);
-                        acc.buckets.len() - 1
-                    }
-                    None => return Err(Bail::General),
-                };
-                let known = if acc.snapshots.is_empty() || t > acc.latest {
-                    None
-                } else if acc.snapshots[acc.last].ts == t {
-                    Some(acc.last)
-                } else {
-                    acc.snapshots.iter().position(|s| s.ts == t)
-                };
-                let slot = match known {
-                    Some(p) => p,
-                    None if acc.snapshots.len() < MAX_SNAPSHOTS => {
-                        acc.snapshots.push(Snapshot { ts: t, sum: 0, buckets: 0 });
-                        acc.latest = acc.latest.max(t);
-                        acc.snapshots.len() - 1
-                    }
-                    None => return Err(Bail::General),
-                };
-                acc.last = slot;
-                let snap = &mut acc.snapshots[slot];
-                if snap.buckets & (1 << bit) != 0 {
-                    return Err(Bail::General); // a repeated key: last wins needs the general path
-                }
-                snap.buckets |= 1 << bit;
-                // Overflow of 64 bits (exabytes in one snapshot): the general path sums in 128.
-                snap.sum = snap.sum.checked_add(v).ok_or(Bail::General)?;
-            }
-        }
-        Ok(self
-            .touched
-            .iter()
-            .map(|&a| {
-                let d = &self.listed[a as usize];
-                let sums = d.snapshots.iter().map(|s| i128::from(s.sum));
-                match method {
-                    DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
-                    DailyMethod::Max => sums.max().unwrap_or(0),
-                }
-            })
-            .collect())
     }
 }
 
@@ -904,6 +633,7 @@ struct AccountTotals {
 
 #[cfg(test)]
 mod tests {
+    use super::day::{Bail, RUNNING_BUCKETS};
     use super::*;
     use crate::directory::tests::{CONTRACTS, DEALS, ENTITIES, parse};
     use proptest::prelude::*;
