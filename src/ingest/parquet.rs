@@ -306,12 +306,51 @@ mod tests {
     use polars::prelude::DataFrame;
 
     fn parquet(columns: Vec<(&str, ArrayRef)>) -> Bytes {
+        parquet_with(columns, None)
+    }
+
+    fn parquet_with(
+        columns: Vec<(&str, ArrayRef)>,
+        props: Option<parquet::file::properties::WriterProperties>,
+    ) -> Bytes {
         let batch = RecordBatch::try_from_iter(columns).unwrap();
         let mut out = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), props).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
         Bytes::from(out)
+    }
+
+    /// The (account, bucket, bytes) of every record, by name.
+    fn named_records(data: Bytes) -> Vec<(String, u64)> {
+        let (df, findings, accounts) = read_object(data, false);
+        assert!(findings.is_empty());
+        let df = df.unwrap();
+        let ids = df.column(col::ACCOUNT_ID).unwrap().u32().unwrap().clone();
+        let bytes = df.column(col::BYTES).unwrap().u64().unwrap().clone();
+        ids.into_no_null_iter().zip(bytes.into_no_null_iter()).map(|(a, b)| (accounts.name(a).to_owned(), b)).collect()
+    }
+
+    #[test]
+    fn plain_pages_and_changing_dictionaries_read_the_same_records() {
+        // 5 row groups of 3 rows: the dictionaries repeat, change, and repeat.
+        let names = ["a", "b", "c", "a", "b", "c", "x", "y", "a", "x", "y", "a", "b", "c", "a"];
+        let n = names.len();
+        let columns = || {
+            vec![
+                ("storage_account_id", Arc::new(StringArray::from(names.to_vec())) as ArrayRef),
+                ("timestamp", Arc::new(TimestampMillisecondArray::from(vec![OCT2_MS; n]).with_timezone("UTC"))),
+                ("bytes", Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()))),
+            ]
+        };
+        let expected: Vec<(String, u64)> = names.iter().zip(0u64..).map(|(a, b)| (a.to_string(), b)).collect();
+        let small_groups = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(3));
+        let dictionary = parquet_with(columns(), Some(small_groups.clone().build()));
+        let meta = ArrowReaderMetadata::load(&dictionary, ArrowReaderOptions::new()).unwrap();
+        assert_eq!(meta.metadata().num_row_groups(), 5);
+        assert_eq!(named_records(dictionary), expected);
+        let plain = parquet_with(columns(), Some(small_groups.set_dictionary_enabled(false).build()));
+        assert_eq!(named_records(plain), expected);
     }
 
     /// Reads an object under `dt=2026-10-02`, in skip mode if asked.
