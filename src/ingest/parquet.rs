@@ -159,20 +159,26 @@ fn missing<'a>(column: &ArrayRef, name: &'a str, bad: &mut Bad<'a>) {
     }
 }
 
-/// Maps a text column's dictionary keys to interned ids, interning each
-/// distinct dictionary once: arrow-rs hands out the same dictionary for
-/// every batch of a column chunk, and the row groups of an export often
-/// repeat the same dictionary, which a comparison of its bytes finds.
-#[derive(Default)]
-struct DictionaryIds {
+/// A value computed once per entry of a text column's dictionary (an id, a
+/// parsed instant), kept while the dictionary stays the same: arrow-rs hands
+/// out the same dictionary for every batch of a column chunk, and the row
+/// groups of an export often repeat the same dictionary, which a comparison
+/// of its bytes finds.
+struct PerEntry<T> {
     values: Option<ArrayRef>,
-    ids: Vec<u32>,
+    mapped: Vec<T>,
 }
 
-impl DictionaryIds {
-    /// One id per row; `null_id` for a null.
-    fn map(&mut self, column: &ArrayRef, interner: &mut Interner, null_id: u32) -> Vec<u32> {
-        let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
+impl<T> Default for PerEntry<T> {
+    fn default() -> Self {
+        PerEntry { values: None, mapped: Vec::new() }
+    }
+}
+
+impl<T> PerEntry<T> {
+    /// The value of every entry of `dict`'s dictionary, computed by `f` if
+    /// the dictionary is not the one seen last.
+    fn of(&mut self, dict: &DictionaryArray<Int32Type>, f: impl FnMut(&str) -> T) -> &[T] {
         let same = self.values.as_ref().is_some_and(|v| {
             let (old, new) = (v.as_string::<i32>(), dict.values().as_string::<i32>());
             Arc::ptr_eq(v, dict.values())
@@ -183,11 +189,24 @@ impl DictionaryIds {
         });
         if !same {
             let values = dict.values().as_string::<i32>();
-            self.ids = (0..values.len()).map(|i| interner.id(values.value(i))).collect();
+            self.mapped = (0..values.len()).map(|i| values.value(i)).map(f).collect();
         }
         self.values = Some(dict.values().clone());
+        &self.mapped
+    }
+}
+
+/// Maps a text column's dictionary keys to interned ids, interning each
+/// dictionary entry once.
+#[derive(Default)]
+struct DictionaryIds(PerEntry<u32>);
+
+impl DictionaryIds {
+    /// One id per row; `null_id` for a null.
+    fn map(&mut self, column: &ArrayRef, interner: &mut Interner, null_id: u32) -> Vec<u32> {
+        let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
+        let ids = self.0.of(dict, |name| interner.id(name));
         let keys = dict.keys();
-        let ids = &self.ids;
         if keys.null_count() == 0 {
             keys.values().iter().map(|&k| ids[k as usize]).collect()
         } else {
@@ -199,10 +218,7 @@ impl DictionaryIds {
 /// Decodes the time column to microseconds since the epoch; text is parsed
 /// once per distinct dictionary value.
 #[derive(Default)]
-struct DictionaryTimes {
-    values: Option<ArrayRef>,
-    parsed: Vec<Result<i64, String>>,
-}
+struct DictionaryTimes(PerEntry<Result<i64, String>>);
 
 impl DictionaryTimes {
     /// One instant per row; for a null or bad value, an entry in `bad` (and a 0).
@@ -235,14 +251,10 @@ impl DictionaryTimes {
             }
             _ => {
                 let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
-                if !self.values.as_ref().is_some_and(|v| Arc::ptr_eq(v, dict.values())) {
-                    let values = dict.values().as_string::<i32>();
-                    self.parsed = (0..values.len()).map(|i| parse_instant(values.value(i))).collect();
-                    self.values = Some(dict.values().clone());
-                }
+                let parsed = self.0.of(dict, parse_instant);
                 let mut out = Vec::with_capacity(dict.len());
                 for (i, k) in dict.keys().iter().enumerate() {
-                    out.push(match k.map(|k| &self.parsed[k as usize]) {
+                    out.push(match k.map(|k| &parsed[k as usize]) {
                         Some(Ok(t)) => *t,
                         Some(Err(e)) => {
                             bad.push((i, name, e.clone()));
