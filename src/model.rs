@@ -339,8 +339,7 @@ pub mod col {
 /// Records carry ids instead of strings from ingestion on: metering then
 /// indexes arrays and joins on integers, and a string is hashed once per
 /// distinct value in a Parquet dictionary (or once per text record) instead
-/// of once per group-by. Seeded with the directory's accounts, the id of a
-/// known account is its index in [`crate::directory::Directory::accounts`].
+/// of once per group-by.
 #[derive(Debug, Default, Clone)]
 pub struct Interner {
     index: polars::prelude::PlHashMap<Box<str>, u32>,

@@ -269,8 +269,9 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     let t = Instant::now();
     let meter_opts = MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method };
     let mut day_meter = meter::DayMeter::new(meter_opts);
-    // Account ids: the directory's accounts first, then unknown ones as read.
-    let mut accounts = Interner::seeded(directory.accounts.iter().map(|a| a.id.as_str()));
+    // Account ids, in the order accounts are read; metering adds the
+    // directory's accounts that have no records.
+    let mut accounts = Interner::default();
     // Time ingestion spent handing records to the meter: splitting them by
     // day, and waiting while the metering thread is still busy with a day.
     let mut metering = std::time::Duration::ZERO;

@@ -169,8 +169,8 @@ pub async fn plan(store: &Store, month: BillingMonth, concurrency: usize) -> Res
 /// malformed. So after the objects of day D, every day before D−1 is
 /// complete, and [`Batch::complete_before`] says so. "Last wins" still
 /// follows key order: each record carries its object's position in it.
-/// Account ids are interned into `accounts`, which the caller seeds with the
-/// directory's accounts and hands on to metering.
+/// Account ids are interned into `accounts`, which the caller hands on to
+/// metering.
 pub async fn ingest<E: From<IngestError>>(
     store: &Store,
     plan: Plan,
