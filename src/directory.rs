@@ -448,20 +448,6 @@ struct Table {
     df: DataFrame,
 }
 
-/// A plain `YYYY-MM-DD` date, parsed without chrono's format machinery (a
-/// directory has a few dates per row and millions of rows); `None` for
-/// anything else, which `%Y-%m-%d` then decides.
-fn iso_date(s: &str) -> Option<NaiveDate> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
-    };
-    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
-}
-
 impl Table {
     fn read((name, data): (String, Bytes)) -> Result<Table, DirectoryError> {
         let parquet = Format::of_key(&name) == Some(Format::Parquet);
@@ -547,7 +533,7 @@ impl Table {
 
     fn date(&self, row: usize, column: &'static str, required: bool, p: &mut Problems) -> Option<Day> {
         self.parsed(row, column, required, p, |s| {
-            iso_date(s)
+            crate::model::iso_date(s)
                 .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                 .map(day_of)
                 .ok_or_else(|| "not a date (YYYY-MM-DD)".to_owned())

@@ -21,6 +21,20 @@ pub fn day_of(date: NaiveDate) -> Day {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as Day
 }
 
+/// A plain `YYYY-MM-DD` date, parsed without chrono's format machinery
+/// (directories have a few dates per row, usage exports one per record);
+/// `None` for anything else, which callers then give to `%Y-%m-%d`.
+pub fn iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
+}
+
 /// Converts a [`Day`] number back to a calendar date.
 pub fn date_of(day: Day) -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(i64::from(day))

@@ -272,8 +272,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     // Account ids, in the order accounts are read; metering adds the
     // directory's accounts that have no records.
     let mut accounts = Interner::default();
-    // Time ingestion spent handing records to the meter: splitting them by
-    // day, and waiting while the metering thread is still busy with a day.
+    // Time ingestion spent handing records to the meter: waiting while the
+    // metering thread is still busy with a day.
     let mut metering = std::time::Duration::ZERO;
     let usage = ingest::ingest(
         &usage_store,
@@ -282,7 +282,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         &mut accounts,
         |batch| {
             let t = Instant::now();
-            let r = day_meter.push(batch.records, batch.complete_before).map_err(Error::from);
+            let r = day_meter.push_days(batch.days, batch.complete_before).map_err(Error::from);
             metering += t.elapsed();
             r
         },

@@ -7,14 +7,14 @@
 //! nothing is rounded here directly. The one frame operation left (which
 //! storage accounts have usage on uncontracted days) is a polars join.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use polars::prelude::*;
 use rust_decimal::Decimal;
 use thiserror::Error;
 
 use crate::directory::{Contract, DealStatus, Directory, EntityIdx, Model};
-use crate::meter::{EntityDays, Metered};
+use crate::meter::{EntityUsage, Metered};
 use crate::model::{BillingMonth, Charge, Day, Finding, FindingKind, InvoiceLine, Unit, col, date_of};
 use crate::money;
 
@@ -50,8 +50,16 @@ const DEAL_THRESHOLD_TB: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 /// Rates the month.
 pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rated, RateError> {
     let ctx = Ctx::new(dir, &metered.entity_days, opts);
+    // Contracts in (seller, buyer) order give lines that are already sorted
+    // but where contracts of one edge interleave their customers, so the
+    // sort below only merges a few long runs.
+    let mut contracts: Vec<&Contract> = dir.contracts.iter().collect();
+    contracts.sort_by(|a, b| {
+        let (ea, eb) = (&dir.entities, &dir.entities);
+        (&ea[a.seller].id, &ea[a.buyer].id, &a.id).cmp(&(&eb[b.seller].id, &eb[b.buyer].id, &b.id))
+    });
     let mut lines = Vec::new();
-    for k in &dir.contracts {
+    for k in contracts {
         ctx.rate_contract(k, &mut lines);
     }
     lines.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -64,7 +72,7 @@ pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rat
 /// The findings of a month that need no usage: allocations exceeding
 /// reserved capacity, and deals missing for reservations above 100 TB.
 pub fn directory_findings(dir: &Directory, opts: RateOptions) -> Vec<Finding> {
-    let no_usage = HashMap::new();
+    let no_usage = EntityUsage::new(dir.entities.len(), opts.month.days() as usize);
     let ctx = Ctx::new(dir, &no_usage, opts);
     let mut findings = ctx.allocation_findings();
     findings.extend(ctx.deal_findings());
@@ -74,9 +82,9 @@ pub fn directory_findings(dir: &Directory, opts: RateOptions) -> Vec<Finding> {
 
 struct Ctx<'a> {
     dir: &'a Directory,
-    days: &'a HashMap<EntityIdx, EntityDays>,
-    /// Sum of the subtree's daily bytes, per entity.
-    subtree_bytes: Vec<Vec<i128>>,
+    days: &'a EntityUsage,
+    /// Sum of the subtree's daily bytes, at `entity * d + day`.
+    subtree_bytes: Vec<i128>,
     first: Day,
     end: Day,
     d: u32,
@@ -84,24 +92,41 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(dir: &'a Directory, days: &'a HashMap<EntityIdx, EntityDays>, opts: RateOptions) -> Self {
-        let d = opts.month.days();
-        let n = dir.entities.len();
-        let mut subtree_bytes = vec![vec![0i128; d as usize]; n];
-        for (&e, usage) in days {
-            subtree_bytes[e].clone_from(&usage.bytes);
+    fn new(dir: &'a Directory, days: &'a EntityUsage, opts: RateOptions) -> Self {
+        let d = opts.month.days() as usize;
+        let mut subtree_bytes = vec![0i128; dir.entities.len() * d];
+        for e in days.entities() {
+            subtree_bytes[e * d..(e + 1) * d].copy_from_slice(days.get(e).expect("has usage").bytes);
         }
         // Children before parents: accumulate bottom-up.
         for e in post_order(dir) {
             if let Some(p) = dir.entities[e].parent {
-                let child = std::mem::take(&mut subtree_bytes[e]);
-                for (acc, v) in subtree_bytes[p].iter_mut().zip(&child) {
+                let (lo, hi) = subtree_bytes.split_at_mut(e.max(p) * d);
+                let (child, parent) = if e > p {
+                    (&hi[..d], &mut lo[p * d..(p + 1) * d])
+                } else {
+                    (&lo[e * d..(e + 1) * d], &mut hi[..d])
+                };
+                for (acc, v) in parent.iter_mut().zip(child) {
                     *acc += v;
                 }
-                subtree_bytes[e] = child;
             }
         }
-        Ctx { dir, days, subtree_bytes, first: opts.month.first_day(), end: opts.month.end_day(), d, unit: opts.unit }
+        Ctx {
+            dir,
+            days,
+            subtree_bytes,
+            first: opts.month.first_day(),
+            end: opts.month.end_day(),
+            d: d as u32,
+            unit: opts.unit,
+        }
+    }
+
+    /// The subtree sums of `e`, per day.
+    fn subtree(&self, e: EntityIdx) -> &[i128] {
+        let d = self.d as usize;
+        &self.subtree_bytes[e * d..(e + 1) * d]
     }
 
     fn quantity(&self, byte_days: i128) -> Decimal {
@@ -139,7 +164,7 @@ impl<'a> Ctx<'a> {
             Model::Reserved { reserved_tb, overage_price } => {
                 let allowance = money::prorate(*reserved_tb, n_a, self.d);
                 lines.push(line(k.buyer, Charge::Reserved, allowance, k.unit_price, n_a, None));
-                let used = self.quantity(self.subtree_bytes[k.buyer][from..to].iter().sum());
+                let used = self.quantity(self.subtree(k.buyer)[from..to].iter().sum());
                 let over = used - allowance;
                 if over > Decimal::ZERO {
                     lines.push(line(k.buyer, Charge::Overage, over, *overage_price, n_a, None));
@@ -147,10 +172,10 @@ impl<'a> Ctx<'a> {
             }
             Model::PayPerUse { minimum_tb } => {
                 let mut customers: Vec<EntityIdx> =
-                    self.dir.subtree(k.buyer).into_iter().filter(|c| self.days.contains_key(c)).collect();
+                    self.dir.subtree(k.buyer).into_iter().filter(|&c| self.days.get(c).is_some()).collect();
                 customers.sort_by(|&a, &b| self.dir.entities[a].id.cmp(&self.dir.entities[b].id));
                 for c in customers {
-                    let usage = &self.days[&c];
+                    let usage = self.days.get(c).expect("filtered");
                     let active: Vec<usize> = usage.active_days(from, to).collect();
                     let Some(&first_active) = active.first() else {
                         continue;
@@ -188,11 +213,16 @@ impl<'a> Ctx<'a> {
     }
 
     fn deal_findings(&self) -> Vec<Finding> {
-        let end_customers: BTreeSet<(&str, EntityIdx)> =
-            self.dir.accounts.iter().map(|a| (self.dir.entities[a.owner].id.as_str(), a.owner)).collect();
+        let mut owns = vec![false; self.dir.entities.len()];
+        for a in &self.dir.accounts {
+            owns[a.owner] = true;
+        }
+        let mut end_customers: Vec<(&str, EntityIdx)> =
+            (0..owns.len()).filter(|&e| owns[e]).map(|e| (self.dir.entities[e].id.as_str(), e)).collect();
+        end_customers.sort_unstable();
         let mut out = Vec::new();
         for (id, c) in end_customers {
-            let byte_days = self.days.get(&c).map_or(0, |u| u.bytes.iter().sum());
+            let byte_days = self.days.get(c).map_or(0, |u| u.bytes.iter().sum());
             let used = self.quantity(byte_days);
             let reserved = self.dir.contracts_by_buyer[c]
                 .iter()
@@ -278,7 +308,7 @@ impl<'a> Ctx<'a> {
         let mut owners: Vec<u32> = Vec::new();
         let mut days = Vec::new();
         let mut reasons: HashMap<&str, String> = HashMap::new();
-        for &o in self.days.keys() {
+        for o in self.days.entities() {
             let chain = dir.buyers_up_to_vendor(o);
             for day in self.first..self.end {
                 let missing = if o == dir.vendor {
@@ -360,14 +390,11 @@ mod tests {
 
     fn metered_with(dir: &Directory, usage: &[(&str, &[(usize, i128)])]) -> Metered {
         let d = month().days() as usize;
-        let mut entity_days = HashMap::new();
+        let mut entity_days = EntityUsage::new(dir.entities.len(), d);
         for (e, days) in usage {
-            let mut ed = EntityDays { bytes: vec![0; d], active: vec![false; d] };
             for &(i, b) in *days {
-                ed.bytes[i] = b;
-                ed.active[i] = true;
+                entity_days.add(dir.entity(e).unwrap(), i, b);
             }
-            entity_days.insert(dir.entity(e).unwrap(), ed);
         }
         let account_days = DataFrame::new(
             0,

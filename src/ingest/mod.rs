@@ -92,8 +92,9 @@ pub struct Ingested {
 /// The records of one object, handed on as soon as it is parsed.
 #[derive(Debug)]
 pub struct Batch {
-    /// Records of the month, the columns of [`record_columns`].
-    pub records: DataFrame,
+    /// Records of the month, the columns of [`record_columns`]: one frame
+    /// per day that has records, in day order, each holding only that day.
+    pub days: Vec<DataFrame>,
     /// Object key.
     pub object: String,
     /// Days before this one will not receive records from any object still to
@@ -235,13 +236,14 @@ pub async fn ingest<E: From<IngestError>>(
     while let Some((i, seq, meta, parsed)) = parsed.next().await {
         let sink = parsed?;
         outside_month += sink.outside;
-        let (frame, object_findings) = sink.finish(seq, accounts, &mut buckets).map_err(IngestError::from)?;
+        let (days, object_findings) = sink.finish(seq, accounts, &mut buckets).map_err(IngestError::from)?;
         findings.extend(object_findings);
-        tracing::debug!(object = %meta.key, records = frame.height(), "read usage object");
-        records += frame.height();
+        let n: usize = days.iter().map(DataFrame::height).sum();
+        tracing::debug!(object = %meta.key, records = n, days = days.len(), "read usage object");
+        records += n;
         progress.inc(1);
         crate::failpoint::reached("ingest");
-        consume(Batch { records: frame, object: meta.key, complete_before: complete_before[i] })?;
+        consume(Batch { days, object: meta.key, complete_before: complete_before[i] })?;
     }
     progress.finish_and_clear();
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
@@ -289,8 +291,12 @@ pub(crate) struct RecordSink {
     findings: Vec<Finding>,
     pub(crate) accounts: Interner,
     pub(crate) buckets: Interner,
-    /// Kept records, in chunks of at most [`CHUNK_ROWS`].
-    chunks: Vec<Chunk>,
+    /// Kept records by day of the month (index: day − `first`), each day in
+    /// chunks of at most [`CHUNK_ROWS`]. Sorting records by day as they are
+    /// read costs one index per record; an object that spans the month (a
+    /// partner API export) would otherwise be split by day afterwards, in a
+    /// second pass over all its columns.
+    days: Vec<Vec<Chunk>>,
     outside: u64,
 }
 
@@ -361,7 +367,7 @@ impl RecordSink {
             findings: Vec::new(),
             accounts: Interner::default(),
             buckets: Interner::default(),
-            chunks: Vec::new(),
+            days: (0..opts.month.days()).map(|_| Vec::new()).collect(),
             outside: 0,
         }
     }
@@ -371,12 +377,15 @@ impl RecordSink {
         &self.object
     }
 
-    /// The chunk new records go to, with room for at least one.
-    fn chunk(&mut self) -> &mut Chunk {
-        if self.chunks.last().is_none_or(|c| c.room() == 0) {
-            self.chunks.push(Chunk::with_capacity(CHUNK_ROWS));
+    /// The chunk new records of `day` (a day of the month) go to, with room
+    /// for at least one.
+    #[inline]
+    fn chunk(&mut self, day: Day) -> &mut Chunk {
+        let chunks = &mut self.days[(day - self.first) as usize];
+        if chunks.last().is_none_or(|c| c.room() == 0) {
+            chunks.push(Chunk::with_capacity(CHUNK_ROWS));
         }
-        self.chunks.last_mut().expect("pushed")
+        chunks.last_mut().expect("pushed")
     }
 
     /// Adds one record (row is 1-based within the object); a record outside
@@ -434,14 +443,20 @@ impl RecordSink {
             None => (self.first, self.end - 1),
         };
         let day = |t: i64| t.div_euclid(US_PER_DAY) as Day;
-        let in_range = || {
-            let (min, max) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
-            n > 0 && day(min) >= lo && day(max) <= hi
-        };
-        if skip.is_none() && in_range() {
+        let (min, max) = ts.iter().fold((i64::MAX, i64::MIN), |(a, b), &t| (a.min(t), b.max(t)));
+        if skip.is_none() && n > 0 && day(min) >= lo && day(max) <= hi {
+            if day(min) < day(max) {
+                // Every record is kept, on several days: one by one.
+                for i in 0..n {
+                    let b = bucket.map_or(no_bucket, |b| b[i]);
+                    self.append(first_row + i, account[i], b, ts[i], day(ts[i]), bytes[i]);
+                }
+                return Ok(());
+            }
+            let d = day(min);
             let mut from = 0;
             while from < n {
-                let c = self.chunk();
+                let c = self.chunk(d);
                 let to = n.min(from + c.room());
                 c.account.extend_from_slice(&account[from..to]);
                 match bucket {
@@ -449,7 +464,7 @@ impl RecordSink {
                     None => c.bucket.resize(c.bucket.len() + to - from, no_bucket),
                 }
                 c.ts.extend_from_slice(&ts[from..to]);
-                c.day.extend(ts[from..to].iter().map(|&t| day(t)));
+                c.day.resize(c.day.len() + to - from, d);
                 c.bytes.extend_from_slice(&bytes[from..to]);
                 c.row.extend((first_row + from..first_row + to).map(|r| r as u32));
                 from = to;
@@ -486,7 +501,7 @@ impl RecordSink {
 
     #[inline]
     fn append(&mut self, row: usize, account: u32, bucket: u32, ts_us: i64, day: Day, bytes: u64) {
-        let c = self.chunk();
+        let c = self.chunk(day);
         c.account.push(account);
         c.bucket.push(bucket);
         c.ts.push(ts_us);
@@ -523,26 +538,29 @@ impl RecordSink {
         IngestError::Layout { object: self.object.clone(), reason: reason.into() }
     }
 
-    /// The kept records as a frame with the columns of [`record_columns`],
-    /// their ids mapped to the run's `accounts` and `buckets`, and the
-    /// object's findings.
+    /// The kept records as frames with the columns of [`record_columns`],
+    /// one per day that has records, in day order, their ids mapped to the
+    /// run's `accounts` and `buckets`; and the object's findings.
     fn finish(
         self,
         object_seq: u32,
         accounts: &mut Interner,
         buckets: &mut Interner,
-    ) -> PolarsResult<(DataFrame, Vec<Finding>)> {
+    ) -> PolarsResult<(Vec<DataFrame>, Vec<Finding>)> {
         let to_run = |local: &Interner, run: &mut Interner| local.names().map(|n| run.id(n)).collect::<Vec<u32>>();
         let (account_ids, bucket_ids) = (to_run(&self.accounts, accounts), to_run(&self.buckets, buckets));
-        let mut chunks = self.chunks.into_iter();
-        let mut frame =
-            chunks.next().unwrap_or_else(|| Chunk::with_capacity(0)).into_frame(&account_ids, &bucket_ids)?;
-        for c in chunks {
-            frame.vstack_mut_owned(c.into_frame(&account_ids, &bucket_ids)?)?;
+        let mut days = Vec::new();
+        for chunks in self.days.into_iter().filter(|c| !c.is_empty()) {
+            let mut chunks = chunks.into_iter();
+            let mut frame = chunks.next().expect("not empty").into_frame(&account_ids, &bucket_ids)?;
+            for c in chunks {
+                frame.vstack_mut_owned(c.into_frame(&account_ids, &bucket_ids)?)?;
+            }
+            let n = frame.height();
+            frame.with_column(Column::new_scalar(col::OBJECT.into(), Scalar::from(object_seq), n))?;
+            days.push(frame.select(record_columns())?);
         }
-        let n = frame.height();
-        frame.with_column(Column::new_scalar(col::OBJECT.into(), Scalar::from(object_seq), n))?;
-        Ok((frame.select(record_columns())?, self.findings))
+        Ok((days, self.findings))
     }
 }
 

@@ -375,7 +375,8 @@ mod tests {
         if let Err(e) = read(data, &mut sink) {
             return (Err(e), Vec::new(), accounts);
         }
-        let (df, findings) = sink.finish(0, &mut accounts, &mut buckets).unwrap();
+        let (days, findings) = sink.finish(0, &mut accounts, &mut buckets).unwrap();
+        let df = days.into_iter().reduce(|a, b| a.vstack(&b).unwrap()).unwrap_or_default();
         (Ok(df), findings, accounts)
     }
 

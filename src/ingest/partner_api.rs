@@ -6,77 +6,471 @@
 //! file order (row 1 is the first `daily_usage` entry of the first client)
 //! and errors also name the client and the entry.
 //!
-//! The export is deserialised into borrowed, typed structs (no JSON value
-//! tree), which keeps a large export's parse close to a single pass over
-//! its bytes. A value of the wrong JSON type (a `usage` that is not a
-//! number, a `client_id` that is not a string) makes the object unparsable,
-//! with serde's line and column.
+//! The export is read in one streaming pass with serde visitors: no JSON
+//! value tree and no vector of clients. Each client's entries go to one
+//! reused buffer (a client's `client_id` may follow its `daily_usage`), and
+//! from there to the sink. A value of the wrong JSON type (a `usage` that
+//! is not a number, a `client_id` that is not a string) makes the object
+//! unparsable, with serde's line and column.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::text::{json_bytes, parse_instant};
 use super::{IngestError, RecordSink};
 
-#[derive(Deserialize)]
-struct Client<'a> {
-    #[serde(borrow)]
-    client_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    daily_usage: Option<Vec<Entry<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct Entry<'a> {
-    #[serde(borrow)]
-    date: Option<Cow<'a, str>>,
-    usage: Option<serde_json::Number>,
-}
-
 /// Reads one export object.
 pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError> {
-    let clients: Vec<Client> = serde_json::from_slice(data)
-        .map_err(|e| IngestError::Unparsable { object: sink.object().to_owned(), source: Box::new(e) })?;
     let no_bucket = sink.buckets.id("");
-    // Every client lists the same few dates: each distinct one is parsed once.
-    let mut dates: polars::prelude::PlHashMap<&str, Result<i64, String>> = Default::default();
-    let mut row = 0;
-    for (ci, client) in clients.iter().enumerate() {
-        let account = match client.client_id.as_deref().map(str::trim) {
+    let mut reader = Reader { sink, no_bucket, row: 0, clients: 0, entries: Vec::new(), stopped: None };
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let parsed = Clients(&mut reader).deserialize(&mut de).and_then(|()| de.end());
+    match (parsed, reader.stopped) {
+        (Ok(()), _) => Ok(()),
+        // The sink refused a record or a client: that error, not serde's.
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(IngestError::Unparsable { object: reader.sink.object().to_owned(), source: Box::new(e) }),
+    }
+}
+
+/// The state of one export's pass.
+struct Reader<'s> {
+    sink: &'s mut RecordSink,
+    no_bucket: u32,
+    /// Entries handed on so far (the last row number).
+    row: usize,
+    /// Clients read so far.
+    clients: usize,
+    /// The current client's entries.
+    entries: Vec<Entry>,
+    /// Why the pass stopped, when the sink stopped it.
+    stopped: Option<IngestError>,
+}
+
+impl Reader<'_> {
+    /// Hands one client's buffered entries to the sink.
+    fn client(&mut self, client_id: Option<&str>, has_entries: bool) -> Result<(), IngestError> {
+        let ci = self.clients;
+        self.clients += 1;
+        let account = match client_id.map(str::trim) {
             Some(s) if !s.is_empty() => s,
-            _ => return Err(sink.layout(format!("client [{ci}]: client_id missing or empty"))),
+            _ => return Err(self.sink.layout(format!("client [{ci}]: client_id missing or empty"))),
         };
-        let Some(days) = &client.daily_usage else {
-            return Err(sink.layout(format!("client {account}: daily_usage missing")));
-        };
-        let id = sink.accounts.id(account);
-        for (di, entry) in days.iter().enumerate() {
-            row += 1;
+        if !has_entries {
+            return Err(self.sink.layout(format!("client {account}: daily_usage missing")));
+        }
+        let id = self.sink.accounts.id(account);
+        for (di, entry) in self.entries.drain(..).enumerate() {
+            self.row += 1;
+            let row = self.row;
             let field = |f: &str| format!("{f} (client {account}, daily_usage[{di}])");
-            let date = entry.date.as_deref().map(|d| dates.entry(d).or_insert_with(|| parse_instant(d)).clone());
-            let ts = match date {
+            let ts = match entry.date {
                 Some(Ok(t)) => t,
                 Some(Err(e)) => {
-                    sink.bad(row, &field("date"), e)?;
+                    self.sink.bad(row, &field("date"), e)?;
                     continue;
                 }
                 None => {
-                    sink.bad(row, &field("date"), "missing".to_owned())?;
+                    self.sink.bad(row, &field("date"), "missing".to_owned())?;
                     continue;
                 }
             };
-            let bytes = match entry.usage.as_ref().and_then(serde_json::Number::as_u64) {
-                Some(b) => b,
-                None => {
-                    let usage = entry.usage.clone().map_or(serde_json::Value::Null, serde_json::Value::Number);
-                    let e = json_bytes(&usage).expect_err("not an unsigned 64-bit integer");
-                    sink.bad(row, &field("usage"), e)?;
-                    continue;
+            match entry.usage {
+                Ok(bytes) => self.sink.push_ids(row, id, self.no_bucket, ts, bytes)?,
+                Err(e) => self.sink.bad(row, &field("usage"), e)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The top-level array of clients.
+struct Clients<'r, 's>(&'r mut Reader<'s>);
+
+impl<'de> DeserializeSeed<'de> for Clients<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Clients<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of clients")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Client(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One client object.
+struct Client<'r, 's>(&'r mut Reader<'s>);
+
+impl<'de> DeserializeSeed<'de> for Client<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Client<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a client object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let reader = self.0;
+        reader.entries.clear();
+        let mut client_id: Option<Option<Text>> = None;
+        let mut has_entries = None;
+        while let Some(key) = map.next_key::<Key<ClientField>>()? {
+            match key.0 {
+                ClientField::ClientId if client_id.is_some() => return Err(de::Error::duplicate_field("client_id")),
+                ClientField::ClientId => client_id = Some(map.next_value()?),
+                ClientField::DailyUsage if has_entries.is_some() => {
+                    return Err(de::Error::duplicate_field("daily_usage"));
                 }
-            };
-            sink.push_ids(row, id, no_bucket, ts, bytes)?;
+                ClientField::DailyUsage => has_entries = Some(map.next_value_seed(Entries(&mut reader.entries))?),
+                ClientField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let client_id = client_id.flatten();
+        reader.client(client_id.as_ref().map(|t| &*t.0), has_entries == Some(true)).map_err(|e| {
+            reader.stopped = Some(e);
+            de::Error::custom("stopped by the sink")
+        })
+    }
+}
+
+/// A client's `daily_usage`: `null` (missing) or an array of entries, which
+/// go to the buffer; the value says whether there was an array.
+struct Entries<'b>(&'b mut Vec<Entry>);
+
+impl<'de> DeserializeSeed<'de> for Entries<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<bool, D::Error> {
+        de.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of daily usage entries")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<bool, D::Error> {
+        de.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while let Some(entry) = seq.next_element::<Entry>()? {
+            self.0.push(entry);
+        }
+        Ok(true)
+    }
+}
+
+/// One `daily_usage` entry: its timestamp (µs) and byte count, or why
+/// either is unusable (reported with the entry's row once the client's id
+/// is known).
+struct Entry {
+    date: Option<Result<i64, String>>,
+    usage: Result<u64, String>,
+}
+
+impl<'de> de::Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_map(EntryVisitor)
+    }
+}
+
+struct EntryVisitor;
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = Entry;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a daily usage entry")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+        let (mut date, mut usage) = (None, None);
+        while let Some(key) = map.next_key::<Key<EntryField>>()? {
+            match key.0 {
+                EntryField::Date if date.is_some() => return Err(de::Error::duplicate_field("date")),
+                EntryField::Date => date = Some(map.next_value::<Option<Text>>()?.map(|d| parse_instant(&d.0))),
+                EntryField::Usage if usage.is_some() => return Err(de::Error::duplicate_field("usage")),
+                EntryField::Usage => usage = Some(map.next_value::<Usage>()?.0),
+                EntryField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Entry { date: date.flatten(), usage: usage.unwrap_or_else(|| Err("missing".to_owned())) })
+    }
+}
+
+/// A `usage` value: a JSON number as a byte count (or why it is not one),
+/// `null` as missing. Any other JSON type is a type error.
+struct Usage(Result<u64, String>);
+
+impl<'de> de::Deserialize<'de> for Usage {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_any(UsageVisitor)
+    }
+}
+
+struct UsageVisitor;
+
+impl UsageVisitor {
+    /// The message [`json_bytes`] gives for a number that is not a byte count.
+    fn not_bytes(n: serde_json::Number) -> Usage {
+        Usage(json_bytes(&serde_json::Value::Number(n)))
+    }
+}
+
+impl<'de> Visitor<'de> for UsageVisitor {
+    type Value = Usage;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number of bytes")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Usage, E> {
+        Ok(Usage(Ok(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Usage, E> {
+        Ok(u64::try_from(v).map_or_else(|_| Self::not_bytes(v.into()), |v| Usage(Ok(v))))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Usage, E> {
+        Ok(match serde_json::Number::from_f64(v) {
+            Some(n) => Self::not_bytes(n),
+            None => Usage(Err(format!("{v} is not a whole number of bytes"))),
+        })
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Usage, E> {
+        Ok(Usage(Err("missing".to_owned())))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Usage, E> {
+        self.visit_unit()
+    }
+}
+
+/// A string, borrowed from the input unless it has escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_owned())))
+    }
+}
+
+/// The fields of a client object.
+enum ClientField {
+    ClientId,
+    DailyUsage,
+    Other,
+}
+
+/// The fields of a `daily_usage` entry.
+enum EntryField {
+    Date,
+    Usage,
+    Other,
+}
+
+/// Field names the reader knows; any other key is skipped.
+trait Field: Sized {
+    fn of(name: &str) -> Self;
+}
+
+impl Field for ClientField {
+    fn of(name: &str) -> Self {
+        match name {
+            "client_id" => ClientField::ClientId,
+            "daily_usage" => ClientField::DailyUsage,
+            _ => ClientField::Other,
         }
     }
-    Ok(())
+}
+
+impl Field for EntryField {
+    fn of(name: &str) -> Self {
+        match name {
+            "date" => EntryField::Date,
+            "usage" => EntryField::Usage,
+            _ => EntryField::Other,
+        }
+    }
+}
+
+/// An object key, read without allocating.
+struct Key<F>(F);
+
+impl<'de, F: Field> de::Deserialize<'de> for Key<F> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_identifier(KeyVisitor(std::marker::PhantomData))
+    }
+}
+
+struct KeyVisitor<F>(std::marker::PhantomData<F>);
+
+impl<'de, F: Field> Visitor<'de> for KeyVisitor<F> {
+    type Value = Key<F>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<F>, E> {
+        Ok(Key(F::of(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::IngestOptions;
+
+    fn sink(skip_bad_records: bool) -> RecordSink {
+        let opts = IngestOptions { month: "2026-10".parse().unwrap(), skip_bad_records, concurrency: 1 };
+        RecordSink::new("export.json".into(), None, opts)
+    }
+
+    /// (account, timestamp, bytes, row) of every kept record, in day then row order.
+    fn records(sink: RecordSink) -> Vec<(String, i64, u64, u32)> {
+        let names: Vec<String> = sink.accounts.names().map(str::to_owned).collect();
+        let mut out = Vec::new();
+        for c in sink.days.iter().flatten() {
+            for i in 0..c.ts.len() {
+                out.push((names[c.account[i] as usize].clone(), c.ts[i], c.bytes[i], c.row[i]));
+            }
+        }
+        out
+    }
+
+    const DAY: i64 = 86_400_000_000;
+    const OCT_1: i64 = 20_727 * DAY;
+
+    #[test]
+    fn reads_clients_in_any_key_order_and_numbers_rows_in_file_order() {
+        let json = br#"[
+          {"client_id": "sa-1", "name": "A", "allocated_capacity": 0,
+           "daily_usage": [{"date": "2026-10-01", "usage": 10, "allocated_capacity": 0},
+                           {"allocated_capacity": 0, "usage": 11, "date": "2026-10-02"}]},
+          {"daily_usage": [{"date": "2026-10-02", "usage": 20}], "extra": {"x": [1, 2]}, "client_id": "sa-\u0032"}
+        ]"#;
+        let mut s = sink(false);
+        read(json, &mut s).unwrap();
+        assert_eq!(
+            records(s),
+            vec![
+                ("sa-1".into(), OCT_1, 10, 1),
+                ("sa-1".into(), OCT_1 + DAY, 11, 2),
+                ("sa-2".into(), OCT_1 + DAY, 20, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_entry_names_row_client_and_field() {
+        let cases: [(&str, &str); 5] = [
+            (
+                r#"{"date": "2026-10-01", "usage": -5}"#,
+                "row 2, field usage (client sa-1, daily_usage[1]): -5 is negative",
+            ),
+            (
+                r#"{"date": "2026-10-01", "usage": 1.5}"#,
+                "row 2, field usage (client sa-1, daily_usage[1]): 1.5 is not a whole number of bytes",
+            ),
+            (r#"{"date": "2026-10-01"}"#, "row 2, field usage (client sa-1, daily_usage[1]): missing"),
+            (r#"{"date": null, "usage": 1}"#, "row 2, field date (client sa-1, daily_usage[1]): missing"),
+            (
+                r#"{"date": "2026-13-01", "usage": 1}"#,
+                "row 2, field date (client sa-1, daily_usage[1]): \"2026-13-01\" is not a date",
+            ),
+        ];
+        for (entry, expected) in cases {
+            let json =
+                format!(r#"[{{"client_id": "sa-1", "daily_usage": [{{"date": "2026-10-01", "usage": 1}}, {entry}]}}]"#);
+            let e = read(json.as_bytes(), &mut sink(false)).unwrap_err().to_string();
+            assert!(e.contains(expected), "{entry}: {e}");
+            // Skipped instead, the entry becomes a finding and the first one is kept.
+            let mut s = sink(true);
+            read(json.as_bytes(), &mut s).unwrap();
+            assert_eq!(s.findings.len(), 1, "{entry}");
+            assert!(s.findings[0].detail.contains(&expected[..expected.len().min(40)]), "{entry}: {:?}", s.findings);
+            assert_eq!(records(s).len(), 1, "{entry}");
+        }
+    }
+
+    #[test]
+    fn layout_and_type_errors() {
+        let e = |json: &str| read(json.as_bytes(), &mut sink(true)).unwrap_err();
+        assert!(
+            matches!(e(r#"[{"daily_usage": []}]"#), IngestError::Layout { reason, .. } if reason == "client [0]: client_id missing or empty")
+        );
+        assert!(
+            matches!(e(r#"[{"client_id": " ", "daily_usage": []}]"#), IngestError::Layout { reason, .. } if reason == "client [0]: client_id missing or empty")
+        );
+        assert!(
+            matches!(e(r#"[{"client_id": "sa-1"}]"#), IngestError::Layout { reason, .. } if reason == "client sa-1: daily_usage missing")
+        );
+        assert!(matches!(e(r#"[{"client_id": "sa-1", "daily_usage": null}]"#), IngestError::Layout { .. }));
+        for bad in [
+            r#"[{"client_id": 7, "daily_usage": []}]"#,
+            r#"[{"client_id": "sa-1", "daily_usage": [{"date": "2026-10-01", "usage": "5"}]}]"#,
+            r#"[{"client_id": "sa-1", "daily_usage": {}}]"#,
+            r#"[{"client_id": "sa-1", "client_id": "sa-2", "daily_usage": []}]"#,
+            r#"[{"client_id": "sa-1", "daily_usage": []}] x"#,
+            r#"[{"client_id": "sa-1", "daily_usage": [}]"#,
+        ] {
+            assert!(matches!(e(bad), IngestError::Unparsable { .. }), "{bad}");
+        }
+    }
 }

@@ -13,7 +13,8 @@ use crate::formats;
 pub(crate) fn parse_instant(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if s.len() == 10 {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        return crate::model::iso_date(s)
+            .map_or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d"), Ok)
             .map(|d| i64::from(crate::model::day_of(d)) * US_PER_DAY)
             .map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"));
     }

@@ -12,7 +12,7 @@
 
 mod day;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use thiserror::Error;
@@ -30,24 +30,90 @@ pub enum MeterError {
     Polars(#[from] PolarsError),
 }
 
-/// Daily usage of one entity's own storage accounts.
+/// Daily usage of every entity's own storage accounts (known accounts
+/// only): a table of entity × day of the month, entity-major, so that one
+/// entity's days are one slice.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntityDays {
-    /// Sum of the accounts' daily values, per day of the month.
-    pub bytes: Vec<i128>,
+pub struct EntityUsage {
+    days: usize,
+    /// Sum of the accounts' daily values, at `entity * days + day`.
+    bytes: Vec<i128>,
     /// Whether any account was active (in its window or with a snapshot) that day.
-    pub active: Vec<bool>,
+    active: Vec<bool>,
+    /// Whether the entity has any active day.
+    any: Vec<bool>,
 }
 
-impl EntityDays {
+impl EntityUsage {
+    /// No usage for `entities` entities over `days` days.
+    pub fn new(entities: usize, days: usize) -> Self {
+        EntityUsage {
+            days,
+            bytes: vec![0; entities * days],
+            active: vec![false; entities * days],
+            any: vec![false; entities],
+        }
+    }
+
+    /// Adds `bytes` to `entity` on day index `day`, which becomes active.
+    pub fn add(&mut self, entity: EntityIdx, day: usize, bytes: i128) {
+        self.bytes[entity * self.days + day] += bytes;
+        self.active[entity * self.days + day] = true;
+        self.any[entity] = true;
+    }
+
+    /// The table from day-major sums (`day * entities + entity`): a blocked
+    /// transpose, which stays in cache where entity by entity would not.
+    fn from_day_major(entities: usize, days: usize, bytes: &[i128], active: &[bool]) -> Self {
+        let mut out = EntityUsage::new(entities, days);
+        const BLOCK: usize = 256;
+        for lo in (0..entities).step_by(BLOCK) {
+            let hi = (lo + BLOCK).min(entities);
+            for d in 0..days {
+                for e in lo..hi {
+                    let (from, to) = (d * entities + e, e * days + d);
+                    out.bytes[to] = bytes[from];
+                    out.active[to] = active[from];
+                    out.any[e] |= active[from];
+                }
+            }
+        }
+        out
+    }
+
+    /// The days of `entity`, if it has any active day.
+    pub fn get(&self, entity: EntityIdx) -> Option<EntityDays<'_>> {
+        self.any.get(entity).copied().unwrap_or(false).then(|| {
+            let days = entity * self.days..(entity + 1) * self.days;
+            EntityDays { bytes: &self.bytes[days.clone()], active: &self.active[days] }
+        })
+    }
+
+    /// Entities with any active day, in index order.
+    pub fn entities(&self) -> impl Iterator<Item = EntityIdx> + '_ {
+        self.any.iter().enumerate().filter(|(_, a)| **a).map(|(e, _)| e)
+    }
+}
+
+/// Daily usage of one entity's own storage accounts.
+#[derive(Debug, Clone, Copy)]
+pub struct EntityDays<'a> {
+    /// Sum of the accounts' daily values, per day of the month.
+    pub bytes: &'a [i128],
+    /// Whether any account was active (in its window or with a snapshot) that day.
+    pub active: &'a [bool],
+}
+
+impl<'a> EntityDays<'a> {
     /// Byte-days over the days `[from, to)` (month-relative indices) that are active.
     pub fn byte_days(&self, from: usize, to: usize) -> i128 {
         self.bytes[from..to].iter().sum()
     }
 
     /// Active days within `[from, to)`.
-    pub fn active_days(&self, from: usize, to: usize) -> impl Iterator<Item = usize> + '_ {
-        (from..to).filter(|&d| self.active[d])
+    pub fn active_days(&self, from: usize, to: usize) -> impl Iterator<Item = usize> + 'a {
+        let active = self.active;
+        (from..to).filter(move |&d| active[d])
     }
 }
 
@@ -62,7 +128,7 @@ pub struct Metered {
     /// The `account_usage` output, sorted by account.
     pub account_usage: DataFrame,
     /// Daily usage per owning entity (end customers), known accounts only.
-    pub entity_days: HashMap<EntityIdx, EntityDays>,
+    pub entity_days: EntityUsage,
     /// `gap_filled`, `no_usage_data`, `unknown_storage_account`, `conflicting_samples`.
     pub findings: Vec<Finding>,
 }
@@ -144,28 +210,19 @@ impl DayMeter {
         Ok(())
     }
 
-    /// Adds records (the columns of [`crate::ingest::record_columns`]); then meters every open day before
-    /// `complete_before`, which no later records will touch.
+    /// Adds records (the columns of [`crate::ingest::record_columns`]) of
+    /// any days; then meters every open day before `complete_before`, which
+    /// no later records will touch.
     pub fn push(&mut self, records: DataFrame, complete_before: Day) -> Result<(), MeterError> {
-        if records.height() > 0 {
-            let day = records.column(col::DAY)?.i32()?;
-            let (lo, hi) = (day.min().unwrap_or_default(), day.max().unwrap_or_default());
-            if lo == hi {
-                self.open.entry(lo).or_default().push(records);
-            } else {
-                // One pass for the rows of every day, then one gather per day.
-                let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); (hi - lo) as usize + 1];
-                for (i, d) in day.into_no_null_iter().enumerate() {
-                    rows[(d - lo) as usize].push(i as IdxSize);
-                }
-                // Gathers from one chunk per column are far cheaper than from many.
-                let mut records = records;
-                records.rechunk_mut_par();
-                for (d, idx) in (lo..=hi).zip(rows).filter(|(_, idx)| !idx.is_empty()) {
-                    let part = records.take(&IdxCa::from_vec("idx".into(), idx))?;
-                    self.open.entry(d).or_default().push(part);
-                }
-            }
+        self.push_days(split_by_day(records)?, complete_before)
+    }
+
+    /// [`Self::push`] for records already split by day: each frame holds
+    /// one day's records (as ingestion hands them on).
+    pub fn push_days(&mut self, days: Vec<DataFrame>, complete_before: Day) -> Result<(), MeterError> {
+        for records in days.into_iter().filter(|r| r.height() > 0) {
+            let day = records.column(col::DAY)?.i32()?.get(0).expect("not empty");
+            self.open.entry(day).or_default().push(records);
         }
         let done: Vec<Day> = self.open.range(..complete_before).map(|(d, _)| *d).collect();
         for d in done {
@@ -190,6 +247,30 @@ impl DayMeter {
         };
         reducer.finish(dir, accounts)
     }
+}
+
+/// Records of any days as one frame per day, in day order.
+fn split_by_day(records: DataFrame) -> PolarsResult<Vec<DataFrame>> {
+    if records.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let day = records.column(col::DAY)?.i32()?;
+    let (lo, hi) = (day.min().unwrap_or_default(), day.max().unwrap_or_default());
+    if lo == hi {
+        return Ok(vec![records]);
+    }
+    // One pass for the rows of every day, then one gather per day.
+    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); (hi - lo) as usize + 1];
+    for (i, d) in day.into_no_null_iter().enumerate() {
+        rows[(d - lo) as usize].push(i as IdxSize);
+    }
+    // Gathers from one chunk per column are far cheaper than from many.
+    let mut records = records;
+    records.rechunk_mut_par();
+    rows.into_iter()
+        .filter(|idx| !idx.is_empty())
+        .map(|idx| records.take(&IdxCa::from_vec("idx".into(), idx)))
+        .collect()
 }
 
 /// Reduces complete days to daily values (on the metering thread).
@@ -285,19 +366,6 @@ impl DayReducer {
 
     /// Everything that needs the whole month: windows, gap fill, byte-days, findings.
     fn finish(self, dir: &Directory, accounts: Interner) -> Result<Metered, MeterError> {
-        let daily = if self.daily.is_empty() {
-            DataFrame::new(
-                0,
-                vec![
-                    Column::new(col::ACCOUNT_ID.into(), Vec::<u32>::new()),
-                    Column::new(col::DAY.into(), Vec::<i32>::new()),
-                    Column::new(col::VALUE.into(), Vec::<i32>::new()).cast(&DataType::Int128)?,
-                ],
-            )?
-            .lazy()
-        } else {
-            concat(self.daily.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
-        };
         let conflicts = if self.conflicts.is_empty() {
             None
         } else {
@@ -308,12 +376,14 @@ impl DayReducer {
                     .collect()?,
             )
         };
-        finish_month(daily, conflicts, dir, accounts, self.opts)
+        finish_month(self.daily, conflicts, dir, accounts, self.opts)
     }
 }
 
+/// The month step: `daily` holds the daily values of the days (frames of
+/// account id, day, value), each (account, day) at most once.
 fn finish_month(
-    daily: LazyFrame,
+    daily: Vec<DataFrame>,
     conflicts: Option<DataFrame>,
     dir: &Directory,
     mut accounts: Interner,
@@ -326,148 +396,124 @@ fn finish_month(
 
     // 4. Windows of known accounts within the month.
     let known = accounts_frame(dir, &mut accounts, first, end)?;
-    let daily = daily.collect()?;
+    let mut window: Vec<Option<(Day, Day)>> = vec![None; accounts.len()];
+    let mut owner_of: Vec<Option<u32>> = vec![None; accounts.len()];
+    {
+        let ids = known.column(col::ACCOUNT_ID)?.u32()?.into_no_null_iter();
+        let owners = known.column(col::OWNER_IDX)?.u32()?.into_no_null_iter();
+        let starts = known.column(WIN_START)?.i32()?.into_no_null_iter();
+        let ends = known.column(WIN_END)?.i32()?.into_no_null_iter();
+        for (((id, owner), start), end) in ids.zip(owners).zip(starts).zip(ends) {
+            window[id as usize] = Some((start, end));
+            owner_of[id as usize] = Some(owner);
+        }
+    }
 
     // Accounts observed on exactly the days of their window (most of them)
     // need no fill: their daily values are their account days. Only the
-    // others go through the join with the window's days and the fill.
-    let coverage = daily
-        .clone()
-        .lazy()
-        .group_by([col(col::ACCOUNT_ID)])
-        .agg([
-            len().cast(DataType::Int32).alias(COUNT),
-            col(col::DAY).min().alias("lo"),
-            col(col::DAY).max().alias("hi"),
-        ])
-        .join(
-            known.clone().lazy().select([col(col::ACCOUNT_ID), col(WIN_START), col(WIN_END)]),
-            [col(col::ACCOUNT_ID)],
-            [col(col::ACCOUNT_ID)],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .filter(
-            col(COUNT)
-                .eq(col(WIN_END) - col(WIN_START))
-                .and(col("lo").gt_eq(col(WIN_START)))
-                .and(col("hi").lt(col(WIN_END))),
-        )
-        .select([col(col::ACCOUNT_ID)])
-        .collect()?;
-    let mut complete = vec![false; accounts.len()];
-    for id in coverage.column(col::ACCOUNT_ID)?.u32()?.into_no_null_iter() {
-        complete[id as usize] = true;
+    // others go through the join with the window's days and the fill. One
+    // pass by id counts each account's days and their range.
+    let mut seen: Vec<(u32, Day, Day)> = vec![(0, Day::MAX, Day::MIN); accounts.len()];
+    for df in &daily {
+        let ids = df.column(col::ACCOUNT_ID)?.u32()?.into_no_null_iter();
+        for (id, day) in ids.zip(df.column(col::DAY)?.i32()?.into_no_null_iter()) {
+            let s = &mut seen[id as usize];
+            *s = (s.0 + 1, s.1.min(day), s.2.max(day));
+        }
     }
+    let complete: Vec<bool> = seen
+        .iter()
+        .zip(&window)
+        .map(|(&(n, lo, hi), w)| w.is_some_and(|(start, end)| n as i32 == end - start && lo >= start && hi < end))
+        .collect();
     let is_complete = |df: &DataFrame| -> PolarsResult<BooleanChunked> {
         let ids = df.column(col::ACCOUNT_ID)?.u32()?;
         Ok(ids.into_no_null_iter().map(|a| complete[a as usize]).collect::<BooleanChunked>())
     };
-    let daily_complete = is_complete(&daily)?;
-    let plain = daily.filter(&daily_complete)?.lazy().with_columns([
-        lit(true).alias(col::OBSERVED),
-        lit(false).alias(col::FILLED),
-        col(col::VALUE).cast(DataType::Int128),
-    ]);
-    let daily = daily.filter(&!daily_complete)?;
-    let known_complete = is_complete(&known)?;
-    let grid = known
-        .filter(&!known_complete)?
-        .lazy()
-        .filter(col(WIN_START).lt(col(WIN_END)))
-        .select([
-            col(col::ACCOUNT_ID),
-            int_ranges(col(WIN_START), col(WIN_END), lit(1i64), DataType::Int32).alias(col::DAY),
-        ])
-        .explode(by_name([col::DAY], true, false), ExplodeOptions { empty_as_null: false, keep_nulls: false });
-
-    // (account, day) as one UInt64 key, so that the join and the sort work
-    // on one integer column instead of encoding two.
-    let key = day_key(col(col::ACCOUNT_ID), first);
-
-    // Window days and observed days, filled forward then backward per
-    // account. The rows are sorted by (account, day), so a fill per account
-    // is a fill over the whole column, kept where the value it carries comes
-    // from the same account: no window over account groups.
-    let source = when(col(col::VALUE).is_not_null()).then(col(col::ACCOUNT_ID)).otherwise(lit(Null {}));
-    let fill = |e: Expr, s: FillNullStrategy| e.fill_null_with_strategy(s);
-    let from_same_account = |s: FillNullStrategy| {
-        when(fill(source.clone(), s).eq(col(col::ACCOUNT_ID))).then(fill(col(col::VALUE), s)).otherwise(lit(Null {}))
-    };
-    let filled_value = coalesce(&[
-        col(col::VALUE),
-        from_same_account(FillNullStrategy::Forward(None)),
-        from_same_account(FillNullStrategy::Backward(None)),
-    ]);
-    let filled = daily
-        .lazy()
-        .select([key.clone(), col(col::VALUE)])
-        .join(
-            grid.select([key]),
-            [col(KEY)],
-            [col(KEY)],
-            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
-        )
-        .sort([KEY], SortMultipleOptions::default())
-        .with_columns([
-            (col(KEY) / lit(KEY_SHIFT)).cast(DataType::UInt32).alias(col::ACCOUNT_ID),
-            ((col(KEY) % lit(KEY_SHIFT)).cast(DataType::Int32) + lit(first)).alias(col::DAY),
-        ])
-        .with_columns([col(col::VALUE).is_not_null().alias(col::OBSERVED), filled_value.alias("filled_value")])
-        .with_columns([
-            col(col::OBSERVED).not().and(col("filled_value").is_not_null()).alias(col::FILLED),
-            col("filled_value").fill_null(lit(0i128)).cast(DataType::Int128).alias(col::VALUE),
-        ]);
-    let columns = [col(col::ACCOUNT_ID), col(col::DAY), col(col::VALUE), col(col::OBSERVED), col(col::FILLED)];
-    let mut account_days =
-        concat([plain.select(columns.clone()), filled.select(columns)], UnionArgs::default())?.collect()?;
-    tracing::debug!(rows = account_days.height(), elapsed_ms = t.elapsed().as_millis() as u64, "account days filled");
+    let mut plain = Vec::with_capacity(daily.len());
+    let mut rest = Vec::new();
+    for df in daily {
+        let df = df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?;
+        let mask = is_complete(&df)?;
+        match mask.sum().unwrap_or(0) as usize {
+            n if n == df.height() => plain.push(df),
+            0 => rest.push(df),
+            _ => {
+                plain.push(df.filter(&mask)?);
+                rest.push(df.filter(&!&mask)?);
+            }
+        }
+    }
+    let incomplete = known.filter(&!is_complete(&known)?)?;
+    let filled = fill_gaps(rest, incomplete, first)?;
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "account days filled");
 
     // One pass over the account days: each row's owner, looked up by id;
     // per account its byte-days and observed and filled days; per owning
     // entity and day the sum that rating needs. Indexed by dense ids, this
     // costs a small fraction of the two polars group-bys it replaces (on a
-    // month of a million accounts, 13 s of a 49 s run).
-    let mut owner_of = vec![None; accounts.len()];
-    for (id, owner) in known.column(col::ACCOUNT_ID)?.u32()?.iter().zip(known.column(col::OWNER_IDX)?.u32()?.iter()) {
-        if let Some(id) = id {
-            owner_of[id as usize] = owner;
-        }
-    }
+    // month of a million accounts, 13 s of a 49 s run). Entity sums are
+    // kept day-major in flat arrays: a frame of one day adds to one
+    // contiguous row of them.
     let days = month.days() as usize;
+    let entities = dir.entities.len();
     let mut totals = vec![AccountTotals::default(); accounts.len()];
-    let mut by_entity: Vec<Option<EntityDays>> = vec![None; dir.entities.len()];
-    let owners = {
-        let mut owners = Vec::with_capacity(account_days.height());
-        let rows = (
-            account_days.column(col::ACCOUNT_ID)?.u32()?.into_no_null_iter(),
-            account_days.column(col::DAY)?.i32()?.into_no_null_iter(),
-            account_days.column(col::VALUE)?.i128()?.into_no_null_iter(),
-            account_days.column(col::OBSERVED)?.bool()?.iter().map(|b| b == Some(true)),
-            account_days.column(col::FILLED)?.bool()?.iter().map(|b| b == Some(true)),
-        );
-        for ((((id, day), value), observed), filled) in rows.0.zip(rows.1).zip(rows.2).zip(rows.3).zip(rows.4) {
-            let t = &mut totals[id as usize];
-            t.present = true;
-            t.byte_days += value;
-            t.observed_days += u32::from(observed);
-            t.filled_days += u32::from(filled);
-            let owner = owner_of[id as usize];
-            if let Some(o) = owner {
-                let e = by_entity[o as usize]
-                    .get_or_insert_with(|| EntityDays { bytes: vec![0; days], active: vec![false; days] });
-                let slot = (day - first) as usize;
-                e.bytes[slot] += value;
-                e.active[slot] = true;
+    let mut entity_bytes = vec![0i128; days * entities];
+    let mut entity_active = vec![false; days * entities];
+    let mut add = |df: &DataFrame, flags: Option<(&BooleanChunked, &BooleanChunked)>| {
+        let ids = df.column(col::ACCOUNT_ID)?.u32()?;
+        let day = df.column(col::DAY)?.i32()?;
+        let value = df.column(col::VALUE)?.i128()?;
+        match flags {
+            None => {
+                for ((id, day), value) in
+                    ids.into_no_null_iter().zip(day.into_no_null_iter()).zip(value.into_no_null_iter())
+                {
+                    let t = &mut totals[id as usize];
+                    t.present = true;
+                    t.byte_days += value;
+                    t.observed_days += 1;
+                    if let Some(o) = owner_of[id as usize] {
+                        let slot = (day - first) as usize * entities + o as usize;
+                        entity_bytes[slot] += value;
+                        entity_active[slot] = true;
+                    }
+                }
             }
-            owners.push(owner);
+            Some((observed, filled)) => {
+                let rows = ids.into_no_null_iter().zip(day.into_no_null_iter()).zip(value.into_no_null_iter());
+                for (((id, day), value), (observed, filled)) in rows.zip(observed.iter().zip(filled.iter())) {
+                    let t = &mut totals[id as usize];
+                    t.present = true;
+                    t.byte_days += value;
+                    t.observed_days += u32::from(observed == Some(true));
+                    t.filled_days += u32::from(filled == Some(true));
+                    if let Some(o) = owner_of[id as usize] {
+                        let slot = (day - first) as usize * entities + o as usize;
+                        entity_bytes[slot] += value;
+                        entity_active[slot] = true;
+                    }
+                }
+            }
         }
-        owners
+        let owners = ids.into_no_null_iter().map(|id| owner_of[id as usize]);
+        let mut df = df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?;
+        df.with_column(UInt32Chunked::from_iter_options(col::OWNER_IDX.into(), owners).into_column())?;
+        PolarsResult::Ok(df)
     };
-    account_days
-        .with_column(UInt32Chunked::from_iter_options(col::OWNER_IDX.into(), owners.into_iter()).into_column())?;
+    let mut parts = Vec::with_capacity(plain.len() + 1);
+    for df in &plain {
+        parts.push(add(df, None)?);
+    }
+    let flags = (filled.column(col::OBSERVED)?.bool()?, filled.column(col::FILLED)?.bool()?);
+    parts.push(add(&filled, Some(flags))?);
+    drop(plain);
+    let account_days = concat(parts.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
+        .select([col(col::ACCOUNT_ID), col(col::OWNER_IDX), col(col::DAY), col(col::VALUE)])
+        .collect()?;
 
-    let entity_days: HashMap<EntityIdx, EntityDays> =
-        by_entity.into_iter().enumerate().filter_map(|(e, d)| d.map(|d| (e, d))).collect();
+    let entity_days = EntityUsage::from_day_major(entities, days, &entity_bytes, &entity_active);
+    drop((entity_bytes, entity_active));
 
     // Per account: the account_usage output and the account findings.
     let present: Vec<u32> = (0..totals.len() as u32).filter(|&id| totals[id as usize].present).collect();
@@ -504,9 +550,75 @@ fn finish_month(
     if let Some(c) = &conflicts {
         findings.extend(conflict_findings(c, &accounts)?);
     }
-
-    let account_days = account_days.select([col::ACCOUNT_ID, col::OWNER_IDX, col::DAY, col::VALUE])?;
     Ok(Metered { account_days, accounts, account_usage, entity_days, findings })
+}
+
+/// Gap fill (spec 2.3) for the accounts not observed on exactly their
+/// window's days: `daily` holds their daily values, `incomplete` their
+/// windows (`known` rows). Returns account id, day, value (`Int128`, 0 where
+/// nothing could be carried), and whether the day was observed or filled,
+/// for every window day and every observed day.
+fn fill_gaps(daily: Vec<DataFrame>, incomplete: DataFrame, first: Day) -> PolarsResult<DataFrame> {
+    let daily = if daily.is_empty() {
+        DataFrame::new(
+            0,
+            vec![
+                Column::new(col::ACCOUNT_ID.into(), Vec::<u32>::new()),
+                Column::new(col::DAY.into(), Vec::<i32>::new()),
+                Column::new(col::VALUE.into(), Vec::<i32>::new()).cast(&DataType::Int128)?,
+            ],
+        )?
+        .lazy()
+    } else {
+        concat(daily.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
+    };
+    let grid = incomplete
+        .lazy()
+        .filter(col(WIN_START).lt(col(WIN_END)))
+        .select([
+            col(col::ACCOUNT_ID),
+            int_ranges(col(WIN_START), col(WIN_END), lit(1i64), DataType::Int32).alias(col::DAY),
+        ])
+        .explode(by_name([col::DAY], true, false), ExplodeOptions { empty_as_null: false, keep_nulls: false });
+
+    // (account, day) as one UInt64 key, so that the join and the sort work
+    // on one integer column instead of encoding two.
+    let key = day_key(col(col::ACCOUNT_ID), first);
+
+    // Window days and observed days, filled forward then backward per
+    // account. The rows are sorted by (account, day), so a fill per account
+    // is a fill over the whole column, kept where the value it carries comes
+    // from the same account: no window over account groups.
+    let source = when(col(col::VALUE).is_not_null()).then(col(col::ACCOUNT_ID)).otherwise(lit(Null {}));
+    let fill = |e: Expr, s: FillNullStrategy| e.fill_null_with_strategy(s);
+    let from_same_account = |s: FillNullStrategy| {
+        when(fill(source.clone(), s).eq(col(col::ACCOUNT_ID))).then(fill(col(col::VALUE), s)).otherwise(lit(Null {}))
+    };
+    let filled_value = coalesce(&[
+        col(col::VALUE),
+        from_same_account(FillNullStrategy::Forward(None)),
+        from_same_account(FillNullStrategy::Backward(None)),
+    ]);
+    daily
+        .select([key.clone(), col(col::VALUE)])
+        .join(
+            grid.select([key]),
+            [col(KEY)],
+            [col(KEY)],
+            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+        )
+        .sort([KEY], SortMultipleOptions::default())
+        .with_columns([
+            (col(KEY) / lit(KEY_SHIFT)).cast(DataType::UInt32).alias(col::ACCOUNT_ID),
+            ((col(KEY) % lit(KEY_SHIFT)).cast(DataType::Int32) + lit(first)).alias(col::DAY),
+        ])
+        .with_columns([col(col::VALUE).is_not_null().alias(col::OBSERVED), filled_value.alias("filled_value")])
+        .with_columns([
+            col(col::OBSERVED).not().and(col("filled_value").is_not_null()).alias(col::FILLED),
+            col("filled_value").fill_null(lit(0i128)).cast(DataType::Int128).alias(col::VALUE),
+        ])
+        .select([col(col::ACCOUNT_ID), col(col::DAY), col(col::VALUE), col(col::OBSERVED), col(col::FILLED)])
+        .collect()
 }
 
 /// `df` with the names of its account ids in a `storage_account_id` column.
@@ -769,9 +881,9 @@ mod tests {
         assert_eq!((ghost.subject_id.as_str(), ghost.byte_days), ("ghost", Some(9)));
         // Rating sees the owner's active days: Oct 8, 10, 11 for sa (idle counts 0 on all days).
         let c = d.entity("c").unwrap();
-        let active: Vec<usize> = m.entity_days[&c].active_days(0, 31).collect();
+        let active: Vec<usize> = m.entity_days.get(c).unwrap().active_days(0, 31).collect();
         assert_eq!(active.len(), 31);
-        assert_eq!(m.entity_days[&c].byte_days(0, 31), 190);
+        assert_eq!(m.entity_days.get(c).unwrap().byte_days(0, 31), 190);
     }
 
     /// The daily values of one day's records by the single pass and by
