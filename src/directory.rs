@@ -287,6 +287,25 @@ impl Directory {
 
     /// Loads and validates the four tables under `store`.
     pub async fn load(store: &Store) -> Result<Directory, DirectoryError> {
+        DirectoryFiles::fetch(store).await?.parse()
+    }
+}
+
+/// The four table files of a directory as read, before they are parsed:
+/// enough to fingerprint a run, which can then parse them while it reads
+/// usage.
+#[derive(Debug)]
+pub struct DirectoryFiles {
+    tables: [(String, Bytes); 4],
+    /// SHA-256 over the table files (key, length and content of each).
+    pub hash: String,
+    /// The table files read.
+    pub sources: Vec<ObjectMeta>,
+}
+
+impl DirectoryFiles {
+    /// Reads the four tables under `store` (one CSV or Parquet file each).
+    pub async fn fetch(store: &Store) -> Result<DirectoryFiles, DirectoryError> {
         let listing = store.list("").await?;
         let mut raw = Vec::new();
         let mut sources = Vec::new();
@@ -320,10 +339,16 @@ impl Directory {
             raw.push((meta.key.clone(), data));
             sources.push(meta);
         }
-        let [entities, accounts, contracts, deals]: [(String, Bytes); 4] = raw.try_into().expect("one file per table");
+        let tables = raw.try_into().expect("one file per table");
+        Ok(DirectoryFiles { tables, hash: hex::encode(hasher.finalize()), sources })
+    }
+
+    /// Parses and validates the tables.
+    pub fn parse(self) -> Result<Directory, DirectoryError> {
+        let [entities, accounts, contracts, deals] = self.tables;
         let mut dir = parse_tables(entities, accounts, contracts, deals)?;
-        dir.hash = hex::encode(hasher.finalize());
-        dir.sources = sources;
+        dir.hash = self.hash;
+        dir.sources = self.sources;
         Ok(dir)
     }
 }

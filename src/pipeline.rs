@@ -15,7 +15,7 @@ use serde::Serialize;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, RULES_VERSION};
-use crate::directory::Directory;
+use crate::directory::DirectoryFiles;
 use crate::error::Error;
 use crate::export::manifest::{Counts, CurrencyTotal, DirectoryInput, InputObject, UsageInput};
 use crate::export::{self, Manifest, Tables};
@@ -217,22 +217,13 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     let mut stages = StageTimes::default();
     let t = Instant::now();
     let dir_store = Store::open(&config.directory, &config.s3).await?;
-    let directory = Directory::load(&dir_store).await?;
-    let elapsed_ms = stages.done("directory", t);
-    tracing::info!(
-        stage = "directory",
-        elapsed_ms,
-        entities = directory.entities.len(),
-        accounts = directory.accounts.len(),
-        contracts = directory.contracts.len(),
-        "partner directory loaded"
-    );
+    let dir_files = DirectoryFiles::fetch(&dir_store).await?;
 
     // Decide from the listing alone whether anything changed.
     let usage_store = Store::open(&config.usage, &config.s3).await?;
     let plan = ingest::plan(&usage_store, month, config.s3.concurrency).await?;
     let fingerprint = Fingerprint {
-        directory_hash: directory.hash.clone(),
+        directory_hash: dir_files.hash.clone(),
         usage: plan.objects.iter().map(|(o, _)| InputObject::from(o)).collect(),
         config_hash: config.hash(),
         rules_version: RULES_VERSION.to_owned(),
@@ -264,6 +255,13 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         }
     }
 
+    // The directory is parsed and validated on its own thread while usage is
+    // read: reading usage needs none of it. Its errors still come first.
+    let parsing = tokio::task::spawn_blocking(move || {
+        let directory = dir_files.parse();
+        (directory, t.elapsed())
+    });
+
     // Ingest and meter as a stream: each object's records go to the meter,
     // which reduces every day to daily values as soon as the day is complete.
     let t = Instant::now();
@@ -287,11 +285,24 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
             r
         },
     )
-    .await?;
-    let elapsed_ms = stages.done("ingest", t);
+    .await;
+    let ingest_ms = stages.done("ingest", t);
+    let (directory, directory_time) =
+        parsing.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+    let directory = directory?;
+    stages.0.insert("directory", directory_time.as_millis() as u64);
+    tracing::info!(
+        stage = "directory",
+        elapsed_ms = directory_time.as_millis() as u64,
+        entities = directory.entities.len(),
+        accounts = directory.accounts.len(),
+        contracts = directory.contracts.len(),
+        "partner directory loaded"
+    );
+    let usage = usage?;
     tracing::info!(
         stage = "ingest",
-        elapsed_ms,
+        elapsed_ms = ingest_ms,
         meter_handoff_ms = metering.as_millis() as u64,
         objects = usage.objects.len(),
         bytes_read = usage.objects.iter().map(|o| o.size).sum::<u64>(),

@@ -306,50 +306,145 @@ pub(crate) struct RecordSink {
 /// zeroes page by page (a fifth of the CPU time of a large month).
 const CHUNK_ROWS: usize = 1 << 16;
 
-/// Columns of up to [`CHUNK_ROWS`] records.
+/// Columns of up to [`CHUNK_ROWS`] records of one day.
 struct Chunk {
+    day: Day,
     account: Vec<u32>,
-    bucket: Vec<u32>,
-    ts: Vec<i64>,
-    day: Vec<Day>,
+    bucket: Values<u32>,
+    ts: Values<i64>,
     bytes: Vec<u64>,
     row: Vec<u32>,
 }
 
 impl Chunk {
-    fn with_capacity(n: usize) -> Self {
+    fn new(day: Day) -> Self {
         Chunk {
-            account: Vec::with_capacity(n),
-            bucket: Vec::with_capacity(n),
-            ts: Vec::with_capacity(n),
-            day: Vec::with_capacity(n),
-            bytes: Vec::with_capacity(n),
-            row: Vec::with_capacity(n),
+            day,
+            account: Vec::with_capacity(CHUNK_ROWS),
+            bucket: Values::default(),
+            ts: Values::default(),
+            bytes: Vec::with_capacity(CHUNK_ROWS),
+            row: Vec::with_capacity(CHUNK_ROWS),
         }
     }
 
+    fn len(&self) -> usize {
+        self.account.len()
+    }
+
     fn room(&self) -> usize {
-        CHUNK_ROWS - self.ts.len()
+        CHUNK_ROWS - self.len()
     }
 
     /// The chunk as a record frame without the object column, its ids mapped
     /// through `account_ids` and `bucket_ids`.
     fn into_frame(mut self, account_ids: &[u32], bucket_ids: &[u32]) -> PolarsResult<DataFrame> {
+        let n = self.len();
         self.account.iter_mut().for_each(|a| *a = account_ids[*a as usize]);
-        self.bucket.iter_mut().for_each(|b| *b = bucket_ids[*b as usize]);
-        let n = self.ts.len();
+        self.bucket.map(|b| bucket_ids[b as usize]);
         DataFrame::new(
             n,
             vec![
                 // from_vec moves the vectors in (Column::new would copy them).
                 Series::from_vec(col::ACCOUNT_ID.into(), self.account).into_column(),
-                Series::from_vec(col::BUCKET.into(), self.bucket).into_column(),
-                Series::from_vec(col::TS.into(), self.ts).into_column(),
-                Series::from_vec(col::DAY.into(), self.day).into_column(),
+                self.bucket.into_column(col::BUCKET, n),
+                self.ts.into_column(col::TS, n),
+                Column::new_scalar(col::DAY.into(), Scalar::from(self.day), n),
                 Series::from_vec(col::BYTES.into(), self.bytes).into_column(),
                 Series::from_vec(col::ROW.into(), self.row).into_column(),
             ],
         )
+    }
+}
+
+/// A chunk column that keeps one repeated value once, until a different
+/// value arrives: the bucket of a source without buckets, the timestamp of
+/// a daily export. Fewer columns written record by record is what makes a
+/// month-spanning export cheap to sort by day as it is read.
+pub(crate) enum Values<T> {
+    /// Every value so far is this one (`None`: no value yet), this many times.
+    Same(Option<T>, usize),
+    /// The values one by one.
+    Each(Vec<T>),
+}
+
+impl<T> Default for Values<T> {
+    fn default() -> Self {
+        Values::Same(None, 0)
+    }
+}
+
+impl<T: NumericNative> Values<T>
+where
+    T::PolarsType: PolarsNumericType<Native = T>,
+    Scalar: From<T>,
+{
+    #[inline]
+    fn push(&mut self, v: T) {
+        match self {
+            Values::Same(Some(x), n) if *x == v => *n += 1,
+            Values::Same(None, n) => *self = Values::Same(Some(v), *n + 1),
+            Values::Same(Some(_), _) => {
+                self.each().push(v);
+            }
+            Values::Each(values) => values.push(v),
+        }
+    }
+
+    /// Appends `n` copies of `v`.
+    fn push_n(&mut self, v: T, n: usize) {
+        match self {
+            Values::Same(Some(x), m) if *x == v => *m += n,
+            Values::Same(None, m) => *self = Values::Same(Some(v), *m + n),
+            _ => {
+                let values = self.each();
+                values.resize(values.len() + n, v);
+            }
+        }
+    }
+
+    fn extend_from_slice(&mut self, vs: &[T]) {
+        match (&mut *self, vs.first()) {
+            (_, None) => {}
+            (Values::Same(x, n), Some(&first)) if x.is_none_or(|x| x == first) && vs.iter().all(|&v| v == first) => {
+                *self = Values::Same(Some(first), *n + vs.len());
+            }
+            _ => self.each().extend_from_slice(vs),
+        }
+    }
+
+    /// The values one by one, spelled out if they were one repeated value.
+    fn each(&mut self) -> &mut Vec<T> {
+        if let Values::Same(x, n) = *self {
+            let mut values = Vec::with_capacity(CHUNK_ROWS);
+            if let Some(x) = x {
+                values.resize(n, x);
+            }
+            *self = Values::Each(values);
+        }
+        match self {
+            Values::Each(values) => values,
+            Values::Same(..) => unreachable!("spelled out above"),
+        }
+    }
+
+    fn map(&mut self, f: impl Fn(T) -> T) {
+        match self {
+            Values::Same(x, _) => *x = x.map(&f),
+            Values::Each(values) => values.iter_mut().for_each(|v| *v = f(*v)),
+        }
+    }
+
+    /// The column of `n` values: a scalar column if they are one value.
+    fn into_column(self, name: &str, n: usize) -> Column
+    where
+        ChunkedArray<T::PolarsType>: IntoColumn,
+    {
+        match self {
+            Values::Same(Some(x), _) => Column::new_scalar(name.into(), Scalar::from(x), n),
+            Values::Same(None, _) => ChunkedArray::<T::PolarsType>::from_vec(name.into(), Vec::new()).into_column(),
+            Values::Each(values) => ChunkedArray::<T::PolarsType>::from_vec(name.into(), values).into_column(),
+        }
     }
 }
 
@@ -383,7 +478,7 @@ impl RecordSink {
     fn chunk(&mut self, day: Day) -> &mut Chunk {
         let chunks = &mut self.days[(day - self.first) as usize];
         if chunks.last().is_none_or(|c| c.room() == 0) {
-            chunks.push(Chunk::with_capacity(CHUNK_ROWS));
+            chunks.push(Chunk::new(day));
         }
         chunks.last_mut().expect("pushed")
     }
@@ -461,10 +556,9 @@ impl RecordSink {
                 c.account.extend_from_slice(&account[from..to]);
                 match bucket {
                     Some(b) => c.bucket.extend_from_slice(&b[from..to]),
-                    None => c.bucket.resize(c.bucket.len() + to - from, no_bucket),
+                    None => c.bucket.push_n(no_bucket, to - from),
                 }
                 c.ts.extend_from_slice(&ts[from..to]);
-                c.day.resize(c.day.len() + to - from, d);
                 c.bytes.extend_from_slice(&bytes[from..to]);
                 c.row.extend((first_row + from..first_row + to).map(|r| r as u32));
                 from = to;
@@ -505,7 +599,6 @@ impl RecordSink {
         c.account.push(account);
         c.bucket.push(bucket);
         c.ts.push(ts_us);
-        c.day.push(day);
         c.bytes.push(bytes);
         c.row.push(row as u32);
     }

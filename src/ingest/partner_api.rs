@@ -24,7 +24,8 @@ use super::{IngestError, RecordSink};
 /// Reads one export object.
 pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError> {
     let no_bucket = sink.buckets.id("");
-    let mut reader = Reader { sink, no_bucket, row: 0, clients: 0, entries: Vec::new(), stopped: None };
+    let mut reader =
+        Reader { sink, no_bucket, row: 0, clients: 0, entries: Vec::new(), dates: DateCache::default(), stopped: None };
     let mut de = serde_json::Deserializer::from_slice(data);
     let parsed = Clients(&mut reader).deserialize(&mut de).and_then(|()| de.end());
     match (parsed, reader.stopped) {
@@ -45,6 +46,7 @@ struct Reader<'s> {
     clients: usize,
     /// The current client's entries.
     entries: Vec<Entry>,
+    dates: DateCache,
     /// Why the pass stopped, when the sink stopped it.
     stopped: Option<IngestError>,
 }
@@ -140,7 +142,9 @@ impl<'de> Visitor<'de> for Client<'_, '_> {
                 ClientField::DailyUsage if has_entries.is_some() => {
                     return Err(de::Error::duplicate_field("daily_usage"));
                 }
-                ClientField::DailyUsage => has_entries = Some(map.next_value_seed(Entries(&mut reader.entries))?),
+                ClientField::DailyUsage => {
+                    has_entries = Some(map.next_value_seed(Entries(&mut reader.entries, &mut reader.dates))?);
+                }
                 ClientField::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -156,7 +160,7 @@ impl<'de> Visitor<'de> for Client<'_, '_> {
 
 /// A client's `daily_usage`: `null` (missing) or an array of entries, which
 /// go to the buffer; the value says whether there was an array.
-struct Entries<'b>(&'b mut Vec<Entry>);
+struct Entries<'b>(&'b mut Vec<Entry>, &'b mut DateCache);
 
 impl<'de> DeserializeSeed<'de> for Entries<'_> {
     type Value = bool;
@@ -186,10 +190,37 @@ impl<'de> Visitor<'de> for Entries<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while let Some(entry) = seq.next_element::<Entry>()? {
-            self.0.push(entry);
+        let (entries, dates) = (self.0, self.1);
+        while let Some(entry) = seq.next_element_seed(EntrySeed { dates: &mut *dates, index: entries.len() })? {
+            entries.push(entry);
         }
         Ok(true)
+    }
+}
+
+/// Timestamps of the dates seen at each entry index: the clients of an
+/// export list the same dates in the same order, so a date is nearly always
+/// the one the previous client had at that index, and comparing ten bytes
+/// is cheaper than parsing them.
+#[derive(Default)]
+struct DateCache(Vec<Option<([u8; 10], i64)>>);
+
+impl DateCache {
+    /// The timestamp of `date` at entry `index`.
+    fn instant(&mut self, index: usize, date: &[u8]) -> Result<i64, String> {
+        if let (Some(Some((seen, ts))), Ok(key)) = (self.0.get(index), <[u8; 10]>::try_from(date))
+            && *seen == key
+        {
+            return Ok(*ts);
+        }
+        let ts = parse_instant(&String::from_utf8_lossy(date))?;
+        if let Ok(key) = <[u8; 10]>::try_from(date) {
+            if self.0.len() <= index {
+                self.0.resize(index + 1, None);
+            }
+            self.0[index] = Some((key, ts));
+        }
+        Ok(ts)
     }
 }
 
@@ -201,15 +232,21 @@ struct Entry {
     usage: Result<u64, String>,
 }
 
-impl<'de> de::Deserialize<'de> for Entry {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_map(EntryVisitor)
+/// Reads one entry, the `index`th of its client.
+struct EntrySeed<'c> {
+    dates: &'c mut DateCache,
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = Entry;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Entry, D::Error> {
+        de.deserialize_map(self)
     }
 }
 
-struct EntryVisitor;
-
-impl<'de> Visitor<'de> for EntryVisitor {
+impl<'de> Visitor<'de> for EntrySeed<'_> {
     type Value = Entry;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -221,7 +258,10 @@ impl<'de> Visitor<'de> for EntryVisitor {
         while let Some(key) = map.next_key::<Key<EntryField>>()? {
             match key.0 {
                 EntryField::Date if date.is_some() => return Err(de::Error::duplicate_field("date")),
-                EntryField::Date => date = Some(map.next_value::<Option<Text>>()?.map(|d| parse_instant(&d.0))),
+                EntryField::Date => {
+                    let raw = map.next_value::<Option<Raw>>()?;
+                    date = Some(raw.map(|d| self.dates.instant(self.index, &d.0)));
+                }
                 EntryField::Usage if usage.is_some() => return Err(de::Error::duplicate_field("usage")),
                 EntryField::Usage => usage = Some(map.next_value::<Usage>()?.0),
                 EntryField::Other => {
@@ -239,7 +279,7 @@ struct Usage(Result<u64, String>);
 
 impl<'de> de::Deserialize<'de> for Usage {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_any(UsageVisitor)
+        de.deserialize_option(UsageVisitor)
     }
 }
 
@@ -281,6 +321,12 @@ impl<'de> Visitor<'de> for UsageVisitor {
     fn visit_none<E: de::Error>(self) -> Result<Usage, E> {
         self.visit_unit()
     }
+
+    /// Not `null`: a number of any kind (`visit_u64`, `visit_i64` or
+    /// `visit_f64`); any other JSON type is a type error.
+    fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Usage, D::Error> {
+        de.deserialize_u64(self)
+    }
 }
 
 /// A string, borrowed from the input unless it has escapes.
@@ -310,6 +356,42 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
+/// A string's bytes, borrowed from the input unless it has escapes, and not
+/// checked for UTF-8 (a date is checked by parsing it).
+struct Raw<'de>(Cow<'de, [u8]>);
+
+impl<'de> de::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_bytes(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Raw<'de>, E> {
+        Ok(Raw(Cow::Borrowed(v)))
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Raw<'de>, E> {
+        Ok(Raw(Cow::Owned(v.to_vec())))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Raw<'de>, E> {
+        Ok(Raw(Cow::Borrowed(v.as_bytes())))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw<'de>, E> {
+        Ok(Raw(Cow::Owned(v.as_bytes().to_vec())))
+    }
+}
+
 /// The fields of a client object.
 enum ClientField {
     ClientId,
@@ -326,35 +408,37 @@ enum EntryField {
 
 /// Field names the reader knows; any other key is skipped.
 trait Field: Sized {
-    fn of(name: &str) -> Self;
+    fn of(name: &[u8]) -> Self;
 }
 
 impl Field for ClientField {
-    fn of(name: &str) -> Self {
+    fn of(name: &[u8]) -> Self {
         match name {
-            "client_id" => ClientField::ClientId,
-            "daily_usage" => ClientField::DailyUsage,
+            b"client_id" => ClientField::ClientId,
+            b"daily_usage" => ClientField::DailyUsage,
             _ => ClientField::Other,
         }
     }
 }
 
 impl Field for EntryField {
-    fn of(name: &str) -> Self {
+    fn of(name: &[u8]) -> Self {
         match name {
-            "date" => EntryField::Date,
-            "usage" => EntryField::Usage,
+            b"date" => EntryField::Date,
+            b"usage" => EntryField::Usage,
             _ => EntryField::Other,
         }
     }
 }
 
-/// An object key, read without allocating.
+/// An object key, read without allocating. It is read as bytes: that
+/// spares serde_json the UTF-8 check of every key, and a key that is not
+/// UTF-8 matches no field name anyway.
 struct Key<F>(F);
 
 impl<'de, F: Field> de::Deserialize<'de> for Key<F> {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_identifier(KeyVisitor(std::marker::PhantomData))
+        de.deserialize_bytes(KeyVisitor(std::marker::PhantomData))
     }
 }
 
@@ -367,8 +451,12 @@ impl<'de, F: Field> Visitor<'de> for KeyVisitor<F> {
         f.write_str("a field name")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<F>, E> {
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Key<F>, E> {
         Ok(Key(F::of(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<F>, E> {
+        Ok(Key(F::of(v.as_bytes())))
     }
 }
 
@@ -387,8 +475,12 @@ mod tests {
         let names: Vec<String> = sink.accounts.names().map(str::to_owned).collect();
         let mut out = Vec::new();
         for c in sink.days.iter().flatten() {
-            for i in 0..c.ts.len() {
-                out.push((names[c.account[i] as usize].clone(), c.ts[i], c.bytes[i], c.row[i]));
+            let ts = match &c.ts {
+                crate::ingest::Values::Same(ts, n) => vec![ts.unwrap(); *n],
+                crate::ingest::Values::Each(ts) => ts.clone(),
+            };
+            for i in 0..c.len() {
+                out.push((names[c.account[i] as usize].clone(), ts[i], c.bytes[i], c.row[i]));
             }
         }
         out

@@ -79,6 +79,27 @@ const MAX_SNAPSHOTS: usize = 256;
 /// One chunk of a day's records: account ids, bucket ids, timestamps, bytes.
 type Columns<'a> = (&'a [u32], &'a [u32], &'a [i64], &'a [u64]);
 
+/// The chunks of `ca` (without nulls) as slices of the lengths `lens`: its
+/// own chunks if they have those lengths, else slices of a contiguous copy
+/// kept in `held`.
+fn aligned<'a, T: PolarsNumericType>(
+    ca: &'a ChunkedArray<T>,
+    lens: &[usize],
+    held: &'a mut Option<ChunkedArray<T>>,
+) -> Vec<&'a [T::Native]> {
+    if ca.chunks().iter().map(|c| c.len()).eq(lens.iter().copied()) {
+        return ca.downcast_iter().map(|c| c.values().as_slice()).collect();
+    }
+    let all = held.insert(ca.rechunk().into_owned()).cont_slice().expect("one chunk without nulls");
+    let mut from = 0;
+    lens.iter()
+        .map(|&n| {
+            from += n;
+            &all[from - n..from]
+        })
+        .collect()
+}
+
 /// The single-pass day reductions: per-account state indexed by account id.
 #[derive(Default)]
 pub(super) struct SinglePass {
@@ -111,31 +132,26 @@ impl SinglePass {
             df.column(col::TS)?.i64()?,
             df.column(col::BYTES)?.u64()?,
         );
-        // The columns' chunks as slices, one tuple per chunk (rechunked if
-        // the columns are chunked differently).
-        let aligned = {
-            let lens = |chunks: &[ArrayRef]| chunks.iter().map(|c| c.len()).collect::<Vec<_>>();
-            let a = lens(columns.0.chunks());
-            a == lens(columns.1.chunks()) && a == lens(columns.2.chunks()) && a == lens(columns.3.chunks())
-        };
-        let single;
-        let (account, bucket, ts, bytes) = if aligned {
-            columns
-        } else {
-            single = (columns.0.rechunk(), columns.1.rechunk(), columns.2.rechunk(), columns.3.rechunk());
-            (&*single.0, &*single.1, &*single.2, &*single.3)
-        };
+        let (account, bucket, ts, bytes) = columns;
         if account.null_count() + bucket.null_count() + ts.null_count() + bytes.null_count() > 0 {
             return Ok(None);
         }
+        // The columns' chunks as slices, one tuple per chunk of the account
+        // column. A column chunked otherwise (a repeated value, kept as one
+        // scalar column per object) is made contiguous and cut at the same
+        // bounds; the others are not copied.
+        let lens: Vec<usize> = account.chunks().iter().map(|c| c.len()).collect();
+        let (mut held_bucket, mut held_ts, mut held_bytes) = (None, None, None);
+        let buckets = aligned(bucket, &lens, &mut held_bucket);
+        let times = aligned(ts, &lens, &mut held_ts);
+        let values = aligned(bytes, &lens, &mut held_bytes);
         let chunks: Vec<Columns> = account
             .downcast_iter()
-            .zip(bucket.downcast_iter())
-            .zip(ts.downcast_iter())
-            .zip(bytes.downcast_iter())
-            .map(|(((a, b), t), v)| {
-                (a.values().as_slice(), b.values().as_slice(), t.values().as_slice(), v.values().as_slice())
-            })
+            .map(|a| a.values().as_slice())
+            .zip(buckets)
+            .zip(times)
+            .zip(values)
+            .map(|(((a, b), t), v)| (a, b, t, v))
             .collect();
         let accounts = account.max().map_or(0, |m| m as usize + 1);
         let values = match self.running(&chunks, accounts, method) {

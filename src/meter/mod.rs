@@ -224,6 +224,11 @@ impl DayMeter {
             let day = records.column(col::DAY)?.i32()?.get(0).expect("not empty");
             self.open.entry(day).or_default().push(records);
         }
+        if complete_before == Day::MAX {
+            // The last records: what is still open is reduced by `finish`,
+            // several days at once.
+            return Ok(());
+        }
         let done: Vec<Day> = self.open.range(..complete_before).map(|(d, _)| *d).collect();
         for d in done {
             let frames = self.open.remove(&d).expect("listed");
@@ -236,15 +241,13 @@ impl DayMeter {
     /// windows, gap fill, byte-days, findings. `accounts` names the records'
     /// account ids (the directory's accounts are added if missing).
     pub fn finish(mut self, dir: &Directory, accounts: Interner) -> Result<Metered, MeterError> {
-        let rest = std::mem::take(&mut self.open);
-        for (_, frames) in rest {
-            self.close(frames)?;
-        }
+        let rest: Vec<Vec<DataFrame>> = std::mem::take(&mut self.open).into_values().collect();
         self.days = None; // ends the worker's loop
-        let reducer = match self.worker.take().expect("worker").join() {
+        let mut reducer = match self.worker.take().expect("worker").join() {
             Err(panic) => std::panic::resume_unwind(panic),
             Ok(r) => r?,
         };
+        reducer.close_all(rest)?;
         reducer.finish(dir, accounts)
     }
 }
@@ -289,11 +292,12 @@ impl DayReducer {
     /// One day: last wins per (account, bucket, timestamp), snapshots summed
     /// over buckets, daily value = mean (half away from zero) or max.
     fn close(&mut self, frames: Vec<DataFrame>) -> Result<(), MeterError> {
-        let records = if frames.len() == 1 {
-            frames.into_iter().next().expect("one")
-        } else {
-            concat(frames.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?.collect()?
-        };
+        // The objects' frames stacked without copying: the kernels read chunk by chunk.
+        let mut frames = frames.into_iter();
+        let mut records = frames.next().expect("a day has records");
+        for f in frames {
+            records.vstack_mut_owned(f)?;
+        }
         let t = std::time::Instant::now();
         let rows = records.height();
         let (daily, path) = match self.single_pass.reduce(&records, self.opts.daily_method)? {
@@ -302,6 +306,42 @@ impl DayReducer {
         };
         tracing::debug!(rows, path, elapsed_ms = t.elapsed().as_millis() as u64, "metered a day");
         self.daily.push(daily);
+        Ok(())
+    }
+
+    /// The days still open when ingestion ends (all of them, for objects
+    /// that span the month), in day order: split into one contiguous run of
+    /// days per core, each run reduced on its own thread, the results kept
+    /// in day order.
+    fn close_all(&mut self, days: Vec<Vec<DataFrame>>) -> Result<(), MeterError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(days.len());
+        if threads <= 1 {
+            return days.into_iter().try_for_each(|frames| self.close(frames));
+        }
+        let per_thread = days.len().div_ceil(threads);
+        let mut runs: Vec<Vec<Vec<DataFrame>>> = Vec::new();
+        let mut days = days.into_iter().peekable();
+        while days.peek().is_some() {
+            runs.push(days.by_ref().take(per_thread).collect());
+        }
+        let opts = self.opts;
+        let reduced: Vec<Result<DayReducer, MeterError>> = std::thread::scope(|scope| {
+            let jobs: Vec<_> = runs
+                .into_iter()
+                .map(|run| {
+                    scope.spawn(move || {
+                        let mut r = DayReducer::new(opts);
+                        run.into_iter().try_for_each(|frames| r.close(frames)).map(|()| r)
+                    })
+                })
+                .collect();
+            jobs.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        for r in reduced {
+            let r = r?;
+            self.daily.extend(r.daily);
+            self.conflicts.extend(r.conflicts);
+        }
         Ok(())
     }
 
