@@ -62,7 +62,11 @@ pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rat
     for k in contracts {
         ctx.rate_contract(k, &mut lines);
     }
-    lines.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    // Sorted by position, then moved once: a line is a large struct.
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by(|&a, &b| lines[a].sort_key().cmp(&lines[b].sort_key()));
+    let mut lines: Vec<Option<InvoiceLine>> = lines.into_iter().map(Some).collect();
+    let lines: Vec<InvoiceLine> = order.into_iter().map(|i| lines[i].take().expect("each line once")).collect();
     let mut findings = ctx.deal_findings();
     findings.extend(ctx.allocation_findings());
     findings.extend(ctx.uncontracted_findings(metered)?);

@@ -536,9 +536,14 @@ fn finish_month(
                 }
             }
         }
-        let owners = ids.into_no_null_iter().map(|id| owner_of[id as usize]);
+        let owners = || ids.into_no_null_iter().map(|id| owner_of[id as usize]);
+        // Unknown accounts (no owner) are rare: without them, no validity.
+        let owners = match owners().collect::<Option<Vec<u32>>>() {
+            Some(all) => UInt32Chunked::from_vec(col::OWNER_IDX.into(), all),
+            None => UInt32Chunked::from_iter_options(col::OWNER_IDX.into(), owners()),
+        };
         let mut df = df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?;
-        df.with_column(UInt32Chunked::from_iter_options(col::OWNER_IDX.into(), owners).into_column())?;
+        df.with_column(owners.into_column())?;
         PolarsResult::Ok(df)
     };
     let mut parts = Vec::with_capacity(plain.len() + 1);
