@@ -85,10 +85,21 @@ impl Tables {
         account_usage: &DataFrame,
         findings: &[Finding],
     ) -> Result<Tables, ExportError> {
-        let invoice_lines = invoice_lines_frame(month, unit, lines).map_err(enc("invoice_lines"))?;
-        let invoices = invoices_frame(&invoice_lines).map_err(enc("invoices"))?;
-        let account_usage = account_usage_frame(account_usage).map_err(enc("account_usage"))?;
-        let findings = findings_frame(findings).map_err(enc("findings"))?;
+        // The lines and their invoices on one thread, the other two tables on another.
+        let (billed, rest) = std::thread::scope(|scope| {
+            let billed = scope.spawn(|| {
+                let invoice_lines = invoice_lines_frame(month, unit, lines).map_err(enc("invoice_lines"))?;
+                let invoices = invoices_frame(&invoice_lines).map_err(enc("invoices"))?;
+                Ok::<_, ExportError>((invoice_lines, invoices))
+            });
+            let rest = (|| {
+                let account_usage = account_usage_frame(account_usage).map_err(enc("account_usage"))?;
+                let findings = findings_frame(findings).map_err(enc("findings"))?;
+                Ok::<_, ExportError>((account_usage, findings))
+            })();
+            (billed.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), rest)
+        });
+        let ((invoice_lines, invoices), (account_usage, findings)) = (billed?, rest?);
         Ok(Tables { invoice_lines, invoices, account_usage, findings })
     }
 
