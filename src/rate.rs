@@ -50,26 +50,18 @@ const DEAL_THRESHOLD_TB: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 /// Rates the month.
 pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rated, RateError> {
     let ctx = Ctx::new(dir, &metered.entity_days, opts);
-    // Contracts in (seller, buyer) order give lines that are already sorted
-    // but where contracts of one edge interleave their customers, so the
-    // sort below only merges a few long runs.
-    let mut contracts: Vec<&Contract> = dir.contracts.iter().collect();
-    contracts.sort_by(|a, b| {
-        let (ea, eb) = (&dir.entities, &dir.entities);
-        (&ea[a.seller].id, &ea[a.buyer].id, &a.id).cmp(&(&eb[b.seller].id, &eb[b.buyer].id, &b.id))
+    // The findings need no lines: they are worked out on a second thread.
+    let (lines, findings) = std::thread::scope(|scope| {
+        let findings = scope.spawn(|| {
+            let mut findings = ctx.deal_findings();
+            findings.extend(ctx.allocation_findings());
+            findings.extend(ctx.uncontracted_findings(metered)?);
+            Ok::<_, RateError>(findings)
+        });
+        let lines = ctx.lines();
+        (lines, findings.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
-    let mut lines = Vec::new();
-    for k in contracts {
-        ctx.rate_contract(k, &mut lines);
-    }
-    // Sorted by position, then moved once: a line is a large struct.
-    let mut order: Vec<usize> = (0..lines.len()).collect();
-    order.sort_by(|&a, &b| lines[a].sort_key().cmp(&lines[b].sort_key()));
-    let mut lines: Vec<Option<InvoiceLine>> = lines.into_iter().map(Some).collect();
-    let lines: Vec<InvoiceLine> = order.into_iter().map(|i| lines[i].take().expect("each line once")).collect();
-    let mut findings = ctx.deal_findings();
-    findings.extend(ctx.allocation_findings());
-    findings.extend(ctx.uncontracted_findings(metered)?);
+    let findings = findings?;
     Ok(Rated { lines, findings })
 }
 
@@ -131,6 +123,27 @@ impl<'a> Ctx<'a> {
     fn subtree(&self, e: EntityIdx) -> &[i128] {
         let d = self.d as usize;
         &self.subtree_bytes[e * d..(e + 1) * d]
+    }
+
+    /// Every invoice line of the month, sorted by seller, buyer, customer,
+    /// contract and charge.
+    fn lines(&self) -> Vec<InvoiceLine> {
+        // Contracts in (seller, buyer) order give lines that are already sorted
+        // but where contracts of one edge interleave their customers, so the
+        // sort below only merges a few long runs.
+        let mut contracts: Vec<&Contract> = self.dir.contracts.iter().collect();
+        let e = &self.dir.entities;
+        contracts
+            .sort_by(|a, b| (&e[a.seller].id, &e[a.buyer].id, &a.id).cmp(&(&e[b.seller].id, &e[b.buyer].id, &b.id)));
+        let mut lines = Vec::new();
+        for k in contracts {
+            self.rate_contract(k, &mut lines);
+        }
+        // Sorted by position, then moved once: a line is a large struct.
+        let mut order: Vec<usize> = (0..lines.len()).collect();
+        order.sort_by(|&a, &b| lines[a].sort_key().cmp(&lines[b].sort_key()));
+        let mut lines: Vec<Option<InvoiceLine>> = lines.into_iter().map(Some).collect();
+        order.into_iter().map(|i| lines[i].take().expect("each line once")).collect()
     }
 
     fn quantity(&self, byte_days: i128) -> Decimal {
