@@ -497,44 +497,26 @@ fn finish_month(
     // contiguous row of them.
     let days = month.days() as usize;
     let entities = dir.entities.len();
-    let mut totals = vec![AccountTotals::default(); accounts.len()];
-    let mut entity_bytes = vec![0i128; days * entities];
-    let mut entity_active = vec![false; days * entities];
+    let mut tally = Tally {
+        owner_of: &owner_of,
+        first,
+        entities,
+        totals: vec![AccountTotals::default(); accounts.len()],
+        entity_bytes: vec![0; days * entities],
+        entity_active: vec![false; days * entities],
+    };
     let mut add = |df: &DataFrame, flags: Option<(&BooleanChunked, &BooleanChunked)>| {
         let ids = df.column(col::ACCOUNT_ID)?.u32()?;
-        let day = df.column(col::DAY)?.i32()?;
-        let value = df.column(col::VALUE)?.i128()?;
+        let rows = ids
+            .into_no_null_iter()
+            .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
+            .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter());
         match flags {
-            None => {
-                for ((id, day), value) in
-                    ids.into_no_null_iter().zip(day.into_no_null_iter()).zip(value.into_no_null_iter())
-                {
-                    let t = &mut totals[id as usize];
-                    t.present = true;
-                    t.byte_days += value;
-                    t.observed_days += 1;
-                    if let Some(o) = owner_of[id as usize] {
-                        let slot = (day - first) as usize * entities + o as usize;
-                        entity_bytes[slot] += value;
-                        entity_active[slot] = true;
-                    }
-                }
-            }
-            Some((observed, filled)) => {
-                let rows = ids.into_no_null_iter().zip(day.into_no_null_iter()).zip(value.into_no_null_iter());
-                for (((id, day), value), (observed, filled)) in rows.zip(observed.iter().zip(filled.iter())) {
-                    let t = &mut totals[id as usize];
-                    t.present = true;
-                    t.byte_days += value;
-                    t.observed_days += u32::from(observed == Some(true));
-                    t.filled_days += u32::from(filled == Some(true));
-                    if let Some(o) = owner_of[id as usize] {
-                        let slot = (day - first) as usize * entities + o as usize;
-                        entity_bytes[slot] += value;
-                        entity_active[slot] = true;
-                    }
-                }
-            }
+            None => tally.add(rows.map(|((id, day), value)| (id, day, value, true, false))),
+            Some((observed, filled)) => tally.add(
+                rows.zip(observed.iter().zip(filled.iter()))
+                    .map(|(((id, day), value), (o, f))| (id, day, value, o == Some(true), f == Some(true))),
+            ),
         }
         let owners = || ids.into_no_null_iter().map(|id| owner_of[id as usize]);
         // Unknown accounts (no owner) are rare: without them, no validity.
@@ -556,7 +538,7 @@ fn finish_month(
     let account_days = concat(parts.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
         .select([col(col::ACCOUNT_ID), col(col::OWNER_IDX), col(col::DAY), col(col::VALUE)])
         .collect()?;
-
+    let Tally { totals, entity_bytes, entity_active, .. } = tally;
     let entity_days = EntityUsage::from_day_major(entities, days, &entity_bytes, &entity_active);
     drop((entity_bytes, entity_active));
 
@@ -778,6 +760,36 @@ fn day_key(id: Expr, first: Day) -> Expr {
 
 /// The factor of the id in a [`day_key`].
 const KEY_SHIFT: u64 = 1 << 32;
+
+/// What the passes over the account days add up: per account, and per
+/// owning entity and day, day-major (`day * entities + entity`) so that a
+/// frame of one day adds to one contiguous row.
+struct Tally<'a> {
+    owner_of: &'a [Option<u32>],
+    first: Day,
+    entities: usize,
+    totals: Vec<AccountTotals>,
+    entity_bytes: Vec<i128>,
+    entity_active: Vec<bool>,
+}
+
+impl Tally<'_> {
+    /// Adds rows of (account id, day, value, observed, filled).
+    fn add(&mut self, rows: impl Iterator<Item = (u32, Day, i128, bool, bool)>) {
+        for (id, day, value, observed, filled) in rows {
+            let t = &mut self.totals[id as usize];
+            t.present = true;
+            t.byte_days += value;
+            t.observed_days += u32::from(observed);
+            t.filled_days += u32::from(filled);
+            if let Some(o) = self.owner_of[id as usize] {
+                let slot = (day - self.first) as usize * self.entities + o as usize;
+                self.entity_bytes[slot] += value;
+                self.entity_active[slot] = true;
+            }
+        }
+    }
+}
 
 /// What the account days add up to for one account.
 #[derive(Default, Clone, Copy)]
