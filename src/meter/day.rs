@@ -126,13 +126,12 @@ impl SinglePass {
     /// polars path produces, up to row order; property tests hold them equal.
     pub(super) fn reduce(&mut self, df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
         let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
-        let columns = (
+        let (account, bucket, ts, bytes) = (
             df.column(col::ACCOUNT_ID)?.u32()?,
             df.column(col::BUCKET)?.u32()?,
             df.column(col::TS)?.i64()?,
             df.column(col::BYTES)?.u64()?,
         );
-        let (account, bucket, ts, bytes) = columns;
         if account.null_count() + bucket.null_count() + ts.null_count() + bytes.null_count() > 0 {
             return Ok(None);
         }
