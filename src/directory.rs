@@ -424,7 +424,7 @@ pub fn parse_tables(
             if a.end.is_none_or(|e| e > b.start) {
                 p.row(
                     &contracts,
-                    contracts.row_of(&b.id, "contract_id"),
+                    contracts.col("contract_id").row_of(&b.id),
                     "start_date",
                     Some(fmt_day(b.start)),
                     format!("contract {} overlaps contract {} of the same buyer", b.id, a.id),
@@ -511,53 +511,74 @@ impl Table {
         self.df.height()
     }
 
-    fn col(&self, name: &str) -> &StringChunked {
-        self.df.column(name).expect("columns checked").str().expect("text columns")
+    /// A column checked by [`Table::check_columns`], to be read by row.
+    fn col(&self, name: &'static str) -> Col<'_> {
+        let values = self.df.column(name).expect("columns checked").str().expect("text columns");
+        Col { table: self, name, values }
     }
 
+    /// Several columns at once, in the order named.
+    fn cols<const N: usize>(&self, names: [&'static str; N]) -> [Col<'_>; N] {
+        names.map(|n| self.col(n))
+    }
+}
+
+/// One text column of a [`Table`], read by row, with typed accessors that
+/// record a problem under the table, row and column.
+///
+/// The column is looked up once, and it is one chunk (the table is
+/// rechunked when read), so a cell costs an index, not a name lookup.
+#[derive(Clone, Copy)]
+struct Col<'a> {
+    table: &'a Table,
+    name: &'static str,
+    values: &'a StringChunked,
+}
+
+impl<'a> Col<'a> {
     /// The trimmed value, `None` when null or empty.
-    fn get(&self, row: usize, column: &str) -> Option<&str> {
-        self.col(column).get(row).map(str::trim).filter(|s| !s.is_empty())
+    fn get(self, row: usize) -> Option<&'a str> {
+        self.values.get(row).map(str::trim).filter(|s| !s.is_empty())
     }
 
-    fn row_of(&self, id: &str, column: &str) -> Option<usize> {
-        (0..self.height()).find(|&r| self.get(r, column) == Some(id))
+    /// The first row holding `value`.
+    fn row_of(self, value: &str) -> Option<usize> {
+        (0..self.values.len()).find(|&r| self.get(r) == Some(value))
     }
 
-    fn required(&self, row: usize, column: &'static str, p: &mut Problems) -> Option<String> {
-        let v = self.get(row, column).map(str::to_owned);
+    fn required(self, row: usize, p: &mut Problems) -> Option<&'a str> {
+        let v = self.get(row);
         if v.is_none() {
-            p.row(self, Some(row), column, None, "required value is empty".to_owned());
+            p.row(self.table, Some(row), self.name, None, "required value is empty".to_owned());
         }
         v
     }
 
     fn parsed<T>(
-        &self,
+        self,
         row: usize,
-        column: &'static str,
         required: bool,
         p: &mut Problems,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Option<T> {
-        match self.get(row, column) {
+        match self.get(row) {
             None if required => {
-                p.row(self, Some(row), column, None, "required value is empty".to_owned());
+                p.row(self.table, Some(row), self.name, None, "required value is empty".to_owned());
                 None
             }
             None => None,
             Some(s) => match parse(s) {
                 Ok(v) => Some(v),
                 Err(msg) => {
-                    p.row(self, Some(row), column, Some(s.to_owned()), msg);
+                    p.row(self.table, Some(row), self.name, Some(s.to_owned()), msg);
                     None
                 }
             },
         }
     }
 
-    fn date(&self, row: usize, column: &'static str, required: bool, p: &mut Problems) -> Option<Day> {
-        self.parsed(row, column, required, p, |s| {
+    fn date(self, row: usize, required: bool, p: &mut Problems) -> Option<Day> {
+        self.parsed(row, required, p, |s| {
             crate::model::iso_date(s)
                 .or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                 .map(day_of)
@@ -565,35 +586,23 @@ impl Table {
         })
     }
 
-    fn decimal(&self, row: usize, column: &'static str, required: bool, p: &mut Problems) -> Option<Decimal> {
-        self.parsed(row, column, required, p, parse_decimal)
+    fn decimal(self, row: usize, required: bool, p: &mut Problems) -> Option<Decimal> {
+        self.parsed(row, required, p, parse_decimal)
     }
 
-    fn entity_ref(
-        &self,
-        row: usize,
-        column: &'static str,
-        index: &HashMap<String, EntityIdx>,
-        p: &mut Problems,
-    ) -> Option<EntityIdx> {
-        let id = self.required(row, column, p)?;
-        let found = index.get(&id).copied();
+    fn entity_ref(self, row: usize, index: &HashMap<String, EntityIdx>, p: &mut Problems) -> Option<EntityIdx> {
+        let id = self.required(row, p)?;
+        let found = index.get(id).copied();
         if found.is_none() {
-            p.row(self, Some(row), column, Some(id), "unknown entity".to_owned());
+            p.row(self.table, Some(row), self.name, Some(id.to_owned()), "unknown entity".to_owned());
         }
         found
     }
 
-    fn unique_id(
-        &self,
-        row: usize,
-        column: &'static str,
-        seen: &mut HashSet<String>,
-        p: &mut Problems,
-    ) -> Option<String> {
-        let id = self.required(row, column, p)?;
-        if !seen.insert(id.clone()) {
-            p.row(self, Some(row), column, Some(id.clone()), "duplicate id".to_owned());
+    fn unique_id(self, row: usize, seen: &mut HashSet<&'a str>, p: &mut Problems) -> Option<&'a str> {
+        let id = self.required(row, p)?;
+        if !seen.insert(id) {
+            p.row(self.table, Some(row), self.name, Some(id.to_owned()), "duplicate id".to_owned());
         }
         Some(id)
     }
@@ -616,20 +625,22 @@ fn fmt_day(d: Day) -> String {
 }
 
 fn read_entities(t: &Table, p: &mut Problems) -> (Vec<Entity>, Vec<Option<String>>) {
+    let [id_col, name_col, kind_col, partner_type_col, parent_col] =
+        t.cols(["entity_id", "name", "kind", "partner_type", "parent_id"]);
     let mut seen = HashSet::default();
-    let mut out = Vec::new();
-    let mut parents = Vec::new();
+    let mut out = Vec::with_capacity(t.height());
+    let mut parents = Vec::with_capacity(t.height());
     for r in 0..t.height() {
-        let id = t.unique_id(r, "entity_id", &mut seen, p);
-        let name = t.required(r, "name", p);
-        let kind = t.parsed(r, "kind", true, p, |s| match s {
+        let id = id_col.unique_id(r, &mut seen, p);
+        let name = name_col.required(r, p);
+        let kind = kind_col.parsed(r, true, p, |s| match s {
             "vendor" => Ok(EntityKind::Vendor),
             "distributor" => Ok(EntityKind::Distributor),
             "channel_partner" => Ok(EntityKind::ChannelPartner),
             "customer" => Ok(EntityKind::Customer),
             _ => Err("kind must be vendor, distributor, channel_partner or customer".to_owned()),
         });
-        let partner_type = t.parsed(r, "partner_type", false, p, |s| match s {
+        let partner_type = partner_type_col.parsed(r, false, p, |s| match s {
             "msp" | "var" => Ok(s.to_owned()),
             _ => Err("partner_type must be msp, var or empty".to_owned()),
         });
@@ -646,8 +657,9 @@ fn read_entities(t: &Table, p: &mut Problems) -> (Vec<Entity>, Vec<Option<String
             // An entity with a bad kind or name is kept (the problem is
             // reported) so that references to it do not cascade into more.
             let kind = kind.unwrap_or(EntityKind::Customer);
-            out.push(Entity { id, name: name.unwrap_or_default(), kind, partner_type, parent: None });
-            parents.push(t.get(r, "parent_id").map(str::to_owned));
+            let name = name.unwrap_or_default().to_owned();
+            out.push(Entity { id: id.to_owned(), name, kind, partner_type, parent: None });
+            parents.push(parent_col.get(r).map(str::to_owned));
         } else {
             // Keep row numbers aligned with entity positions for later checks.
             out.push(Entity {
@@ -715,21 +727,23 @@ fn find_vendor(t: &Table, ents: &[Entity], p: &mut Problems) -> Option<EntityIdx
 fn check_cycles(t: &Table, ents: &[Entity], vendor: EntityIdx, p: &mut Problems) {
     // Walk up from every entity; memoise those known to reach the vendor.
     // An entity whose walk comes back to itself is on a cycle and is reported.
+    // `walked[e]` is one more than the start of the last walk that passed e.
     let mut reaches = vec![false; ents.len()];
     reaches[vendor] = true;
+    let mut walked = vec![0; ents.len()];
+    let mut path = Vec::new();
     for start in 0..ents.len() {
         if ents[start].id.is_empty() {
             continue;
         }
-        let mut path = Vec::new();
-        let mut seen = HashSet::default();
+        path.clear();
         let mut cur = start;
         loop {
             if reaches[cur] {
                 path.iter().for_each(|&c| reaches[c] = true);
                 break;
             }
-            if !seen.insert(cur) {
+            if std::mem::replace(&mut walked[cur], start + 1) == start + 1 {
                 if cur == start {
                     p.row(
                         t,
@@ -751,33 +765,45 @@ fn check_cycles(t: &Table, ents: &[Entity], vendor: EntityIdx, p: &mut Problems)
 }
 
 fn read_accounts(t: &Table, index: &HashMap<String, EntityIdx>, p: &mut Problems) -> Vec<StorageAccount> {
-    let mut seen = HashSet::default();
+    let [id_col, company_col, owner_col, created_col, deleted_col] =
+        t.cols(["storage_account_id", "company_name", "owner_id", "created_on", "deleted_on"]);
+    let mut seen = HashSet::with_capacity_and_hasher(t.height(), Default::default());
     let mut out = Vec::with_capacity(t.height());
     for r in 0..t.height() {
-        let id = t.unique_id(r, "storage_account_id", &mut seen, p);
-        let company_name = t.get(r, "company_name").unwrap_or_default().to_owned();
-        let owner = t.entity_ref(r, "owner_id", index, p);
-        let created_on = t.date(r, "created_on", false, p);
-        let deleted_on = t.date(r, "deleted_on", false, p);
+        let id = id_col.unique_id(r, &mut seen, p);
+        let company_name = company_col.get(r).unwrap_or_default();
+        let owner = owner_col.entity_ref(r, index, p);
+        let created_on = created_col.date(r, false, p);
+        let deleted_on = deleted_col.date(r, false, p);
         if let (Some(c), Some(d)) = (created_on, deleted_on)
             && d <= c
         {
             p.row(t, Some(r), "deleted_on", Some(fmt_day(d)), "deleted_on must be after created_on".to_owned());
         }
         if let (Some(id), Some(owner)) = (id, owner) {
-            out.push(StorageAccount { id, company_name, owner, created_on, deleted_on });
+            out.push(StorageAccount {
+                id: id.to_owned(),
+                company_name: company_name.to_owned(),
+                owner,
+                created_on,
+                deleted_on,
+            });
         }
     }
     out
 }
 
 fn read_contracts(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>, p: &mut Problems) -> Vec<Contract> {
-    let mut seen = HashSet::default();
-    let mut out = Vec::new();
+    let [id_col, seller_col, buyer_col, model_col] = t.cols(["contract_id", "seller_id", "buyer_id", "model"]);
+    let [reserved_col, unit_price_col, overage_col, minimum_col] =
+        t.cols(["reserved_tb", "unit_price", "overage_price", "minimum_tb"]);
+    let [currency_col, start_col, end_col] = t.cols(["currency", "start_date", "end_date"]);
+    let mut seen = HashSet::with_capacity_and_hasher(t.height(), Default::default());
+    let mut out = Vec::with_capacity(t.height());
     for r in 0..t.height() {
-        let id = t.unique_id(r, "contract_id", &mut seen, p);
-        let seller = t.entity_ref(r, "seller_id", index, p);
-        let buyer = t.entity_ref(r, "buyer_id", index, p);
+        let id = id_col.unique_id(r, &mut seen, p);
+        let seller = seller_col.entity_ref(r, index, p);
+        let buyer = buyer_col.entity_ref(r, index, p);
         if let (Some(s), Some(b)) = (seller, buyer)
             && ents[b].parent != Some(s)
         {
@@ -789,15 +815,15 @@ fn read_contracts(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>
                 format!("seller is not the parent of buyer {}", ents[b].id),
             );
         }
-        let reserved = t.parsed(r, "model", true, p, |s| match s {
+        let reserved = model_col.parsed(r, true, p, |s| match s {
             "reserved" => Ok(true),
             "pay_per_use" => Ok(false),
             _ => Err("model must be pay_per_use or reserved".to_owned()),
         });
-        let reserved_tb = t.decimal(r, "reserved_tb", reserved == Some(true), p);
-        let unit_price = t.decimal(r, "unit_price", true, p);
-        let overage_price = t.decimal(r, "overage_price", false, p);
-        let minimum_tb = t.decimal(r, "minimum_tb", false, p);
+        let reserved_tb = reserved_col.decimal(r, reserved == Some(true), p);
+        let unit_price = unit_price_col.decimal(r, true, p);
+        let overage_price = overage_col.decimal(r, false, p);
+        let minimum_tb = minimum_col.decimal(r, false, p);
         if reserved == Some(false) {
             for (col, v) in [("reserved_tb", &reserved_tb), ("overage_price", &overage_price)] {
                 if let Some(v) = v {
@@ -810,11 +836,11 @@ fn read_contracts(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>
         {
             p.row(t, Some(r), "minimum_tb", Some(v.to_string()), "applies to pay_per_use contracts only".to_owned());
         }
-        let currency = t.parsed(r, "currency", true, p, |s| {
+        let currency = currency_col.parsed(r, true, p, |s| {
             Currency::parse(s).ok_or_else(|| "not an ISO 4217 currency code (three upper-case letters)".to_owned())
         });
-        let start = t.date(r, "start_date", true, p);
-        let end = t.date(r, "end_date", false, p);
+        let start = start_col.date(r, true, p);
+        let end = end_col.date(r, false, p);
         if let (Some(s), Some(e)) = (start, end)
             && e <= s
         {
@@ -833,17 +859,19 @@ fn read_contracts(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>
         } else {
             Model::PayPerUse { minimum_tb: minimum_tb.unwrap_or(Decimal::ONE) }
         };
-        out.push(Contract { id, seller, buyer, model, unit_price, currency, start, end });
+        out.push(Contract { id: id.to_owned(), seller, buyer, model, unit_price, currency, start, end });
     }
     out
 }
 
 fn read_deals(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>, p: &mut Problems) -> Vec<Deal> {
+    let [id_col, partner_col, customer_col, volume_col] = t.cols(["deal_id", "partner_id", "customer_id", "volume_tb"]);
+    let [special_col, status_col, from_col, to_col] = t.cols(["special_price", "status", "valid_from", "valid_to"]);
     let mut seen = HashSet::default();
     let mut out = Vec::new();
     for r in 0..t.height() {
-        let id = t.unique_id(r, "deal_id", &mut seen, p);
-        let partner = t.entity_ref(r, "partner_id", index, p);
+        let id = id_col.unique_id(r, &mut seen, p);
+        let partner = partner_col.entity_ref(r, index, p);
         if let Some(pi) = partner
             && ents[pi].kind != EntityKind::ChannelPartner
         {
@@ -855,17 +883,17 @@ fn read_deals(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>, p:
                 "deals are registered by channel partners".to_owned(),
             );
         }
-        let customer = t.entity_ref(r, "customer_id", index, p);
-        let volume_tb = t.decimal(r, "volume_tb", true, p);
-        let special_price = t.decimal(r, "special_price", false, p);
-        let status = t.parsed(r, "status", true, p, |s| match s {
+        let customer = customer_col.entity_ref(r, index, p);
+        let volume_tb = volume_col.decimal(r, true, p);
+        let special_price = special_col.decimal(r, false, p);
+        let status = status_col.parsed(r, true, p, |s| match s {
             "registered" => Ok(DealStatus::Registered),
             "approved" => Ok(DealStatus::Approved),
             "rejected" => Ok(DealStatus::Rejected),
             _ => Err("status must be registered, approved or rejected".to_owned()),
         });
-        let valid_from = t.date(r, "valid_from", true, p);
-        let valid_to = t.date(r, "valid_to", false, p);
+        let valid_from = from_col.date(r, true, p);
+        let valid_to = to_col.date(r, false, p);
         if let (Some(f), Some(to)) = (valid_from, valid_to)
             && to <= f
         {
@@ -874,6 +902,7 @@ fn read_deals(t: &Table, ents: &[Entity], index: &HashMap<String, EntityIdx>, p:
         if let (Some(id), Some(partner), Some(customer), Some(volume_tb), Some(status), Some(valid_from)) =
             (id, partner, customer, volume_tb, status, valid_from)
         {
+            let id = id.to_owned();
             out.push(Deal { id, partner, customer, volume_tb, special_price, status, valid_from, valid_to });
         }
     }
