@@ -210,25 +210,42 @@ pub async fn ingest<E: From<IngestError>>(
     // `parsers` blocking threads; results are consumed in order.
     let parsers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, MAX_PARSERS);
     let progress = crate::logging::progress_bar(order.len() as u64, "reading usage");
-    let mut parsed =
-        futures::stream::iter(order.into_iter().enumerate().map(|(i, (seq, meta, format, day))| async move {
-            let data = store.get(&meta.key).await;
-            (i, seq, meta, format, day, data)
-        }))
+    // Objects in memory (fetched and not yet parsed) are also bounded by
+    // size. Their share of the budget is taken in key order, so the first
+    // object waiting always gets it, and given back once it is parsed, when
+    // its buffer is kept to read a later object into.
+    let budget = &tokio::sync::Semaphore::new(FETCH_AHEAD_KIB as usize);
+    let spare = &std::sync::Mutex::new(Vec::new());
+    let mut parsed = futures::stream::iter(order.into_iter().enumerate())
+        .then(|(i, (seq, meta, format, day))| async move {
+            let share = u32::try_from(meta.size.div_ceil(1024)).unwrap_or(u32::MAX).min(FETCH_AHEAD_KIB);
+            let held = budget.acquire_many(share).await.expect("the budget is never closed");
+            (i, seq, meta, format, day, held)
+        })
+        .map(|(i, seq, meta, format, day, held)| async move {
+            let buf = spare.lock().expect("never poisoned").pop().unwrap_or_default();
+            let data = store.get_into(&meta.key, buf).await;
+            (i, seq, meta, format, day, data, held)
+        })
         .buffered(opts.concurrency.max(1))
-        .map(|(i, seq, meta, format, day, data)| async move {
+        .map(|(i, seq, meta, format, day, data, held)| async move {
             let parsed = match data {
                 Ok(data) => {
                     let key = meta.key.clone();
-                    tokio::task::spawn_blocking(move || parse(data, format, key, day, opts))
-                        .await
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+                    let (parsed, data) =
+                        tokio::task::spawn_blocking(move || (parse(&data, format, key, day, opts), data))
+                            .await
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+                    spare.lock().expect("never poisoned").extend(crate::storage::recycle(data));
+                    parsed
                 }
                 Err(e) => Err(IngestError::from(e)),
             };
+            drop(held);
             (i, seq, meta, parsed)
         })
-        .buffered(parsers);
+        .buffered(parsers)
+        .boxed();
 
     let mut records = 0;
     let mut outside_month = 0;
@@ -249,13 +266,19 @@ pub async fn ingest<E: From<IngestError>>(
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
+/// Most KiB of objects fetched and not yet parsed, unless one object alone
+/// is larger. Four 250 MB partner API exports: two being parsed, two read
+/// ahead. More only costs memory: reading ahead is for waiting on S3, not for
+/// keeping objects that parsers cannot take yet.
+const FETCH_AHEAD_KIB: u32 = 1 << 20;
+
 /// Most objects parsed at once: each holds its decoded records until it is
 /// handed on, so more parsers cost memory without adding much speed.
 const MAX_PARSERS: usize = 4;
 
 /// Parses one object (on a blocking thread) into a sink of its records.
 fn parse(
-    data: bytes::Bytes,
+    data: &bytes::Bytes,
     format: Format,
     key: String,
     day: Option<Day>,
@@ -263,16 +286,16 @@ fn parse(
 ) -> Result<RecordSink, IngestError> {
     let mut sink = RecordSink::new(key, day, opts);
     match format {
-        Format::Csv => text::read_csv(data, &mut sink),
-        Format::JsonLines => text::read_json_lines(&data, &mut sink),
+        Format::Csv => text::read_csv(data.clone(), &mut sink),
+        Format::JsonLines => text::read_json_lines(data, &mut sink),
         Format::Json => {
             if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                partner_api::read(&data, &mut sink)
+                partner_api::read(data, &mut sink)
             } else {
-                text::read_json_lines(&data, &mut sink)
+                text::read_json_lines(data, &mut sink)
             }
         }
-        Format::Parquet => parquet::read(data, &mut sink),
+        Format::Parquet => parquet::read(data.clone(), &mut sink),
     }?;
     Ok(sink)
 }

@@ -1,6 +1,6 @@
 //! Local folders as stores: recursive listing in key order, atomic writes.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -83,10 +83,18 @@ impl LocalStore {
         }
     }
 
-    pub(super) fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+    pub(super) fn get_into(&self, key: &str, mut buf: Vec<u8>) -> Result<Bytes, StorageError> {
         let path = self.path(key);
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Bytes::from(b)),
+        let read = |buf: &mut Vec<u8>| -> std::io::Result<()> {
+            let mut file = std::fs::File::open(&path)?;
+            let len = file.metadata().map_or(0, |m| m.len() as usize);
+            buf.clear();
+            buf.reserve_exact(len);
+            file.read_to_end(buf)?;
+            Ok(())
+        };
+        match read(&mut buf) {
+            Ok(()) => Ok(Bytes::from(buf)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(StorageError::NotFound { location: path.display().to_string() })
             }
@@ -169,9 +177,9 @@ mod tests {
         assert_eq!(keys, ["a/1.csv", "b/10.csv", "b/2.csv"]);
         assert_eq!(store.list("b").unwrap().len(), 2);
         assert!(store.list("missing").unwrap().is_empty());
-        assert_eq!(&store.get("a/1.csv").unwrap()[..], b"one");
+        assert_eq!(&store.get_into("a/1.csv", Vec::new()).unwrap()[..], b"one");
         store.put("a/1.csv", b"uno").unwrap();
-        assert_eq!(&store.get("a/1.csv").unwrap()[..], b"uno");
-        assert!(matches!(store.get("nope"), Err(StorageError::NotFound { .. })));
+        assert_eq!(&store.get_into("a/1.csv", Vec::new()).unwrap()[..], b"uno");
+        assert!(matches!(store.get_into("nope", Vec::new()), Err(StorageError::NotFound { .. })));
     }
 }

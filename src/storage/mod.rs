@@ -137,9 +137,19 @@ impl Store {
 
     /// The whole content of one object.
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        self.get_into(key, Vec::new()).await
+    }
+
+    /// The whole content of one object, read into `buf` (emptied first).
+    ///
+    /// The buffer's memory is reused, which matters for large objects read
+    /// one after another: a fresh buffer is fresh pages, which the kernel
+    /// zeroes before they are written. [`recycle`] takes a buffer back once
+    /// its content is no longer needed.
+    pub async fn get_into(&self, key: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
         match self {
-            Store::Local(s) => s.get(key),
-            Store::S3(s) => s.get(key).await,
+            Store::Local(s) => s.get_into(key, buf),
+            Store::S3(s) => s.get_into(key, buf).await,
         }
     }
 
@@ -190,5 +200,35 @@ impl Store {
             Store::Local(s) => s.path(key).display().to_string(),
             Store::S3(s) => s.url(key),
         }
+    }
+}
+
+/// The buffer behind `data`, for [`Store::get_into`] to read the next object
+/// into; `None` if something else still holds the content.
+pub fn recycle(data: Bytes) -> Option<Vec<u8>> {
+    data.try_into_mut().ok().map(Vec::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_recycled_buffer_is_read_into_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(LocalStore::new(dir.path().to_owned()));
+        store.put("a", Bytes::from_static(b"first object")).await.unwrap();
+        store.put("b", Bytes::from_static(b"second")).await.unwrap();
+
+        let first = store.get_into("a", Vec::new()).await.unwrap();
+        assert_eq!(&first[..], b"first object");
+        let held = first.clone();
+        assert!(recycle(first).is_none(), "a buffer still shared is not reused");
+
+        let buf = recycle(held).expect("the last holder gives the buffer back");
+        let at = buf.as_ptr();
+        let second = store.get_into("b", buf).await.unwrap();
+        assert_eq!(&second[..], b"second", "the buffer is emptied before it is read into");
+        assert_eq!(second.as_ptr(), at, "the same memory holds the next object");
     }
 }

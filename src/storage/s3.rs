@@ -219,7 +219,7 @@ impl S3Store {
         Ok(out)
     }
 
-    pub(super) async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+    pub(super) async fn get_into(&self, key: &str, mut buf: Vec<u8>) -> Result<Bytes, StorageError> {
         let resp = self
             .client
             .get_object()
@@ -228,13 +228,18 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error("read", &self.url(key), e))?;
-        let body = resp.body.collect().await.map_err(|e| StorageError::S3 {
+        buf.clear();
+        buf.reserve_exact(resp.content_length().map_or(0, |n| usize::try_from(n).unwrap_or(0)));
+        let mut body = resp.body;
+        while let Some(part) = body.try_next().await.map_err(|e| StorageError::S3 {
             action: "read",
             location: self.url(key),
             hint: "the download was interrupted; running again is safe".to_owned(),
             source: Box::new(e),
-        })?;
-        Ok(body.into_bytes())
+        })? {
+            buf.extend_from_slice(&part);
+        }
+        Ok(Bytes::from(buf))
     }
 
     pub(super) async fn etag(&self, key: &str) -> Result<String, StorageError> {
