@@ -77,7 +77,28 @@ const MAX_BUCKETS: usize = 64;
 const MAX_SNAPSHOTS: usize = 256;
 
 /// One chunk of a day's records: account ids, bucket ids, timestamps, bytes.
-type Columns<'a> = (&'a [u32], &'a [u32], &'a [i64], &'a [u64]);
+type Columns<'a> = (&'a [u32], Values<'a, u32>, Values<'a, i64>, &'a [u64]);
+
+/// A column of one chunk as the kernels read it: a value per record, or one
+/// value for all of them. Ingest keeps a column that repeats one value in an
+/// object (the bucket of an account-level export, the timestamp of a daily
+/// one) as a polars scalar column; reading it as such spares writing out the
+/// value for every record of the day.
+#[derive(Clone, Copy)]
+pub(super) enum Values<'a, T> {
+    Each(&'a [T]),
+    Same(T),
+}
+
+impl<T: Copy> Values<'_, T> {
+    #[inline(always)]
+    fn at(self, i: usize) -> T {
+        match self {
+            Values::Each(v) => v[i],
+            Values::Same(v) => v,
+        }
+    }
+}
 
 /// The chunks of `ca` (without nulls) as slices of the lengths `lens`: its
 /// own chunks if they have those lengths, else slices of a contiguous copy
@@ -100,6 +121,59 @@ fn aligned<'a, T: PolarsNumericType>(
         .collect()
 }
 
+/// The column `c` of a frame cut like its account column (chunks of the
+/// lengths `lens`): one repeated value if it is a scalar column, else its
+/// values. `None` if it has a null.
+fn values<'a, T>(
+    c: &'a Column,
+    lens: &[usize],
+    held: &'a mut Option<ChunkedArray<T>>,
+) -> PolarsResult<Option<Vec<Values<'a, T::Native>>>>
+where
+    T: PolarsNumericType,
+{
+    if let Some(s) = c.as_scalar_column() {
+        return Ok(s.scalar().value().extract::<T::Native>().map(|v| vec![Values::Same(v); lens.len()]));
+    }
+    let ca: &ChunkedArray<T> = c.as_materialized_series().unpack::<T>()?;
+    if ca.null_count() > 0 {
+        return Ok(None);
+    }
+    Ok(Some(aligned(ca, lens, held).into_iter().map(Values::Each).collect()))
+}
+
+/// Copies of columns chunked unlike their frame's account column.
+type Held = (Option<UInt32Chunked>, Option<Int64Chunked>, Option<UInt64Chunked>);
+
+/// The chunks of one frame of a day's records, `None` if a value is null.
+/// Columns chunked like the account column are not copied; a scalar bucket
+/// or timestamp column is read as its one value. (Account and bytes columns
+/// are never scalar as ingest builds them; if one were, it is written out.)
+fn frame_chunks<'a>(df: &'a DataFrame, held: &'a mut Held) -> PolarsResult<Option<Vec<Columns<'a>>>> {
+    let (account, bytes) = (df.column(col::ACCOUNT_ID)?.u32()?, df.column(col::BYTES)?.u64()?);
+    if account.null_count() + bytes.null_count() > 0 {
+        return Ok(None);
+    }
+    let lens: Vec<usize> = account.chunks().iter().map(|c| c.len()).collect();
+    let (held_bucket, held_ts, held_bytes) = held;
+    let (Some(buckets), Some(times)) =
+        (values(df.column(col::BUCKET)?, &lens, held_bucket)?, values(df.column(col::TS)?, &lens, held_ts)?)
+    else {
+        return Ok(None);
+    };
+    let bytes = aligned(bytes, &lens, held_bytes);
+    Ok(Some(
+        account
+            .downcast_iter()
+            .map(|a| a.values().as_slice())
+            .zip(buckets)
+            .zip(times)
+            .zip(bytes)
+            .map(|(((a, b), t), v)| (a, b, t, v))
+            .collect(),
+    ))
+}
+
 /// The single-pass day reductions: per-account state indexed by account id.
 #[derive(Default)]
 pub(super) struct SinglePass {
@@ -111,11 +185,12 @@ pub(super) struct SinglePass {
 }
 
 impl SinglePass {
-    /// The daily values of one day in a single pass over the records, or
-    /// `None` when the day needs the general path: some (account, bucket,
-    /// timestamp) occurs twice (last wins applies), or an account has more
-    /// than [`MAX_BUCKETS`] buckets or [`MAX_SNAPSHOTS`] snapshots that day,
-    /// or a snapshot's sum does not fit in 64 bits.
+    /// The daily values of one day (its records in `frames`, one per object)
+    /// in a single pass over the records, or `None` when the day needs the
+    /// general path: some (account, bucket, timestamp) occurs twice (last
+    /// wins applies), or an account has more than [`MAX_BUCKETS`] buckets or
+    /// [`MAX_SNAPSHOTS`] snapshots that day, or a snapshot's sum does not fit
+    /// in 64 bits.
     ///
     /// This is the hot loop of a large month: a group-by over (account,
     /// timestamp) in polars costs several times more, because it hashes every
@@ -124,35 +199,20 @@ impl SinglePass {
     /// time order per account (as exports are written) take the running
     /// kernel, the others the listing one. The result is the frame the
     /// polars path produces, up to row order; property tests hold them equal.
-    pub(super) fn reduce(&mut self, df: &DataFrame, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
-        let Some(day) = df.column(col::DAY)?.i32()?.get(0) else { return Ok(None) };
-        let (account, bucket, ts, bytes) = (
-            df.column(col::ACCOUNT_ID)?.u32()?,
-            df.column(col::BUCKET)?.u32()?,
-            df.column(col::TS)?.i64()?,
-            df.column(col::BYTES)?.u64()?,
-        );
-        if account.null_count() + bucket.null_count() + ts.null_count() + bytes.null_count() > 0 {
-            return Ok(None);
+    ///
+    /// The frames are read as they are, not stacked: stacking would write
+    /// out every scalar column.
+    pub(super) fn reduce(&mut self, frames: &[DataFrame], method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
+        let Some(first) = frames.iter().find(|f| f.height() > 0) else { return Ok(None) };
+        let Some(day) = first.column(col::DAY)?.get(0)?.extract::<i32>() else { return Ok(None) };
+        let mut held: Vec<Held> = frames.iter().map(|_| Held::default()).collect();
+        let mut chunks: Vec<Columns> = Vec::new();
+        let mut accounts = 0;
+        for (df, held) in frames.iter().zip(held.iter_mut()) {
+            let Some(of_frame) = frame_chunks(df, held)? else { return Ok(None) };
+            accounts = accounts.max(df.column(col::ACCOUNT_ID)?.u32()?.max().map_or(0, |m| m as usize + 1));
+            chunks.extend(of_frame);
         }
-        // The columns' chunks as slices, one tuple per chunk of the account
-        // column. A column chunked otherwise (a repeated value, kept as one
-        // scalar column per object) is made contiguous and cut at the same
-        // bounds; the others are not copied.
-        let lens: Vec<usize> = account.chunks().iter().map(|c| c.len()).collect();
-        let (mut held_bucket, mut held_ts, mut held_bytes) = (None, None, None);
-        let buckets = aligned(bucket, &lens, &mut held_bucket);
-        let times = aligned(ts, &lens, &mut held_ts);
-        let values = aligned(bytes, &lens, &mut held_bytes);
-        let chunks: Vec<Columns> = account
-            .downcast_iter()
-            .map(|a| a.values().as_slice())
-            .zip(buckets)
-            .zip(times)
-            .zip(values)
-            .map(|(((a, b), t), v)| (a, b, t, v))
-            .collect();
-        let accounts = account.max().map_or(0, |m| m as usize + 1);
         let values = match self.running(&chunks, accounts, method) {
             Ok(values) => values,
             Err(Bail::Order) => match self.listed(&chunks, accounts, method) {
@@ -192,8 +252,8 @@ impl SinglePass {
         }
         let generation = self.start();
         for &(account, bucket, ts, bytes) in chunks {
-            for i in 0..ts.len() {
-                let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
+            for i in 0..account.len() {
+                let (a, b, t, v) = (account[i], bucket.at(i), ts.at(i), bytes[i]);
                 let r = &mut self.running[a as usize];
                 if r.generation != generation {
                     *r = Running { generation, ts: t, ..Running::default() };
@@ -254,8 +314,8 @@ impl SinglePass {
         }
         let generation = self.start();
         for &(account, bucket, ts, bytes) in chunks {
-            for i in 0..ts.len() {
-                let (a, b, t, v) = (account[i], bucket[i], ts[i], bytes[i]);
+            for i in 0..account.len() {
+                let (a, b, t, v) = (account[i], bucket.at(i), ts.at(i), bytes[i]);
                 let acc = &mut self.listed[a as usize];
                 if acc.generation != generation {
                     acc.generation = generation;

@@ -292,17 +292,18 @@ impl DayReducer {
     /// One day: last wins per (account, bucket, timestamp), snapshots summed
     /// over buckets, daily value = mean (half away from zero) or max.
     fn close(&mut self, frames: Vec<DataFrame>) -> Result<(), MeterError> {
-        // The objects' frames stacked without copying: the kernels read chunk by chunk.
-        let mut frames = frames.into_iter();
-        let mut records = frames.next().expect("a day has records");
-        for f in frames {
-            records.vstack_mut_owned(f)?;
-        }
         let t = std::time::Instant::now();
-        let rows = records.height();
-        let (daily, path) = match self.single_pass.reduce(&records, self.opts.daily_method)? {
+        let rows: usize = frames.iter().map(DataFrame::height).sum();
+        let (daily, path) = match self.single_pass.reduce(&frames, self.opts.daily_method)? {
             Some(daily) => (daily, "single pass"),
-            None => (self.reduce_day(records.lazy())?, "general"),
+            None => {
+                let mut frames = frames.into_iter();
+                let mut records = frames.next().expect("a day has records");
+                for f in frames {
+                    records.vstack_mut_owned(f)?;
+                }
+                (self.reduce_day(records.lazy())?, "general")
+            }
         };
         tracing::debug!(rows, path, elapsed_ms = t.elapsed().as_millis() as u64, "metered a day");
         self.daily.push(daily);
@@ -802,7 +803,7 @@ struct AccountTotals {
 
 #[cfg(test)]
 mod tests {
-    use super::day::{Bail, RUNNING_BUCKETS};
+    use super::day::{Bail, RUNNING_BUCKETS, Values};
     use super::*;
     use crate::directory::tests::{CONTRACTS, DEALS, ENTITIES, parse};
     use proptest::prelude::*;
@@ -948,7 +949,7 @@ mod tests {
     fn both_paths(recs: &[Rec], method: DailyMethod) -> (Option<DataFrame>, DataFrame) {
         let sort = |df: DataFrame| df.sort([col::ACCOUNT_ID], SortMultipleOptions::default()).unwrap();
         let df = frame(recs, &mut Interner::default());
-        let fast = SinglePass::default().reduce(&df, method).unwrap().map(sort);
+        let fast = SinglePass::default().reduce(std::slice::from_ref(&df), method).unwrap().map(sort);
         let general = sort(DayReducer::new(opts(method)).reduce_day(df.lazy()).unwrap());
         (fast, general)
     }
@@ -962,8 +963,8 @@ mod tests {
         let (a, b, t, v) = (col(col::ACCOUNT_ID), col(col::BUCKET), col(col::TS), col(col::BYTES));
         let chunk = (
             a.u32().unwrap().cont_slice().unwrap(),
-            b.u32().unwrap().cont_slice().unwrap(),
-            t.i64().unwrap().cont_slice().unwrap(),
+            Values::Each(b.u32().unwrap().cont_slice().unwrap()),
+            Values::Each(t.i64().unwrap().cont_slice().unwrap()),
             v.u64().unwrap().cont_slice().unwrap(),
         );
         let mut sp = SinglePass::default();
@@ -1020,6 +1021,47 @@ mod tests {
             prop_assert!(fast.expect("no repeated keys").equals(&general));
             let few_buckets = keys.keys().all(|&(_, b, _)| b < RUNNING_BUCKETS);
             prop_assert!(!few_buckets || kernel(&recs).is_ok());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// A day as ingest hands it over: one frame per object, where an
+        /// object with one bucket or one timestamp has it as a scalar
+        /// column. The single pass reads the frames as they are and equals
+        /// the polars path over the same records stacked.
+        #[test]
+        fn single_pass_reads_scalar_columns_as_their_value(
+            objects in proptest::collection::btree_map(
+                (0usize..3, 0i64..4),
+                (proptest::collection::btree_map(0usize..5, 0u64..1_000_000, 1..5), proptest::bool::ANY),
+                1..6,
+            ),
+            max in proptest::bool::ANY,
+        ) {
+            let accounts = ["sa", "sb", "sc", "sd", "se"];
+            let buckets = ["", "x", "y"];
+            let mut ids = Interner::default();
+            let mut all = Vec::new();
+            let mut frames = Vec::new();
+            for (o, (&(b, h), (values, scalar))) in objects.iter().enumerate() {
+                let recs: Vec<Rec> = values.iter().map(|(&a, &v)| (accounts[a], buckets[b], 3, h, v, o as u32, a as u32)).collect();
+                let mut f = frame(&recs, &mut ids);
+                if *scalar {
+                    let n = f.height();
+                    for name in [col::BUCKET, col::TS, col::DAY] {
+                        let value = f.column(name).unwrap().get(0).unwrap().into_static();
+                        f.with_column(Column::new_scalar(name.into(), Scalar::new(value.dtype(), value), n)).unwrap();
+                    }
+                }
+                frames.push(f);
+                all.extend(recs);
+            }
+            let method = if max { DailyMethod::Max } else { DailyMethod::Mean };
+            let sort = |df: DataFrame| df.sort([col::ACCOUNT_ID], SortMultipleOptions::default()).unwrap();
+            let fast = SinglePass::default().reduce(&frames, method).unwrap().map(sort);
+            let general = sort(DayReducer::new(opts(method)).reduce_day(frame(&all, &mut ids).lazy()).unwrap());
+            prop_assert!(fast.expect("no repeated keys").equals(&general));
         }
     }
 
