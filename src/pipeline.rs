@@ -18,7 +18,7 @@ use crate::config::{Config, RULES_VERSION};
 use crate::directory::DirectoryFiles;
 use crate::error::Error;
 use crate::export::manifest::{Counts, CurrencyTotal, DirectoryInput, InputObject, UsageInput};
-use crate::export::{self, Manifest, Tables};
+use crate::export::{self, Encoded, Manifest, Tables};
 use crate::formats;
 use crate::ingest::{self, IngestOptions};
 use crate::meter::{self, MeterOptions};
@@ -349,8 +349,9 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         let after = revision::lines_by_key(&tables.invoice_lines).map_err(enc)?;
         let changes = revision::line_changes(&before, &after);
         let mut df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
-        files.push(("corrections.parquet".to_owned(), df.height(), formats::write_parquet(&mut df).map_err(enc)?));
-        files.push(("corrections.csv".to_owned(), df.height(), formats::write_csv(&mut df).map_err(enc)?));
+        let rows = df.height();
+        files.push(Encoded::new("corrections.parquet".to_owned(), rows, formats::write_parquet(&mut df).map_err(enc)?));
+        files.push(Encoded::new("corrections.csv".to_owned(), rows, formats::write_csv(&mut df).map_err(enc)?));
         corrections = Some((prev, changes.len()));
     }
 

@@ -112,12 +112,13 @@ impl Tables {
         ]
     }
 
-    /// Encodes every table as Parquet and CSV: `(file name, rows, bytes)`.
+    /// Encodes every table as Parquet and CSV.
     ///
-    /// The eight files are encoded at once, one thread each: polars's
-    /// writers use the cores only part of the time (a large table's Parquet
-    /// is compressed column by column, its CSV written batch by batch).
-    pub fn encode(&self) -> Result<Vec<(String, usize, Vec<u8>)>, ExportError> {
+    /// The eight files are encoded (and hashed) at once, one thread each:
+    /// polars's writers use the cores only part of the time (a large table's
+    /// Parquet is compressed column by column, its CSV written batch by
+    /// batch).
+    pub fn encode(&self) -> Result<Vec<Encoded>, ExportError> {
         let encoders: [(&str, Encoder); 2] = [("parquet", formats::write_parquet), ("csv", formats::write_csv)];
         std::thread::scope(|scope| {
             let jobs: Vec<_> = self
@@ -125,19 +126,41 @@ impl Tables {
                 .into_iter()
                 .flat_map(|(name, df)| encoders.map(|(ext, write)| (name, df, ext, write)))
                 .map(|(name, df, ext, write)| {
-                    let job = scope.spawn(move || write(&mut df.clone()).map_err(enc(name)));
-                    (format!("{name}.{ext}"), df.height(), job)
+                    scope.spawn(move || {
+                        let data = write(&mut df.clone()).map_err(enc(name))?;
+                        Ok(Encoded::new(format!("{name}.{ext}"), df.height(), data))
+                    })
                 })
                 .collect();
-            jobs.into_iter()
-                .map(|(file, rows, job)| Ok((file, rows, job.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?)))
-                .collect()
+            jobs.into_iter().map(|job| job.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         })
     }
 }
 
 /// Encodes a frame as one file format.
 type Encoder = fn(&mut DataFrame) -> PolarsResult<Vec<u8>>;
+
+/// One output file, encoded and ready to publish.
+#[derive(Debug)]
+pub struct Encoded {
+    /// File name within the revision (`invoices.csv`).
+    pub file: String,
+    /// Data rows.
+    pub rows: usize,
+    /// Content.
+    pub data: Vec<u8>,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+}
+
+impl Encoded {
+    /// A file of `rows` rows with content `data`, hashed here: on the
+    /// encoding thread, not in turn while the files are written.
+    pub fn new(file: String, rows: usize, data: Vec<u8>) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&data));
+        Encoded { file, rows, data, sha256 }
+    }
+}
 
 fn enc(table: &'static str) -> impl Fn(PolarsError) -> ExportError {
     move |source| ExportError::Encode { table, source }
@@ -273,19 +296,18 @@ pub async fn publish(
     store: &Store,
     month: BillingMonth,
     revision: u32,
-    files: Vec<(String, usize, Vec<u8>)>,
+    files: Vec<Encoded>,
     mut manifest: Manifest,
 ) -> Result<Manifest, ExportError> {
     let prefix = revision_prefix(month, revision);
     manifest.outputs.clear();
     let progress = crate::logging::progress_bar(files.len() as u64, "writing outputs");
-    for (name, rows, data) in files {
+    for Encoded { file, rows, data, sha256 } in files {
         progress.inc(1);
-        let sha256 = hex::encode(Sha256::digest(&data));
         let size = data.len() as u64;
-        store.put(&format!("{prefix}/{name}"), Bytes::from(data)).await?;
-        tracing::debug!(file = %name, rows, size, "wrote output");
-        manifest.outputs.push(OutputFile { file: name, rows, bytes: size, sha256 });
+        store.put(&format!("{prefix}/{file}"), Bytes::from(data)).await?;
+        tracing::debug!(file = %file, rows, size, "wrote output");
+        manifest.outputs.push(OutputFile { file, rows, bytes: size, sha256 });
         crate::failpoint::reached(&format!("export:{}", manifest.outputs.len()));
     }
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
