@@ -128,29 +128,63 @@ impl<'a> Ctx<'a> {
     /// Every invoice line of the month, sorted by seller, buyer, customer,
     /// contract and charge.
     fn lines(&self) -> Vec<InvoiceLine> {
-        // Contracts in (seller, buyer) order give lines that are already sorted
-        // but where contracts of one edge interleave their customers, so the
-        // sort below only merges a few long runs.
-        let mut contracts: Vec<&Contract> = self.dir.contracts.iter().collect();
+        // Entities ranked by id: lines are ordered by the ranks of their
+        // seller, buyer and customer, integers instead of strings.
         let e = &self.dir.entities;
-        contracts
-            .sort_by(|a, b| (&e[a.seller].id, &e[a.buyer].id, &a.id).cmp(&(&e[b.seller].id, &e[b.buyer].id, &b.id)));
-        let mut lines = Vec::new();
-        for k in contracts {
-            self.rate_contract(k, &mut lines);
+        let mut by_id: Vec<EntityIdx> = (0..e.len()).collect();
+        by_id.sort_by(|&a, &b| e[a].id.cmp(&e[b].id));
+        let mut rank = vec![0; e.len()];
+        for (r, &i) in by_id.iter().enumerate() {
+            rank[i] = r as u32;
         }
-        // Sorted by position, then moved once: a line is a large struct.
+        // Contracts in (seller, buyer, id) order: a contract's position then
+        // orders the contracts of one edge by id, and the lines come out
+        // nearly sorted (contracts of one edge interleave their customers).
+        let mut contracts: Vec<&Contract> = self.dir.contracts.iter().collect();
+        contracts.sort_by(|a, b| (rank[a.seller], rank[a.buyer], &a.id).cmp(&(rank[b.seller], rank[b.buyer], &b.id)));
+        // Contracts are independent: runs of them are rated on their own threads.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_run = contracts.len().div_ceil(threads).max(1);
+        let rank = &rank;
+        let runs: Vec<LineSink> = std::thread::scope(|scope| {
+            let jobs: Vec<_> = contracts
+                .chunks(per_run)
+                .enumerate()
+                .map(|(r, run)| {
+                    scope.spawn(move || {
+                        // Room for a usage and a minimum line per contract: a
+                        // large month otherwise grows the vector of large
+                        // structs several times over.
+                        let mut out = LineSink::with_capacity(2 * run.len());
+                        for (i, k) in run.iter().enumerate() {
+                            self.rate_contract(k, (r * per_run + i) as u32, rank, &mut out);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            jobs.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        let mut all = LineSink::with_capacity(runs.iter().map(|r| r.lines.len()).sum());
+        for run in runs {
+            all.lines.extend(run.lines);
+            all.keys.extend(run.keys);
+        }
+        // Sorted by position, then put in place: a line is a large struct.
+        let LineSink { mut lines, keys } = all;
         let mut order: Vec<usize> = (0..lines.len()).collect();
-        order.sort_by(|&a, &b| lines[a].sort_key().cmp(&lines[b].sort_key()));
-        let mut lines: Vec<Option<InvoiceLine>> = lines.into_iter().map(Some).collect();
-        order.into_iter().map(|i| lines[i].take().expect("each line once")).collect()
+        order.sort_by_key(|&i| keys[i]);
+        permute(&mut lines, order);
+        debug_assert!(lines.windows(2).all(|w| w[0].sort_key() < w[1].sort_key()), "ranks order lines like their ids");
+        lines
     }
 
     fn quantity(&self, byte_days: i128) -> Decimal {
         money::tb_months(byte_days, self.d, self.unit.bytes())
     }
 
-    fn rate_contract(&self, k: &Contract, lines: &mut Vec<InvoiceLine>) {
+    /// The lines of contract `k`, the `position`th in (seller, buyer, id) order.
+    fn rate_contract(&self, k: &Contract, position: u32, rank: &[u32], out: &mut LineSink) {
         let Some((a0, a1)) = k.days_within(self.first, self.end) else {
             return;
         };
@@ -158,9 +192,10 @@ impl<'a> Ctx<'a> {
         let n_a = (to - from) as u32;
         let seller = &self.dir.entities[k.seller];
         let buyer = &self.dir.entities[k.buyer];
-        let line = |customer: EntityIdx, charge, quantity, price, days, deal_id: Option<&str>| {
+        let mut line = |customer: EntityIdx, charge, quantity, price, days, deal_id: Option<&str>| {
             let c = &self.dir.entities[customer];
-            InvoiceLine {
+            out.keys.push((rank[k.seller], rank[k.buyer], rank[customer], position, charge));
+            out.lines.push(InvoiceLine {
                 seller_id: seller.id.clone(),
                 seller_name: seller.name.clone(),
                 buyer_id: buyer.id.clone(),
@@ -175,16 +210,16 @@ impl<'a> Ctx<'a> {
                 currency: k.currency,
                 days,
                 deal_id: deal_id.map(str::to_owned),
-            }
+            });
         };
         match &k.model {
             Model::Reserved { reserved_tb, overage_price } => {
                 let allowance = money::prorate(*reserved_tb, n_a, self.d);
-                lines.push(line(k.buyer, Charge::Reserved, allowance, k.unit_price, n_a, None));
+                line(k.buyer, Charge::Reserved, allowance, k.unit_price, n_a, None);
                 let used = self.quantity(self.subtree(k.buyer)[from..to].iter().sum());
                 let over = used - allowance;
                 if over > Decimal::ZERO {
-                    lines.push(line(k.buyer, Charge::Overage, over, *overage_price, n_a, None));
+                    line(k.buyer, Charge::Overage, over, *overage_price, n_a, None);
                 }
             }
             Model::PayPerUse { minimum_tb } => {
@@ -207,10 +242,10 @@ impl<'a> Ctx<'a> {
                     } else {
                         (k.unit_price, None)
                     };
-                    lines.push(line(c, Charge::Usage, u, price, n_c, deal));
+                    line(c, Charge::Usage, u, price, n_c, deal);
                     let top_up = money::prorate(*minimum_tb, n_c, self.d) - u;
                     if top_up > Decimal::ZERO {
-                        lines.push(line(c, Charge::Minimum, top_up, price, n_c, deal));
+                        line(c, Charge::Minimum, top_up, price, n_c, deal);
                     }
                 }
             }
@@ -388,6 +423,37 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Invoice lines with their place in the output: the ranks by id of
+/// seller, buyer and customer, the contract's position, the charge.
+struct LineSink {
+    lines: Vec<InvoiceLine>,
+    keys: Vec<(u32, u32, u32, u32, Charge)>,
+}
+
+impl LineSink {
+    fn with_capacity(n: usize) -> Self {
+        LineSink { lines: Vec::with_capacity(n), keys: Vec::with_capacity(n) }
+    }
+}
+
+/// Puts `items[order[i]]` at position `i` for every `i` (`order` is a
+/// permutation), in place: each cycle of the permutation is followed once,
+/// so every item moves once and nothing is allocated.
+fn permute<T>(items: &mut [T], mut order: Vec<usize>) {
+    const DONE: usize = usize::MAX;
+    for start in 0..items.len() {
+        let mut at = start;
+        while order[at] != DONE {
+            let from = std::mem::replace(&mut order[at], DONE);
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
+}
+
 /// Entities ordered so that every child comes before its parent.
 fn post_order(dir: &Directory) -> Vec<EntityIdx> {
     let mut order = dir.subtree(dir.vendor); // breadth-first: parents before children
@@ -429,6 +495,19 @@ mod tests {
             account_usage: DataFrame::empty(),
             entity_days,
             findings: Vec::new(),
+        }
+    }
+
+    proptest::proptest! {
+        /// Permuting in place puts each item where the order says.
+        #[test]
+        fn permute_puts_every_item_where_the_order_says(keys in proptest::collection::vec(0u32..50, 0..60)) {
+            let mut order: Vec<usize> = (0..keys.len()).collect();
+            order.sort_by_key(|&i| keys[i]);
+            let expected: Vec<(u32, usize)> = order.iter().map(|&i| (keys[i], i)).collect();
+            let mut items: Vec<(u32, usize)> = keys.iter().copied().zip(0..).collect();
+            permute(&mut items, order);
+            proptest::prop_assert_eq!(items, expected);
         }
     }
 
