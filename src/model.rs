@@ -5,6 +5,7 @@
 //! [`col`]); nothing here does I/O or billing arithmetic.
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate};
@@ -354,10 +355,19 @@ pub mod col {
 /// indexes arrays and joins on integers, and a string is hashed once per
 /// distinct value in a Parquet dictionary (or once per text record) instead
 /// of once per group-by.
+///
+/// Names are kept one after the other in one string, and the hash table
+/// holds only ids: interning a new name appends it, with no allocation of
+/// its own (a large month interns millions).
 #[derive(Debug, Default, Clone)]
 pub struct Interner {
-    index: polars::prelude::PlHashMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
+    /// Ids, found by the hash of their name.
+    table: hashbrown::HashTable<u32>,
+    hasher: polars::prelude::PlRandomState,
+    /// Every name, in id order, one after the other.
+    text: String,
+    /// Where each name ends in `text`.
+    ends: Vec<usize>,
 }
 
 impl Interner {
@@ -372,39 +382,49 @@ impl Interner {
 
     /// The id of `name`, assigning the next one if it is new.
     pub fn id(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.index.get(name) {
+        let hash = self.hasher.hash_one(name);
+        if let Some(&id) = self.table.find(hash, |&id| self.name(id) == name) {
             return id;
         }
-        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 distinct names");
-        self.names.push(name.into());
-        self.index.insert(name.into(), id);
+        let id = u32::try_from(self.ends.len()).expect("fewer than 2^32 distinct names");
+        self.text.push_str(name);
+        self.ends.push(self.text.len());
+        let Interner { table, hasher, text, ends } = self;
+        table.insert_unique(hash, id, |&id| hasher.hash_one(name_in(text, ends, id)));
         id
     }
 
     /// The id of `name`, if it has one.
     pub fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
+        self.table.find(self.hasher.hash_one(name), |&id| self.name(id) == name).copied()
     }
 
     /// The name of `id`.
     pub fn name(&self, id: u32) -> &str {
-        &self.names[id as usize]
+        name_in(&self.text, &self.ends, id)
     }
 
     /// Number of names.
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ends.len()
     }
 
     /// Whether no name has an id.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ends.is_empty()
     }
 
     /// Every name, in id order.
     pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.names.iter().map(|n| &**n)
+        (0..self.ends.len() as u32).map(|id| self.name(id))
     }
+}
+
+/// Name `id` of an [`Interner`]'s `text`, which ends at `ends[id]`.
+fn name_in<'a>(text: &'a str, ends: &[usize], id: u32) -> &'a str {
+    let id = id as usize;
+    let start = if id == 0 { 0 } else { ends[id - 1] };
+    &text[start..ends[id]]
 }
 
 #[cfg(test)]
@@ -418,6 +438,16 @@ mod tests {
         assert_eq!(i.id("sa-3"), 2);
         assert_eq!(i.id("sa-1"), 1);
         assert_eq!((i.name(2), i.names().collect::<Vec<_>>()), ("sa-3", vec!["sa-2", "sa-1", "sa-3"]));
+    }
+
+    #[test]
+    fn names_keep_their_ids_as_the_table_grows() {
+        let names: Vec<String> = (0..20_000).map(|n| format!("sa-{:x}", n * 7919)).collect();
+        let mut i = Interner::default();
+        let ids: Vec<u32> = names.iter().map(|n| i.id(n)).collect();
+        assert_eq!(ids, (0..20_000).collect::<Vec<u32>>());
+        assert!(names.iter().zip(&ids).all(|(n, &id)| i.get(n) == Some(id) && i.name(id) == n));
+        assert_eq!((i.id(""), i.name(20_000), i.get("sa-nope")), (20_000, "", None));
     }
 
     #[test]
