@@ -203,10 +203,15 @@ impl Store {
     }
 }
 
-/// The buffer behind `data`, for [`Store::get_into`] to read the next object
-/// into; `None` if something else still holds the content.
+/// The buffer behind `data`, emptied, for [`Store::get_into`] to read the
+/// next object into; `None` if something else still holds the content.
 pub fn recycle(data: Bytes) -> Option<Vec<u8>> {
-    data.try_into_mut().ok().map(Vec::from)
+    // Emptied before it becomes a vector: the conversion moves the content
+    // to the start of the allocation, which costs a copy of all of it.
+    data.try_into_mut().ok().map(|mut buf| {
+        buf.clear();
+        Vec::from(buf)
+    })
 }
 
 #[cfg(test)]
@@ -226,6 +231,7 @@ mod tests {
         assert!(recycle(first).is_none(), "a buffer still shared is not reused");
 
         let buf = recycle(held).expect("the last holder gives the buffer back");
+        assert!(buf.is_empty() && buf.capacity() >= b"first object".len());
         let at = buf.as_ptr();
         let second = store.get_into("b", buf).await.unwrap();
         assert_eq!(&second[..], b"second", "the buffer is emptied before it is read into");
