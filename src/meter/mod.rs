@@ -514,11 +514,7 @@ fn finish_month(
                     let run_first = first + (r * per_run) as Day;
                     let mut tally = Tally::new(owner_of, run_first, entities, n, entity_bytes, entity_active);
                     let (mut plain, mut rest) = (Vec::new(), Vec::new());
-                    for df in frames {
-                        let (p, r) = split_complete(df, complete)?;
-                        plain.extend(p.map(|p| tally.add(&p, None)).transpose()?);
-                        rest.extend(r);
-                    }
+                    tally.add_days(frames, complete, &mut plain, &mut rest)?;
                     PolarsResult::Ok((plain, rest, tally.totals))
                 })
             })
@@ -533,16 +529,8 @@ fn finish_month(
         rest.extend(r);
         tally.totals.iter_mut().zip(totals).for_each(|(t, u)| t.merge(u));
     }
-    for df in spanning {
-        let (p, r) = split_complete(df, complete)?;
-        parts.extend(p.map(|p| tally.add(&p, None)).transpose()?);
-        rest.extend(r);
-    }
-    let is_complete = |df: &DataFrame| -> PolarsResult<BooleanChunked> {
-        let ids = df.column(col::ACCOUNT_ID)?.u32()?;
-        Ok(ids.into_no_null_iter().map(|a| complete[a as usize]).collect::<BooleanChunked>())
-    };
-    let incomplete = known.filter(&!is_complete(&known)?)?;
+    tally.add_days(spanning, complete, &mut parts, &mut rest)?;
+    let incomplete = known.filter(&!complete_mask(&known, complete)?)?;
     let filled = fill_gaps(rest, incomplete, first)?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "account days filled");
     let flags = (filled.column(col::OBSERVED)?.bool()?, filled.column(col::FILLED)?.bool()?);
@@ -835,6 +823,24 @@ impl<'a> Tally<'a> {
         Ok(df)
     }
 
+    /// Splits each of `frames` (daily values) into the rows of accounts
+    /// marked in `complete`, which are added and go to `plain` with their
+    /// owner, and the others, which go to `rest` to be filled.
+    fn add_days(
+        &mut self,
+        frames: Vec<DataFrame>,
+        complete: &[bool],
+        plain: &mut Vec<DataFrame>,
+        rest: &mut Vec<DataFrame>,
+    ) -> PolarsResult<()> {
+        for df in frames {
+            let (p, r) = split_complete(df, complete)?;
+            plain.extend(p.map(|p| self.add(&p, None)).transpose()?);
+            rest.extend(r);
+        }
+        Ok(())
+    }
+
     /// Adds rows of (account id, day, value, observed, filled).
     fn add_rows(&mut self, rows: impl Iterator<Item = (u32, Day, i128, bool, bool)>) {
         for (id, day, value, observed, filled) in rows {
@@ -863,10 +869,16 @@ fn split_complete(df: DataFrame, complete: &[bool]) -> PolarsResult<(Option<Data
         0 => (None, Some(df)),
         k if k == df.height() => (Some(df), None),
         _ => {
-            let mask: BooleanChunked = ids.into_no_null_iter().map(|a| complete[a as usize]).collect();
+            let mask = complete_mask(&df, complete)?;
             (Some(df.filter(&mask)?), Some(df.filter(&!&mask)?))
         }
     })
+}
+
+/// Whether each row's account is marked in `complete`.
+fn complete_mask(df: &DataFrame, complete: &[bool]) -> PolarsResult<BooleanChunked> {
+    let ids = df.column(col::ACCOUNT_ID)?.u32()?;
+    Ok(ids.into_no_null_iter().map(|a| complete[a as usize]).collect())
 }
 
 /// What the account days add up to for one account.
