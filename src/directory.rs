@@ -242,6 +242,8 @@ pub struct Directory {
     pub children: Vec<Vec<EntityIdx>>,
     /// Contracts of each buyer, by start date.
     pub contracts_by_buyer: Vec<Vec<usize>>,
+    /// Each entity's place in id order: ids compared as integers.
+    pub id_rank: Vec<u32>,
     entity_index: HashMap<String, EntityIdx>,
     /// SHA-256 over the table files.
     pub hash: String,
@@ -437,9 +439,11 @@ pub fn parse_tables(
     }
     let vendor = vendor.expect("no problems means one vendor");
     let mut children = vec![Vec::new(); ents.len()];
+    let mut id_rank = vec![0; ents.len()];
     let mut by_id: Vec<EntityIdx> = (0..ents.len()).collect();
     by_id.sort_by(|&a, &b| ents[a].id.cmp(&ents[b].id));
-    for e in by_id {
+    for (rank, e) in by_id.into_iter().enumerate() {
+        id_rank[e] = rank as u32;
         if let Some(parent) = ents[e].parent {
             children[parent].push(e);
         }
@@ -452,6 +456,7 @@ pub fn parse_tables(
         vendor,
         children,
         contracts_by_buyer,
+        id_rank,
         entity_index,
         hash: String::new(),
         sources: Vec::new(),

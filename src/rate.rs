@@ -128,15 +128,9 @@ impl<'a> Ctx<'a> {
     /// Every invoice line of the month, sorted by seller, buyer, customer,
     /// contract and charge.
     fn lines(&self) -> Vec<InvoiceLine> {
-        // Entities ranked by id: lines are ordered by the ranks of their
-        // seller, buyer and customer, integers instead of strings.
-        let e = &self.dir.entities;
-        let mut by_id: Vec<EntityIdx> = (0..e.len()).collect();
-        by_id.sort_by(|&a, &b| e[a].id.cmp(&e[b].id));
-        let mut rank = vec![0; e.len()];
-        for (r, &i) in by_id.iter().enumerate() {
-            rank[i] = r as u32;
-        }
+        // Lines are ordered by the ranks by id of their seller, buyer and
+        // customer, integers instead of strings.
+        let rank = &self.dir.id_rank;
         // Contracts in (seller, buyer, id) order: a contract's position then
         // orders the contracts of one edge by id, and the lines come out
         // nearly sorted (contracts of one edge interleave their customers).
@@ -145,7 +139,6 @@ impl<'a> Ctx<'a> {
         // Contracts are independent: runs of them are rated on their own threads.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_run = contracts.len().div_ceil(threads).max(1);
-        let rank = &rank;
         let runs: Vec<LineSink> = std::thread::scope(|scope| {
             let jobs: Vec<_> = contracts
                 .chunks(per_run)
