@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::model::BillingMonth;
 use crate::revision::lock::LockError;
-use crate::{config, directory, export, ingest, meter, rate, storage};
+use crate::{config, directory, export, ingest, meter, storage};
 
 /// Process exit codes, documented in the README.
 pub mod exit {
@@ -41,9 +41,6 @@ pub enum Error {
     /// Metering.
     #[error(transparent)]
     Meter(#[from] meter::MeterError),
-    /// Rating.
-    #[error(transparent)]
-    Rate(#[from] rate::RateError),
     /// Writing outputs.
     #[error(transparent)]
     Export(#[from] export::ExportError),
@@ -76,7 +73,7 @@ impl Error {
             Error::Config(_) => exit::INVALID_INPUT,
             Error::Directory(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
             Error::Ingest(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
-            Error::Meter(_) | Error::Rate(_) => exit::INTERNAL,
+            Error::Meter(_) => exit::INTERNAL,
             Error::Export(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. }) => exit::LOCK_HELD,

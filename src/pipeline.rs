@@ -320,13 +320,13 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         stage = "meter",
         elapsed_ms,
         rows_in = records_in,
-        rows_out = metered.account_days.height(),
+        rows_out = metered.account_days,
         accounts = metered.account_usage.height(),
         "usage metered"
     );
 
     let t = Instant::now();
-    let rated = rate::rate(&directory, &metered, RateOptions { month, unit: config.rules.unit })?;
+    let rated = rate::rate(&directory, &metered, RateOptions { month, unit: config.rules.unit });
     let elapsed_ms = stages.done("rate", t);
     tracing::info!(stage = "rate", elapsed_ms, lines = rated.lines.len(), "lines rated");
 

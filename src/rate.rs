@@ -4,27 +4,17 @@
 //! Works on the small, aggregated side of the data: per-entity daily byte
 //! sums from metering, the directory's contracts and deals. Every quantity
 //! and amount is a [`rust_decimal::Decimal`] produced by [`crate::money`];
-//! nothing is rounded here directly. The one frame operation left (which
-//! storage accounts have usage on uncontracted days) is a polars join.
+//! nothing is rounded here directly. Which storage accounts have usage on
+//! uncontracted days metering has already added up.
 
 use std::collections::HashMap;
 
-use polars::prelude::*;
 use rust_decimal::Decimal;
-use thiserror::Error;
 
 use crate::directory::{Contract, DealStatus, Directory, EntityIdx, Model};
 use crate::meter::{EntityUsage, Metered};
-use crate::model::{BillingMonth, Charge, Day, Finding, FindingKind, InvoiceLine, Unit, col, date_of};
+use crate::model::{BillingMonth, Charge, Day, Finding, FindingKind, InvoiceLine, Unit, date_of};
 use crate::money;
-
-/// A rating failure (a bug: inputs were validated before).
-#[derive(Debug, Error)]
-pub enum RateError {
-    /// A polars operation failed.
-    #[error("rating failed in polars")]
-    Polars(#[from] PolarsError),
-}
 
 /// Settings of rating.
 #[derive(Debug, Clone, Copy)]
@@ -47,22 +37,22 @@ pub struct Rated {
 /// Volume above which a deal must be registered (TB).
 const DEAL_THRESHOLD_TB: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 
-/// Rates the month.
-pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Result<Rated, RateError> {
+/// Rates the month. Rating cannot fail: its inputs were validated and
+/// metered before.
+pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Rated {
     let ctx = Ctx::new(dir, &metered.entity_days, opts);
     // The findings need no lines: they are worked out on a second thread.
     let (lines, findings) = std::thread::scope(|scope| {
         let findings = scope.spawn(|| {
             let mut findings = ctx.deal_findings();
             findings.extend(ctx.allocation_findings());
-            findings.extend(ctx.uncontracted_findings(metered)?);
-            Ok::<_, RateError>(findings)
+            findings.extend(ctx.uncontracted_findings(metered));
+            findings
         });
         let lines = ctx.lines();
         (lines, findings.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
-    let findings = findings?;
-    Ok(Rated { lines, findings })
+    Rated { lines, findings }
 }
 
 /// The findings of a month that need no usage: allocations exceeding
@@ -348,71 +338,40 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn uncontracted_findings(&self, metered: &Metered) -> Result<Vec<Finding>, RateError> {
+    /// One finding per account with usage on its owner's uncontracted days,
+    /// in account order; the reason is the first uncontracted day's.
+    fn uncontracted_findings(&self, metered: &Metered) -> Vec<Finding> {
         let dir = self.dir;
-        let mut owners: Vec<u32> = Vec::new();
-        let mut days = Vec::new();
-        let mut reasons: HashMap<&str, String> = HashMap::new();
-        for o in self.days.entities() {
-            let chain = dir.buyers_up_to_vendor(o);
-            for day in self.first..self.end {
-                let missing = if o == dir.vendor {
-                    Some("owned by the vendor: no edge to bill".to_owned())
-                } else {
-                    chain.iter().find(|&&b| dir.contract_on(b, day).is_none()).map(|&b| {
-                        let parent = dir.entities[b].parent.expect("non-vendor");
-                        format!("no contract between {} and {}", dir.entities[parent].id, dir.entities[b].id)
-                    })
-                };
-                if let Some(reason) = missing {
-                    owners.push(o as u32);
-                    days.push(day);
-                    reasons.entry(dir.entities[o].id.as_str()).or_insert(reason);
-                }
-            }
-        }
-        if owners.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = owners.len();
-        let uncontracted =
-            DataFrame::new(n, vec![Column::new(col::OWNER_IDX.into(), owners), Column::new(col::DAY.into(), days)])?;
-        let per_account = metered
-            .account_days
-            .clone()
-            .lazy()
-            .join(
-                uncontracted.lazy(),
-                [col(col::OWNER_IDX), col(col::DAY)],
-                [col(col::OWNER_IDX), col(col::DAY)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .group_by([col(col::ACCOUNT_ID)])
-            .agg([col(col::OWNER_IDX).first(), col(col::VALUE).sum().alias("byte_days"), len().alias("days")])
-            .collect()?;
-        let per_account = crate::meter::with_names(per_account, &metered.accounts)?
-            .sort([col::ACCOUNT], SortMultipleOptions::default())?;
-        let ids = per_account.column(col::ACCOUNT)?.str()?;
-        let own = per_account.column(col::OWNER_IDX)?.u32()?;
-        let bd = per_account.column("byte_days")?.i128()?;
-        let nd = per_account.column("days")?.cast(&DataType::UInt64)?;
-        let nd = nd.u64()?;
-        Ok((0..per_account.height())
-            .map(|i| {
-                let byte_days = bd.get(i).unwrap_or(0);
-                let owner = own.get(i).map_or("", |o| dir.entities[o as usize].id.as_str());
+        let mut reasons: HashMap<EntityIdx, String> = HashMap::new();
+        let uncontracted = dir.uncontracted_days(self.first, self.end);
+        let mut usage: Vec<(&str, &crate::meter::Uncontracted)> =
+            metered.uncontracted.iter().map(|u| (metered.accounts.name(u.account), u)).collect();
+        usage.sort_unstable_by_key(|&(name, _)| name);
+        usage
+            .into_iter()
+            .map(|(name, u)| {
+                let owner = u.owner;
+                let reason = reasons.entry(owner).or_insert_with(|| {
+                    let day = self.first + uncontracted[owner].trailing_zeros() as Day;
+                    match dir.buyers_up_to_vendor(owner).into_iter().find(|&b| dir.contract_on(b, day).is_none()) {
+                        None => "owned by the vendor: no edge to bill".to_owned(),
+                        Some(b) => {
+                            let parent = dir.entities[b].parent.expect("non-vendor");
+                            format!("no contract between {} and {}", dir.entities[parent].id, dir.entities[b].id)
+                        }
+                    }
+                });
                 Finding::new(
                     FindingKind::UncontractedUsage,
-                    ids.get(i).unwrap_or_default(),
+                    name,
                     format!(
-                        "{} days of usage by {owner} on uncontracted days ({}); not billed on that edge",
-                        nd.get(i).unwrap_or(0),
-                        reasons.get(owner).map_or("", String::as_str)
+                        "{} days of usage by {} on uncontracted days ({reason}); not billed on that edge",
+                        u.days, dir.entities[owner].id
                     ),
                 )
-                .with_usage(Some(byte_days), Some(self.quantity(byte_days)))
+                .with_usage(Some(u.byte_days), Some(self.quantity(u.byte_days)))
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -472,21 +431,12 @@ mod tests {
                 entity_days.add(dir.entity(e).unwrap(), i, b);
             }
         }
-        let account_days = DataFrame::new(
-            0,
-            vec![
-                Column::new(col::ACCOUNT_ID.into(), Vec::<u32>::new()),
-                Column::new(col::OWNER_IDX.into(), Vec::<u32>::new()),
-                Column::new(col::DAY.into(), Vec::<i32>::new()),
-                Column::new(col::VALUE.into(), Vec::<i128>::new()).cast(&DataType::Int128).unwrap(),
-            ],
-        )
-        .unwrap();
         Metered {
-            account_days,
+            account_days: 0,
             accounts: Default::default(),
-            account_usage: DataFrame::empty(),
+            account_usage: polars::prelude::DataFrame::empty(),
             entity_days,
+            uncontracted: Vec::new(),
             findings: Vec::new(),
         }
     }
@@ -509,7 +459,7 @@ mod tests {
     }
 
     fn rate_it(dir: &Directory, m: &Metered) -> Rated {
-        rate(dir, m, RateOptions { month: month(), unit: Unit::Tb }).unwrap()
+        rate(dir, m, RateOptions { month: month(), unit: Unit::Tb })
     }
 
     fn dec(s: &str) -> Decimal {
@@ -603,5 +553,55 @@ mod tests {
         assert_eq!(usage.days, 21);
         let deal = r.findings.iter().find(|f| f.kind == FindingKind::DealRegistrationMissing).unwrap();
         assert_eq!((deal.subject_id.as_str(), deal.tb_months), ("c", Some(dec("101.000000"))));
+    }
+
+    #[test]
+    fn usage_on_uncontracted_days_is_a_finding_per_account_with_its_byte_days() {
+        use crate::meter::{MeterOptions, meter, tests::frame};
+        use crate::model::{DailyMethod, Interner};
+        let k = CONTRACTS
+            .replace("K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,", "K3,p,c,pay_per_use,,9.90,,,EUR,2026-10-11,");
+        let a = ACCOUNTS.to_owned() + "sv,Vendor,ic,,\nsb,Customer,c,,2026-10-06\n";
+        let dir = parse(ENTITIES, &a, &k, DEALS).unwrap();
+        // sa: 1 TB on every day; sv (the vendor's): 2 bytes on day 0 only,
+        // filled to the month; sb: 5 bytes on day 2, deleted on Oct 6.
+        let mut recs: Vec<crate::meter::tests::Rec> =
+            (0..31).map(|d| ("sa", "", d, 0, 1_000_000_000_000, 0, 1)).collect();
+        recs.push(("sv", "", 0, 0, 2, 0, 1));
+        recs.push(("sb", "", 2, 0, 5, 0, 1));
+        let mut ids = Interner::seeded(dir.accounts.iter().map(|a| a.id.as_str()));
+        let records = frame(&recs, &mut ids);
+        let opts = MeterOptions { month: month(), unit: Unit::Tb, daily_method: DailyMethod::Mean };
+        let m = meter(records, &dir, ids, opts).unwrap();
+        let r = rate_it(&dir, &m);
+        let found: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::UncontractedUsage)
+            .map(|f| (f.subject_id.as_str(), f.detail.as_str(), f.byte_days))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "sa",
+                    "10 days of usage by c on uncontracted days (no contract between p and c); not billed on that edge",
+                    Some(10_000_000_000_000)
+                ),
+                (
+                    "sb",
+                    "5 days of usage by c on uncontracted days (no contract between p and c); not billed on that edge",
+                    Some(25)
+                ),
+                (
+                    "sv",
+                    "31 days of usage by ic on uncontracted days (owned by the vendor: no edge to bill); not billed on that edge",
+                    Some(62)
+                ),
+            ]
+        );
+        // The contracted days are billed: 21 of sa's and none of sb's.
+        let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
+        assert_eq!(usage.days, 21);
     }
 }

@@ -7,8 +7,9 @@
 //! windows with forward-then-backward fill in polars and adds up the
 //! per-account and per-entity byte-days that rating and the outputs need.
 //! All arithmetic is exact: `u64` bytes, `Int128` sums. Metering knows the
-//! directory only for account windows and owners; it knows nothing about
-//! contracts or prices.
+//! directory for account windows and owners, and for the days on which an
+//! owner's usage is uncontracted (whose byte-days it sets apart for rating's
+//! finding); it knows nothing about prices.
 
 mod day;
 
@@ -120,17 +121,32 @@ impl<'a> EntityDays<'a> {
 /// What metering hands to rating and export.
 #[derive(Debug)]
 pub struct Metered {
-    /// One row per (account, day) that counts: account id, owner's entity
-    /// index (null if the account is unknown), day, value (whole bytes, `Int128`).
-    pub account_days: DataFrame,
+    /// How many (account, day) rows count: observed, filled or in a window.
+    pub account_days: usize,
     /// Names of the account ids.
     pub accounts: Interner,
     /// The `account_usage` output, sorted by account.
     pub account_usage: DataFrame,
     /// Daily usage per owning entity (end customers), known accounts only.
     pub entity_days: EntityUsage,
+    /// Usage of known accounts on their owner's uncontracted days, by account id.
+    pub uncontracted: Vec<Uncontracted>,
     /// `gap_filled`, `no_usage_data`, `unknown_storage_account`, `conflicting_samples`.
     pub findings: Vec<Finding>,
+}
+
+/// A storage account's usage on the days its owner's usage is not billed
+/// on every edge ([`Directory::uncontracted_days`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncontracted {
+    /// The account id.
+    pub account: u32,
+    /// Its owner.
+    pub owner: EntityIdx,
+    /// Byte-days on those days.
+    pub byte_days: i128,
+    /// Account days among them.
+    pub days: u32,
 }
 
 /// Settings of metering.
@@ -440,7 +456,7 @@ fn finish_month(
     // ids of the records are all interned already: the directory's
     // accounts without records come after them.
     let recorded = accounts.len();
-    let (known, seen) = std::thread::scope(|scope| {
+    let (known, uncontracted, seen) = std::thread::scope(|scope| {
         let seen = scope.spawn(|| {
             let mut seen: Vec<(u32, Day, Day)> = vec![(0, Day::MAX, Day::MIN); recorded];
             for df in &daily {
@@ -453,9 +469,10 @@ fn finish_month(
             PolarsResult::Ok(seen)
         });
         let known = accounts_frame(dir, &mut accounts, first, end);
-        (known, seen.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        let uncontracted = dir.uncontracted_days(first, end);
+        (known, uncontracted, seen.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
-    let (known, mut seen) = (known?, seen?);
+    let (known, uncontracted, mut seen) = (known?, uncontracted, seen?);
     seen.resize(accounts.len(), (0, Day::MAX, Day::MIN));
     let mut window: Vec<Option<(Day, Day)>> = vec![None; accounts.len()];
     let mut owner_of: Vec<Option<u32>> = vec![None; accounts.len()];
@@ -480,10 +497,10 @@ fn finish_month(
         .collect();
     drop(seen);
 
-    // 5. The days, one run of days per thread: each day's rows split into
-    // those of complete accounts and the others (to fill), and the former
-    // tallied (see [`Tally`]). Entity sums are kept day-major in flat
-    // arrays, so that each run adds to its own rows of them.
+    // 5. The days, one run of days per thread: the rows of complete accounts
+    // are tallied (see [`Tally`]), the others set apart to be filled. Entity
+    // sums are kept day-major in flat arrays, so that each run adds to its
+    // own rows of them.
     let days = month.days() as usize;
     let entities = dir.entities.len();
     let mut entity_bytes = vec![0; days * entities];
@@ -503,7 +520,8 @@ fn finish_month(
         }
     }
     let n = accounts.len();
-    let (complete, owner_of) = (&complete, &owner_of);
+    let owners = Owners { of: &owner_of, uncontracted: &uncontracted, month_first: first };
+    let complete = &complete;
     let ran = std::thread::scope(|scope| {
         let jobs: Vec<_> = runs
             .into_iter()
@@ -512,35 +530,40 @@ fn finish_month(
             .map(|(r, (frames, (entity_bytes, entity_active)))| {
                 scope.spawn(move || {
                     let run_first = first + (r * per_run) as Day;
-                    let mut tally = Tally::new(owner_of, run_first, entities, n, entity_bytes, entity_active);
-                    let (mut plain, mut rest) = (Vec::new(), Vec::new());
-                    tally.add_days(frames, complete, &mut plain, &mut rest)?;
-                    PolarsResult::Ok((plain, rest, tally.totals))
+                    let mut tally = Tally::new(owners, run_first, entities, n, entity_bytes, entity_active);
+                    let mut rest = Vec::new();
+                    tally.add_days(frames, complete, &mut rest)?;
+                    PolarsResult::Ok((rest, tally.totals, tally.rows))
                 })
             })
             .collect();
         jobs.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Vec<_>>()
     });
-    let mut tally = Tally::new(owner_of, first, entities, n, &mut entity_bytes, &mut entity_active);
-    let (mut parts, mut rest) = (Vec::new(), Vec::new());
+    let mut tally = Tally::new(owners, first, entities, n, &mut entity_bytes, &mut entity_active);
+    let mut rest = Vec::new();
     for run in ran {
-        let (plain, r, totals) = run?;
-        parts.extend(plain);
+        let (r, totals, rows) = run?;
         rest.extend(r);
         tally.totals.iter_mut().zip(totals).for_each(|(t, u)| t.merge(u));
+        tally.rows += rows;
     }
-    tally.add_days(spanning, complete, &mut parts, &mut rest)?;
+    tally.add_days(spanning, complete, &mut rest)?;
     let incomplete = known.filter(&!complete_mask(&known, complete)?)?;
     let filled = fill_gaps(rest, incomplete, first)?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "account days filled");
-    let flags = (filled.column(col::OBSERVED)?.bool()?, filled.column(col::FILLED)?.bool()?);
-    parts.push(tally.add(&filled, Some(flags))?);
-    let account_days = concat(parts.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
-        .select([col(col::ACCOUNT_ID), col(col::OWNER_IDX), col(col::DAY), col(col::VALUE)])
-        .collect()?;
-    let totals = tally.totals;
+    tally.add(&filled, Some((filled.column(col::OBSERVED)?.bool()?, filled.column(col::FILLED)?.bool()?)))?;
+    let (totals, account_days) = (tally.totals, tally.rows);
     let entity_days = EntityUsage::from_day_major(entities, days, &entity_bytes, &entity_active);
     drop((entity_bytes, entity_active));
+    let uncontracted_usage = (0..totals.len())
+        .filter(|&id| totals[id].uncontracted_days > 0)
+        .map(|id| Uncontracted {
+            account: id as u32,
+            owner: owner_of[id].expect("uncontracted days are an owner's") as EntityIdx,
+            byte_days: totals[id].uncontracted_byte_days,
+            days: totals[id].uncontracted_days,
+        })
+        .collect();
 
     // Per account: the account_usage output and the account findings.
     let present: Vec<u32> = (0..totals.len() as u32).filter(|&id| totals[id as usize].present).collect();
@@ -577,7 +600,7 @@ fn finish_month(
     if let Some(c) = &conflicts {
         findings.extend(conflict_findings(c, &accounts)?);
     }
-    Ok(Metered { account_days, accounts, account_usage, entity_days, findings })
+    Ok(Metered { account_days, accounts, account_usage, entity_days, uncontracted: uncontracted_usage, findings })
 }
 
 /// Gap fill (spec 2.3) for the accounts not observed on exactly their
@@ -762,25 +785,38 @@ fn day_key(id: Expr, first: Day) -> Expr {
 const KEY_SHIFT: u64 = 1 << 32;
 
 /// What the passes over the account days add up: per account its
-/// byte-days and observed and filled days; per owning entity and day the
-/// sum that rating needs, day-major (`day * entities + entity`) so that a
-/// frame of one day adds to one contiguous row, and a run of days to its
-/// own rows. Indexed by dense ids, this costs a small fraction of the two
-/// polars group-bys it replaces (on a month of a million accounts, 13 s of
-/// a 49 s run).
+/// byte-days, observed and filled days, and those on uncontracted days; per
+/// owning entity and day the sum that rating needs, day-major
+/// (`day * entities + entity`) so that a frame of one day adds to one
+/// contiguous row, and a run of days to its own rows. Indexed by dense ids,
+/// this costs a small fraction of the two polars group-bys it replaces (on a
+/// month of a million accounts, 13 s of a 49 s run).
 struct Tally<'a> {
-    owner_of: &'a [Option<u32>],
+    owners: Owners<'a>,
     /// The day of the first row of the entity arrays.
     first: Day,
     entities: usize,
     totals: Vec<AccountTotals>,
+    /// Account days added.
+    rows: usize,
     entity_bytes: &'a mut [i128],
     entity_active: &'a mut [bool],
 }
 
+/// What a [`Tally`] knows of the accounts' owners.
+#[derive(Clone, Copy)]
+struct Owners<'a> {
+    /// The owner (entity index) of each account id; `None` if unknown.
+    of: &'a [Option<u32>],
+    /// Each entity's uncontracted days ([`Directory::uncontracted_days`]).
+    uncontracted: &'a [u32],
+    /// The first day of the month (bit 0 of the uncontracted days).
+    month_first: Day,
+}
+
 impl<'a> Tally<'a> {
     fn new(
-        owner_of: &'a [Option<u32>],
+        owners: Owners<'a>,
         first: Day,
         entities: usize,
         accounts: usize,
@@ -788,20 +824,22 @@ impl<'a> Tally<'a> {
         entity_active: &'a mut [bool],
     ) -> Self {
         Tally {
-            owner_of,
+            owners,
             first,
             entities,
             totals: vec![AccountTotals::default(); accounts],
+            rows: 0,
             entity_bytes,
             entity_active,
         }
     }
 
-    /// Adds the rows of a frame of account days (with their observed and
-    /// filled flags, or all observed) and returns them with each row's owner.
-    fn add(&mut self, df: &DataFrame, flags: Option<(&BooleanChunked, &BooleanChunked)>) -> PolarsResult<DataFrame> {
-        let ids = df.column(col::ACCOUNT_ID)?.u32()?;
-        let rows = ids
+    /// Adds the rows of a frame of account days, with their observed and
+    /// filled flags (`None`: all observed).
+    fn add(&mut self, df: &DataFrame, flags: Option<(&BooleanChunked, &BooleanChunked)>) -> PolarsResult<()> {
+        let rows = df
+            .column(col::ACCOUNT_ID)?
+            .u32()?
             .into_no_null_iter()
             .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
             .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter());
@@ -812,67 +850,54 @@ impl<'a> Tally<'a> {
                     .map(|(((id, day), value), (o, f))| (id, day, value, o == Some(true), f == Some(true))),
             ),
         }
-        let owners = || ids.into_no_null_iter().map(|id| self.owner_of[id as usize]);
-        // Unknown accounts (no owner) are rare: without them, no validity.
-        let owners = match owners().collect::<Option<Vec<u32>>>() {
-            Some(all) => UInt32Chunked::from_vec(col::OWNER_IDX.into(), all),
-            None => UInt32Chunked::from_iter_options(col::OWNER_IDX.into(), owners()),
-        };
-        let mut df = df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?;
-        df.with_column(owners.into_column())?;
-        Ok(df)
+        Ok(())
     }
 
-    /// Splits each of `frames` (daily values) into the rows of accounts
-    /// marked in `complete`, which are added and go to `plain` with their
-    /// owner, and the others, which go to `rest` to be filled.
-    fn add_days(
-        &mut self,
-        frames: Vec<DataFrame>,
-        complete: &[bool],
-        plain: &mut Vec<DataFrame>,
-        rest: &mut Vec<DataFrame>,
-    ) -> PolarsResult<()> {
+    /// Adds the rows of `frames` (daily values) of the accounts marked in
+    /// `complete`; those of the others go to `rest`, to be filled.
+    fn add_days(&mut self, frames: Vec<DataFrame>, complete: &[bool], rest: &mut Vec<DataFrame>) -> PolarsResult<()> {
         for df in frames {
-            let (p, r) = split_complete(df, complete)?;
-            plain.extend(p.map(|p| self.add(&p, None)).transpose()?);
-            rest.extend(r);
+            let ids = df.column(col::ACCOUNT_ID)?.u32()?;
+            let mut others = 0;
+            let rows = ids
+                .into_no_null_iter()
+                .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
+                .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter())
+                .filter(|&((id, _), _)| {
+                    let keep = complete[id as usize];
+                    others += usize::from(!keep);
+                    keep
+                })
+                .map(|((id, day), value)| (id, day, value, true, false));
+            self.add_rows(rows);
+            if others > 0 {
+                rest.push(df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?.filter(&!complete_mask(&df, complete)?)?);
+            }
         }
         Ok(())
     }
 
     /// Adds rows of (account id, day, value, observed, filled).
     fn add_rows(&mut self, rows: impl Iterator<Item = (u32, Day, i128, bool, bool)>) {
+        let Owners { of, uncontracted, month_first } = self.owners;
         for (id, day, value, observed, filled) in rows {
+            self.rows += 1;
             let t = &mut self.totals[id as usize];
             t.present = true;
             t.byte_days += value;
             t.observed_days += u32::from(observed);
             t.filled_days += u32::from(filled);
-            if let Some(o) = self.owner_of[id as usize] {
+            if let Some(o) = of[id as usize] {
                 let slot = (day - self.first) as usize * self.entities + o as usize;
                 self.entity_bytes[slot] += value;
                 self.entity_active[slot] = true;
+                if uncontracted[o as usize] >> (day - month_first) & 1 == 1 {
+                    t.uncontracted_byte_days += value;
+                    t.uncontracted_days += 1;
+                }
             }
         }
     }
-}
-
-/// One frame of daily values (account id, day, value) split into the rows
-/// of accounts marked in `complete` and the others; `None` for a part
-/// without rows. Frames of only one kind (most) are not copied.
-fn split_complete(df: DataFrame, complete: &[bool]) -> PolarsResult<(Option<DataFrame>, Option<DataFrame>)> {
-    let df = df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?;
-    let ids = df.column(col::ACCOUNT_ID)?.u32()?;
-    let kept = ids.into_no_null_iter().filter(|&a| complete[a as usize]).count();
-    Ok(match kept {
-        0 => (None, Some(df)),
-        k if k == df.height() => (Some(df), None),
-        _ => {
-            let mask = complete_mask(&df, complete)?;
-            (Some(df.filter(&mask)?), Some(df.filter(&!&mask)?))
-        }
-    })
 }
 
 /// Whether each row's account is marked in `complete`.
@@ -888,6 +913,8 @@ struct AccountTotals {
     byte_days: i128,
     observed_days: u32,
     filled_days: u32,
+    uncontracted_byte_days: i128,
+    uncontracted_days: u32,
 }
 
 impl AccountTotals {
@@ -897,11 +924,13 @@ impl AccountTotals {
         self.byte_days += other.byte_days;
         self.observed_days += other.observed_days;
         self.filled_days += other.filled_days;
+        self.uncontracted_byte_days += other.uncontracted_byte_days;
+        self.uncontracted_days += other.uncontracted_days;
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::day::{Bail, RUNNING_BUCKETS, Values};
     use super::*;
     use crate::directory::tests::{CONTRACTS, DEALS, ENTITIES, parse};
@@ -918,10 +947,10 @@ mod tests {
     }
 
     /// (account, bucket, day index, hour, bytes, object, row)
-    type Rec = (&'static str, &'static str, i32, i64, u64, u32, u32);
+    pub(crate) type Rec = (&'static str, &'static str, i32, i64, u64, u32, u32);
 
     /// A record frame; accounts and buckets are interned into `ids`.
-    fn frame(recs: &[Rec], ids: &mut Interner) -> DataFrame {
+    pub(crate) fn frame(recs: &[Rec], ids: &mut Interner) -> DataFrame {
         let first = month().first_day();
         let n = recs.len();
         let day: Vec<i32> = recs.iter().map(|r| first + r.2).collect();
