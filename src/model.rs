@@ -198,23 +198,25 @@ impl Charge {
     }
 }
 
-/// One invoice line on one edge of the partner chain.
+/// One invoice line on one edge of the partner chain. Its names and ids are
+/// borrowed from the directory it was rated on: a large month has millions
+/// of them, and none is copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvoiceLine {
+pub struct InvoiceLine<'d> {
     /// Who invoices.
-    pub seller_id: String,
+    pub seller_id: &'d str,
     /// Seller's display name.
-    pub seller_name: String,
+    pub seller_name: &'d str,
     /// Who is invoiced.
-    pub buyer_id: String,
+    pub buyer_id: &'d str,
     /// Buyer's display name.
-    pub buyer_name: String,
+    pub buyer_name: &'d str,
     /// End customer for usage/minimum, the buyer for reserved/overage.
-    pub customer_id: String,
+    pub customer_id: &'d str,
     /// Customer's display name.
-    pub customer_name: String,
+    pub customer_name: &'d str,
     /// Contract the line is billed under.
-    pub contract_id: String,
+    pub contract_id: &'d str,
     /// Kind of charge.
     pub charge: Charge,
     /// TB-months (or TiB-months), 6 decimals.
@@ -228,13 +230,13 @@ pub struct InvoiceLine {
     /// |A| or |C|: days the line covers.
     pub days: u32,
     /// Deal whose special price applies, if any.
-    pub deal_id: Option<String>,
+    pub deal_id: Option<&'d str>,
 }
 
-impl InvoiceLine {
+impl InvoiceLine<'_> {
     /// The output order: seller, buyer, customer, contract, charge.
     pub fn sort_key(&self) -> (&str, &str, &str, &str, Charge) {
-        (&self.seller_id, &self.buyer_id, &self.customer_id, &self.contract_id, self.charge)
+        (self.seller_id, self.buyer_id, self.customer_id, self.contract_id, self.charge)
     }
 }
 

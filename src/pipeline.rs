@@ -416,7 +416,7 @@ async fn drop_findings(
     config: &Config,
     out: &Store,
     month: BillingMonth,
-    lines: &[crate::model::InvoiceLine],
+    lines: &[crate::model::InvoiceLine<'_>],
 ) -> Result<Vec<Finding>, Error> {
     let Some(share) = config.total_drop_share else { return Ok(Vec::new()) };
     let Some(prev) = export::read_latest(out, month.previous()).await? else { return Ok(Vec::new()) };

@@ -27,9 +27,9 @@ pub struct RateOptions {
 
 /// Invoice lines in output order, and rating findings.
 #[derive(Debug)]
-pub struct Rated {
+pub struct Rated<'d> {
     /// Sorted by seller, buyer, customer, contract, charge.
-    pub lines: Vec<InvoiceLine>,
+    pub lines: Vec<InvoiceLine<'d>>,
     /// `deal_registration_missing`, `allocation_exceeds_reserved`, `uncontracted_usage`.
     pub findings: Vec<Finding>,
 }
@@ -39,7 +39,7 @@ const DEAL_THRESHOLD_TB: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 
 /// Rates the month. Rating cannot fail: its inputs were validated and
 /// metered before.
-pub fn rate(dir: &Directory, metered: &Metered, opts: RateOptions) -> Rated {
+pub fn rate<'d>(dir: &'d Directory, metered: &Metered, opts: RateOptions) -> Rated<'d> {
     let ctx = Ctx::new(dir, &metered.entity_days, opts);
     // The findings need no lines: they are worked out on a second thread.
     let (lines, findings) = std::thread::scope(|scope| {
@@ -66,9 +66,11 @@ pub fn directory_findings(dir: &Directory, opts: RateOptions) -> Vec<Finding> {
     findings
 }
 
-struct Ctx<'a> {
+/// What rating works from: `'a` is the directory's lifetime, which the
+/// lines borrow their names from.
+struct Ctx<'a, 'u> {
     dir: &'a Directory,
-    days: &'a EntityUsage,
+    days: &'u EntityUsage,
     /// Sum of the subtree's daily bytes, at `entity * d + day`.
     subtree_bytes: Vec<i128>,
     first: Day,
@@ -77,8 +79,8 @@ struct Ctx<'a> {
     unit: Unit,
 }
 
-impl<'a> Ctx<'a> {
-    fn new(dir: &'a Directory, days: &'a EntityUsage, opts: RateOptions) -> Self {
+impl<'a, 'u> Ctx<'a, 'u> {
+    fn new(dir: &'a Directory, days: &'u EntityUsage, opts: RateOptions) -> Self {
         let d = opts.month.days() as usize;
         let mut subtree_bytes = vec![0i128; dir.entities.len() * d];
         for e in days.entities() {
@@ -117,7 +119,7 @@ impl<'a> Ctx<'a> {
 
     /// Every invoice line of the month, sorted by seller, buyer, customer,
     /// contract and charge.
-    fn lines(&self) -> Vec<InvoiceLine> {
+    fn lines(&self) -> Vec<InvoiceLine<'a>> {
         // Lines are ordered by the ranks by id of their seller, buyer and
         // customer, integers instead of strings.
         let rank = &self.dir.id_rank;
@@ -167,7 +169,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The lines of contract `k`, the `position`th in (seller, buyer, id) order.
-    fn rate_contract(&self, k: &Contract, position: u32, rank: &[u32], out: &mut LineSink) {
+    fn rate_contract(&self, k: &'a Contract, position: u32, rank: &[u32], out: &mut LineSink<'a>) {
         let Some((a0, a1)) = k.days_within(self.first, self.end) else {
             return;
         };
@@ -175,24 +177,24 @@ impl<'a> Ctx<'a> {
         let n_a = (to - from) as u32;
         let seller = &self.dir.entities[k.seller];
         let buyer = &self.dir.entities[k.buyer];
-        let mut line = |customer: EntityIdx, charge, quantity, price, days, deal_id: Option<&str>| {
+        let mut line = |customer: EntityIdx, charge, quantity, price, days, deal_id: Option<&'a str>| {
             let c = &self.dir.entities[customer];
             out.keys.push((rank[k.seller], rank[k.buyer], rank[customer], position, charge));
             out.lines.push(InvoiceLine {
-                seller_id: seller.id.clone(),
-                seller_name: seller.name.clone(),
-                buyer_id: buyer.id.clone(),
-                buyer_name: buyer.name.clone(),
-                customer_id: c.id.clone(),
-                customer_name: c.name.clone(),
-                contract_id: k.id.clone(),
+                seller_id: seller.id.as_str(),
+                seller_name: seller.name.as_str(),
+                buyer_id: buyer.id.as_str(),
+                buyer_name: buyer.name.as_str(),
+                customer_id: c.id.as_str(),
+                customer_name: c.name.as_str(),
+                contract_id: k.id.as_str(),
                 charge,
                 quantity,
                 unit_price: price,
                 amount: money::amount(quantity, price),
                 currency: k.currency,
                 days,
-                deal_id: deal_id.map(str::to_owned),
+                deal_id,
             });
         };
         match &k.model {
@@ -377,12 +379,12 @@ impl<'a> Ctx<'a> {
 
 /// Invoice lines with their place in the output: the ranks by id of
 /// seller, buyer and customer, the contract's position, the charge.
-struct LineSink {
-    lines: Vec<InvoiceLine>,
+struct LineSink<'d> {
+    lines: Vec<InvoiceLine<'d>>,
     keys: Vec<(u32, u32, u32, u32, Charge)>,
 }
 
-impl LineSink {
+impl LineSink<'_> {
     fn with_capacity(n: usize) -> Self {
         LineSink { lines: Vec::with_capacity(n), keys: Vec::with_capacity(n) }
     }
@@ -458,7 +460,7 @@ mod tests {
         (0..31).map(|i| (i, tb * 1_000_000_000_000)).collect()
     }
 
-    fn rate_it(dir: &Directory, m: &Metered) -> Rated {
+    fn rate_it<'d>(dir: &'d Directory, m: &Metered) -> Rated<'d> {
         rate(dir, m, RateOptions { month: month(), unit: Unit::Tb })
     }
 

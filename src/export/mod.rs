@@ -81,7 +81,7 @@ impl Tables {
     pub fn build(
         month: BillingMonth,
         unit: Unit,
-        lines: &[InvoiceLine],
+        lines: &[InvoiceLine<'_>],
         account_usage: &DataFrame,
         findings: &[Finding],
     ) -> Result<Tables, ExportError> {
@@ -180,21 +180,21 @@ pub fn decimal_column(
         .into_column())
 }
 
-fn invoice_lines_frame(month: BillingMonth, unit: Unit, lines: &[InvoiceLine]) -> PolarsResult<DataFrame> {
+fn invoice_lines_frame(month: BillingMonth, unit: Unit, lines: &[InvoiceLine<'_>]) -> PolarsResult<DataFrame> {
     let n = lines.len();
     let price_scale = lines.iter().map(|l| l.unit_price.scale()).max().unwrap_or(AMOUNT_SCALE).max(AMOUNT_SCALE);
-    let s = |f: fn(&InvoiceLine) -> &str| lines.iter().map(f).collect::<Vec<_>>();
+    let s = |f: for<'l> fn(&'l InvoiceLine<'_>) -> &'l str| lines.iter().map(f).collect::<Vec<_>>();
     DataFrame::new(
         n,
         vec![
             Column::new("billing_month".into(), vec![month.to_string(); n]),
-            Column::new("seller_id".into(), s(|l| &l.seller_id)),
-            Column::new("seller_name".into(), s(|l| &l.seller_name)),
-            Column::new("buyer_id".into(), s(|l| &l.buyer_id)),
-            Column::new("buyer_name".into(), s(|l| &l.buyer_name)),
-            Column::new("customer_id".into(), s(|l| &l.customer_id)),
-            Column::new("customer_name".into(), s(|l| &l.customer_name)),
-            Column::new("contract_id".into(), s(|l| &l.contract_id)),
+            Column::new("seller_id".into(), s(|l| l.seller_id)),
+            Column::new("seller_name".into(), s(|l| l.seller_name)),
+            Column::new("buyer_id".into(), s(|l| l.buyer_id)),
+            Column::new("buyer_name".into(), s(|l| l.buyer_name)),
+            Column::new("customer_id".into(), s(|l| l.customer_id)),
+            Column::new("customer_name".into(), s(|l| l.customer_name)),
+            Column::new("contract_id".into(), s(|l| l.contract_id)),
             Column::new("charge".into(), s(|l| l.charge.as_str())),
             decimal_column("quantity", lines.iter().map(|l| Some(l.quantity)), QUANTITY_SCALE)?,
             Column::new("unit".into(), vec![unit.line_unit(); n]),
@@ -202,7 +202,7 @@ fn invoice_lines_frame(month: BillingMonth, unit: Unit, lines: &[InvoiceLine]) -
             decimal_column("amount", lines.iter().map(|l| Some(l.amount)), AMOUNT_SCALE)?,
             Column::new("currency".into(), s(|l| l.currency.as_str())),
             Column::new("days".into(), lines.iter().map(|l| l.days).collect::<Vec<u32>>()),
-            Column::new("deal_id".into(), lines.iter().map(|l| l.deal_id.as_deref()).collect::<Vec<_>>()),
+            Column::new("deal_id".into(), lines.iter().map(|l| l.deal_id).collect::<Vec<_>>()),
         ],
     )
 }
