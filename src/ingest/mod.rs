@@ -92,8 +92,8 @@ pub struct Ingested {
 /// The records of one object, handed on as soon as it is parsed.
 #[derive(Debug)]
 pub struct Batch {
-    /// Records of the month, the columns of [`record_columns`]: one frame
-    /// per day that has records, in day order, each holding only that day.
+    /// Records of the month, the columns of [`record_columns`]: frames in
+    /// day order, each holding records of one day (a day may have several).
     pub days: Vec<DataFrame>,
     /// Object key.
     pub object: String,
@@ -655,7 +655,7 @@ impl RecordSink {
     }
 
     /// The kept records as frames with the columns of [`record_columns`],
-    /// one per day that has records, in day order, their ids mapped to the
+    /// in day order, each of one day, their ids mapped to the
     /// run's `accounts` and `buckets`; and the object's findings.
     fn finish(
         self,
@@ -665,13 +665,11 @@ impl RecordSink {
     ) -> PolarsResult<(Vec<DataFrame>, Vec<Finding>)> {
         let to_run = |local: &Interner, run: &mut Interner| local.names().map(|n| run.id(n)).collect::<Vec<u32>>();
         let (account_ids, bucket_ids) = (to_run(&self.accounts, accounts), to_run(&self.buckets, buckets));
+        // A frame per chunk: stacking a day's chunks into one frame would
+        // spell out their one-value (scalar) columns.
         let mut days = Vec::new();
-        for chunks in self.days.into_iter().filter(|c| !c.is_empty()) {
-            let mut chunks = chunks.into_iter();
-            let mut frame = chunks.next().expect("not empty").into_frame(&account_ids, &bucket_ids)?;
-            for c in chunks {
-                frame.vstack_mut_owned(c.into_frame(&account_ids, &bucket_ids)?)?;
-            }
+        for chunk in self.days.into_iter().flatten() {
+            let mut frame = chunk.into_frame(&account_ids, &bucket_ids)?;
             let n = frame.height();
             frame.with_column(Column::new_scalar(col::OBJECT.into(), Scalar::from(object_seq), n))?;
             days.push(frame.select(record_columns())?);

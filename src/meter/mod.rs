@@ -237,7 +237,8 @@ impl DayMeter {
     /// one day's records (as ingestion hands them on).
     pub fn push_days(&mut self, days: Vec<DataFrame>, complete_before: Day) -> Result<(), MeterError> {
         for records in days.into_iter().filter(|r| r.height() > 0) {
-            let day = records.column(col::DAY)?.i32()?.get(0).expect("not empty");
+            // The first value, read without spelling out a scalar column.
+            let day = records.column(col::DAY)?.get(0)?.extract::<Day>().expect("a day");
             self.open.entry(day).or_default().push(records);
         }
         if complete_before == Day::MAX {
