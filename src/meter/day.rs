@@ -2,9 +2,10 @@
 //! (account and bucket ids, timestamps, bytes) to one daily value per
 //! account, without a group-by.
 //!
-//! The running kernel handles records whose timestamps do not go back
-//! within an account (as exports are written), the listing kernel any
-//! order; both give up on what only the general polars path in the parent
+//! The one-snapshot kernel handles a day of one bucket and one timestamp
+//! (a daily export), the running kernel records whose timestamps do not go
+//! back within an account (as exports are written), the listing kernel any
+//! order; all give up on what only the general polars path in the parent
 //! module can do (repeated keys, sums above 64 bits). State is indexed by
 //! account id and reused from day to day.
 
@@ -179,6 +180,8 @@ fn frame_chunks<'a>(df: &'a DataFrame, held: &'a mut Held) -> PolarsResult<Optio
 pub(super) struct SinglePass {
     running: Vec<Running>,
     listed: Vec<AccountDay>,
+    /// The generation in which each account last had a record (the one-snapshot kernel).
+    seen: Vec<u32>,
     /// Accounts with records in the current day, in order of appearance.
     touched: Vec<u32>,
     generation: u32,
@@ -195,9 +198,10 @@ impl SinglePass {
     /// This is the hot loop of a large month: a group-by over (account,
     /// timestamp) in polars costs several times more, because it hashes every
     /// record's key into a table of about a million groups, where here each
-    /// record indexes its account's state by id. Days whose records come in
-    /// time order per account (as exports are written) take the running
-    /// kernel, the others the listing one. The result is the frame the
+    /// record indexes its account's state by id. Days of one bucket and one
+    /// timestamp (daily exports) take the one-snapshot kernel, days whose
+    /// records come in time order per account (as exports are written) the
+    /// running kernel, the others the listing one. The result is the frame the
     /// polars path produces, up to row order; property tests hold them equal.
     ///
     /// The frames are read as they are, not stacked: stacking would write
@@ -213,14 +217,15 @@ impl SinglePass {
             accounts = accounts.max(df.column(col::ACCOUNT_ID)?.u32()?.max().map_or(0, |m| m as usize + 1));
             chunks.extend(of_frame);
         }
-        let values = match self.running(&chunks, accounts, method) {
-            Ok(values) => values,
-            Err(Bail::Order) => match self.listed(&chunks, accounts, method) {
+        let values =
+            match self.one_snapshot(&chunks, accounts).unwrap_or_else(|| self.running(&chunks, accounts, method)) {
                 Ok(values) => values,
-                Err(_) => return Ok(None),
-            },
-            Err(Bail::General) => return Ok(None),
-        };
+                Err(Bail::Order) => match self.listed(&chunks, accounts, method) {
+                    Ok(values) => values,
+                    Err(_) => return Ok(None),
+                },
+                Err(Bail::General) => return Ok(None),
+            };
         let n = self.touched.len();
         Ok(Some(DataFrame::new(
             n,
@@ -237,6 +242,39 @@ impl SinglePass {
         self.generation += 1;
         self.touched.clear();
         self.generation
+    }
+
+    /// The one-snapshot kernel, for a day whose records all carry one
+    /// bucket and one timestamp (a daily export without buckets): each
+    /// account's daily value is the bytes of its one record, by either
+    /// method. An account with a second record repeats a key, which only
+    /// the general path handles. `None` if the records are not of that
+    /// kind. Its state is one generation per account, not a [`Running`].
+    pub(super) fn one_snapshot(&mut self, chunks: &[Columns], accounts: usize) -> Option<Result<Vec<i128>, Bail>> {
+        let &(_, Values::Same(bucket), Values::Same(ts), _) = chunks.first()? else { return None };
+        if !chunks
+            .iter()
+            .all(|&(_, b, t, _)| matches!((b, t), (Values::Same(b), Values::Same(t)) if b == bucket && t == ts))
+        {
+            return None;
+        }
+        if accounts > self.seen.len() {
+            self.seen.resize(accounts, 0);
+        }
+        let generation = self.start();
+        let mut values = Vec::with_capacity(chunks.iter().map(|c| c.0.len()).sum());
+        for &(account, _, _, bytes) in chunks {
+            for (&a, &v) in account.iter().zip(bytes) {
+                let seen = &mut self.seen[a as usize];
+                if *seen == generation {
+                    return Some(Err(Bail::General)); // a repeated key: last wins applies
+                }
+                *seen = generation;
+                self.touched.push(a);
+                values.push(i128::from(v));
+            }
+        }
+        Some(Ok(values))
     }
 
     /// The running kernel: one flat state per account, for records whose

@@ -1195,6 +1195,49 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// A day of a daily export read in several objects: every frame has
+        /// the one bucket and the one timestamp as scalar columns, and the
+        /// one-snapshot kernel takes it. It equals the polars path; an
+        /// account in two objects repeats a key and is left to that path.
+        #[test]
+        fn one_snapshot_days_equal_polars_and_defer_repeated_accounts(
+            objects in proptest::collection::vec(proptest::collection::btree_map(0usize..8, 0u64..u64::MAX / 2, 1..6), 1..5),
+            max in proptest::bool::ANY,
+        ) {
+            let accounts = ["sa", "sb", "sc", "sd", "se", "sf", "sg", "sh"];
+            let mut ids = Interner::default();
+            let (mut all, mut frames) = (Vec::new(), Vec::new());
+            for (o, values) in objects.iter().enumerate() {
+                let recs: Vec<Rec> = values.iter().map(|(&a, &v)| (accounts[a], "", 3, 0, v, o as u32, a as u32)).collect();
+                let mut f = frame(&recs, &mut ids);
+                let n = f.height();
+                for name in [col::BUCKET, col::TS, col::DAY] {
+                    let value = f.column(name).unwrap().get(0).unwrap().into_static();
+                    f.with_column(Column::new_scalar(name.into(), Scalar::new(value.dtype(), value), n)).unwrap();
+                }
+                frames.push(f);
+                all.extend(recs);
+            }
+            let mut sp = SinglePass::default();
+            let chunks: Vec<_> = frames.iter().map(|f| {
+                let (a, b) = (f.column(col::ACCOUNT_ID).unwrap().u32().unwrap(), f.column(col::BYTES).unwrap().u64().unwrap());
+                (a.cont_slice().unwrap(), Values::Same(0), Values::Same(0), b.cont_slice().unwrap())
+            }).collect();
+            prop_assert!(sp.one_snapshot(&chunks, ids.len()).is_some(), "the kernel takes a day of one bucket and timestamp");
+            let method = if max { DailyMethod::Max } else { DailyMethod::Mean };
+            let sort = |df: DataFrame| df.sort([col::ACCOUNT_ID], SortMultipleOptions::default()).unwrap();
+            let fast = SinglePass::default().reduce(&frames, method).unwrap().map(sort);
+            let repeated = all.len() > all.iter().map(|r| r.0).collect::<std::collections::BTreeSet<_>>().len();
+            prop_assert_eq!(fast.is_none(), repeated);
+            if let Some(fast) = fast {
+                let general = sort(DayReducer::new(opts(method)).reduce_day(frame(&all, &mut ids).lazy()).unwrap());
+                prop_assert!(fast.equals(&general));
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// Metering day by day as a stream, closing days as soon as later
         /// chunks cannot touch them, equals metering the month at once.
