@@ -477,14 +477,17 @@ fn finish_month(
     seen.resize(accounts.len(), (0, Day::MAX, Day::MIN));
     let mut window: Vec<Option<(Day, Day)>> = vec![None; accounts.len()];
     let mut owner_of: Vec<Option<u32>> = vec![None; accounts.len()];
+    // The directory's account of each id (the rows of `known` are in directory order).
+    let mut listed: Vec<Option<u32>> = vec![None; accounts.len()];
     {
         let ids = known.column(col::ACCOUNT_ID)?.u32()?.into_no_null_iter();
         let owners = known.column(col::OWNER_IDX)?.u32()?.into_no_null_iter();
         let starts = known.column(WIN_START)?.i32()?.into_no_null_iter();
         let ends = known.column(WIN_END)?.i32()?.into_no_null_iter();
-        for (((id, owner), start), end) in ids.zip(owners).zip(starts).zip(ends) {
+        for ((((row, id), owner), start), end) in (0..).zip(ids).zip(owners).zip(starts).zip(ends) {
             window[id as usize] = Some((start, end));
             owner_of[id as usize] = Some(owner);
+            listed[id as usize] = Some(row);
         }
     }
 
@@ -566,36 +569,32 @@ fn finish_month(
         })
         .collect();
 
-    // Per account: the account_usage output and the account findings.
-    let present: Vec<u32> = (0..totals.len() as u32).filter(|&id| totals[id as usize].present).collect();
+    // Per account: the account_usage output and the account findings, in
+    // the order of the accounts' names. Ids are mostly interned in name
+    // order (as exports list accounts), which the sort finds in one pass.
+    let mut present: Vec<u32> = (0..totals.len() as u32).filter(|&id| totals[id as usize].present).collect();
+    present.sort_unstable_by(|&a, &b| accounts.name(a).cmp(accounts.name(b)));
+    let total = |f: fn(&AccountTotals) -> u32| present.iter().map(|&id| f(&totals[id as usize])).collect::<Vec<_>>();
+    let listed: Vec<Option<&crate::directory::StorageAccount>> =
+        present.iter().map(|&id| listed[id as usize].map(|row| &dir.accounts[row as usize])).collect();
     let per_account = DataFrame::new(
         present.len(),
         vec![
-            Column::new(col::ACCOUNT_ID.into(), &present),
+            Column::new(col::ACCOUNT.into(), present.iter().map(|&id| accounts.name(id)).collect::<Vec<_>>()),
+            Column::new(
+                col::OWNER.into(),
+                listed.iter().map(|a| a.map(|a| dir.entities[a.owner].id.as_str())).collect::<Vec<_>>(),
+            ),
+            Column::new(COMPANY.into(), listed.iter().map(|a| a.map(|a| a.company_name.as_str())).collect::<Vec<_>>()),
             Int128Chunked::from_iter_values(
                 "byte_days".into(),
                 present.iter().map(|&id| totals[id as usize].byte_days),
             )
             .into_column(),
-            Column::new(
-                "observed_days".into(),
-                present.iter().map(|&id| totals[id as usize].observed_days).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "filled_days".into(),
-                present.iter().map(|&id| totals[id as usize].filled_days).collect::<Vec<_>>(),
-            ),
+            Column::new("observed_days".into(), total(|t| t.observed_days)),
+            Column::new("filled_days".into(), total(|t| t.filled_days)),
         ],
-    )?
-    .lazy()
-    .join(
-        known.lazy().select([col(col::ACCOUNT_ID), col(col::OWNER), col(COMPANY)]),
-        [col(col::ACCOUNT_ID)],
-        [col(col::ACCOUNT_ID)],
-        JoinArgs::new(JoinType::Left),
-    )
-    .collect()?;
-    let per_account = with_names(per_account, &accounts)?.sort([col::ACCOUNT], SortMultipleOptions::default())?;
+    )?;
     let (account_usage, mut findings) = account_outputs(&per_account, month, opts.unit)?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "account usage built");
     if let Some(c) = &conflicts {
@@ -680,21 +679,17 @@ pub fn with_names(mut df: DataFrame, accounts: &Interner) -> PolarsResult<DataFr
     Ok(df)
 }
 
-/// Known accounts with id, owner (entity index and id), company and window
-/// clipped to `[first, end)`.
+/// Known accounts, in directory order, with id, owner (entity index) and
+/// window clipped to `[first, end)`.
 fn accounts_frame(dir: &Directory, accounts: &mut Interner, first: Day, end: Day) -> PolarsResult<DataFrame> {
     let n = dir.accounts.len();
     let mut ids = Vec::with_capacity(n);
     let mut owner_idx = Vec::with_capacity(n);
-    let mut owners = Vec::with_capacity(n);
-    let mut companies = Vec::with_capacity(n);
     let mut starts = Vec::with_capacity(n);
     let mut ends = Vec::with_capacity(n);
     for a in &dir.accounts {
         ids.push(accounts.id(&a.id));
         owner_idx.push(a.owner as u32);
-        owners.push(dir.entities[a.owner].id.as_str());
-        companies.push(a.company_name.as_str());
         starts.push(a.created_on.map_or(first, |c| c.max(first)));
         ends.push(a.deleted_on.map_or(end, |d| d.min(end)));
     }
@@ -703,8 +698,6 @@ fn accounts_frame(dir: &Directory, accounts: &mut Interner, first: Day, end: Day
         vec![
             Column::new(col::ACCOUNT_ID.into(), ids),
             Column::new(col::OWNER_IDX.into(), owner_idx),
-            Column::new(col::OWNER.into(), owners),
-            Column::new(COMPANY.into(), companies),
             Column::new(WIN_START.into(), starts),
             Column::new(WIN_END.into(), ends),
         ],
