@@ -506,21 +506,21 @@ mod tests {
         let z: Vec<_> = (9..31).map(|i| (i, 2_000_000_000_000)).collect();
         let r = rate_it(&dir, &metered_with(&dir, &[("z", &z), ("c", &full_month(1))]));
         let vendor_z = r.lines.iter().find(|l| l.contract_id == "K4" && l.charge == Charge::Usage).unwrap();
-        assert_eq!((vendor_z.unit_price, vendor_z.deal_id.as_deref()), (dec("6.50"), Some("D1")));
+        assert_eq!((vendor_z.unit_price, vendor_z.deal_id), (dec("6.50"), Some("D1")));
         let msp_z = r.lines.iter().find(|l| l.contract_id == "K5").unwrap();
-        assert_eq!((msp_z.unit_price, msp_z.deal_id.as_deref()), (dec("12.00"), None));
+        assert_eq!((msp_z.unit_price, msp_z.deal_id), (dec("12.00"), None));
         // D3 is for c, but c's vendor edge (K1) is reserved: no per-customer price there.
-        assert!(r.lines.iter().all(|l| l.deal_id.as_deref() != Some("D3")));
+        assert!(r.lines.iter().all(|l| l.deal_id != Some("D3")));
         // A small customer's minimum top-up on the vendor edge carries the deal price too.
         let small: Vec<_> = (9..31).map(|i| (i, 100_000_000_000)).collect();
         let r_small = rate_it(&dir, &metered_with(&dir, &[("z", &small)]));
         let min = r_small.lines.iter().find(|l| l.contract_id == "K4" && l.charge == Charge::Minimum).unwrap();
-        assert_eq!((min.unit_price, min.deal_id.as_deref()), (dec("6.50"), Some("D1")));
+        assert_eq!((min.unit_price, min.deal_id), (dec("6.50"), Some("D1")));
         // Active from Oct 9 instead: D1 is not yet valid on the first day of C.
         let z: Vec<_> = (8..31).map(|i| (i, 2_000_000_000_000)).collect();
         let r = rate_it(&dir, &metered_with(&dir, &[("z", &z)]));
         let vendor_z = r.lines.iter().find(|l| l.contract_id == "K4" && l.charge == Charge::Usage).unwrap();
-        assert_eq!((vendor_z.unit_price, vendor_z.deal_id.as_deref()), (dec("8.00"), None));
+        assert_eq!((vendor_z.unit_price, vendor_z.deal_id), (dec("8.00"), None));
     }
 
     #[test]
