@@ -341,39 +341,45 @@ impl<'a, 'u> Ctx<'a, 'u> {
     }
 
     /// One finding per account with usage on its owner's uncontracted days,
-    /// in account order; the reason is the first uncontracted day's.
+    /// in account order; the reason is the owner's first uncontracted day's.
     fn uncontracted_findings(&self, metered: &Metered) -> Vec<Finding> {
         let dir = self.dir;
         let mut reasons: HashMap<EntityIdx, String> = HashMap::new();
-        let uncontracted = dir.uncontracted_days(self.first, self.end);
         let mut usage: Vec<(&str, &crate::meter::Uncontracted)> =
             metered.uncontracted.iter().map(|u| (metered.accounts.name(u.account), u)).collect();
         usage.sort_unstable_by_key(|&(name, _)| name);
         usage
             .into_iter()
             .map(|(name, u)| {
-                let owner = u.owner;
-                let reason = reasons.entry(owner).or_insert_with(|| {
-                    let day = self.first + uncontracted[owner].trailing_zeros() as Day;
-                    match dir.buyers_up_to_vendor(owner).into_iter().find(|&b| dir.contract_on(b, day).is_none()) {
-                        None => "owned by the vendor: no edge to bill".to_owned(),
-                        Some(b) => {
-                            let parent = dir.entities[b].parent.expect("non-vendor");
-                            format!("no contract between {} and {}", dir.entities[parent].id, dir.entities[b].id)
-                        }
-                    }
-                });
+                let reason = reasons.entry(u.owner).or_insert_with(|| self.uncontracted_reason(u.owner));
                 Finding::new(
                     FindingKind::UncontractedUsage,
                     name,
                     format!(
                         "{} days of usage by {} on uncontracted days ({reason}); not billed on that edge",
-                        u.days, dir.entities[owner].id
+                        u.days, dir.entities[u.owner].id
                     ),
                 )
                 .with_usage(Some(u.byte_days), Some(self.quantity(u.byte_days)))
             })
             .collect()
+    }
+
+    /// Why usage of `owner` is not billed on every edge, as of its first
+    /// uncontracted day.
+    fn uncontracted_reason(&self, owner: EntityIdx) -> String {
+        let dir = self.dir;
+        if owner == dir.vendor {
+            return "owned by the vendor: no edge to bill".to_owned();
+        }
+        let chain = dir.buyers_up_to_vendor(owner);
+        (self.first..self.end)
+            .find_map(|day| chain.iter().copied().find(|&b| dir.contract_on(b, day).is_none()))
+            .map(|b| {
+                let parent = dir.entities[b].parent.expect("non-vendor");
+                format!("no contract between {} and {}", dir.entities[parent].id, dir.entities[b].id)
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -575,7 +575,7 @@ fn finish_month(
     let mut present: Vec<u32> = (0..totals.len() as u32).filter(|&id| totals[id as usize].present).collect();
     present.sort_unstable_by(|&a, &b| accounts.name(a).cmp(accounts.name(b)));
     let total = |f: fn(&AccountTotals) -> u32| present.iter().map(|&id| f(&totals[id as usize])).collect::<Vec<_>>();
-    let listed: Vec<Option<&crate::directory::StorageAccount>> =
+    let of_directory: Vec<Option<&crate::directory::StorageAccount>> =
         present.iter().map(|&id| listed[id as usize].map(|row| &dir.accounts[row as usize])).collect();
     let per_account = DataFrame::new(
         present.len(),
@@ -583,9 +583,12 @@ fn finish_month(
             Column::new(col::ACCOUNT.into(), present.iter().map(|&id| accounts.name(id)).collect::<Vec<_>>()),
             Column::new(
                 col::OWNER.into(),
-                listed.iter().map(|a| a.map(|a| dir.entities[a.owner].id.as_str())).collect::<Vec<_>>(),
+                of_directory.iter().map(|a| a.map(|a| dir.entities[a.owner].id.as_str())).collect::<Vec<_>>(),
             ),
-            Column::new(COMPANY.into(), listed.iter().map(|a| a.map(|a| a.company_name.as_str())).collect::<Vec<_>>()),
+            Column::new(
+                COMPANY.into(),
+                of_directory.iter().map(|a| a.map(|a| a.company_name.as_str())).collect::<Vec<_>>(),
+            ),
             Int128Chunked::from_iter_values(
                 "byte_days".into(),
                 present.iter().map(|&id| totals[id as usize].byte_days),
@@ -1076,6 +1079,17 @@ pub(crate) mod tests {
         (fast, general)
     }
 
+    /// `f` with its bucket, timestamp and day columns as scalar columns of
+    /// their first value, as ingest keeps a column that repeats one value.
+    fn with_scalar_columns(mut f: DataFrame) -> DataFrame {
+        let n = f.height();
+        for name in [col::BUCKET, col::TS, col::DAY] {
+            let value = f.column(name).unwrap().get(0).unwrap().into_static();
+            f.with_column(Column::new_scalar(name.into(), Scalar::new(value.dtype(), value), n)).unwrap();
+        }
+        f
+    }
+
     /// Which kernel takes a day: the running one (`Ok`), the listing one
     /// (`Err(true)`) or none (`Err(false)`).
     fn kernel(recs: &[Rec]) -> Result<(), bool> {
@@ -1168,15 +1182,8 @@ pub(crate) mod tests {
             let mut frames = Vec::new();
             for (o, (&(b, h), (values, scalar))) in objects.iter().enumerate() {
                 let recs: Vec<Rec> = values.iter().map(|(&a, &v)| (accounts[a], buckets[b], 3, h, v, o as u32, a as u32)).collect();
-                let mut f = frame(&recs, &mut ids);
-                if *scalar {
-                    let n = f.height();
-                    for name in [col::BUCKET, col::TS, col::DAY] {
-                        let value = f.column(name).unwrap().get(0).unwrap().into_static();
-                        f.with_column(Column::new_scalar(name.into(), Scalar::new(value.dtype(), value), n)).unwrap();
-                    }
-                }
-                frames.push(f);
+                let f = frame(&recs, &mut ids);
+                frames.push(if *scalar { with_scalar_columns(f) } else { f });
                 all.extend(recs);
             }
             let method = if max { DailyMethod::Max } else { DailyMethod::Mean };
@@ -1203,13 +1210,7 @@ pub(crate) mod tests {
             let (mut all, mut frames) = (Vec::new(), Vec::new());
             for (o, values) in objects.iter().enumerate() {
                 let recs: Vec<Rec> = values.iter().map(|(&a, &v)| (accounts[a], "", 3, 0, v, o as u32, a as u32)).collect();
-                let mut f = frame(&recs, &mut ids);
-                let n = f.height();
-                for name in [col::BUCKET, col::TS, col::DAY] {
-                    let value = f.column(name).unwrap().get(0).unwrap().into_static();
-                    f.with_column(Column::new_scalar(name.into(), Scalar::new(value.dtype(), value), n)).unwrap();
-                }
-                frames.push(f);
+                frames.push(with_scalar_columns(frame(&recs, &mut ids)));
                 all.extend(recs);
             }
             let mut sp = SinglePass::default();
