@@ -675,7 +675,7 @@ fn fill_gaps(daily: Vec<DataFrame>, incomplete: DataFrame, first: Day) -> Polars
 }
 
 /// `df` with the names of its account ids in a `storage_account_id` column.
-pub fn with_names(mut df: DataFrame, accounts: &Interner) -> PolarsResult<DataFrame> {
+fn with_names(mut df: DataFrame, accounts: &Interner) -> PolarsResult<DataFrame> {
     let names: Vec<&str> =
         df.column(col::ACCOUNT_ID)?.u32()?.iter().map(|id| id.map_or("", |id| accounts.name(id))).collect();
     df.with_column(Column::new(col::ACCOUNT.into(), names))?;
@@ -834,17 +834,12 @@ impl<'a> Tally<'a> {
     /// Adds the rows of a frame of account days, with their observed and
     /// filled flags (`None`: all observed).
     fn add(&mut self, df: &DataFrame, flags: Option<(&BooleanChunked, &BooleanChunked)>) -> PolarsResult<()> {
-        let rows = df
-            .column(col::ACCOUNT_ID)?
-            .u32()?
-            .into_no_null_iter()
-            .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
-            .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter());
+        let rows = account_days(df)?;
         match flags {
-            None => self.add_rows(rows.map(|((id, day), value)| (id, day, value, true, false))),
+            None => self.add_rows(rows.map(|(id, day, value)| (id, day, value, true, false))),
             Some((observed, filled)) => self.add_rows(
                 rows.zip(observed.iter().zip(filled.iter()))
-                    .map(|(((id, day), value), (o, f))| (id, day, value, o == Some(true), f == Some(true))),
+                    .map(|((id, day, value), (o, f))| (id, day, value, o == Some(true), f == Some(true))),
             ),
         }
         Ok(())
@@ -854,18 +849,14 @@ impl<'a> Tally<'a> {
     /// `complete`; those of the others go to `rest`, to be filled.
     fn add_days(&mut self, frames: Vec<DataFrame>, complete: &[bool], rest: &mut Vec<DataFrame>) -> PolarsResult<()> {
         for df in frames {
-            let ids = df.column(col::ACCOUNT_ID)?.u32()?;
             let mut others = 0;
-            let rows = ids
-                .into_no_null_iter()
-                .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
-                .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter())
-                .filter(|&((id, _), _)| {
+            let rows = account_days(&df)?
+                .filter(|&(id, _, _)| {
                     let keep = complete[id as usize];
                     others += usize::from(!keep);
                     keep
                 })
-                .map(|((id, day), value)| (id, day, value, true, false));
+                .map(|(id, day, value)| (id, day, value, true, false));
             self.add_rows(rows);
             if others > 0 {
                 rest.push(df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?.filter(&!complete_mask(&df, complete)?)?);
@@ -895,6 +886,17 @@ impl<'a> Tally<'a> {
             }
         }
     }
+}
+
+/// The (account id, day, value) rows of a frame of account days.
+fn account_days(df: &DataFrame) -> PolarsResult<impl Iterator<Item = (u32, Day, i128)> + '_> {
+    Ok(df
+        .column(col::ACCOUNT_ID)?
+        .u32()?
+        .into_no_null_iter()
+        .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
+        .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter())
+        .map(|((id, day), value)| (id, day, value)))
 }
 
 /// Whether each row's account is marked in `complete`.
