@@ -1,20 +1,27 @@
 //! Command-line interface: clap types and the dispatch of subcommands.
 //!
 //! Flags control one invocation (month, log format, reason); the config file
-//! describes the billing run. Every location flag overrides the config.
+//! describes the billing run. Every location flag overrides the config, and
+//! so do the `CAPBILL_S3_*` variables (clap reads them, as `--s3-*` flags).
 //! `CAPBILL_NOW` (RFC 3339) replaces the clock, for tests and for replaying
-//! a night.
+//! a night. The CLI maps its own enums onto the library's; nothing below
+//! it knows clap types, except the presentation enums of `logging` and
+//! `report`.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, Overrides, S3Overrides};
 use crate::error::Error;
+use crate::logging::LogFormat;
 use crate::model::{BillingMonth, DailyMethod, Unit};
-use crate::pipeline::{self, Mode, Request};
-use crate::report;
+use crate::pipeline::{self, Request};
+use crate::report::{self, DiffFormat, DiffLevel};
+use crate::revision::Mode;
+use crate::storage::s3::{ChecksumMode, Secret};
 
 /// capbill: bills the storage usage of an S3-compatible cloud on every edge of its partner channel.
 #[derive(Debug, Parser)]
@@ -26,17 +33,10 @@ pub struct Cli {
     /// Log format on stderr: `auto` is text on a terminal and JSON lines otherwise.
     #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
     pub log_format: LogFormat,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Text on a terminal, JSON lines otherwise.
-    Auto,
-    /// Human-readable text.
-    Text,
-    /// One JSON object per line.
-    Json,
+    /// The clock (RFC 3339) instead of the system time: a testing aid, for
+    /// replaying a night; never set it in production.
+    #[arg(long, env = "CAPBILL_NOW", global = true, hide = true, value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// Subcommands.
@@ -73,13 +73,128 @@ pub struct ConfigArgs {
     pub out: Option<String>,
     /// Capacity unit (overrides the config).
     #[arg(long, value_enum)]
-    pub unit: Option<Unit>,
+    pub unit: Option<UnitArg>,
     /// Daily value of an account: mean or max of the day's snapshots (overrides the config).
     #[arg(long, value_enum)]
-    pub daily_method: Option<DailyMethod>,
+    pub daily_method: Option<DailyMethodArg>,
     /// Skip malformed usage records, reporting each as a finding, instead of stopping.
     #[arg(long)]
     pub skip_bad_records: bool,
+    /// S3 connection settings of this invocation.
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// `--unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnitArg {
+    /// 10^12 bytes.
+    Tb,
+    /// 2^40 bytes.
+    Tib,
+}
+
+impl From<UnitArg> for Unit {
+    fn from(u: UnitArg) -> Unit {
+        match u {
+            UnitArg::Tb => Unit::Tb,
+            UnitArg::Tib => Unit::Tib,
+        }
+    }
+}
+
+/// `--daily-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DailyMethodArg {
+    /// Mean of the day's snapshots.
+    Mean,
+    /// Largest snapshot of the day.
+    Max,
+}
+
+impl From<DailyMethodArg> for DailyMethod {
+    fn from(m: DailyMethodArg) -> DailyMethod {
+        match m {
+            DailyMethodArg::Mean => DailyMethod::Mean,
+            DailyMethodArg::Max => DailyMethod::Max,
+        }
+    }
+}
+
+/// S3 connection settings of one invocation. Each is usually set as its
+/// environment variable (a Kubernetes deployment sets them so); each
+/// overrides the config file's `[s3]` value.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "S3 connection (usually set in the environment)")]
+pub struct S3Args {
+    /// Endpoint URL of an S3-compatible service.
+    #[arg(long = "s3-endpoint-url", env = "CAPBILL_S3_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Region name.
+    #[arg(long = "s3-region", env = "CAPBILL_S3_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Path-style addressing (`true` for most non-AWS servers).
+    #[arg(long = "s3-force-path-style", env = "CAPBILL_S3_FORCE_PATH_STYLE", value_name = "BOOL",
+          value_parser = setting::<bool>("CAPBILL_S3_FORCE_PATH_STYLE"))]
+    pub force_path_style: Option<bool>,
+    /// Request checksums: `when_supported` or `when_required`.
+    #[arg(long = "s3-checksum", env = "CAPBILL_S3_CHECKSUM", value_name = "MODE",
+          value_parser = setting::<ChecksumMode>("CAPBILL_S3_CHECKSUM"))]
+    pub checksum: Option<ChecksumMode>,
+    /// Attempts per request, the first included.
+    #[arg(long = "s3-max-attempts", env = "CAPBILL_S3_MAX_ATTEMPTS", value_name = "N",
+          value_parser = setting::<u32>("CAPBILL_S3_MAX_ATTEMPTS"))]
+    pub max_attempts: Option<u32>,
+    /// Connect timeout in seconds.
+    #[arg(long = "s3-connect-timeout-secs", env = "CAPBILL_S3_CONNECT_TIMEOUT_SECS", value_name = "SECS",
+          value_parser = setting::<u64>("CAPBILL_S3_CONNECT_TIMEOUT_SECS"))]
+    pub connect_timeout_secs: Option<u64>,
+    /// Timeout of one operation, retries included, in seconds.
+    #[arg(long = "s3-operation-timeout-secs", env = "CAPBILL_S3_OPERATION_TIMEOUT_SECS", value_name = "SECS",
+          value_parser = setting::<u64>("CAPBILL_S3_OPERATION_TIMEOUT_SECS"))]
+    pub operation_timeout_secs: Option<u64>,
+    /// Objects fetched at once.
+    #[arg(long = "s3-concurrency", env = "CAPBILL_S3_CONCURRENCY", value_name = "N",
+          value_parser = setting::<usize>("CAPBILL_S3_CONCURRENCY"))]
+    pub concurrency: Option<usize>,
+    /// Profile of the shared AWS config files.
+    #[arg(long = "s3-profile", env = "CAPBILL_S3_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Static access key id (prefer the standard credential chain).
+    #[arg(long = "s3-access-key-id", env = "CAPBILL_S3_ACCESS_KEY_ID", value_name = "ID")]
+    pub access_key_id: Option<String>,
+    /// Static secret access key: set it in the environment only, never as a flag.
+    #[arg(long = "s3-secret-access-key", env = "CAPBILL_S3_SECRET_ACCESS_KEY", hide = true, hide_env_values = true,
+          value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
+    pub secret_access_key: Option<Secret>,
+}
+
+impl From<&S3Args> for S3Overrides {
+    fn from(a: &S3Args) -> S3Overrides {
+        S3Overrides {
+            endpoint_url: a.endpoint_url.clone(),
+            region: a.region.clone(),
+            force_path_style: a.force_path_style,
+            checksum: a.checksum,
+            max_attempts: a.max_attempts,
+            connect_timeout_secs: a.connect_timeout_secs,
+            operation_timeout_secs: a.operation_timeout_secs,
+            concurrency: a.concurrency,
+            profile: a.profile.clone(),
+            access_key_id: a.access_key_id.clone(),
+            secret_access_key: a.secret_access_key.clone(),
+        }
+    }
+}
+
+/// A parser for a setting that names its environment variable when a value
+/// does not parse (clap names only the flag).
+fn setting<T>(variable: &'static str) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    move |s: &str| s.parse().map_err(|e| format!("{e} (set by {variable} or its flag)"))
 }
 
 impl ConfigArgs {
@@ -88,9 +203,10 @@ impl ConfigArgs {
             directory: self.directory.clone(),
             usage: self.usage.clone(),
             out: self.out.clone(),
-            unit: self.unit,
-            daily_method: self.daily_method,
+            unit: self.unit.map(Into::into),
+            daily_method: self.daily_method.map(Into::into),
             skip_bad_records: self.skip_bad_records,
+            s3: S3Overrides::from(&self.s3),
         };
         Config::load(self.config.as_deref(), &overrides)
     }
@@ -116,7 +232,7 @@ impl ConfigArgs {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Billing month, YYYY-MM (UTC). Without it: the nightly job.
-    #[arg(long, value_parser = parse_month)]
+    #[arg(long, value_parser = BillingMonth::from_str)]
     pub month: Option<BillingMonth>,
     /// Write a machine-readable run summary (JSON) here, also when the run fails.
     #[arg(long)]
@@ -130,7 +246,7 @@ pub struct RunArgs {
 #[derive(Debug, clap::Args)]
 pub struct ReprocessArgs {
     /// Billing month, YYYY-MM.
-    #[arg(long, value_parser = parse_month)]
+    #[arg(long, value_parser = BillingMonth::from_str)]
     pub month: BillingMonth,
     /// Why the month is reprocessed (recorded in the manifest).
     #[arg(long)]
@@ -143,29 +259,11 @@ pub struct ReprocessArgs {
     pub config: ConfigArgs,
 }
 
-/// Output format of `diff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DiffFormat {
-    /// Tables for a terminal.
-    Text,
-    /// CSV on stdout (one level, see --level).
-    Csv,
-}
-
-/// Which differences `diff --format csv` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DiffLevel {
-    /// Per invoice line.
-    Lines,
-    /// Per invoice (seller, buyer, currency).
-    Invoices,
-}
-
 /// Flags of `capbill diff`.
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
     /// Billing month, YYYY-MM.
-    #[arg(long, value_parser = parse_month)]
+    #[arg(long, value_parser = BillingMonth::from_str)]
     pub month: BillingMonth,
     /// Older revision (default: the one before --to).
     #[arg(long)]
@@ -188,7 +286,7 @@ pub struct DiffArgs {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Billing month, YYYY-MM (default: every month with outputs).
-    #[arg(long, value_parser = parse_month)]
+    #[arg(long, value_parser = BillingMonth::from_str)]
     pub month: Option<BillingMonth>,
     /// Locations.
     #[command(flatten)]
@@ -199,25 +297,16 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
     /// Month whose contracts the allocation and deal checks look at (default: the current month).
-    #[arg(long, value_parser = parse_month)]
+    #[arg(long, value_parser = BillingMonth::from_str)]
     pub month: Option<BillingMonth>,
     /// Locations (only --directory is read).
     #[command(flatten)]
     pub config: ConfigArgs,
 }
 
-fn parse_month(s: &str) -> Result<BillingMonth, String> {
-    s.parse()
-}
-
-/// The clock: `CAPBILL_NOW` if set (RFC 3339), else the system time.
-pub fn now() -> Result<DateTime<Utc>, ConfigError> {
-    match std::env::var("CAPBILL_NOW") {
-        Ok(s) if !s.is_empty() => DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| ConfigError::Invalid { setting: "CAPBILL_NOW", reason: format!("{s:?}: {e}") }),
-        _ => Ok(Utc::now()),
-    }
+/// Parses the `CAPBILL_NOW` clock (RFC 3339).
+fn parse_now(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
 }
 
 /// `user@host` of this invocation.
@@ -229,10 +318,10 @@ pub fn requested_by() -> String {
 /// Runs the parsed command; prints its result on stdout.
 pub fn execute(cli: Cli) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let now = cli.now.unwrap_or_else(Utc::now);
     match cli.command {
         Command::Run(args) => with_summary("run", args.summary_json.as_deref(), || {
             let config = args.config.load()?;
-            let now = now()?;
             match args.month {
                 Some(month) => {
                     let req = Request { month, mode: Mode::Run, now, requested_by: requested_by() };
@@ -245,7 +334,7 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
         Command::Reprocess(args) => with_summary("reprocess", args.summary_json.as_deref(), || {
             let config = args.config.load()?;
             let mode = Mode::Reprocess { reason: args.reason.clone() };
-            let req = Request { month: args.month, mode, now: now()?, requested_by: requested_by() };
+            let req = Request { month: args.month, mode, now, requested_by: requested_by() };
             Ok((vec![rt.block_on(pipeline::bill_month(&config, &req))?], None))
         }),
         Command::Diff(args) => {
@@ -263,7 +352,7 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
             let config = args.config.load_for_directory()?;
             let month = match args.month {
                 Some(m) => m,
-                None => BillingMonth::containing(now()?.date_naive()),
+                None => BillingMonth::containing(now.date_naive()),
             };
             print!("{}", rt.block_on(report::validate(&config, month))?);
             Ok(())
@@ -285,7 +374,7 @@ fn with_summary(
         Err(e) => (Vec::new(), Some(e)),
     };
     for o in &outcomes {
-        print!("{}", o.summary());
+        print!("{}", report::outcome(o));
     }
     if let Some(path) = path {
         let summary = crate::summary::RunSummary {

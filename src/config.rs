@@ -158,7 +158,7 @@ struct RawBilling {
     skip_bad_records: bool,
 }
 
-/// What flags of one invocation override.
+/// What flags (and their environment variables) of one invocation override.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     /// `--directory`.
@@ -173,6 +173,35 @@ pub struct Overrides {
     pub daily_method: Option<DailyMethod>,
     /// `--skip-bad-records`.
     pub skip_bad_records: bool,
+    /// `CAPBILL_S3_*` (or `--s3-*`).
+    pub s3: S3Overrides,
+}
+
+/// S3 settings given for one invocation: each overrides its `[s3]` value.
+#[derive(Debug, Default, Clone)]
+pub struct S3Overrides {
+    /// `CAPBILL_S3_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// `CAPBILL_S3_REGION`.
+    pub region: Option<String>,
+    /// `CAPBILL_S3_FORCE_PATH_STYLE`.
+    pub force_path_style: Option<bool>,
+    /// `CAPBILL_S3_CHECKSUM`.
+    pub checksum: Option<ChecksumMode>,
+    /// `CAPBILL_S3_MAX_ATTEMPTS`.
+    pub max_attempts: Option<u32>,
+    /// `CAPBILL_S3_CONNECT_TIMEOUT_SECS`.
+    pub connect_timeout_secs: Option<u64>,
+    /// `CAPBILL_S3_OPERATION_TIMEOUT_SECS`.
+    pub operation_timeout_secs: Option<u64>,
+    /// `CAPBILL_S3_CONCURRENCY`.
+    pub concurrency: Option<usize>,
+    /// `CAPBILL_S3_PROFILE`.
+    pub profile: Option<String>,
+    /// `CAPBILL_S3_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `CAPBILL_S3_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<Secret>,
 }
 
 /// Settings that decide what a run bills; their hash goes into the manifest.
@@ -208,18 +237,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `path` (or [`DEFAULT_CONFIG`] if it exists), the `CAPBILL_S3_*`
-    /// environment, and applies the overrides.
+    /// Reads `path` (or [`DEFAULT_CONFIG`] if it exists) and applies the
+    /// overrides of this invocation (flags and `CAPBILL_S3_*` variables,
+    /// which the CLI reads).
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        Self::load_with_env(path, overrides, &|name| std::env::var(name).ok())
-    }
-
-    /// [`Config::load`] with an explicit environment (for tests).
-    pub fn load_with_env(
-        path: Option<&Path>,
-        overrides: &Overrides,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
         let (raw, base) = match path {
             Some(p) => (read(p)?, p.parent().map(Path::to_path_buf)),
             None if Path::new(DEFAULT_CONFIG).is_file() => {
@@ -251,7 +272,7 @@ impl Config {
                 daily_method: overrides.daily_method.unwrap_or(raw.billing.daily_method),
                 skip_bad_records: overrides.skip_bad_records || raw.billing.skip_bad_records,
             },
-            s3: s3_settings(raw.s3, env)?,
+            s3: s3_settings(raw.s3, &overrides.s3),
             grace_days: raw.operations.grace_days.unwrap_or(3),
             lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(120).max(1))),
             total_drop_share: match (raw.alerts.total_drop_check.unwrap_or(true), raw.alerts.total_drop_share) {
@@ -274,44 +295,24 @@ impl Config {
     }
 }
 
-/// `[s3]` values, each overridden by its `CAPBILL_S3_<NAME>` variable.
-fn s3_settings(raw: RawS3, env: &dyn Fn(&str) -> Option<String>) -> Result<S3Settings, ConfigError> {
-    fn var<T: std::str::FromStr>(
-        env: &dyn Fn(&str) -> Option<String>,
-        setting: &'static str,
-        file: Option<T>,
-    ) -> Result<Option<T>, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match env(setting).filter(|v| !v.is_empty()) {
-            None => Ok(file),
-            Some(v) => v.parse().map(Some).map_err(|e| ConfigError::Invalid { setting, reason: format!("{v:?}: {e}") }),
-        }
-    }
+/// `[s3]` values, each overridden by the invocation's.
+fn s3_settings(raw: RawS3, o: &S3Overrides) -> S3Settings {
     let d = S3Settings::default();
     let secs = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_secs);
-    let secret =
-        env("CAPBILL_S3_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()).map(Secret::new).or(raw.secret_access_key);
-    Ok(S3Settings {
-        endpoint_url: var(env, "CAPBILL_S3_ENDPOINT_URL", raw.endpoint_url)?,
-        region: var(env, "CAPBILL_S3_REGION", raw.region)?,
-        force_path_style: var(env, "CAPBILL_S3_FORCE_PATH_STYLE", raw.force_path_style)?.unwrap_or(d.force_path_style),
-        checksum: var(env, "CAPBILL_S3_CHECKSUM", raw.checksum)?.unwrap_or(d.checksum),
-        max_attempts: var(env, "CAPBILL_S3_MAX_ATTEMPTS", raw.max_attempts)?.unwrap_or(d.max_attempts),
-        connect_timeout: secs(
-            var(env, "CAPBILL_S3_CONNECT_TIMEOUT_SECS", raw.connect_timeout_secs)?,
-            d.connect_timeout,
-        ),
-        operation_timeout: secs(
-            var(env, "CAPBILL_S3_OPERATION_TIMEOUT_SECS", raw.operation_timeout_secs)?,
-            d.operation_timeout,
-        ),
-        concurrency: var(env, "CAPBILL_S3_CONCURRENCY", raw.concurrency)?.unwrap_or(d.concurrency).max(1),
-        profile: var(env, "CAPBILL_S3_PROFILE", raw.profile)?,
-        access_key_id: var(env, "CAPBILL_S3_ACCESS_KEY_ID", raw.access_key_id)?,
-        secret_access_key: secret,
-    })
+    let o = o.clone();
+    S3Settings {
+        endpoint_url: o.endpoint_url.or(raw.endpoint_url),
+        region: o.region.or(raw.region),
+        force_path_style: o.force_path_style.or(raw.force_path_style).unwrap_or(d.force_path_style),
+        checksum: o.checksum.or(raw.checksum).unwrap_or(d.checksum),
+        max_attempts: o.max_attempts.or(raw.max_attempts).unwrap_or(d.max_attempts),
+        connect_timeout: secs(o.connect_timeout_secs.or(raw.connect_timeout_secs), d.connect_timeout),
+        operation_timeout: secs(o.operation_timeout_secs.or(raw.operation_timeout_secs), d.operation_timeout),
+        concurrency: o.concurrency.or(raw.concurrency).unwrap_or(d.concurrency).max(1),
+        profile: o.profile.or(raw.profile),
+        access_key_id: o.access_key_id.or(raw.access_key_id),
+        secret_access_key: o.secret_access_key.or(raw.secret_access_key),
+    }
 }
 
 fn read(path: &Path) -> Result<RawConfig, ConfigError> {
@@ -347,27 +348,27 @@ mod tests {
     }
 
     #[test]
-    fn s3_settings_come_from_file_then_environment() {
+    fn s3_settings_come_from_file_then_the_invocation() {
         let (_d, path) = write(
             "[locations]\ndirectory = \"d\"\nusage = \"u\"\nout = \"o\"\n[s3]\nregion = \"eu-central-2\"\nmax_attempts = 3\nsecret_access_key = \"file-secret\"\n",
         );
-        let env = |name: &str| match name {
-            "CAPBILL_S3_ENDPOINT_URL" => Some("http://127.0.0.1:9000".to_owned()),
-            "CAPBILL_S3_FORCE_PATH_STYLE" => Some("true".to_owned()),
-            "CAPBILL_S3_CHECKSUM" => Some("when_required".to_owned()),
-            "CAPBILL_S3_MAX_ATTEMPTS" => Some("7".to_owned()),
-            _ => None,
+        let s3 = S3Overrides {
+            endpoint_url: Some("http://127.0.0.1:9000".to_owned()),
+            force_path_style: Some(true),
+            checksum: Some(ChecksumMode::WhenRequired),
+            max_attempts: Some(7),
+            ..Default::default()
         };
-        let c = Config::load_with_env(Some(&path), &Overrides::default(), &env).unwrap();
+        let c = Config::load(Some(&path), &Overrides { s3, ..Default::default() }).unwrap();
         assert_eq!(c.s3.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(c.s3.region.as_deref(), Some("eu-central-2"));
         assert!(c.s3.force_path_style);
         assert_eq!(c.s3.checksum, ChecksumMode::WhenRequired);
         assert_eq!(c.s3.max_attempts, 7);
+        assert_eq!(c.s3.secret_access_key.as_ref().map(Secret::expose), Some("file-secret"));
         assert!(!format!("{c:?}").contains("file-secret"), "secrets must not print");
-        let bad = |name: &str| (name == "CAPBILL_S3_FORCE_PATH_STYLE").then(|| "yes".to_owned());
-        let e = Config::load_with_env(Some(&path), &Overrides::default(), &bad).unwrap_err();
-        assert!(e.to_string().starts_with("invalid CAPBILL_S3_FORCE_PATH_STYLE: \"yes\""), "{e}");
+        let file_only = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!((file_only.s3.max_attempts, file_only.s3.force_path_style), (3, false));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::model::BillingMonth;
 use crate::revision::lock::LockError;
-use crate::{config, directory, export, ingest, meter, storage};
+use crate::{config, directory, export, ingest, manifest, meter, revision, storage};
 
 /// Process exit codes, documented in the README.
 pub mod exit {
@@ -44,6 +44,12 @@ pub enum Error {
     /// Writing outputs.
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    /// Reading published revisions back.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    /// Reading a published revision's lines back.
+    #[error(transparent)]
+    Revision(#[from] revision::RevisionError),
     /// Storage outside any stage.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
@@ -72,9 +78,14 @@ impl Error {
         match self {
             Error::Config(_) => exit::INVALID_INPUT,
             Error::Directory(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
+            Error::Ingest(ingest::IngestError::Frame(_)) => exit::INTERNAL,
             Error::Ingest(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
             Error::Meter(_) => exit::INTERNAL,
             Error::Export(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
+            // A published document that capbill cannot read back was not
+            // written by it, or was damaged: not the operator's input.
+            Error::Manifest(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
+            Error::Revision(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. }) => exit::LOCK_HELD,
             Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,

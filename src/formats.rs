@@ -8,6 +8,9 @@ use std::io::Cursor;
 
 use bytes::Bytes;
 use polars::prelude::*;
+use rust_decimal::Decimal;
+
+use crate::money;
 
 /// A tabular encoding recognised by file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +112,30 @@ pub fn write_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf).with_compression(ParquetCompression::Zstd(None)).finish(df)?;
     Ok(buf)
+}
+
+/// Decimal columns are written with this precision (Parquet `DECIMAL(38, s)`).
+pub const DECIMAL_PRECISION: usize = 38;
+
+/// A `Decimal(38, scale)` column from exact values (each widened to `scale`).
+pub fn decimal_column(
+    name: &str,
+    values: impl IntoIterator<Item = Option<Decimal>>,
+    scale: u32,
+) -> PolarsResult<Column> {
+    let mantissas: Vec<Option<i128>> =
+        values.into_iter().map(|v| v.map(|d| money::with_scale(d, scale).mantissa())).collect();
+    Ok(Int128Chunked::from_iter_options(name.into(), mantissas.into_iter())
+        .into_decimal(DECIMAL_PRECISION, scale as usize)?
+        .into_series()
+        .into_column())
+}
+
+/// The values of a decimal column as exact decimals (nulls as zero).
+pub fn decimals(df: &DataFrame, name: &str) -> PolarsResult<Vec<Decimal>> {
+    let c = df.column(name)?.decimal()?;
+    let scale = c.scale() as u32;
+    Ok(c.physical().iter().map(|v| Decimal::from_i128_with_scale(v.unwrap_or(0), scale)).collect())
 }
 
 #[cfg(test)]

@@ -114,13 +114,22 @@ impl fmt::Display for BillingMonth {
     }
 }
 
-impl FromStr for BillingMonth {
-    type Err = String;
+/// A text that is not a billing month.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid billing month {text:?}: expected YYYY-MM")]
+pub struct MonthParseError {
+    /// The text given.
+    pub text: String,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid billing month {s:?}: expected YYYY-MM");
+impl FromStr for BillingMonth {
+    type Err = MonthParseError;
+
+    fn from_str(s: &str) -> Result<Self, MonthParseError> {
+        let bad = || MonthParseError { text: s.to_owned() };
         let (y, m) = s.split_once('-').ok_or_else(bad)?;
-        if y.len() != 4 || m.len() != 2 {
+        let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(y, 4) || !digits(m, 2) {
             return Err(bad());
         }
         let year = y.parse().map_err(|_| bad())?;
@@ -130,7 +139,7 @@ impl FromStr for BillingMonth {
 }
 
 /// The capacity unit quantities are expressed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unit {
     /// 10^12 bytes.
@@ -161,7 +170,7 @@ impl Unit {
 }
 
 /// How a day's snapshots become the daily value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DailyMethod {
     /// Mean of the day's snapshots, rounded half away from zero to whole bytes.
@@ -461,6 +470,11 @@ mod tests {
         assert_eq!("2026-12".parse::<BillingMonth>().unwrap().next().to_string(), "2027-01");
         assert_eq!("2027-01".parse::<BillingMonth>().unwrap().previous().to_string(), "2026-12");
         assert!("2026-13".parse::<BillingMonth>().is_err());
+        assert!("+202-10".parse::<BillingMonth>().is_err());
+        assert_eq!(
+            "2026-1x".parse::<BillingMonth>().unwrap_err().to_string(),
+            "invalid billing month \"2026-1x\": expected YYYY-MM"
+        );
         assert!("2026-1".parse::<BillingMonth>().is_err());
         assert_eq!(date_of(m.first_day()), m.first_date());
     }

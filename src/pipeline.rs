@@ -1,31 +1,30 @@
 //! The billing run in order: directory → ingest → meter → rate → export.
 //!
 //! Orchestration only: each stage is called once with what the previous one
-//! produced, timed and logged. Nothing is written until every stage before
-//! export has succeeded, so invalid input never publishes anything.
+//! produced, timed and logged. Which revision to publish is
+//! [`revision::decide`]'s call, the manifest is built by [`export`], alerts
+//! are [`alerts`]', and what people read is [`crate::report`]'s. Nothing is
+//! written until every stage before export has succeeded, so invalid input
+//! never publishes anything.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Instant;
 
-use polars::prelude::*;
-use rust_decimal::Decimal;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use chrono::{DateTime, Utc};
-
+use crate::alerts;
 use crate::config::{Config, RULES_VERSION};
 use crate::directory::DirectoryFiles;
 use crate::error::Error;
-use crate::export::manifest::{Counts, CurrencyTotal, DirectoryInput, InputObject, UsageInput};
-use crate::export::{self, Encoded, Manifest, Tables};
-use crate::formats;
+use crate::export::{self, Billed, Provenance, Totals};
 use crate::ingest::{self, IngestOptions};
+use crate::manifest::{self, DirectoryInput, InputObject, Manifest, MonthStatus, UsageInput};
 use crate::meter::{self, MeterOptions};
-use crate::model::{BillingMonth, Finding, FindingKind, Interner};
+use crate::model::{BillingMonth, Interner};
 use crate::rate::{self, RateOptions};
 use crate::revision::lock::MonthLock;
-use crate::revision::{self, Fingerprint, MonthStatus};
+use crate::revision::{self, Decision, Fingerprint, Mode, NewRevision};
 use crate::storage::Store;
 
 /// What a finished run reports.
@@ -35,66 +34,14 @@ pub struct RunReport {
     pub manifest: Manifest,
     /// Where the revision was written.
     pub location: String,
-    /// Totals per (seller, currency).
-    pub seller_totals: Vec<(String, String, Decimal)>,
+    /// Totals per seller and per currency.
+    pub totals: Totals,
     /// The final revision corrected and the number of correction lines.
     pub corrections: Option<(u32, usize)>,
     /// Milliseconds per stage.
     pub stages: StageTimes,
     /// Usage records read (of the month).
     pub records: usize,
-}
-
-impl RunReport {
-    /// A short summary for people.
-    pub fn summary(&self) -> String {
-        let m = &self.manifest;
-        let mut s = String::new();
-        let _ = writeln!(s, "capbill: billed {} as revision {} ({})", m.billing_month, m.revision, m.status.as_str());
-        if let Some(reason) = &m.reason {
-            let _ = writeln!(s, "  reprocessed by {}: {reason}", m.requested_by);
-        }
-        if let Some((prev, n)) = self.corrections {
-            let _ = writeln!(s, "  corrections against final revision {prev}: {n} lines (corrections.csv)");
-        }
-        let _ = writeln!(
-            s,
-            "  {} invoice lines on {} invoices, {} storage accounts metered, {} usage objects read",
-            m.counts.invoice_lines,
-            m.counts.invoices,
-            m.counts.accounts,
-            m.usage.objects.len()
-        );
-        let _ = writeln!(s, "  totals per seller:");
-        for (seller, currency, total) in &self.seller_totals {
-            let _ = writeln!(s, "    {seller:<24} {total:>14} {currency}");
-        }
-        for t in &m.totals {
-            let _ = writeln!(s, "    {:<24} {:>14} {}", "(all sellers)", t.total, t.currency);
-        }
-        if m.counts.findings.is_empty() {
-            let _ = writeln!(s, "  findings: none");
-        } else {
-            let _ = writeln!(s, "  findings:");
-            for (kind, n) in &m.counts.findings {
-                let _ = writeln!(s, "    {kind:<28} {n}");
-            }
-        }
-        let _ = writeln!(s, "  outputs: {}", self.location);
-        s
-    }
-}
-
-/// What a billing invocation is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// A normal run: refuses to change a final month.
-    Run,
-    /// An explicit reprocess of a month, with the operator's reason.
-    Reprocess {
-        /// Why (goes into the manifest).
-        reason: String,
-    },
 }
 
 /// One month to bill.
@@ -136,31 +83,10 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
-    /// A short summary for people.
-    pub fn summary(&self) -> String {
-        match self {
-            Outcome::Published(r) => r.summary(),
-            Outcome::Unchanged { month, revision, status } => format!(
-                "capbill: {month} unchanged: inputs and configuration match revision {revision} ({}); nothing published\n",
-                status.as_str()
-            ),
-            Outcome::Adopted { month, revision, status } => format!(
-                "capbill: {month}: completed the publication of revision {revision} ({}), interrupted before latest.json\n",
-                status.as_str()
-            ),
-        }
-    }
-}
-
 /// Bills one month under its lock and publishes a new revision if anything changed.
 pub async fn bill_month(config: &Config, req: &Request) -> Result<Outcome, Error> {
     let out = Store::open(&config.out, &config.s3).await?;
-    let command = match req.mode {
-        Mode::Run => "run",
-        Mode::Reprocess { .. } => "reprocess",
-    };
-    let lock = MonthLock::acquire(&out, req.month, command, req.now, config.lock_ttl).await?;
+    let lock = MonthLock::acquire(&out, req.month, req.mode.command(), req.now, config.lock_ttl).await?;
     let result = bill_locked(config, req, &out).await;
     let released = lock.release().await;
     let outcome = result?;
@@ -176,7 +102,7 @@ pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) ->
     let mut outcomes = Vec::new();
     let mut first_error = None;
     let previous_final = match Store::open(&config.out, &config.s3).await {
-        Ok(out) => match export::read_latest(&out, previous).await {
+        Ok(out) => match manifest::read_latest(&out, previous).await {
             Ok(latest) => latest.is_some_and(|l| l.status == MonthStatus::Final),
             Err(e) => {
                 first_error = Some(e.into());
@@ -228,32 +154,18 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         config_hash: config.hash(),
         rules_version: RULES_VERSION.to_owned(),
     };
-    let history = revision::manifests(out, month).await?;
-    let latest = match export::read_latest(out, month).await? {
-        Some(l) => history.iter().find(|m| m.revision == l.revision),
-        None => None,
+    let history = manifest::history(out, month).await?;
+    let latest = manifest::read_latest(out, month).await?.map(|l| l.revision);
+    let clock = revision::status_at(month, req.now, config.grace_days);
+    let new = match revision::decide(&history, latest, &fingerprint, clock, &req.mode) {
+        Decision::Adopt(newest) => {
+            export::write_latest(out, month, newest).await?;
+            return Ok(Outcome::Adopted { month, revision: newest.revision, status: newest.status });
+        }
+        Decision::Unchanged { revision, status } => return Ok(Outcome::Unchanged { month, revision, status }),
+        Decision::Refuse { revision, changes } => return Err(Error::ReprocessRefused { month, revision, changes }),
+        Decision::Bill(new) => new,
     };
-    let mut status = MonthStatus::at(month, req.now, config.grace_days);
-    // A run killed between its manifest and latest.json left a complete,
-    // unpublished revision: if it is exactly what this run would bill, publish it.
-    if let Some(newest) = history.last()
-        && latest.is_none_or(|l| l.revision < newest.revision)
-        && fingerprint.changes_since(&Fingerprint::of(newest)).is_empty()
-        && newest.status == latest.map_or(status, |l| status.max(l.status))
-    {
-        export::write_latest(out, month, newest).await?;
-        return Ok(Outcome::Adopted { month, revision: newest.revision, status: newest.status });
-    }
-    if let Some(l) = latest {
-        let changes = fingerprint.changes_since(&Fingerprint::of(l));
-        status = status.max(l.status);
-        if changes.is_empty() && l.status == status {
-            return Ok(Outcome::Unchanged { month, revision: l.revision, status });
-        }
-        if l.status == MonthStatus::Final && req.mode == Mode::Run {
-            return Err(Error::ReprocessRefused { month, revision: l.revision, changes });
-        }
-    }
 
     // The directory is parsed and validated on its own thread while usage is
     // read: reading usage needs none of it. Its errors still come first.
@@ -331,52 +243,43 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     tracing::info!(stage = "rate", elapsed_ms, lines = rated.lines.len(), "lines rated");
 
     let t = Instant::now();
+    let NewRevision { revision, status, previous, corrects } = new;
+    let billed = Billed::build(month, config.rules.unit, &rated.lines, &metered.account_usage)?;
     let mut findings = usage.findings;
     findings.extend(metered.findings.iter().cloned());
     findings.extend(rated.findings);
-    findings.extend(drop_findings(config, out, month, &rated.lines).await?);
+    if let Some(share) = config.total_drop_share
+        && let Some(before) = manifest::read_latest(out, month.previous()).await?
+    {
+        findings.extend(alerts::total_dropped(share, month, &before, &billed.totals.per_currency));
+    }
     findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    let tables = Tables::build(month, config.rules.unit, &rated.lines, &metered.account_usage, &findings)?;
+    let tables = billed.with_findings(&findings)?;
     let mut files = tables.encode()?;
-    let revision = history.last().map_or(1, |m| m.revision + 1);
 
     // A final revision after an earlier final one carries corrections.
-    let previous_final = history.iter().rev().find(|m| m.status == MonthStatus::Final).map(|m| m.revision);
     let mut corrections = None;
-    if let (MonthStatus::Final, Some(prev)) = (status, previous_final) {
+    if let Some(prev) = corrects {
         let before = revision::read_lines(out, month, prev).await?;
         let enc = |source| export::ExportError::Encode { table: "corrections", source };
         let after = revision::lines_by_key(&tables.invoice_lines).map_err(enc)?;
         let changes = revision::line_changes(&before, &after);
-        let mut df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
-        let rows = df.height();
-        files.push(Encoded::new("corrections.parquet".to_owned(), rows, formats::write_parquet(&mut df).map_err(enc)?));
-        files.push(Encoded::new("corrections.csv".to_owned(), rows, formats::write_csv(&mut df).map_err(enc)?));
+        let df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
+        files.extend(export::encode_table("corrections", &df)?);
         corrections = Some((prev, changes.len()));
     }
 
-    let mut by_kind = BTreeMap::new();
-    for f in &findings {
-        *by_kind.entry(f.kind.as_str().to_owned()).or_insert(0) += 1;
-    }
-    let (seller_totals, totals) =
-        totals(&tables.invoice_lines).map_err(|source| export::ExportError::Encode { table: "invoices", source })?;
-    let manifest = Manifest {
-        billing_month: month.to_string(),
+    let provenance = Provenance {
+        month,
         revision,
         status,
-        generated_at: req.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        requested_by: req.requested_by.clone(),
-        reason: match &req.mode {
-            Mode::Run => None,
-            Mode::Reprocess { reason } => Some(reason.clone()),
-        },
-        previous_revision: latest.map(|l| l.revision),
-        corrects_revision: corrections.map(|(prev, _)| prev),
-        capbill_version: env!("CARGO_PKG_VERSION").to_owned(),
-        rules_version: RULES_VERSION.to_owned(),
-        config_hash: fingerprint.config_hash.clone(),
-        settings: serde_json::to_value(config.rules).expect("settings serialise"),
+        generated_at: req.now,
+        requested_by: &req.requested_by,
+        reason: req.mode.reason(),
+        previous_revision: previous,
+        corrects_revision: corrects,
+        config_hash: &fingerprint.config_hash,
+        rules: &config.rules,
         directory: DirectoryInput {
             location: config.directory.to_string(),
             hash: directory.hash.clone(),
@@ -384,105 +287,21 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         },
         usage: UsageInput {
             location: config.usage.to_string(),
-            objects: fingerprint.usage,
+            objects: fingerprint.usage.clone(),
             pruned_objects: usage.pruned,
             records_outside_month: usage.outside_month,
         },
-        outputs: Vec::new(),
-        totals,
-        counts: Counts {
-            invoice_lines: tables.invoice_lines.height(),
-            invoices: tables.invoices.height(),
-            accounts: tables.account_usage.height(),
-            findings: by_kind,
-        },
     };
+    let manifest = export::manifest(provenance, &tables, &findings);
     let manifest = export::publish(out, month, revision, files, manifest).await?;
     let elapsed_ms = stages.done("export", t);
     tracing::info!(stage = "export", elapsed_ms, revision, "outputs published");
     Ok(Outcome::Published(Box::new(RunReport {
-        location: out.describe(&export::revision_prefix(month, revision)),
+        location: out.describe(&manifest::revision_prefix(month, revision)),
         manifest,
-        seller_totals,
+        totals: tables.totals,
         corrections,
         stages,
         records: records_in,
     })))
-}
-
-/// `total_dropped` findings: a currency whose total fell by more than the
-/// configured share compared with the previous month's latest revision.
-async fn drop_findings(
-    config: &Config,
-    out: &Store,
-    month: BillingMonth,
-    lines: &[crate::model::InvoiceLine<'_>],
-) -> Result<Vec<Finding>, Error> {
-    let Some(share) = config.total_drop_share else { return Ok(Vec::new()) };
-    let Some(prev) = export::read_latest(out, month.previous()).await? else { return Ok(Vec::new()) };
-    let mut now: BTreeMap<&str, Decimal> = BTreeMap::new();
-    for l in lines {
-        *now.entry(l.currency.as_str()).or_default() += l.amount;
-    }
-    Ok(prev
-        .totals
-        .iter()
-        .filter_map(|t| {
-            let current = now.get(t.currency.as_str()).copied().unwrap_or_default();
-            let floor = t.total * (Decimal::ONE - share);
-            (t.total > Decimal::ZERO && current < floor).then(|| {
-                Finding::new(
-                    FindingKind::TotalDropped,
-                    t.currency.clone(),
-                    format!(
-                        "billed {current} {} in {month}, below {} of the {} billed in {} (revision {})",
-                        t.currency,
-                        (Decimal::ONE - share).normalize(),
-                        t.total,
-                        month.previous(),
-                        prev.revision
-                    ),
-                )
-            })
-        })
-        .collect())
-}
-
-/// Totals per (seller, currency) and per currency, summed in polars.
-type SellerTotals = Vec<(String, String, Decimal)>;
-
-fn totals(lines: &DataFrame) -> PolarsResult<(SellerTotals, Vec<CurrencyTotal>)> {
-    let per_seller = lines
-        .clone()
-        .lazy()
-        .group_by([col("seller_id"), col("currency")])
-        .agg([col("amount").sum()])
-        .sort(["seller_id", "currency"], SortMultipleOptions::default())
-        .collect()?;
-    let per_currency = lines
-        .clone()
-        .lazy()
-        .group_by([col("currency")])
-        .agg([col("amount").sum()])
-        .sort(["currency"], SortMultipleOptions::default())
-        .collect()?;
-    let decimals = |df: &DataFrame| -> PolarsResult<Vec<Decimal>> {
-        let a = df.column("amount")?.decimal()?;
-        let scale = a.scale() as u32;
-        Ok(a.physical().iter().map(|v| Decimal::from_i128_with_scale(v.unwrap_or(0), scale)).collect())
-    };
-    let sellers = per_seller.column("seller_id")?.str()?;
-    let cur = per_seller.column("currency")?.str()?;
-    let seller_totals = decimals(&per_seller)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (sellers.get(i).unwrap_or_default().to_owned(), cur.get(i).unwrap_or_default().to_owned(), t))
-        .collect();
-    let cur = per_currency.column("currency")?.str()?;
-    let totals = decimals(&per_currency)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, total)| CurrencyTotal { currency: cur.get(i).unwrap_or_default().to_owned(), total })
-        .collect();
-    Ok((seller_totals, totals))
 }

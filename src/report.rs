@@ -1,37 +1,111 @@
-//! Read-only views of published revisions for operators: `status` and `diff`.
+//! What people read: the summary of a billing run, and the read-only views
+//! of published revisions for operators (`status`, `diff`, `validate`).
 //!
-//! Renders text tables for a terminal and CSV for spreadsheets; reads
-//! manifests and invoice lines through [`crate::revision`], writes nothing.
+//! Renders text for a terminal and CSV for spreadsheets; reads manifests
+//! and invoice lines through [`crate::manifest`] and [`crate::revision`],
+//! and writes nothing.
 
 use std::fmt::Write as _;
 
 use polars::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::cli::{DiffFormat, DiffLevel};
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
-use crate::export::{self, ExportError, decimal_column};
-use crate::formats;
+use crate::export::ExportError;
+use crate::formats::{self, decimal_column};
+use crate::manifest;
 use crate::model::BillingMonth;
 use crate::money::AMOUNT_SCALE;
+use crate::pipeline::{Outcome, RunReport};
 use crate::revision::{self, InvoiceTotals, LineChange};
 use crate::storage::Store;
+
+/// Output format of `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// Tables for a terminal.
+    Text,
+    /// CSV on stdout (one level, see --level).
+    Csv,
+}
+
+/// Which differences `diff --format csv` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffLevel {
+    /// Per invoice line.
+    Lines,
+    /// Per invoice (seller, buyer, currency).
+    Invoices,
+}
+
+/// A short summary of what a billing invocation did, for people.
+pub fn outcome(o: &Outcome) -> String {
+    match o {
+        Outcome::Published(r) => published(r),
+        Outcome::Unchanged { month, revision, status } => format!(
+            "capbill: {month} unchanged: inputs and configuration match revision {revision} ({}); nothing published\n",
+            status.as_str()
+        ),
+        Outcome::Adopted { month, revision, status } => format!(
+            "capbill: {month}: completed the publication of revision {revision} ({}), interrupted before latest.json\n",
+            status.as_str()
+        ),
+    }
+}
+
+/// The summary of a published revision.
+fn published(r: &RunReport) -> String {
+    let m = &r.manifest;
+    let mut s = String::new();
+    let _ = writeln!(s, "capbill: billed {} as revision {} ({})", m.billing_month, m.revision, m.status.as_str());
+    if let Some(reason) = &m.reason {
+        let _ = writeln!(s, "  reprocessed by {}: {reason}", m.requested_by);
+    }
+    if let Some((prev, n)) = r.corrections {
+        let _ = writeln!(s, "  corrections against final revision {prev}: {n} lines (corrections.csv)");
+    }
+    let _ = writeln!(
+        s,
+        "  {} invoice lines on {} invoices, {} storage accounts metered, {} usage objects read",
+        m.counts.invoice_lines,
+        m.counts.invoices,
+        m.counts.accounts,
+        m.usage.objects.len()
+    );
+    let _ = writeln!(s, "  totals per seller:");
+    for t in &r.totals.per_seller {
+        let _ = writeln!(s, "    {:<24} {:>14} {}", t.seller_id, t.total, t.currency);
+    }
+    for t in &m.totals {
+        let _ = writeln!(s, "    {:<24} {:>14} {}", "(all sellers)", t.total, t.currency);
+    }
+    if m.counts.findings.is_empty() {
+        let _ = writeln!(s, "  findings: none");
+    } else {
+        let _ = writeln!(s, "  findings:");
+        for (kind, n) in &m.counts.findings {
+            let _ = writeln!(s, "    {kind:<28} {n}");
+        }
+    }
+    let _ = writeln!(s, "  outputs: {}", r.location);
+    s
+}
 
 /// The revisions of one month (or of every month with outputs).
 pub async fn status(config: &Config, month: Option<BillingMonth>) -> Result<String, Error> {
     let out = Store::open(&config.out, &config.s3).await?;
     let months = match month {
         Some(m) => vec![m],
-        None => revision::months(&out).await?,
+        None => manifest::months(&out).await?,
     };
     let mut s = String::new();
     if months.is_empty() {
         let _ = writeln!(s, "no billing month has outputs under {}", config.out);
     }
     for m in months {
-        let manifests = revision::manifests(&out, m).await?;
-        let latest = export::read_latest(&out, m).await?;
+        let manifests = manifest::history(&out, m).await?;
+        let latest = manifest::read_latest(&out, m).await?;
         match &latest {
             Some(l) => {
                 let _ = writeln!(s, "{m}: latest revision {} ({})", l.revision, l.status.as_str());
@@ -78,7 +152,7 @@ pub async fn diff(
     level: DiffLevel,
 ) -> Result<String, Error> {
     let out = Store::open(&config.out, &config.s3).await?;
-    let revisions = export::complete_revisions(&out, month).await?;
+    let revisions = manifest::complete_revisions(&out, month).await?;
     let Some(&last) = revisions.last() else {
         return Err(invalid(format!("billing month {month} has no complete revision under {}", config.out)));
     };

@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::export::manifest::{Counts, CurrencyTotal};
+use crate::manifest::{Counts, CurrencyTotal};
 use crate::pipeline::Outcome;
 
 /// One month of a run.

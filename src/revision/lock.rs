@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::export::month_prefix;
+use crate::manifest::month_prefix;
 use crate::model::BillingMonth;
 use crate::storage::{StorageError, Store};
 
@@ -88,16 +88,20 @@ fn lock_prefix(month: BillingMonth) -> String {
 
 /// This machine's host name.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
+    gethostname::gethostname()
+        .into_string()
         .ok()
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
+/// Whether a process of this host is alive: signal 0 checks that the pid
+/// exists without touching it (`EPERM` means it exists but belongs to
+/// another user). Works on every Unix, not only where `/proc` is mounted.
 fn process_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return false };
+    matches!(rustix::process::test_kill_process(pid), Ok(()) | Err(rustix::io::Errno::PERM))
 }
 
 impl MonthLock {
@@ -211,6 +215,16 @@ mod tests {
         assert!(matches!(MonthLock::acquire(&store, month(), "run", later, ttl).await, Err(LockError::Held { .. })));
         b.release().await.unwrap();
         MonthLock::acquire(&store, month(), "run", later, ttl).await.unwrap();
+    }
+
+    #[test]
+    fn liveness_sees_this_process_and_not_a_finished_one() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid), "a reaped child is gone");
+        assert!(!process_alive(u32::MAX - 1));
     }
 
     #[tokio::test]

@@ -1,50 +1,97 @@
-//! Revisions of a billing month: status, change detection, corrections and
-//! diffs between revisions.
+//! Revisions of a billing month: the month's status, whether its inputs
+//! changed, what a run must do about it, and corrections between revisions.
 //!
 //! A month is `provisional` until its grace period after month end has
 //! passed, then `final`. Finance issues invoices from a final revision; a
 //! later final revision never edits it but carries `corrections`: per line
-//! key, the difference from the previous final revision. This module decides
-//! whether inputs changed (the [`Fingerprint`]), computes line differences,
-//! and reads published revisions back. Writing them is `export`'s job.
+//! key, the difference from the previous final revision. This module owns
+//! those rules: [`status_at`], the [`Fingerprint`] of a run's inputs, the
+//! [`decide`] function that turns a month's history into a [`Decision`],
+//! the month [`lock`], and the line differences of [`corrections`]. It
+//! reads published revisions through [`crate::manifest`] and never writes
+//! one: publishing is `export`'s job.
 
+pub mod corrections;
 pub mod lock;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use polars::prelude::*;
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use polars::prelude::PolarsError;
+use thiserror::Error;
 
-use crate::export::manifest::InputObject;
-use crate::export::{self, ExportError, Manifest, decimal_column};
+use crate::manifest::{InputObject, Manifest, ManifestError, MonthStatus};
 use crate::model::{BillingMonth, date_of};
-use crate::money::{AMOUNT_SCALE, QUANTITY_SCALE};
-use crate::storage::Store;
+use crate::storage::StorageError;
 
-/// Where a month stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MonthStatus {
-    /// Within the month or its grace period: revisions follow each other freely.
-    Provisional,
-    /// Grace period over: invoices are issued from it, changes need a reprocess.
-    Final,
+pub use corrections::{
+    InvoiceTotals, LineChange, LineKey, LineValues, corrections_frame, invoice_changes, line_changes, lines_by_key,
+    read_lines,
+};
+
+/// Why a published revision could not be read back.
+#[derive(Debug, Error)]
+pub enum RevisionError {
+    /// Its manifest or `latest.json`.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Storage failed.
+    #[error("cannot read a published revision")]
+    Storage(#[from] StorageError),
+    /// Its invoice lines are not the table capbill writes.
+    #[error("{location} is not a valid invoice_lines table")]
+    Lines {
+        /// Where.
+        location: String,
+        /// Cause.
+        #[source]
+        source: PolarsError,
+    },
 }
 
-impl MonthStatus {
-    /// The status of `month` at `now` with `grace_days` after its end.
-    pub fn at(month: BillingMonth, now: DateTime<Utc>, grace_days: u32) -> MonthStatus {
-        let final_from = date_of(month.end_day() + grace_days as i32).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        if now >= final_from { MonthStatus::Final } else { MonthStatus::Provisional }
+impl RevisionError {
+    /// The storage failure behind this error, if that is what it is.
+    pub fn storage(&self) -> Option<&StorageError> {
+        match self {
+            RevisionError::Manifest(e) => e.storage(),
+            RevisionError::Storage(e) => Some(e),
+            RevisionError::Lines { .. } => None,
+        }
+    }
+}
+
+/// The status of `month` at `now` with `grace_days` after its end.
+pub fn status_at(month: BillingMonth, now: DateTime<Utc>, grace_days: u32) -> MonthStatus {
+    let final_from = date_of(month.end_day() + grace_days as i32).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    if now >= final_from { MonthStatus::Final } else { MonthStatus::Provisional }
+}
+
+/// What a billing invocation is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// A normal run: refuses to change a final month.
+    Run,
+    /// An explicit reprocess of a month, with the operator's reason.
+    Reprocess {
+        /// Why (goes into the manifest).
+        reason: String,
+    },
+}
+
+impl Mode {
+    /// The command name (`run`, `reprocess`), for locks and messages.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Mode::Run => "run",
+            Mode::Reprocess { .. } => "reprocess",
+        }
     }
 
-    /// `provisional` or `final`.
-    pub fn as_str(self) -> &'static str {
+    /// The operator's reason, for a reprocess.
+    pub fn reason(&self) -> Option<&str> {
         match self {
-            MonthStatus::Provisional => "provisional",
-            MonthStatus::Final => "final",
+            Mode::Run => None,
+            Mode::Reprocess { reason } => Some(reason),
         }
     }
 }
@@ -97,244 +144,176 @@ impl Fingerprint {
     }
 }
 
-/// The key of an invoice line: seller, buyer, customer, contract, charge.
-pub type LineKey = (String, String, String, String, String);
-
-/// Currency, quantity and amount of one line.
+/// What a run must do with a month, decided before anything is billed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineValues {
-    /// Currency.
-    pub currency: String,
-    /// Quantity.
-    pub quantity: Decimal,
-    /// Amount.
-    pub amount: Decimal,
+pub enum Decision<'h> {
+    /// A run killed between its manifest and `latest.json` left a complete,
+    /// unpublished revision that is exactly what this run would bill:
+    /// point `latest.json` at it.
+    Adopt(&'h Manifest),
+    /// Inputs, configuration and status match the latest revision: nothing to publish.
+    Unchanged {
+        /// The latest revision.
+        revision: u32,
+        /// Its status.
+        status: MonthStatus,
+    },
+    /// The month is final and its inputs changed, but no reprocess was asked for.
+    Refuse {
+        /// The latest (final) revision.
+        revision: u32,
+        /// What changed, for people.
+        changes: Vec<String>,
+    },
+    /// Bill the month and publish a new revision.
+    Bill(NewRevision),
 }
 
-/// A line whose quantity or amount differs between two revisions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineChange {
-    /// Line key.
-    pub key: LineKey,
-    /// Currency.
-    pub currency: String,
-    /// Before (zero when the line is new).
-    pub quantity_before: Decimal,
-    /// After (zero when the line disappeared).
-    pub quantity_after: Decimal,
-    /// Before.
-    pub amount_before: Decimal,
-    /// After.
-    pub amount_after: Decimal,
+/// The revision a billing run publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewRevision {
+    /// Its number: one more than the newest complete revision.
+    pub revision: u32,
+    /// Its status: the clock's, never below the latest revision's.
+    pub status: MonthStatus,
+    /// The revision `latest.json` names now, if any.
+    pub previous: Option<u32>,
+    /// The earlier final revision this final one corrects, if any.
+    pub corrects: Option<u32>,
 }
 
-impl LineChange {
-    /// After minus before.
-    pub fn quantity_delta(&self) -> Decimal {
-        self.quantity_after - self.quantity_before
+/// Decides what a run does with a month from its `history` (every complete
+/// revision, ascending), the revision `latest.json` names (`latest`), the
+/// run's `fingerprint`, the status the clock gives (`clock`) and the `mode`.
+pub fn decide<'h>(
+    history: &'h [Manifest],
+    latest: Option<u32>,
+    fingerprint: &Fingerprint,
+    clock: MonthStatus,
+    mode: &Mode,
+) -> Decision<'h> {
+    let latest = latest.and_then(|l| history.iter().find(|m| m.revision == l));
+    // An interrupted run left a complete revision newer than latest.json.
+    if let Some(newest) = history.last()
+        && latest.is_none_or(|l| l.revision < newest.revision)
+        && fingerprint.changes_since(&Fingerprint::of(newest)).is_empty()
+        && newest.status == latest.map_or(clock, |l| clock.max(l.status))
+    {
+        return Decision::Adopt(newest);
     }
-
-    /// After minus before.
-    pub fn amount_delta(&self) -> Decimal {
-        self.amount_after - self.amount_before
-    }
-}
-
-fn decimals(df: &DataFrame, name: &str) -> PolarsResult<Vec<Decimal>> {
-    let c = df.column(name)?.decimal()?;
-    let scale = c.scale() as u32;
-    Ok(c.physical().iter().map(|v| Decimal::from_i128_with_scale(v.unwrap_or(0), scale)).collect())
-}
-
-/// The lines of an `invoice_lines` frame by key.
-pub fn lines_by_key(df: &DataFrame) -> PolarsResult<BTreeMap<LineKey, LineValues>> {
-    let s = |n: &str| df.column(n).and_then(|c| c.str().cloned());
-    let (seller, buyer, customer, contract, charge, currency) =
-        (s("seller_id")?, s("buyer_id")?, s("customer_id")?, s("contract_id")?, s("charge")?, s("currency")?);
-    let q = decimals(df, "quantity")?;
-    let a = decimals(df, "amount")?;
-    let get = |c: &StringChunked, i| c.get(i).unwrap_or_default().to_owned();
-    Ok((0..df.height())
-        .map(|i| {
-            (
-                (get(&seller, i), get(&buyer, i), get(&customer, i), get(&contract, i), get(&charge, i)),
-                LineValues { currency: get(&currency, i), quantity: q[i], amount: a[i] },
-            )
-        })
-        .collect())
-}
-
-/// Lines that differ between `before` and `after`, in key order. A line
-/// only in `before` appears with its values negated, one only in `after`
-/// appears whole; unchanged lines do not appear.
-pub fn line_changes(before: &BTreeMap<LineKey, LineValues>, after: &BTreeMap<LineKey, LineValues>) -> Vec<LineChange> {
-    let mut keys: Vec<&LineKey> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter_map(|k| {
-            let (b, a) = (before.get(k), after.get(k));
-            if b == a {
-                return None;
-            }
-            let zero = (Decimal::ZERO, Decimal::ZERO);
-            let (qb, ab) = b.map_or(zero, |v| (v.quantity, v.amount));
-            let (qa, aa) = a.map_or(zero, |v| (v.quantity, v.amount));
-            Some(LineChange {
-                key: k.clone(),
-                currency: a.or(b).map(|v| v.currency.clone()).unwrap_or_default(),
-                quantity_before: qb,
-                quantity_after: qa,
-                amount_before: ab,
-                amount_after: aa,
-            })
-        })
-        .collect()
-}
-
-/// The `corrections` output: line differences of `revision` against `corrects`.
-pub fn corrections_frame(
-    month: BillingMonth,
-    revision: u32,
-    corrects: u32,
-    changes: &[LineChange],
-) -> PolarsResult<DataFrame> {
-    let n = changes.len();
-    let key = |f: fn(&LineKey) -> &String| changes.iter().map(|c| f(&c.key).as_str()).collect::<Vec<_>>();
-    DataFrame::new(
-        n,
-        vec![
-            Column::new("billing_month".into(), vec![month.to_string(); n]),
-            Column::new("revision".into(), vec![revision; n]),
-            Column::new("corrects_revision".into(), vec![corrects; n]),
-            Column::new("seller_id".into(), key(|k| &k.0)),
-            Column::new("buyer_id".into(), key(|k| &k.1)),
-            Column::new("customer_id".into(), key(|k| &k.2)),
-            Column::new("contract_id".into(), key(|k| &k.3)),
-            Column::new("charge".into(), key(|k| &k.4)),
-            Column::new("currency".into(), changes.iter().map(|c| c.currency.as_str()).collect::<Vec<_>>()),
-            decimal_column("quantity", changes.iter().map(|c| Some(c.quantity_delta())), QUANTITY_SCALE)?,
-            decimal_column("amount", changes.iter().map(|c| Some(c.amount_delta())), AMOUNT_SCALE)?,
-            decimal_column("quantity_before", changes.iter().map(|c| Some(c.quantity_before)), QUANTITY_SCALE)?,
-            decimal_column("quantity_after", changes.iter().map(|c| Some(c.quantity_after)), QUANTITY_SCALE)?,
-            decimal_column("amount_before", changes.iter().map(|c| Some(c.amount_before)), AMOUNT_SCALE)?,
-            decimal_column("amount_after", changes.iter().map(|c| Some(c.amount_after)), AMOUNT_SCALE)?,
-        ],
-    )
-}
-
-/// Per invoice (seller, buyer, currency): total before, total after.
-pub type InvoiceTotals = BTreeMap<(String, String, String), (Decimal, Decimal)>;
-
-/// Invoice totals of two revisions, keeping only invoices whose total changed.
-pub fn invoice_changes(before: &BTreeMap<LineKey, LineValues>, after: &BTreeMap<LineKey, LineValues>) -> InvoiceTotals {
-    let mut totals: InvoiceTotals = BTreeMap::new();
-    for (side, lines) in [(0, before), (1, after)] {
-        for (k, v) in lines {
-            let t = totals.entry((k.0.clone(), k.1.clone(), v.currency.clone())).or_default();
-            if side == 0 {
-                t.0 += v.amount;
-            } else {
-                t.1 += v.amount;
-            }
+    let mut status = clock;
+    if let Some(l) = latest {
+        let changes = fingerprint.changes_since(&Fingerprint::of(l));
+        status = status.max(l.status);
+        if changes.is_empty() && l.status == status {
+            return Decision::Unchanged { revision: l.revision, status };
+        }
+        if l.status == MonthStatus::Final && *mode == Mode::Run {
+            return Decision::Refuse { revision: l.revision, changes };
         }
     }
-    totals.retain(|_, (b, a)| b != a);
-    totals
-}
-
-/// Reads the manifest of a revision.
-pub async fn read_manifest(store: &Store, month: BillingMonth, revision: u32) -> Result<Manifest, ExportError> {
-    let key = format!("{}/manifest.json", export::revision_prefix(month, revision));
-    let data = store.get(&key).await?;
-    serde_json::from_slice(&data).map_err(|source| ExportError::Corrupt { location: store.describe(&key), source })
-}
-
-/// Reads the invoice lines of a revision, by key.
-pub async fn read_lines(
-    store: &Store,
-    month: BillingMonth,
-    revision: u32,
-) -> Result<BTreeMap<LineKey, LineValues>, ExportError> {
-    let key = format!("{}/invoice_lines.parquet", export::revision_prefix(month, revision));
-    let data = store.get(&key).await?;
-    let df =
-        crate::formats::read_parquet(data).map_err(|source| ExportError::Encode { table: "invoice_lines", source })?;
-    lines_by_key(&df).map_err(|source| ExportError::Encode { table: "invoice_lines", source })
-}
-
-/// Every complete revision's manifest of a month, ascending.
-pub async fn manifests(store: &Store, month: BillingMonth) -> Result<Vec<Manifest>, ExportError> {
-    let mut out = Vec::new();
-    for r in export::complete_revisions(store, month).await? {
-        out.push(read_manifest(store, month, r).await?);
-    }
-    Ok(out)
-}
-
-/// Months with outputs under the output root, ascending.
-pub async fn months(store: &Store) -> Result<Vec<BillingMonth>, ExportError> {
-    let mut months: Vec<BillingMonth> = store
-        .list("")
-        .await?
-        .iter()
-        .filter_map(|o| o.key.split('/').next()?.strip_prefix("billing_month=")?.parse().ok())
-        .collect();
-    months.sort();
-    months.dedup();
-    Ok(months)
+    let previous_final = history.iter().rev().find(|m| m.status == MonthStatus::Final).map(|m| m.revision);
+    Decision::Bill(NewRevision {
+        revision: history.last().map_or(1, |m| m.revision + 1),
+        status,
+        previous: latest.map(|l| l.revision),
+        corrects: previous_final.filter(|_| status == MonthStatus::Final),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
+    use crate::manifest::{Counts, DirectoryInput, UsageInput};
 
-    fn key(customer: &str, charge: &str) -> LineKey {
-        ("s".into(), "b".into(), customer.into(), "K".into(), charge.into())
-    }
-
-    fn v(q: &str, a: &str) -> LineValues {
-        LineValues {
-            currency: "EUR".into(),
-            quantity: Decimal::from_str(q).unwrap(),
-            amount: Decimal::from_str(a).unwrap(),
-        }
+    fn month() -> BillingMonth {
+        "2026-10".parse().unwrap()
     }
 
     #[test]
     fn status_turns_final_after_the_grace_period() {
-        let m: BillingMonth = "2026-10".parse().unwrap();
+        let m = month();
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        assert_eq!(MonthStatus::at(m, at("2026-10-31T23:59:59Z"), 3), MonthStatus::Provisional);
-        assert_eq!(MonthStatus::at(m, at("2026-11-03T23:59:59Z"), 3), MonthStatus::Provisional);
-        assert_eq!(MonthStatus::at(m, at("2026-11-04T00:00:00Z"), 3), MonthStatus::Final);
-        assert_eq!(MonthStatus::at(m, at("2026-11-01T00:00:00Z"), 0), MonthStatus::Final);
+        assert_eq!(status_at(m, at("2026-10-31T23:59:59Z"), 3), MonthStatus::Provisional);
+        assert_eq!(status_at(m, at("2026-11-03T23:59:59Z"), 3), MonthStatus::Provisional);
+        assert_eq!(status_at(m, at("2026-11-04T00:00:00Z"), 3), MonthStatus::Final);
+        assert_eq!(status_at(m, at("2026-11-01T00:00:00Z"), 0), MonthStatus::Final);
+    }
+
+    fn fingerprint(directory_hash: &str) -> Fingerprint {
+        Fingerprint {
+            directory_hash: directory_hash.to_owned(),
+            usage: vec![InputObject { key: "a.csv".into(), size: 3, etag: "e".into() }],
+            config_hash: "c".into(),
+            rules_version: "1".into(),
+        }
+    }
+
+    /// A revision made from the inputs of `fingerprint(dir)`.
+    fn revision(revision: u32, status: MonthStatus, dir: &str) -> Manifest {
+        let f = fingerprint(dir);
+        Manifest {
+            billing_month: "2026-10".into(),
+            revision,
+            status,
+            generated_at: "2026-11-01T00:00:00Z".into(),
+            requested_by: "t@h".into(),
+            reason: None,
+            previous_revision: None,
+            corrects_revision: None,
+            capbill_version: "0".into(),
+            rules_version: f.rules_version,
+            config_hash: f.config_hash,
+            settings: serde_json::Value::Null,
+            directory: DirectoryInput { location: "d".into(), hash: f.directory_hash, objects: Vec::new() },
+            usage: UsageInput { location: "u".into(), objects: f.usage, pruned_objects: 0, records_outside_month: 0 },
+            outputs: Vec::new(),
+            totals: Vec::new(),
+            counts: Counts { invoice_lines: 0, invoices: 0, accounts: 0, findings: Default::default() },
+        }
+    }
+
+    use MonthStatus::{Final, Provisional};
+
+    #[test]
+    fn a_first_run_bills_revision_one() {
+        let d = decide(&[], None, &fingerprint("a"), Provisional, &Mode::Run);
+        let new = NewRevision { revision: 1, status: Provisional, previous: None, corrects: None };
+        assert_eq!(d, Decision::Bill(new));
     }
 
     #[test]
-    fn changes_are_new_minus_old_and_sum_to_the_invoice_change() {
-        let before: BTreeMap<_, _> = [
-            (key("x", "usage"), v("1.000000", "9.90")),
-            (key("x", "minimum"), v("0.500000", "4.95")),
-            (key("y", "usage"), v("2.000000", "19.80")),
-        ]
-        .into();
-        let after: BTreeMap<_, _> = [
-            (key("x", "usage"), v("1.200000", "11.88")),
-            (key("y", "usage"), v("2.000000", "19.80")),
-            (key("z", "usage"), v("0.100000", "0.99")),
-        ]
-        .into();
-        let changes = line_changes(&before, &after);
-        let summary: Vec<_> =
-            changes.iter().map(|c| (c.key.2.as_str(), c.key.4.as_str(), c.amount_delta().to_string())).collect();
-        let expected = [("x", "minimum", "-4.95"), ("x", "usage", "1.98"), ("z", "usage", "0.99")];
-        assert_eq!(summary, expected.map(|(a, b, c)| (a, b, c.to_owned())));
-        let total: Decimal = changes.iter().map(LineChange::amount_delta).sum();
-        let inv = invoice_changes(&before, &after);
-        let (b, a) = inv[&("s".to_owned(), "b".to_owned(), "EUR".to_owned())];
-        assert_eq!(a - b, total);
-        assert!(line_changes(&after, &after).is_empty());
+    fn same_inputs_and_status_are_unchanged_and_a_new_status_bills_again() {
+        let h = [revision(1, Provisional, "a")];
+        let d = decide(&h, Some(1), &fingerprint("a"), Provisional, &Mode::Run);
+        assert_eq!(d, Decision::Unchanged { revision: 1, status: Provisional });
+        // The grace period is over: the same inputs are published as final.
+        let d = decide(&h, Some(1), &fingerprint("a"), Final, &Mode::Run);
+        assert_eq!(d, Decision::Bill(NewRevision { revision: 2, status: Final, previous: Some(1), corrects: None }));
+    }
+
+    #[test]
+    fn a_final_month_refuses_changes_unless_reprocessed() {
+        let h = [revision(1, Provisional, "a"), revision(2, Final, "a")];
+        let d = decide(&h, Some(2), &fingerprint("b"), Final, &Mode::Run);
+        assert_eq!(d, Decision::Refuse { revision: 2, changes: vec!["the partner directory changed".to_owned()] });
+        // A final month stays final even if the clock were to say otherwise.
+        let reprocess = Mode::Reprocess { reason: "late export".into() };
+        let d = decide(&h, Some(2), &fingerprint("b"), Provisional, &reprocess);
+        let new = NewRevision { revision: 3, status: Final, previous: Some(2), corrects: Some(2) };
+        assert_eq!(d, Decision::Bill(new));
+    }
+
+    #[test]
+    fn an_unpublished_complete_revision_is_adopted_when_it_matches() {
+        let h = [revision(1, Provisional, "a"), revision(2, Provisional, "b")];
+        // latest.json still names 1; revision 2 was made from these very inputs.
+        assert_eq!(decide(&h, Some(1), &fingerprint("b"), Provisional, &Mode::Run), Decision::Adopt(&h[1]));
+        // Different inputs: bill revision 3 on top of it.
+        let d = decide(&h, Some(1), &fingerprint("c"), Provisional, &Mode::Run);
+        let new = NewRevision { revision: 3, status: Provisional, previous: Some(1), corrects: None };
+        assert_eq!(d, Decision::Bill(new));
+        // No latest.json at all (killed before the first one was written).
+        assert_eq!(decide(&h[..1], None, &fingerprint("a"), Provisional, &Mode::Run), Decision::Adopt(&h[0]));
     }
 }

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod example;
+mod layers;
 mod operations;
 mod revisions;
 mod s3;
