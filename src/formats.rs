@@ -52,38 +52,27 @@ pub fn read_csv_text(data: Bytes) -> PolarsResult<DataFrame> {
 
 /// The first data row of a CSV text whose field count differs from the
 /// header's: `(row, fields, header fields)`, row 1 being the first after the
-/// header. Used to explain a parse failure with its place; quotes are honoured.
+/// header. Used to explain a parse failure with its place; quotes are
+/// honoured (a quoted newline does not end a row) and empty lines are skipped.
 pub fn ragged_csv_row(data: &[u8]) -> Option<(usize, usize, usize)> {
-    let mut expected = None;
-    let mut fields = 1;
-    let mut in_quotes = false;
-    let mut row = 0;
-    let mut empty_line = true;
-    for &b in data {
-        match b {
-            b'"' => in_quotes = !in_quotes,
-            b',' if !in_quotes => fields += 1,
-            b'\n' if !in_quotes => {
-                if !empty_line {
-                    match expected {
-                        None => expected = Some(fields),
-                        Some(e) if e != fields => return Some((row, fields, e)),
-                        Some(_) => {}
-                    }
-                    row += 1;
-                }
-                fields = 1;
-                empty_line = true;
-                continue;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(data);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                return match e.into_kind() {
+                    // The header is record 0, so a data row's record index is its row.
+                    csv::ErrorKind::UnequalLengths { pos: Some(pos), expected_len, len } => Some((
+                        usize::try_from(pos.record()).ok()?,
+                        usize::try_from(len).ok()?,
+                        usize::try_from(expected_len).ok()?,
+                    )),
+                    _ => None,
+                };
             }
-            b'\r' => continue,
-            _ => {}
         }
-        empty_line = false;
-    }
-    match expected {
-        Some(e) if !empty_line && e != fields => Some((row, fields, e)),
-        _ => None,
     }
 }
 
@@ -157,6 +146,20 @@ mod tests {
         assert_eq!(ragged_csv_row(b"a,b\n1,2\n1,2,3\n"), Some((2, 3, 2)));
         assert_eq!(ragged_csv_row(b"a,b\n\"x,y\",2\n1,2"), None);
         assert_eq!(ragged_csv_row(b"a,b\r\n1\r\n"), Some((1, 1, 2)));
+    }
+
+    #[test]
+    fn ragged_rows_count_records_not_lines() {
+        // A quoted newline stays inside its field and its row.
+        assert_eq!(ragged_csv_row(b"a,b\n\"x\ny\",2\n1,2,3\n"), Some((2, 3, 2)));
+        assert_eq!(ragged_csv_row(b"a,b\r\n\"x\r\ny\",2\r\n3\r\n"), Some((2, 1, 2)));
+        // Empty lines are not rows.
+        assert_eq!(ragged_csv_row(b"a,b\n\n1,2\n\r\n1\n"), Some((2, 1, 2)));
+        // Doubled quotes inside a quoted field, and no trailing newline.
+        assert_eq!(ragged_csv_row(b"a,b\n\"say \"\"hi\"\", you\",2\n1"), Some((2, 1, 2)));
+        assert_eq!(ragged_csv_row(b"a,b\n1,2\n"), None);
+        assert_eq!(ragged_csv_row(b"a,b"), None);
+        assert_eq!(ragged_csv_row(b""), None);
     }
 
     #[test]
