@@ -30,8 +30,9 @@ use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
+use super::IngestError;
+use super::sink::{RecordSink, US_PER_DAY};
 use super::text::{layout_of, parse_instant};
-use super::{IngestError, RecordSink, US_PER_DAY};
 use crate::model::Interner;
 
 /// Rows decoded at once: large enough that a row group's dictionary is

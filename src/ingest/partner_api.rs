@@ -18,8 +18,9 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::IngestError;
+use super::sink::RecordSink;
 use super::text::{json_bytes, parse_instant};
-use super::{IngestError, RecordSink};
 
 /// Reads one export object.
 pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError> {
@@ -476,8 +477,8 @@ mod tests {
         let mut out = Vec::new();
         for c in sink.days.iter().flatten() {
             let ts = match &c.ts {
-                crate::ingest::Values::Same(ts, n) => vec![ts.unwrap(); *n],
-                crate::ingest::Values::Each(ts) => ts.clone(),
+                crate::ingest::sink::Values::Same(ts, n) => vec![ts.unwrap(); *n],
+                crate::ingest::sink::Values::Each(ts) => ts.clone(),
             };
             for i in 0..c.len() {
                 out.push((names[c.account[i] as usize].clone(), ts[i], c.bytes[i], c.row[i]));

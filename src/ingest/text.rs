@@ -5,7 +5,8 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::Value;
 
-use super::{IngestError, RecordSink, US_PER_DAY};
+use super::IngestError;
+use super::sink::{RecordSink, US_PER_DAY};
 use crate::formats;
 
 /// Parses an RFC 3339 timestamp, a zone-less timestamp (UTC) or a date
