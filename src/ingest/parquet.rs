@@ -15,6 +15,9 @@
 //! decoding and hashing every string, and it is most of what reading such an
 //! export costs. Text timestamps are parsed once per distinct value the same
 //! way.
+//!
+//! Like every reader, it only hands records (and bad values) to the sink,
+//! which decides what is kept.
 
 use std::sync::Arc;
 

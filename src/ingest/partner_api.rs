@@ -11,7 +11,18 @@
 //! reused buffer (a client's `client_id` may follow its `daily_usage`), and
 //! from there to the sink. A value of the wrong JSON type (a `usage` that
 //! is not a number, a `client_id` that is not a string) makes the object
-//! unparsable, with serde's line and column.
+//! unparsable, with serde's line and column. Like every reader, it only
+//! hands records to the sink, which decides what is kept.
+//!
+//! The visitors are written by hand because derived types are slower here.
+//! A derived, borrowing reader (a derived client struct with its
+//! `Vec` of derived entries, streamed one client at a time) was measured
+//! against these visitors on a generated export of 50,000 clients × 31
+//! days (101 MB, release build, best of 7, three paired rounds): 258–279 ns
+//! per record against 215–237, about 15% slower. It allocates every
+//! client's entries anew, checks every date for UTF-8 and matches keys as
+//! text; a derived struct would also take a JSON array in place of a client
+//! or entry object. Replace the visitors only with something measured as fast.
 
 use std::borrow::Cow;
 use std::fmt;

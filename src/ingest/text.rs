@@ -1,5 +1,8 @@
 //! Text encodings of usage records: CSV and JSON Lines, and the parsers of
 //! timestamp and byte values that every text encoding shares.
+//!
+//! Readers only turn bytes into records for the sink: whether a record is
+//! kept, and what a malformed one does, is the sink's to decide.
 
 use std::borrow::Cow;
 use std::fmt;
