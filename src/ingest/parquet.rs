@@ -15,6 +15,9 @@
 //! decoding and hashing every string, and it is most of what reading such an
 //! export costs. Text timestamps are parsed once per distinct value the same
 //! way.
+//!
+//! Like every reader, it only hands records (and bad values) to the sink,
+//! which decides what is kept.
 
 use std::sync::Arc;
 
@@ -30,8 +33,9 @@ use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
+use super::IngestError;
+use super::sink::{RecordSink, US_PER_DAY};
 use super::text::{layout_of, parse_instant};
-use super::{IngestError, RecordSink, US_PER_DAY};
 use crate::model::Interner;
 
 /// Rows decoded at once: large enough that a row group's dictionary is

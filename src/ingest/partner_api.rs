@@ -11,15 +11,27 @@
 //! reused buffer (a client's `client_id` may follow its `daily_usage`), and
 //! from there to the sink. A value of the wrong JSON type (a `usage` that
 //! is not a number, a `client_id` that is not a string) makes the object
-//! unparsable, with serde's line and column.
+//! unparsable, with serde's line and column. Like every reader, it only
+//! hands records to the sink, which decides what is kept.
+//!
+//! The visitors are written by hand because derived types are slower here.
+//! A derived, borrowing reader (a derived client struct with its
+//! `Vec` of derived entries, streamed one client at a time) was measured
+//! against these visitors on a generated export of 50,000 clients × 31
+//! days (101 MB, release build, best of 7, three paired rounds): 258–279 ns
+//! per record against 215–237, about 15% slower. It allocates every
+//! client's entries anew, checks every date for UTF-8 and matches keys as
+//! text; a derived struct would also take a JSON array in place of a client
+//! or entry object. Replace the visitors only with something measured as fast.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::IngestError;
+use super::sink::RecordSink;
 use super::text::{json_bytes, parse_instant};
-use super::{IngestError, RecordSink};
 
 /// Reads one export object.
 pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError> {
@@ -476,8 +488,8 @@ mod tests {
         let mut out = Vec::new();
         for c in sink.days.iter().flatten() {
             let ts = match &c.ts {
-                crate::ingest::Values::Same(ts, n) => vec![ts.unwrap(); *n],
-                crate::ingest::Values::Each(ts) => ts.clone(),
+                crate::ingest::sink::Values::Same(ts, n) => vec![ts.unwrap(); *n],
+                crate::ingest::sink::Values::Each(ts) => ts.clone(),
             };
             for i in 0..c.len() {
                 out.push((names[c.account[i] as usize].clone(), ts[i], c.bytes[i], c.row[i]));

@@ -10,6 +10,8 @@
 //! A folder that names a day (`dt=2026-10-05`, `2026-10-05`,
 //! `year=2026/month=10/day=05`) also tells ingestion which day the object
 //! holds, so days can be metered as a stream (see `ingest`).
+//!
+//! Keys only: nothing here lists, fetches or reads an object.
 
 use crate::model::{BillingMonth, Day, date_of};
 

@@ -1,10 +1,14 @@
 //! Local folders as stores: recursive listing in key order, atomic writes.
+//!
+//! Only the file system: what keys mean and which objects a run reads are
+//! decided by the callers.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
+use walkdir::WalkDir;
 
 use super::{ObjectMeta, StorageError};
 
@@ -45,26 +49,19 @@ impl LocalStore {
             }
             Ok(_) => {}
         }
-        self.walk(&start, &mut out)?;
+        // Symbolic links are followed, as reading them does.
+        for entry in WalkDir::new(&start).min_depth(1).follow_links(true) {
+            let entry = entry.map_err(|e| walk_error(&start, e))?;
+            if entry.file_type().is_dir() || entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| walk_error(&start, e))?;
+            let rel = entry.path().strip_prefix(&self.root).expect("walked below root");
+            let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            out.push(self.meta(key, &meta));
+        }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
-    }
-
-    fn walk(&self, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<(), StorageError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| io("list", dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| io("list", dir, e))?;
-            let path = entry.path();
-            let meta = std::fs::metadata(&path).map_err(|e| io("list", &path, e))?;
-            if meta.is_dir() {
-                self.walk(&path, out)?;
-            } else if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                let rel = path.strip_prefix(&self.root).expect("walked below root");
-                let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-                out.push(self.meta(key, &meta));
-            }
-        }
-        Ok(())
     }
 
     fn meta(&self, key: String, meta: &std::fs::Metadata) -> ObjectMeta {
@@ -102,24 +99,32 @@ impl LocalStore {
         }
     }
 
-    /// Writes to a temporary file beside the target, syncs it and renames it
-    /// over the target, so a reader sees the old content or the new, never a part.
+    /// Writes to a temporary file beside the target, syncs it, renames it
+    /// over the target and syncs the folder, so a reader sees the old
+    /// content or the new, never a part, and the new survives a crash.
     pub(super) fn put(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!("{TMP_PREFIX}{}-{name}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io("write", &path, e)
-        })
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TMP_PREFIX);
+        // The permissions a created file has (tempfile's own are owner-only).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        // Dropped on failure, the temporary file is removed.
+        let mut tmp = builder.tempfile_in(dir).map_err(|e| io("write", &path, e))?;
+        tmp.write_all(data).and_then(|()| tmp.as_file().sync_all()).map_err(|e| io("write", &path, e))?;
+        tmp.persist(&path).map_err(|e| io("write", &path, e.error))?;
+        sync_dir(dir).map_err(|e| io("sync", dir, e))
+    }
+}
+
+/// Makes a folder's entries (a rename into it) durable. Filesystems that
+/// cannot sync a folder say so with `EINVAL`; they have nothing to sync.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
     }
 }
 
@@ -161,6 +166,12 @@ fn io(action: &'static str, path: &Path, source: std::io::Error) -> StorageError
     StorageError::Io { action, location: path.display().to_string(), source }
 }
 
+/// A failure of the walk below `start`, named by the path it failed at.
+fn walk_error(start: &Path, e: walkdir::Error) -> StorageError {
+    let path = e.path().unwrap_or(start).to_path_buf();
+    io("list", &path, e.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +192,29 @@ mod tests {
         store.put("a/1.csv", b"uno").unwrap();
         assert_eq!(&store.get_into("a/1.csv", Vec::new()).unwrap()[..], b"uno");
         assert!(matches!(store.get_into("nope", Vec::new()), Err(StorageError::NotFound { .. })));
+    }
+
+    #[test]
+    fn writes_into_fresh_nested_folders_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("out"));
+        store.put("2026-10/r1/invoices.csv", b"lines").unwrap();
+        let folder = dir.path().join("out/2026-10/r1");
+        assert_eq!(std::fs::read(folder.join("invoices.csv")).unwrap(), b"lines");
+        let names: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["invoices.csv"]);
+        #[cfg(unix)]
+        {
+            // Created as any file is (the umask decides), not owner-only.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(folder.join("invoices.csv")).unwrap().permissions().mode() & 0o777;
+            let plain = {
+                let probe = dir.path().join("probe");
+                std::fs::write(&probe, b"").unwrap();
+                std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777
+            };
+            assert_eq!(mode, plain);
+        }
+        assert!(matches!(store.put("2026-10/r1/invoices.csv/x", b""), Err(StorageError::Io { action: "create", .. })));
     }
 }
