@@ -226,7 +226,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
 
     let t = Instant::now();
     let records_in = usage.records;
-    let metered = day_meter.finish(&directory, accounts)?;
+    let metered =
+        day_meter.finish(&directory, accounts, &directory.uncontracted_days(month.first_day(), month.end_day()))?;
     let elapsed_ms = stages.done("meter", t);
     tracing::info!(
         stage = "meter",

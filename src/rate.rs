@@ -580,7 +580,8 @@ mod tests {
         let mut ids = Interner::seeded(dir.accounts.iter().map(|a| a.id.as_str()));
         let records = frame(&recs, &mut ids);
         let opts = MeterOptions { month: month(), unit: Unit::Tb, daily_method: DailyMethod::Mean };
-        let m = meter(records, &dir, ids, opts).unwrap();
+        let m =
+            meter(records, &dir, ids, &dir.uncontracted_days(month().first_day(), month().end_day()), opts).unwrap();
         let r = rate_it(&dir, &m);
         let found: Vec<_> = r
             .findings

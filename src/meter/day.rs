@@ -5,8 +5,8 @@
 //! The one-snapshot kernel handles a day of one bucket and one timestamp
 //! (a daily export), the running kernel records whose timestamps do not go
 //! back within an account (as exports are written), the listing kernel any
-//! order; all give up on what only the general polars path in the parent
-//! module can do (repeated keys, sums above 64 bits). State is indexed by
+//! order; all give up on what only the general polars path (in `reduce`)
+//! can do (repeated keys, sums above 64 bits). State is indexed by
 //! account id and reused from day to day.
 
 use polars::prelude::*;
