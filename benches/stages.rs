@@ -94,7 +94,7 @@ fn bench_meter(c: &mut Criterion) {
         g.throughput(Throughput::Elements(records.height() as u64));
         let dir = directory(accounts);
         // The days set apart per owner, as the pipeline asks before metering.
-        let set_apart = dir.uncontracted_days(month().first_day(), month().end_day());
+        let set_apart = capbill::rate::uncontracted_days(&dir, month());
         g.bench_with_input(BenchmarkId::new("one_day", accounts), &records, |b, records| {
             b.iter(|| meter::meter(records.clone(), &dir, ids(&dir), &set_apart, opts()).unwrap())
         });

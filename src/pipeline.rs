@@ -226,8 +226,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
 
     let t = Instant::now();
     let records_in = usage.records;
-    let metered =
-        day_meter.finish(&directory, accounts, &directory.uncontracted_days(month.first_day(), month.end_day()))?;
+    let metered = day_meter.finish(&directory, accounts, &rate::uncontracted_days(&directory, month))?;
     let elapsed_ms = stages.done("meter", t);
     tracing::info!(
         stage = "meter",

@@ -4,8 +4,10 @@
 //! Works on the small, aggregated side of the data: per-entity daily byte
 //! sums from metering, the directory's contracts and deals. Every quantity
 //! and amount is a [`rust_decimal::Decimal`] produced by [`crate::money`];
-//! nothing is rounded here directly. Which storage accounts have usage on
-//! uncontracted days metering has already added up.
+//! nothing is rounded here directly. Rating owns contract coverage
+//! ([`uncontracted_days`]): the pipeline hands those day masks to metering,
+//! which adds up each account's byte-days on them, and rating turns the
+//! sums into `uncontracted_usage` findings.
 
 use std::collections::HashMap;
 
@@ -53,6 +55,34 @@ pub fn rate<'d>(dir: &'d Directory, metered: &Metered, opts: RateOptions) -> Rat
         (lines, findings.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
     Rated { lines, findings }
+}
+
+/// Contract coverage (spec 3.3, `uncontracted_usage`): for each entity, the
+/// days of `month` (bit `day - first day`) on which usage it owns is not
+/// billed on every edge up to the vendor: the days on which it or a buyer
+/// above it has no contract in force, and every day for the vendor's own
+/// usage. Metering tallies the byte-days of these days apart per account,
+/// and [`rate`] turns them into findings.
+pub fn uncontracted_days(dir: &Directory, month: BillingMonth) -> Vec<u32> {
+    let (first, end) = (month.first_day(), month.end_day());
+    // Bits of the days before `day` (a month has at most 31 days).
+    let before = |day: Day| match (day.clamp(first, end) - first) as u32 {
+        32 => u32::MAX,
+        n => (1 << n) - 1,
+    };
+    let all = before(end);
+    let mut gaps = vec![0u32; dir.entities.len()];
+    // Parents before children: each inherits the gaps of the edges above it.
+    for e in dir.subtree(dir.vendor) {
+        let Some(parent) = dir.entities[e].parent else { continue };
+        let covered = dir.contracts_by_buyer[e]
+            .iter()
+            .map(|&k| &dir.contracts[k])
+            .fold(0, |m, k| m | (k.end.map_or(all, before) & !before(k.start)));
+        gaps[e] = gaps[parent] | (all & !covered);
+    }
+    gaps[dir.vendor] = all;
+    gaps
 }
 
 /// The findings of a month that need no usage: allocations exceeding
@@ -580,8 +610,7 @@ mod tests {
         let mut ids = Interner::seeded(dir.accounts.iter().map(|a| a.id.as_str()));
         let records = frame(&recs, &mut ids);
         let opts = MeterOptions { month: month(), unit: Unit::Tb, daily_method: DailyMethod::Mean };
-        let m =
-            meter(records, &dir, ids, &dir.uncontracted_days(month().first_day(), month().end_day()), opts).unwrap();
+        let m = meter(records, &dir, ids, &uncontracted_days(&dir, month()), opts).unwrap();
         let r = rate_it(&dir, &m);
         let found: Vec<_> = r
             .findings
@@ -612,5 +641,23 @@ mod tests {
         // The contracted days are billed: 21 of sa's and none of sb's.
         let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
         assert_eq!(usage.days, 21);
+    }
+
+    #[test]
+    fn uncontracted_days_are_the_gaps_of_every_edge_up_to_the_vendor() {
+        let k = CONTRACTS
+            .replace("K2,d,p,pay_per_use,,7.00,,,EUR,2026-01-01,", "K2,d,p,pay_per_use,,7.00,,,EUR,2026-10-11,")
+            .replace(
+                "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,",
+                "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,2026-10-21",
+            );
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        let days = uncontracted_days(&dir, month());
+        let bits = |from: u32, to: u32| (from..to).fold(0u32, |m, d| m | 1 << d);
+        let of = |e: &str| days[dir.entity(e).unwrap()];
+        assert_eq!(of("ic"), bits(0, 31), "the vendor's own usage is billed on no edge");
+        assert_eq!(of("d"), 0);
+        assert_eq!(of("p"), bits(0, 10));
+        assert_eq!(of("c"), bits(0, 10) | bits(20, 31));
     }
 }

@@ -267,33 +267,6 @@ impl Directory {
         out
     }
 
-    /// For each entity, the days of `[first, end)` (at most 32, bit
-    /// `day - first`) on which usage it owns is not billed on every edge up
-    /// to the vendor: the days on which it or a buyer above it has no
-    /// contract in force, and every day for the vendor's own usage (spec 3.3,
-    /// `uncontracted_usage`).
-    pub fn uncontracted_days(&self, first: Day, end: Day) -> Vec<u32> {
-        debug_assert!((0..=32).contains(&(end - first)), "a month of days");
-        // Bits of the days before `day`.
-        let before = |day: Day| match (day.clamp(first, end) - first) as u32 {
-            32 => u32::MAX,
-            n => (1 << n) - 1,
-        };
-        let month = before(end);
-        let mut gaps = vec![0u32; self.entities.len()];
-        // Parents before children: each inherits the gaps of the edges above it.
-        for e in self.subtree(self.vendor) {
-            let Some(parent) = self.entities[e].parent else { continue };
-            let covered = self.contracts_by_buyer[e]
-                .iter()
-                .map(|&k| &self.contracts[k])
-                .fold(0, |m, k| m | (k.end.map_or(month, before) & !before(k.start)));
-            gaps[e] = gaps[parent] | (month & !covered);
-        }
-        gaps[self.vendor] = month;
-        gaps
-    }
-
     /// Loads and validates the four tables under `store`.
     pub async fn load(store: &Store) -> Result<Directory, DirectoryError> {
         DirectoryFiles::fetch(store).await?.parse()
@@ -343,24 +316,5 @@ pub(crate) mod tests {
         assert_eq!(names, ["c", "p", "d"]);
         assert_eq!(d.subtree(d.entity("d").unwrap()).len(), 3);
         assert_eq!(d.contract_on(c, day_of(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())).unwrap().id, "K3");
-    }
-
-    #[test]
-    fn uncontracted_days_are_the_gaps_of_every_edge_up_to_the_vendor() {
-        let k = CONTRACTS
-            .replace("K2,d,p,pay_per_use,,7.00,,,EUR,2026-01-01,", "K2,d,p,pay_per_use,,7.00,,,EUR,2026-10-11,")
-            .replace(
-                "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,",
-                "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,2026-10-21",
-            );
-        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
-        let month: crate::model::BillingMonth = "2026-10".parse().unwrap();
-        let days = dir.uncontracted_days(month.first_day(), month.end_day());
-        let bits = |from: u32, to: u32| (from..to).fold(0u32, |m, d| m | 1 << d);
-        let of = |e: &str| days[dir.entity(e).unwrap()];
-        assert_eq!(of("ic"), bits(0, 31), "the vendor's own usage is billed on no edge");
-        assert_eq!(of("d"), 0);
-        assert_eq!(of("p"), bits(0, 10));
-        assert_eq!(of("c"), bits(0, 10) | bits(20, 31));
     }
 }

@@ -55,6 +55,17 @@ pub enum IngestError {
         /// What is wrong.
         reason: String,
     },
+    /// One line of a JSON Lines object is not a JSON object.
+    #[error("usage object {object} row {row}, field (record): not a JSON object")]
+    Json {
+        /// Object key.
+        object: String,
+        /// 1-based line number.
+        row: usize,
+        /// The parser's reason.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The object's columns or structure are not a usage layout.
     #[error("usage object {object}: {reason}")]
     Layout {

@@ -362,6 +362,16 @@ impl RecordSink {
         }
     }
 
+    /// A line that is not a JSON object: an error that keeps the parser's
+    /// reason as its source, or a finding under `--skip-bad-records`.
+    pub(crate) fn bad_json(&mut self, row: usize, source: serde_json::Error) -> Result<(), IngestError> {
+        if self.skip_bad {
+            self.bad(row, "(record)", format!("not a JSON object: {source}"))
+        } else {
+            Err(IngestError::Json { object: self.object.clone(), row, source })
+        }
+    }
+
     /// A layout error for this object.
     pub(crate) fn layout(&self, reason: impl Into<String>) -> IngestError {
         IngestError::Layout { object: self.object.clone(), reason: reason.into() }

@@ -162,7 +162,7 @@ pub(crate) fn read_json_lines(data: &[u8], sink: &mut RecordSink) -> Result<(), 
         let rec = match JsonRecord::parse(line, &mut held) {
             Ok(r) => r,
             Err(e) => {
-                sink.bad(row, "(record)", format!("not a JSON object: {e}"))?;
+                sink.bad_json(row, e)?;
                 continue;
             }
         };
@@ -415,7 +415,7 @@ mod tests {
         skip_bad_records: bool,
     ) -> Outcome {
         let mut s = sink(skip_bad_records);
-        read(data.as_bytes(), &mut s).map_err(|e| e.to_string())?;
+        read(data.as_bytes(), &mut s).map_err(|e| crate::error::chain(&e))?;
         let (mut accounts, mut buckets) = (Interner::default(), Interner::default());
         let (days, findings) = s.finish(0, &mut accounts, &mut buckets).unwrap();
         let (accounts, buckets): (Vec<&str>, Vec<&str>) = (accounts.names().collect(), buckets.names().collect());

@@ -120,7 +120,7 @@ pub(crate) mod tests {
 
     /// The days set apart as the pipeline asks: each owner's uncontracted days.
     pub(super) fn set_apart(d: &Directory) -> Vec<u32> {
-        d.uncontracted_days(month().first_day(), month().end_day())
+        crate::rate::uncontracted_days(d, month())
     }
 
     pub(super) fn dir(accounts: &str) -> Directory {
