@@ -4,7 +4,8 @@
 //! The config file describes the billing run (locations, unit, daily method);
 //! flags of one invocation override it. Relative local paths in the file are
 //! resolved against the file's own folder, so `config/capbill.toml` works
-//! from any working directory.
+//! from any working directory. Configuration never reads usage or the
+//! directory, and no module after it reads `CAPBILL_*` settings itself.
 
 use std::path::{Path, PathBuf};
 

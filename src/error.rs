@@ -2,7 +2,8 @@
 //!
 //! Each stage owns its own `thiserror` enum; this module wraps them and
 //! decides what the process exit code says. `main` prints the error chain
-//! and exits with [`Error::exit_code`].
+//! and exits with [`Error::exit_code`]. Exit codes are decided here and
+//! nowhere else; no stage knows them.
 
 use thiserror::Error;
 

@@ -3,7 +3,8 @@
 //! Written for every `run` and `reprocess`, failed ones included, so an
 //! alert can fire on a failed or unusual night: status and exit code, and
 //! per month the outcome, revision, duration per stage, counts, totals per
-//! currency and findings by kind.
+//! currency and findings by kind. It only serialises what the run
+//! reported; it must not compute totals or decide the exit code itself.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! Building the manifest of a revision from what it was made from (the
 //! [`Provenance`] a run gathered) and what it holds (its tables, findings
 //! and totals). The types are [`crate::manifest`]'s; the output files are
-//! filled in by [`super::publish`] as they are written.
+//! filled in by [`super::publish`] as they are written. Nothing here reads
+//! storage or decides the revision number or status (that is `revision`).
 
 use std::collections::BTreeMap;
 

@@ -96,12 +96,17 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
-/// Whether a process of this host is alive: signal 0 checks that the pid
-/// exists without touching it (`EPERM` means it exists but belongs to
-/// another user). Works on every Unix, not only where `/proc` is mounted.
+/// Whether a process of this host may be alive: only a process that is
+/// known to be gone (on Unix, signal 0 answers "no such process") makes a
+/// lock stale; a process of another user answers "unknown" and counts as
+/// alive. Works wherever `process_alive` does (Unix and Windows), not only
+/// where `/proc` is mounted.
 fn process_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return false };
-    matches!(rustix::process::test_kill_process(pid), Ok(()) | Err(rustix::io::Errno::PERM))
+    // Unix pids are positive `i32`s: a larger one names no process.
+    if cfg!(unix) && i32::try_from(pid).is_err() {
+        return false;
+    }
+    process_alive::state(process_alive::Pid::from(pid)) != process_alive::State::Dead
 }
 
 impl MonthLock {
