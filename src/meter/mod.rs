@@ -32,6 +32,11 @@ use thiserror::Error;
 use crate::directory::Directory;
 use crate::model::{BillingMonth, DailyMethod, Day, Interner, Unit};
 
+/// Column of a count: a day's snapshots per account in the general
+/// reduction, and conflicting records per account (the reducer writes them,
+/// the outputs read them).
+const COUNT: &str = "count";
+
 pub use stream::DayMeter;
 pub use usage::{EntityDays, EntityUsage, Metered, Uncontracted};
 

@@ -7,7 +7,7 @@
 
 use polars::prelude::*;
 
-use super::reduce::COUNT;
+use super::COUNT;
 use super::tally::AccountTotals;
 use crate::directory::{Directory, StorageAccount};
 use crate::model::{BillingMonth, Finding, FindingKind, Interner, Unit, col};

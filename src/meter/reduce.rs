@@ -10,17 +10,13 @@
 use polars::prelude::*;
 
 use super::day::SinglePass;
-use super::month::finish_month;
-use super::{MeterError, MeterOptions, Metered};
-use crate::directory::Directory;
-use crate::model::{DailyMethod, Interner, col};
+use super::{COUNT, MeterError, MeterOptions};
+use crate::model::{DailyMethod, col};
 use crate::money;
 
 const SNAPSHOT: &str = "snapshot";
 const VERSIONS: &str = "versions";
 const SUM: &str = "sum";
-/// The column of record counts; in the conflicts frame, conflicting keys per account.
-pub(super) const COUNT: &str = "count";
 
 /// Reduces complete days to daily values (on the metering thread).
 pub(super) struct DayReducer {
@@ -152,9 +148,10 @@ impl DayReducer {
             .agg([col(col::BYTES).cast(DataType::Int128).sum().alias(SNAPSHOT), col(col::DAY).first().alias(col::DAY)]))
     }
 
-    /// Everything that needs the whole month: windows, gap fill, byte-days,
-    /// findings; `set_apart` as in [`super::DayMeter::finish`].
-    pub(super) fn finish(self, dir: &Directory, accounts: Interner, set_apart: &[u32]) -> Result<Metered, MeterError> {
+    /// What the month step needs of the reduced days: their daily values
+    /// (frames of account id, day, value), the conflicting records per
+    /// account if any, and the settings.
+    pub(super) fn into_days(self) -> Result<(Vec<DataFrame>, Option<DataFrame>, MeterOptions), MeterError> {
         let conflicts = if self.conflicts.is_empty() {
             None
         } else {
@@ -165,7 +162,7 @@ impl DayReducer {
                     .collect()?,
             )
         };
-        finish_month(self.daily, conflicts, dir, accounts, set_apart, self.opts)
+        Ok((self.daily, conflicts, self.opts))
     }
 }
 
@@ -177,6 +174,7 @@ mod tests {
     use crate::meter::day::{Bail, RUNNING_BUCKETS, Values};
     use crate::meter::tests::{Rec, dir, frame, kinds, meter_recs, opts, usage};
     use crate::model::FindingKind;
+    use crate::model::Interner;
 
     #[test]
     fn daily_mean_rounds_half_away_from_zero_and_max_takes_the_largest_snapshot() {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
+use super::month::finish_month;
 use super::reduce::DayReducer;
 use super::{MeterError, MeterOptions, Metered};
 use crate::directory::Directory;
@@ -107,7 +108,8 @@ impl DayMeter {
             Ok(r) => r?,
         };
         reducer.close_all(rest)?;
-        reducer.finish(dir, accounts, set_apart)
+        let (daily, conflicts, opts) = reducer.into_days()?;
+        finish_month(daily, conflicts, dir, accounts, set_apart, opts)
     }
 }
 

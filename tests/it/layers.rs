@@ -33,6 +33,12 @@ fn layer_of(module: &str) -> Option<usize> {
 /// The top-level modules a source text names as `crate::NAME` or inside
 /// `crate::{...}` groups, ignoring comments.
 fn imported_modules(text: &str) -> Vec<String> {
+    named_after(text, "crate::")
+}
+
+/// The names that follow `prefix` in a source text (`prefix NAME` or inside
+/// `prefix {...}` groups), ignoring comments.
+fn named_after(text: &str, prefix: &str) -> Vec<String> {
     let code: String = text
         .lines()
         .map(|l| match l.trim_start().starts_with("//") {
@@ -43,8 +49,8 @@ fn imported_modules(text: &str) -> Vec<String> {
         .join("\n");
     let mut out = Vec::new();
     let mut rest = code.as_str();
-    while let Some(i) = rest.find("crate::") {
-        rest = &rest[i + "crate::".len()..];
+    while let Some(i) = rest.find(prefix) {
+        rest = &rest[i + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             // Top-level names of the group: split at commas outside nested braces.
             let (mut depth, mut start) = (0usize, 0usize);
@@ -118,6 +124,81 @@ fn violations(src: &Path) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Import cycles between the files of one stage's folder (`src/meter/*.rs`
+/// naming each other through `super::` or `crate::meter::`), as the cycle's
+/// files; `mod.rs`, the folder's front, is left out.
+fn sibling_cycles(src: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut folders: Vec<_> =
+        std::fs::read_dir(src).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    folders.sort();
+    for folder in folders {
+        let stage = folder.file_name().unwrap().to_string_lossy().into_owned();
+        let mut files: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_string_lossy().strip_suffix(".rs").map(str::to_owned))
+            .filter(|f| f != "mod")
+            .collect();
+        files.sort();
+        let edges: BTreeMap<&str, Vec<String>> = files
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(folder.join(format!("{f}.rs"))).unwrap();
+                let text = text.split("#[cfg(test)]").next().unwrap_or_default().to_owned();
+                let mut to = named_after(&text, "super::");
+                to.extend(named_after(&text, &format!("crate::{stage}::")));
+                to.retain(|t| t != f && files.contains(t));
+                (f.as_str(), to)
+            })
+            .collect();
+        // Depth-first search for a path that comes back to where it started.
+        fn visit<'a>(
+            at: &'a str,
+            edges: &'a BTreeMap<&str, Vec<String>>,
+            path: &mut Vec<&'a str>,
+            found: &mut Vec<String>,
+        ) {
+            if let Some(i) = path.iter().position(|p| *p == at) {
+                found.push(path[i..].join(" → ") + " → " + at);
+                return;
+            }
+            path.push(at);
+            for next in &edges[at] {
+                visit(next, edges, path, found);
+            }
+            path.pop();
+        }
+        for f in &files {
+            let mut found = Vec::new();
+            visit(f, &edges, &mut Vec::new(), &mut found);
+            out.extend(found.into_iter().filter(|c| c.starts_with(&format!("{f} "))).map(|c| format!("{stage}: {c}")));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn no_import_cycles_between_the_files_of_a_stage() {
+    let cycles = sibling_cycles(&root().join("src"));
+    assert!(cycles.is_empty(), "import cycles:\n  {}", cycles.join("\n  "));
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("meter");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(m.join("mod.rs"), "mod a; mod b; mod c;\n").unwrap();
+    std::fs::write(m.join("a.rs"), "use super::{b::X, COUNT};\n").unwrap();
+    std::fs::write(m.join("b.rs"), "fn f() { crate::meter::c::g(); }\n").unwrap();
+    std::fs::write(m.join("c.rs"), "use super::a;\n#[cfg(test)]\nmod tests { use super::super::b; }\n").unwrap();
+    assert_eq!(sibling_cycles(dir.path()), ["meter: a → b → c → a", "meter: b → c → a → b", "meter: c → a → b → c"]);
+    std::fs::write(m.join("c.rs"), "// use super::a;\n").unwrap();
+    assert!(sibling_cycles(dir.path()).is_empty());
 }
 
 #[test]
