@@ -305,8 +305,10 @@ pub struct ValidateArgs {
 }
 
 /// Parses the `CAPBILL_NOW` clock (RFC 3339).
-fn parse_now(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: CAPBILL_NOW must be an RFC 3339 time such as 2026-11-02T03:00:00Z"))
 }
 
 /// `user@host` of this invocation.

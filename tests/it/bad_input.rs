@@ -216,3 +216,37 @@ fn unknown_objects_become_findings() {
     let rows = project(&latest_revision(out.path()).join("findings.csv"), &["kind", "subject_id"].map(String::from));
     assert!(rows.contains(&vec!["skipped_object".to_owned(), "notes.txt".to_owned()]), "{rows:?}");
 }
+
+#[test]
+fn settings_from_the_environment_that_do_not_parse_name_their_variable() {
+    let ex = example();
+    let out = tempfile::tempdir().unwrap();
+    let (directory, usage) = (ex.join("directory"), ex.join("usage"));
+    let args = [
+        "run",
+        "--month",
+        "2026-10",
+        "--directory",
+        directory.to_str().unwrap(),
+        "--usage",
+        usage.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    for (var, value) in [
+        ("CAPBILL_S3_FORCE_PATH_STYLE", "yes"),
+        ("CAPBILL_S3_MAX_ATTEMPTS", "-1"),
+        ("CAPBILL_S3_CHECKSUM", "always"),
+        ("CAPBILL_NOW", "yesterday"),
+    ] {
+        let o = capbill_env(&args, &[(var, value.to_owned())]);
+        assert_eq!(o.status.code(), Some(2), "{var}={value}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(var) && err.contains(value), "{var}={value}: {err}");
+        assert!(std::fs::read_dir(out.path()).unwrap().next().is_none(), "{var}: nothing is written");
+    }
+    // Set and valid, they are used: the clock decides the month's status.
+    let o = capbill_env(&args, &[("CAPBILL_NOW", "2026-12-01T00:00:00Z".to_owned())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(final)"), "{}", String::from_utf8_lossy(&o.stdout));
+}
