@@ -65,7 +65,7 @@ fn published(r: &RunReport) -> String {
     if let Some((prev, n)) = r.corrections {
         let _ = writeln!(s, "  corrections against final revision {prev}: {n} lines (corrections.csv)");
     }
-    let _ = writeln!(
+    let _ = write!(
         s,
         "  {} invoice lines on {} invoices, {} storage accounts metered, {} usage objects read",
         m.counts.invoice_lines,
@@ -73,6 +73,15 @@ fn published(r: &RunReport) -> String {
         m.counts.accounts,
         m.usage.objects.len()
     );
+    // Shown when not zero: objects of other months left unread, and records
+    // read but not billed because they fall outside the month.
+    if m.usage.pruned_objects > 0 {
+        let _ = write!(s, " ({} pruned)", m.usage.pruned_objects);
+    }
+    if m.usage.records_outside_month > 0 {
+        let _ = write!(s, ", {} records outside the month", m.usage.records_outside_month);
+    }
+    s.push('\n');
     let _ = writeln!(s, "  totals per seller:");
     for t in &r.totals.per_seller {
         let _ = writeln!(s, "    {:<24} {:>14} {}", t.seller_id, t.total, t.currency);

@@ -34,6 +34,12 @@ pub struct MonthSummary {
     pub objects_read: usize,
     /// Bytes of usage objects read.
     pub bytes_read: u64,
+    /// Records read from the objects but of another month: not billed
+    /// (the records of a neighbouring month in a day folder at the month's
+    /// edge, or in an object that spans months).
+    pub records_outside_month: u64,
+    /// Usage objects not read because their key names another month.
+    pub pruned_objects: usize,
     /// Row counts and findings by kind (published runs).
     pub counts: Option<Counts>,
     /// Totals per currency (published runs).
@@ -53,6 +59,8 @@ impl From<&Outcome> for MonthSummary {
             records_read: 0,
             objects_read: 0,
             bytes_read: 0,
+            records_outside_month: 0,
+            pruned_objects: 0,
             counts: None,
             totals: Vec::new(),
             corrections: None,
@@ -69,6 +77,8 @@ impl From<&Outcome> for MonthSummary {
                     records_read: r.records,
                     objects_read: m.usage.objects.len(),
                     bytes_read: m.usage.objects.iter().map(|o| o.size).sum(),
+                    records_outside_month: m.usage.records_outside_month,
+                    pruned_objects: m.usage.pruned_objects,
                     counts: Some(m.counts.clone()),
                     totals: m.totals.clone(),
                     corrections: r.corrections.map(|(_, n)| n),

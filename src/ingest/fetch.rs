@@ -49,14 +49,7 @@ pub async fn ingest<E: From<IngestError>>(
         })
         .collect();
     order.sort_by_key(|(seq, _, _, day)| (day.unwrap_or(Day::MIN), *seq));
-    // complete_before[i]: days before it get no records from objects i+1.. .
-    let mut complete_before = vec![Day::MAX; order.len()];
-    for i in (0..order.len().saturating_sub(1)).rev() {
-        complete_before[i] = match order[i + 1].3 {
-            None => Day::MIN,
-            Some(d) => d - 1,
-        };
-    }
+    let complete_before = complete_before(&order.iter().map(|o| o.3).collect::<Vec<_>>());
     let objects_in_key_order = {
         let mut v: Vec<(u32, ObjectMeta)> = order.iter().map(|(s, m, _, _)| (*s, m.clone())).collect();
         v.sort_by_key(|(s, _)| *s);
@@ -123,6 +116,22 @@ pub async fn ingest<E: From<IngestError>>(
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
+/// For objects in streaming order, given the day folder of each (`None`
+/// first, then by day), the day before which no object after each one can
+/// add records: `complete_before[i]` is the first day objects `i+1..` may
+/// still touch. A day folder D may hold records of D−1 (a record at
+/// midnight, or the day before's export written after midnight), so the
+/// next object's day minus one stays open; after an object without a day
+/// folder (which may hold any day) nothing is complete; after the last
+/// object everything is.
+fn complete_before(days: &[Option<Day>]) -> Vec<Day> {
+    let mut complete = vec![Day::MAX; days.len()];
+    for (i, next) in days.iter().enumerate().skip(1) {
+        complete[i - 1] = next.map_or(Day::MIN, |d| d - 1);
+    }
+    complete
+}
+
 /// Most KiB of objects fetched and not yet parsed, unless one object alone
 /// is larger. Four 250 MB partner API exports: two being parsed, two read
 /// ahead. More only costs memory: reading ahead is for waiting on S3, not for
@@ -155,4 +164,54 @@ fn parse(
         Format::Parquet => parquet::read(data.clone(), &mut sink),
     }?;
     Ok(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::day_of;
+
+    fn day(s: &str) -> Day {
+        day_of(chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap())
+    }
+
+    #[test]
+    fn a_day_stays_open_while_a_later_folder_may_hold_it() {
+        // October: a month folder, then the day folders of Sep 30, Oct 1,
+        // Oct 30, Oct 31 and Nov 1 (which may hold Oct 31 records).
+        let days = [
+            None,
+            Some(day("2026-09-30")),
+            Some(day("2026-10-01")),
+            Some(day("2026-10-30")),
+            Some(day("2026-10-31")),
+            Some(day("2026-11-01")),
+        ];
+        let c = complete_before(&days);
+        // Nothing is complete while objects of any day may follow.
+        assert_eq!(c[0], day("2026-09-29"));
+        // Oct 1 stays open after Sep 30's folder (which may hold it): Oct
+        // 1's folder is still to come. After it, Oct 30's folder comes
+        // next, which may hold Oct 29.
+        assert_eq!(c[1], day("2026-09-30"));
+        assert_eq!(c[2], day("2026-10-29"));
+        // Oct 31 stays open after its own folder: Nov 1's may hold Oct 31.
+        assert_eq!(c[3], day("2026-10-30"));
+        assert_eq!(c[4], day("2026-10-31"));
+        assert_eq!(c[5], Day::MAX);
+        // Each day stays open until every folder that may hold it is read.
+        for (i, &cb) in c.iter().enumerate() {
+            for later in days[i + 1..].iter().flatten() {
+                // Day `later - 1` is still open: it is not before `cb`.
+                assert!(cb < *later, "object {i} closes day {} before the folder of day {later} is read", later - 1);
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_complete_before_the_objects_without_a_day() {
+        assert_eq!(complete_before(&[None, None, Some(day("2026-10-05"))]), [Day::MIN, day("2026-10-04"), Day::MAX]);
+        assert_eq!(complete_before(&[]), Vec::<Day>::new());
+        assert_eq!(complete_before(&[Some(day("2026-10-05"))]), [Day::MAX]);
+    }
 }

@@ -105,7 +105,7 @@ pub struct Ingested {
     pub objects: Vec<ObjectMeta>,
     /// Skipped records and objects.
     pub findings: Vec<Finding>,
-    /// Objects not read because their key names another month.
+    /// Objects not read because their key says they cannot hold records of the month.
     pub pruned: usize,
     /// Records of the month handed on.
     pub records: usize,

@@ -1,5 +1,5 @@
 //! Planning a month's ingestion: lists the usage location, prunes objects
-//! whose key names another month, sets aside objects that are not a usage
+//! whose key says they cannot hold records of the month (see `prune`), sets aside objects that are not a usage
 //! format (as findings) and asks for the ETags a listing left out.
 //!
 //! It decides from the listing alone: it must not read an object's content.
@@ -19,7 +19,7 @@ pub struct Plan {
     pub objects: Vec<(ObjectMeta, Format)>,
     /// Objects under the location that are not a usage format.
     pub findings: Vec<Finding>,
-    /// Objects not read because their key names another month.
+    /// Objects not read because their key says they cannot hold records of the month.
     pub pruned: usize,
 }
 

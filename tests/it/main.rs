@@ -3,6 +3,7 @@
 mod bad_input;
 mod example;
 mod layers;
+mod layouts;
 mod operations;
 mod revisions;
 mod s3;

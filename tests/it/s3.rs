@@ -103,7 +103,7 @@ fn objects_of_other_months_are_not_fetched() {
     let server = example_server();
     let usage = server.bucket("usage-bucket").join("exports");
     // Other months' objects, in every recognised layout; unreadable if fetched.
-    for key in ["daily/2026-09/sa-x1.csv", "hourly/dt=2026-11-01/part-0.parquet", "year=2026/month=08/x.jsonl"] {
+    for key in ["daily/2026-09/sa-x1.csv", "hourly/dt=2026-11-02/part-0.parquet", "year=2026/month=08/x.jsonl"] {
         let p = usage.join(key);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, "this is not a usage file").unwrap();

@@ -1,0 +1,234 @@
+//! Usage layouts at the month's edges: which objects a month reads (day
+//! folders of the day before and after, dates in file names, objects that
+//! span months), that every record of the month is billed, and that the
+//! records of other months read with them are counted in the manifest, the
+//! summary JSON and the text summary.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::util::*;
+
+/// The example's hourly export, removed from the copy: its header and rows.
+fn take_hourly(usage: &Path) -> (String, Vec<String>) {
+    let src = usage.join("hourly/2026-10/part-0000.csv");
+    let text = std::fs::read_to_string(&src).unwrap();
+    std::fs::remove_file(&src).unwrap();
+    let mut lines = text.lines().map(str::to_owned);
+    let header = lines.next().unwrap();
+    (header, lines.collect())
+}
+
+/// Writes a CSV object under the usage folder.
+fn write_csv(usage: &Path, key: &str, header: &str, rows: &[String]) {
+    let p = usage.join(key);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+}
+
+/// Rows whose timestamp starts with `prefix` (a day, or a day and an hour).
+fn rows_at(rows: &[String], prefix: &str) -> Vec<String> {
+    rows.iter().filter(|r| r.starts_with(prefix)).cloned().collect()
+}
+
+/// The hourly rows of each day in that day's own folder (`hourly/dt=D/`),
+/// except the rows starting with one of `except`.
+fn own_day_folders(usage: &Path, header: &str, rows: &[String], except: &[&str]) {
+    let mut days: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for r in rows.iter().filter(|r| !except.iter().any(|e| r.starts_with(e))) {
+        days.entry(&r[..10]).or_default().push(r.clone());
+    }
+    for (day, rows) in days {
+        write_csv(usage, &format!("hourly/dt={day}/part-0.csv"), header, &rows);
+    }
+}
+
+/// A billed month: its output folder, the revision, the manifest, the
+/// summary JSON and standard output.
+struct Billed {
+    _out: tempfile::TempDir,
+    rev: PathBuf,
+    manifest: serde_json::Value,
+    summary: serde_json::Value,
+    stdout: String,
+}
+
+/// Bills October with the example's directory and `usage`; it must succeed.
+fn bill(usage: &Path) -> Billed {
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.json");
+    let o: Output = run_month(
+        &example().join("directory"),
+        usage,
+        &out.path().join("o"),
+        &["--summary-json", summary.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(&out.path().join("o"));
+    let json = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    Billed {
+        manifest: json(&rev.join("manifest.json")),
+        summary: json(&summary)["months"][0].clone(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        rev,
+        _out: out,
+    }
+}
+
+/// The billing outputs of two runs are byte-identical.
+fn assert_same_bills(a: &Billed, b: &Billed, what: &str) {
+    for file in ["account_usage.csv", "invoice_lines.csv", "invoices.csv", "findings.csv"] {
+        let x = std::fs::read_to_string(a.rev.join(file)).unwrap();
+        let y = std::fs::read_to_string(b.rev.join(file)).unwrap();
+        assert!(x == y, "{file} differs when {what}:\n{x}\n---\n{y}");
+    }
+}
+
+/// The usage keys a run read, from its manifest.
+fn keys_read(b: &Billed) -> Vec<String> {
+    b.manifest["usage"]["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The count in the manifest and in the summary JSON, which must agree.
+fn count(b: &Billed, manifest_field: &str, summary_field: &str) -> u64 {
+    let m = b.manifest["usage"][manifest_field].as_u64().unwrap_or_else(|| panic!("manifest has no {manifest_field}"));
+    let s = b.summary[summary_field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary JSON has no {summary_field}: {}", b.summary));
+    assert_eq!(m, s, "{manifest_field} in the manifest, {summary_field} in the summary JSON");
+    m
+}
+
+#[test]
+fn records_of_the_month_in_the_day_folders_before_and_after_are_billed() {
+    // The same hourly records, each day in its own folder...
+    let own = example_copy();
+    let usage = own.path().join("usage");
+    let (header, rows) = take_hourly(&usage);
+    own_day_folders(&usage, &header, &rows, &[]);
+    let own = bill(&usage);
+
+    // ...and as nightly exports written after midnight: the last rows of
+    // Oct 31 land in Nov 1's folder with 3 records of Nov 1, and the first
+    // rows of Oct 1 in Sep 30's folder with 2 records of Sep 30. Oct 1 and
+    // Oct 31 each have records in two folders, so a day closed too early
+    // (before every folder that may hold it is read) would be metered twice.
+    let edge = example_copy();
+    let usage = edge.path().join("usage");
+    let (header, rows) = take_hourly(&usage);
+    own_day_folders(&usage, &header, &rows, &["2026-10-01T00", "2026-10-01T06", "2026-10-31T12", "2026-10-31T18"]);
+    let mut sep30 =
+        rows_at(&rows, "2026-10-01T18").iter().map(|r| r.replacen("2026-10-01", "2026-09-30", 1)).collect::<Vec<_>>();
+    assert_eq!(sep30.len(), 2);
+    sep30.extend(rows_at(&rows, "2026-10-01T00"));
+    sep30.extend(rows_at(&rows, "2026-10-01T06"));
+    write_csv(&usage, "hourly/dt=2026-09-30/part-0.csv", &header, &sep30);
+    let mut nov1 = rows_at(&rows, "2026-10-31T12");
+    nov1.extend(rows_at(&rows, "2026-10-31T18"));
+    let next_day =
+        rows_at(&rows, "2026-10-31T00").iter().map(|r| r.replacen("2026-10-31", "2026-11-01", 1)).collect::<Vec<_>>();
+    assert_eq!(next_day.len(), 3);
+    nov1.extend(next_day);
+    write_csv(&usage, "hourly/dt=2026-11-01/part-0.csv", &header, &nov1);
+    let edge = bill(&usage);
+
+    assert_same_bills(&own, &edge, "the month's first and last records sit in the neighbouring days' folders");
+    let plain = bill(&example().join("usage"));
+    assert_same_bills(&plain, &own, "the hourly export is split by day");
+
+    for key in ["hourly/dt=2026-09-30/part-0.csv", "hourly/dt=2026-11-01/part-0.csv"] {
+        assert!(keys_read(&edge).iter().any(|k| k == key), "{key} not read: {:?}", keys_read(&edge));
+    }
+    assert_eq!(count(&edge, "records_outside_month", "records_outside_month"), 5);
+    assert_eq!(count(&edge, "pruned_objects", "pruned_objects"), 0);
+    assert!(edge.stdout.contains("usage objects read, 5 records outside the month\n"), "{}", edge.stdout);
+    assert_eq!(count(&own, "records_outside_month", "records_outside_month"), 0);
+    assert!(own.stdout.contains("usage objects read\n"), "{}", own.stdout);
+}
+
+#[test]
+fn day_folders_two_days_away_and_other_months_folders_are_pruned() {
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    // Unreadable if fetched: a run that read any of them would fail.
+    let other = ["hourly/dt=2026-11-02/part-0.csv", "hourly/dt=2026-09-29/part-0.csv", "daily/2026-11/sa-x1.csv"];
+    for key in other {
+        let p = usage.join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "this is not a usage file").unwrap();
+    }
+    let b = bill(&usage);
+    let plain = bill(&example().join("usage"));
+    assert_same_bills(&plain, &b, "objects of other days are added");
+    assert_eq!(count(&b, "pruned_objects", "pruned_objects"), 3);
+    assert_eq!(keys_read(&b), keys_read(&plain));
+    assert!(b.stdout.contains("4 usage objects read (3 pruned)\n"), "{}", b.stdout);
+}
+
+/// The hourly rows of Oct 1 as a Parquet object with text columns.
+fn parquet_of(header: &str, rows: &[String]) -> Vec<u8> {
+    use polars::prelude::*;
+    let names: Vec<&str> = header.split(',').collect();
+    let fields: Vec<Vec<&str>> = rows.iter().map(|r| r.split(',').collect()).collect();
+    let columns = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if *name == "bytes" {
+                Column::new((*name).into(), fields.iter().map(|f| f[i].parse::<i64>().unwrap()).collect::<Vec<_>>())
+            } else {
+                Column::new((*name).into(), fields.iter().map(|f| f[i]).collect::<Vec<_>>())
+            }
+        })
+        .collect();
+    let mut df = DataFrame::new(rows.len(), columns).unwrap();
+    capbill::formats::write_parquet(&mut df).unwrap()
+}
+
+#[test]
+fn objects_with_dates_only_in_their_file_names_are_read() {
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    let (header, rows) = take_hourly(&usage);
+    let (first, last, after) =
+        (rows_at(&rows, "2026-10-01"), rows_at(&rows, "2026-10-31T0"), rows_at(&rows, "2026-10-31T1"));
+    let rest: Vec<String> =
+        rows.iter().filter(|r| !r.starts_with("2026-10-01") && !r.starts_with("2026-10-31")).cloned().collect();
+    write_csv(&usage, "hourly/2026-10/part-0000.csv", &header, &rest);
+    std::fs::create_dir_all(usage.join("usage")).unwrap();
+    std::fs::write(usage.join("usage/dt=2026-10-01.parquet"), parquet_of(&header, &first)).unwrap();
+    write_csv(&usage, "usage-2026-10-31.csv", &header, &last);
+    // An export written after midnight, named by its issue date.
+    write_csv(&usage, "export-2026-11-01T02-00Z.csv", &header, &after);
+    let b = bill(&usage);
+    assert_same_bills(&bill(&example().join("usage")), &b, "the first and last days' records are in dated file names");
+    for key in ["usage/dt=2026-10-01.parquet", "usage-2026-10-31.csv", "export-2026-11-01T02-00Z.csv"] {
+        assert!(keys_read(&b).iter().any(|k| k == key), "{key} not read: {:?}", keys_read(&b));
+    }
+    assert_eq!(count(&b, "records_outside_month", "records_outside_month"), 0);
+}
+
+#[test]
+fn an_object_spanning_two_months_bills_the_month_and_counts_the_rest() {
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    // sa-x1's daily export moved out of its month folder into a folder
+    // without a date, together with 3 days of November and 2 of September.
+    let src = usage.join("daily/2026-10/sa-x1.csv");
+    let text = std::fs::read_to_string(&src).unwrap();
+    std::fs::remove_file(&src).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header = lines.remove(0);
+    assert_eq!(header, "date,storage_account_id,bytes");
+    let mut rows = vec!["2026-09-29,sa-x1,900000000000".to_owned(), "2026-09-30,sa-x1,900000000000".to_owned()];
+    rows.extend(lines);
+    rows.extend(["2026-11-01", "2026-11-02", "2026-11-03"].map(|d| format!("{d},sa-x1,900000000000")));
+    write_csv(&usage, "exports/sa-x1.csv", &header, &rows);
+    // A month folder holds its month: a record of Nov 1 in October's folder
+    // is read, and counted outside the month.
+    write_csv(&usage, "partner-api/2026-10/late.csv", &header, &["2026-11-01,sa-w1,900000000000".to_owned()]);
+    let b = bill(&usage);
+    assert_same_bills(&bill(&example().join("usage")), &b, "an object also holds other months");
+    assert_eq!(count(&b, "records_outside_month", "records_outside_month"), 6);
+    assert!(b.stdout.contains("usage objects read, 6 records outside the month\n"), "{}", b.stdout);
+}
