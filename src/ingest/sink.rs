@@ -342,7 +342,7 @@ impl RecordSink {
     fn outside_partition(&self, day: Day) -> String {
         let (lo, _) = self.partition.expect("partitioned");
         format!(
-            "a record of {} in an object under the folder of {}: a day folder holds that day's records",
+            "a record of {} in an object under the folder of {}: a day folder holds that day's records and those of the day before and after",
             crate::model::date_of(day),
             crate::model::date_of(lo + 1)
         )

@@ -232,3 +232,23 @@ fn an_object_spanning_two_months_bills_the_month_and_counts_the_rest() {
     assert_eq!(count(&b, "records_outside_month", "records_outside_month"), 6);
     assert!(b.stdout.contains("usage objects read, 6 records outside the month\n"), "{}", b.stdout);
 }
+
+#[test]
+fn a_record_two_days_from_its_day_folder_is_malformed_at_the_month_edge() {
+    // Nov 1's folder is read for October: it may hold Oct 31, not Oct 30.
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    let row = "2026-10-30T23:00:00Z,sa-y1,media-raw,9010000000000".to_owned();
+    write_csv(&usage, "hourly/dt=2026-11-01/part-0.csv", "timestamp,storage_account_id,bucket,bytes", &[row]);
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&example().join("directory"), &usage, out.path(), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "usage object hourly/dt=2026-11-01/part-0.csv row 1, field timestamp: a record of 2026-10-30 in an object \
+             under the folder of 2026-11-01: a day folder holds that day's records and those of the day before and after"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
