@@ -113,3 +113,19 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overflow_in_rating_is_an_internal_error() {
+        let e = Error::from(crate::rate::RateError::Entity {
+            entity: "dp-1".to_owned(),
+            what: "TB-months",
+            source: crate::money::MoneyError::Overflow { what: "quantity" },
+        });
+        assert_eq!(e.exit_code(), exit::INTERNAL);
+        assert_eq!(chain(&e), "rating the TB-months of dp-1 failed: quantity is out of range for exact arithmetic");
+    }
+}

@@ -744,6 +744,70 @@ mod tests {
     }
 
     #[test]
+    fn a_contract_at_the_directory_bounds_is_rated_exactly() {
+        let top = "999999999.999999";
+        let k = CONTRACTS.replace("K1,ic,d,reserved,50,6.00,7.50,", &format!("K1,ic,d,reserved,{top},{top},{top},"));
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        // c stores 2·10^9 TB every day: 10^9 + 10^-6 TB-months above the allowance.
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(2_000_000_000))]));
+        let k1: Vec<_> = r
+            .lines
+            .iter()
+            .filter(|l| l.contract_id == "K1")
+            .map(|l| (l.charge, l.quantity.to_string(), l.amount.to_string()))
+            .collect();
+        assert_eq!(
+            k1,
+            [
+                // (10^9 + 10^-6) × (10^9 − 10^-6) = 10^18 − 10^-12.
+                (Charge::Overage, "1000000000.000001".to_owned(), "1000000000000000000.00".to_owned()),
+                (Charge::Reserved, top.to_owned(), "999999999999998000.00".to_owned()),
+            ]
+        );
+    }
+
+    /// The error and its sources, joined with `: `.
+    fn chain(e: &dyn std::error::Error) -> String {
+        std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+    }
+
+    #[test]
+    fn an_overflow_beyond_the_bounds_is_an_error_naming_contract_and_customer() {
+        // Values the directory refuses, set directly: rating reports them, it does not panic.
+        let mut dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let k1 = dir.contracts.iter().position(|k| k.id == "K1").unwrap();
+        dir.contracts[k1].model = Model::Reserved { reserved_tb: Decimal::MAX, overage_price: Decimal::ONE };
+        let m = metered_with(&dir, &[]);
+        let err = rate(&dir, &m, RateOptions { month: month(), unit: Unit::Tb }).unwrap_err();
+        assert_eq!(
+            chain(&err),
+            "rating the reserved line of contract K1 for customer d failed: quantity is out of range for exact arithmetic"
+        );
+
+        let mut dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let k3 = dir.contracts.iter().position(|k| k.id == "K3").unwrap();
+        dir.contracts[k3].unit_price = Decimal::MAX;
+        let r =
+            rate(&dir, &metered_with(&dir, &[("c", &full_month(1))]), RateOptions { month: month(), unit: Unit::Tb });
+        assert_eq!(
+            chain(&r.unwrap_err()),
+            "rating the usage line of contract K3 for customer c failed: amount is out of range for exact arithmetic"
+        );
+        // Byte-days whose sum over the subtree does not fit i128.
+        let dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let huge: Vec<_> = (0..2).map(|i| (i, i128::MAX)).collect();
+        let r = rate(
+            &dir,
+            &metered_with(&dir, &[("c", &huge), ("p", &huge)]),
+            RateOptions { month: month(), unit: Unit::Tb },
+        );
+        assert_eq!(
+            chain(&r.unwrap_err()),
+            "rating the daily bytes of the subtree of p failed: byte-days is out of range for exact arithmetic"
+        );
+    }
+
+    #[test]
     fn uncontracted_days_are_the_gaps_of_every_edge_up_to_the_vendor() {
         let k = CONTRACTS
             .replace("K2,d,p,pay_per_use,,7.00,,,EUR,2026-01-01,", "K2,d,p,pay_per_use,,7.00,,,EUR,2026-10-11,")
