@@ -272,5 +272,21 @@ mod tests {
             let exact = Decimal::new(q, 6) * Decimal::new(p, 2);
             prop_assert!((a - exact).abs() <= d("0.005"));
         }
+
+        /// The exact `i128` amount agrees with `rust_decimal`'s own rounding
+        /// wherever its product is exact (both factors within the directory's bounds).
+        #[test]
+        fn amounts_agree_with_decimal_rounding(
+            q in 0i64..1_000_000_000_000_000,
+            p in 0i64..1_000_000_000_000,
+            ps in 0u32..=6,
+            neg in proptest::bool::ANY,
+        ) {
+            let (q, p) = (Decimal::new(if neg { -q } else { q }, 6), Decimal::new(p, ps));
+            let reference = (q * p).round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+            let a = amount(q, p).unwrap();
+            prop_assert_eq!(a, reference);
+            prop_assert_eq!(a.to_string(), with_scale(reference, 2).to_string());
+        }
     }
 }

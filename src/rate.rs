@@ -670,7 +670,8 @@ mod tests {
         let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
         assert_eq!(
             (usage.days, usage.quantity),
-            (15, money::tb_months(15 * 12_000_000_000_000, 31, 1_000_000_000_000).unwrap())
+            // 15 days of 12 TB: 180/31 = 5.8064516… TB-months.
+            (15, dec("5.806452"))
         );
         let res = r.lines.iter().find(|l| l.contract_id == "K3R" && l.charge == Charge::Reserved).unwrap();
         assert_eq!((res.days, res.quantity), (16, dec("5.161290")));
