@@ -351,4 +351,19 @@ mod tests {
         assert_eq!(parse_decimal("1e3"), Err("not a decimal number".to_owned()));
         assert_eq!(parse_decimal("1.2.3"), Err("not a decimal number".to_owned()));
     }
+
+    #[test]
+    fn decimals_are_bounded() {
+        assert_eq!(parse_decimal("999999999.999999"), Ok(Decimal::new(999_999_999_999_999, 6)));
+        assert_eq!(parse_decimal("0000999999999"), Ok(Decimal::new(999_999_999, 0)));
+        let below = Err("must be below 1000000000".to_owned());
+        assert_eq!(parse_decimal("1000000000"), below);
+        assert_eq!(parse_decimal("99999999999999999999999999"), below);
+        assert_eq!(parse_decimal(&"9".repeat(60)), below, "too long for Decimal, still the bound's message");
+        let places = Err("must have at most 6 decimal places".to_owned());
+        assert_eq!(parse_decimal("0.0000001"), places);
+        // Zeros beyond the sixth decimal are dropped, the scale kept at 6.
+        assert_eq!(parse_decimal("1.50000000").map(|d| d.to_string()), Ok("1.500000".to_owned()));
+        assert_eq!(parse_decimal("6.50").map(|d| d.to_string()), Ok("6.50".to_owned()), "the written scale is kept");
+    }
 }
