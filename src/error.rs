@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::model::BillingMonth;
 use crate::revision::lock::LockError;
-use crate::{config, directory, export, ingest, manifest, meter, revision, storage};
+use crate::{config, directory, export, ingest, manifest, meter, rate, revision, storage};
 
 /// Process exit codes, documented in the README.
 pub mod exit {
@@ -42,6 +42,9 @@ pub enum Error {
     /// Metering.
     #[error(transparent)]
     Meter(#[from] meter::MeterError),
+    /// Rating: an overflow that the directory's bounds should have made impossible.
+    #[error(transparent)]
+    Rate(#[from] rate::RateError),
     /// Writing outputs.
     #[error(transparent)]
     Export(#[from] export::ExportError),
@@ -82,6 +85,9 @@ impl Error {
             Error::Ingest(ingest::IngestError::Frame(_)) => exit::INTERNAL,
             Error::Ingest(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
             Error::Meter(_) => exit::INTERNAL,
+            // Validated input cannot overflow rating (see the directory's
+            // bounds): reaching this is a bug, not input to fix.
+            Error::Rate(_) => exit::INTERNAL,
             Error::Export(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             // A published document that capbill cannot read back was not
             // written by it, or was damaged: not the operator's input.
@@ -106,4 +112,20 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overflow_in_rating_is_an_internal_error() {
+        let e = Error::from(crate::rate::RateError::Entity {
+            entity: "dp-1".to_owned(),
+            what: "TB-months",
+            source: crate::money::MoneyError::Overflow { what: "quantity" },
+        });
+        assert_eq!(e.exit_code(), exit::INTERNAL);
+        assert_eq!(chain(&e), "rating the TB-months of dp-1 failed: quantity is out of range for exact arithmetic");
+    }
 }

@@ -81,10 +81,9 @@ pub fn read_parquet(data: Bytes) -> PolarsResult<DataFrame> {
     ParquetReader::new(Cursor::new(data)).finish()
 }
 
-/// Reads a Parquet file and casts every column to text, for tables that are
-/// validated value by value (the partner directory).
-pub fn read_parquet_text(data: Bytes) -> PolarsResult<DataFrame> {
-    let df = read_parquet(data)?;
+/// The frame with every column cast to text, for tables that are validated
+/// value by value (the partner directory, which refuses float columns first).
+pub fn text_columns(df: &DataFrame) -> PolarsResult<DataFrame> {
     let cols = df.columns().iter().map(|c| c.cast(&DataType::String)).collect::<PolarsResult<Vec<_>>>()?;
     DataFrame::new(df.height(), cols)
 }

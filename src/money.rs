@@ -6,17 +6,42 @@
 //! to the cent. All of them round half away from zero. Nothing here ever
 //! touches floating point: ratios are computed in `i128`, money in
 //! [`Decimal`].
+//!
+//! Nothing here panics: every operation on values that come from input is
+//! checked and returns [`MoneyError`] when it would overflow (the lints
+//! below deny `unwrap`, `expect`, `panic` and unchecked arithmetic). The
+//! directory's bounds (quantities and prices below 10^9 with at most 6
+//! decimals) keep every amount of rating far inside the range.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 use std::fmt;
 
 use polars::prelude::{Expr, lit};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
+use thiserror::Error;
 
 /// Decimal places of every quantity (TB-months): `round6` of the spec.
 pub const QUANTITY_SCALE: u32 = 6;
 /// Decimal places of every amount: ISO 4217 currencies billed here use cents.
 pub const AMOUNT_SCALE: u32 = 2;
+
+/// A computation whose exact result does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum MoneyError {
+    /// The exact result (or an intermediate) does not fit in `i128` or [`Decimal`].
+    #[error("{what} is out of range for exact arithmetic")]
+    Overflow {
+        /// What was computed: `quantity`, `amount`, `prorated quantity`.
+        what: &'static str,
+    },
+    /// A ratio's denominator is zero or negative.
+    #[error("ratio denominator {den} is not positive")]
+    Denominator {
+        /// The denominator.
+        den: i128,
+    },
+}
 
 /// An ISO 4217 currency code: three upper-case ASCII letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -32,8 +57,8 @@ impl Currency {
 
     /// The code as text.
     pub fn as_str(&self) -> &str {
-        // Only ASCII upper-case letters are ever stored.
-        std::str::from_utf8(&self.0).expect("currency codes are ASCII")
+        // Only ASCII upper-case letters are ever stored: never empty.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -49,42 +74,74 @@ impl From<Currency> for String {
     }
 }
 
+/// `10^exp`, or an overflow of `what`.
+fn pow10(exp: u32, what: &'static str) -> Result<i128, MoneyError> {
+    10i128.checked_pow(exp).ok_or(MoneyError::Overflow { what })
+}
+
 /// `num / den` rounded half away from zero to `scale` decimal places, exactly.
 ///
 /// `den` must be positive. The intermediate `num * 10^scale` must fit in
-/// `i128`, which holds for every quantity capbill computes (byte-days of the
-/// whole planet's storage for a month are below 10^30).
-pub fn ratio(num: i128, den: i128, scale: u32) -> Decimal {
-    assert!(den > 0, "ratio denominator must be positive");
-    let scaled = num.checked_mul(10i128.pow(scale)).expect("quantity out of range for exact rounding");
-    Decimal::from_i128_with_scale(div_half_away(scaled, den), scale)
+/// `i128` and the result in a [`Decimal`] (96 bits): byte-days of the whole
+/// planet's storage for a month are below 10^30, so any real quantity fits;
+/// anything else is [`MoneyError::Overflow`].
+pub fn ratio(num: i128, den: i128, scale: u32) -> Result<Decimal, MoneyError> {
+    const WHAT: &str = "quantity";
+    let scaled = num.checked_mul(pow10(scale, WHAT)?).ok_or(MoneyError::Overflow { what: WHAT })?;
+    let q = div_half_away(scaled, den)?;
+    Decimal::try_from_i128_with_scale(q, scale).map_err(|_| MoneyError::Overflow { what: WHAT })
 }
 
-/// Integer division rounding half away from zero (`den > 0`).
-pub fn div_half_away(num: i128, den: i128) -> i128 {
-    let q = num / den;
-    let r = num % den;
-    if 2 * r.abs() >= den { q + num.signum() } else { q }
+/// Integer division rounding half away from zero; `den` must be positive.
+pub fn div_half_away(num: i128, den: i128) -> Result<i128, MoneyError> {
+    if den <= 0 {
+        return Err(MoneyError::Denominator { den });
+    }
+    // With `den > 0` neither division can overflow, and `den - |r| > 0`.
+    let (Some(q), Some(r)) = (num.checked_div(den), num.checked_rem(den)) else {
+        return Err(MoneyError::Denominator { den });
+    };
+    let r = r.unsigned_abs();
+    if r >= den.unsigned_abs().saturating_sub(r) {
+        q.checked_add(num.signum()).ok_or(MoneyError::Overflow { what: "quotient" })
+    } else {
+        Ok(q)
+    }
 }
 
 /// `value * days / days_in_month`, rounded to a quantity (`round6`).
 ///
 /// Used to prorate reserved capacity and pay-per-use minimums by days.
-pub fn prorate(value: Decimal, days: u32, days_in_month: u32) -> Decimal {
-    let mantissa = value.mantissa();
-    let den = i128::from(days_in_month) * 10i128.pow(value.scale());
-    ratio(mantissa * i128::from(days), den, QUANTITY_SCALE)
+pub fn prorate(value: Decimal, days: u32, days_in_month: u32) -> Result<Decimal, MoneyError> {
+    const WHAT: &str = "prorated quantity";
+    let overflow = MoneyError::Overflow { what: WHAT };
+    let num = value.mantissa().checked_mul(i128::from(days)).ok_or(overflow)?;
+    let den = i128::from(days_in_month).checked_mul(pow10(value.scale(), WHAT)?).ok_or(overflow)?;
+    ratio(num, den, QUANTITY_SCALE)
 }
 
 /// Byte-days converted to TB-months (`round6(byte_days / (D × UNIT))`).
-pub fn tb_months(byte_days: i128, days_in_month: u32, unit_bytes: u64) -> Decimal {
-    ratio(byte_days, i128::from(days_in_month) * i128::from(unit_bytes), QUANTITY_SCALE)
+pub fn tb_months(byte_days: i128, days_in_month: u32, unit_bytes: u64) -> Result<Decimal, MoneyError> {
+    let den = i128::from(days_in_month)
+        .checked_mul(i128::from(unit_bytes))
+        .ok_or(MoneyError::Overflow { what: "quantity" })?;
+    ratio(byte_days, den, QUANTITY_SCALE)
 }
 
 /// A line amount: `quantity × price`, rounded half away from zero to cents.
-pub fn amount(quantity: Decimal, price: Decimal) -> Decimal {
-    let exact = quantity.checked_mul(price).expect("amount out of range for Decimal");
-    round_amount(exact)
+///
+/// Computed exactly in `i128` from the two mantissas (a [`Decimal`]
+/// product that does not fit 96 bits would be rounded silently first).
+pub fn amount(quantity: Decimal, price: Decimal) -> Result<Decimal, MoneyError> {
+    const WHAT: &str = "amount";
+    let overflow = MoneyError::Overflow { what: WHAT };
+    let exact = quantity.mantissa().checked_mul(price.mantissa()).ok_or(overflow)?;
+    let scale = quantity.scale().checked_add(price.scale()).ok_or(overflow)?;
+    let cents = match scale.checked_sub(AMOUNT_SCALE) {
+        Some(extra) => div_half_away(exact, pow10(extra, WHAT)?)?,
+        None => exact.checked_mul(pow10(AMOUNT_SCALE.saturating_sub(scale), WHAT)?).ok_or(overflow)?,
+    };
+    Decimal::try_from_i128_with_scale(cents, AMOUNT_SCALE).map_err(|_| overflow)
 }
 
 /// Rounds a money value to cents, half away from zero, keeping the scale at 2.
@@ -111,11 +168,13 @@ pub fn with_scale(mut value: Decimal, scale: u32) -> Decimal {
 ///
 /// Both inputs are non-negative integers (`Int128` sums of `u64` bytes), so
 /// `(2·sum + count) div (2·count)` is exact integer arithmetic.
+#[allow(clippy::arithmetic_side_effects, reason = "builds a polars expression: nothing is computed here")]
 pub fn mean_half_away_expr(sum: Expr, count: Expr) -> Expr {
     (sum * lit(2i128) + count.clone()).floor_div(count * lit(2i128))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -127,32 +186,63 @@ mod tests {
 
     #[test]
     fn halves_round_away_from_zero() {
-        assert_eq!(ratio(5, 10, 0), d("1"));
-        assert_eq!(ratio(15, 10, 0), d("2"));
-        assert_eq!(ratio(-5, 10, 0), d("-1"));
-        assert_eq!(ratio(4, 10, 0), d("0"));
-        assert_eq!(amount(d("0.599985"), d("9.90")), d("5.94"));
-        assert_eq!(amount(d("0.125"), d("1")), d("0.13"));
-        assert_eq!(amount(d("-0.125"), d("1")), d("-0.13"));
+        assert_eq!(ratio(5, 10, 0).unwrap(), d("1"));
+        assert_eq!(ratio(15, 10, 0).unwrap(), d("2"));
+        assert_eq!(ratio(-5, 10, 0).unwrap(), d("-1"));
+        assert_eq!(ratio(4, 10, 0).unwrap(), d("0"));
+        assert_eq!(amount(d("0.599985"), d("9.90")).unwrap(), d("5.94"));
+        assert_eq!(amount(d("0.125"), d("1")).unwrap(), d("0.13"));
+        assert_eq!(amount(d("-0.125"), d("1")).unwrap(), d("-0.13"));
         assert_eq!(round_amount(d("2.345")), d("2.35"));
         assert_eq!(round_amount(d("2.344999")), d("2.34"));
     }
 
     #[test]
     fn prorates_by_days() {
-        assert_eq!(prorate(d("10"), 16, 31).to_string(), "5.161290");
-        assert_eq!(prorate(d("20"), 31, 31).to_string(), "20.000000");
-        assert_eq!(prorate(d("1"), 20, 31).to_string(), "0.645161");
+        assert_eq!(prorate(d("10"), 16, 31).unwrap().to_string(), "5.161290");
+        assert_eq!(prorate(d("20"), 31, 31).unwrap().to_string(), "20.000000");
+        assert_eq!(prorate(d("1"), 20, 31).unwrap().to_string(), "0.645161");
         // 1.5 × 1 / 4 = 0.375 exactly; 0.0000005-style halves round up.
-        assert_eq!(prorate(d("0.000001"), 1, 2).to_string(), "0.000001");
+        assert_eq!(prorate(d("0.000001"), 1, 2).unwrap().to_string(), "0.000001");
     }
 
     #[test]
     fn byte_days_to_tb_months() {
         // 31 days of 120 TB and one of 121 TB would be 120.032258 TB-month.
         let bd = 30i128 * 120_000_000_000_000 + 121_000_000_000_000;
-        assert_eq!(tb_months(bd, 31, 1_000_000_000_000).to_string(), "120.032258");
-        assert_eq!(tb_months(0, 31, 1 << 40).to_string(), "0.000000");
+        assert_eq!(tb_months(bd, 31, 1_000_000_000_000).unwrap().to_string(), "120.032258");
+        assert_eq!(tb_months(0, 31, 1 << 40).unwrap().to_string(), "0.000000");
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_panic() {
+        let max = Decimal::MAX;
+        assert_eq!(amount(max, max), Err(MoneyError::Overflow { what: "amount" }));
+        // Fits i128 but not the 96 bits of a Decimal: 10^29 cents.
+        assert_eq!(
+            amount(Decimal::from_i128_with_scale(10i128.pow(27), 0), d("1000")),
+            Err(MoneyError::Overflow { what: "amount" })
+        );
+        assert_eq!(prorate(max, 31, 31), Err(MoneyError::Overflow { what: "quantity" }));
+        assert_eq!(prorate(max, u32::MAX, 1), Err(MoneyError::Overflow { what: "prorated quantity" }));
+        assert_eq!(tb_months(i128::MAX, 31, 1_000_000_000_000), Err(MoneyError::Overflow { what: "quantity" }));
+        assert_eq!(ratio(1, 0, 6), Err(MoneyError::Denominator { den: 0 }));
+        assert_eq!(ratio(1, -3, 6), Err(MoneyError::Denominator { den: -3 }));
+        assert_eq!(div_half_away(i128::MAX, 1), Ok(i128::MAX));
+        assert_eq!(div_half_away(i128::MIN, 1), Ok(i128::MIN));
+        assert_eq!(div_half_away(i128::MAX, i128::MAX), Ok(1));
+        assert_eq!(div_half_away(i128::MAX / 2 + 1, i128::MAX), Ok(1), "a half rounds away from zero");
+        assert_eq!(div_half_away(i128::MAX / 2, i128::MAX), Ok(0));
+    }
+
+    #[test]
+    fn the_largest_amount_the_directory_bounds_allow_is_exact() {
+        // 999999999.999999 TB × 999999999.999999 per TB (the directory's bounds), all 31 days.
+        let q = prorate(d("999999999.999999"), 31, 31).unwrap();
+        assert_eq!(q.to_string(), "999999999.999999");
+        let a = amount(q, d("999999999.999999")).unwrap();
+        // (10^9 − 10^−6)² = 10^18 − 2·10^3 + 10^−12, rounded to cents.
+        assert_eq!(a.to_string(), "999999999999998000.00");
     }
 
     #[test]
@@ -167,7 +257,7 @@ mod tests {
         /// The exact ratio agrees with a decimal reference computed at high precision.
         #[test]
         fn ratio_matches_reference(num in 0i128..1_000_000_000_000_000_000, den in 1i128..100_000_000_000_000) {
-            let got = ratio(num, den, 6);
+            let got = ratio(num, den, 6).unwrap();
             // Reference: compare num·10^6 against (q ± 0.5)·den without rounding.
             let q = got.mantissa();
             let scaled = num * 1_000_000;
@@ -177,10 +267,26 @@ mod tests {
 
         #[test]
         fn amounts_have_two_decimals(q in 0i64..10_000_000_000, p in 0i64..100_000) {
-            let a = amount(Decimal::new(q, 6), Decimal::new(p, 2));
+            let a = amount(Decimal::new(q, 6), Decimal::new(p, 2)).unwrap();
             prop_assert_eq!(a.scale(), 2);
             let exact = Decimal::new(q, 6) * Decimal::new(p, 2);
             prop_assert!((a - exact).abs() <= d("0.005"));
+        }
+
+        /// The exact `i128` amount agrees with `rust_decimal`'s own rounding
+        /// wherever its product is exact (both factors within the directory's bounds).
+        #[test]
+        fn amounts_agree_with_decimal_rounding(
+            q in 0i64..1_000_000_000_000_000,
+            p in 0i64..1_000_000_000_000,
+            ps in 0u32..=6,
+            neg in proptest::bool::ANY,
+        ) {
+            let (q, p) = (Decimal::new(if neg { -q } else { q }, 6), Decimal::new(p, ps));
+            let reference = (q * p).round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+            let a = amount(q, p).unwrap();
+            prop_assert_eq!(a, reference);
+            prop_assert_eq!(a.to_string(), with_scale(reference, 2).to_string());
         }
     }
 }

@@ -238,7 +238,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     );
 
     let t = Instant::now();
-    let rated = rate::rate(&directory, &metered, RateOptions { month, unit: config.rules.unit });
+    let rated = rate::rate(&directory, &metered, RateOptions { month, unit: config.rules.unit })?;
     let elapsed_ms = stages.done("rate", t);
     tracing::info!(stage = "rate", elapsed_ms, lines = rated.lines.len(), "lines rated");
 

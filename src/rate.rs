@@ -8,15 +8,66 @@
 //! ([`uncontracted_days`]): the pipeline hands those day masks to metering,
 //! which adds up each account's byte-days on them, and rating turns the
 //! sums into `uncontracted_usage` findings.
+//!
+//! Nothing here panics on input: sums of byte-days and of quantities are
+//! checked, and every quantity and amount comes from a checked
+//! [`crate::money`] function; an overflow is a [`RateError`] naming the
+//! contract and customer (the lints below deny `unwrap`, `expect`, `panic`
+//! and unchecked arithmetic). With the directory's bounds none can occur:
+//! byte-days are `u64` bytes × 31 days summed over accounts, below 10^30
+//! for any real count of accounts (`i128` holds 1.7·10^38, and turning
+//! byte-days into TB-months needs `byte-days × 10^6` to fit).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
 
 use rust_decimal::Decimal;
+use thiserror::Error;
 
 use crate::directory::{Contract, DealStatus, Directory, EntityIdx, Model};
 use crate::meter::{EntityUsage, Metered};
 use crate::model::{BillingMonth, Charge, Day, Finding, FindingKind, InvoiceLine, Unit, date_of};
-use crate::money;
+use crate::money::{self, MoneyError};
+
+/// A quantity, amount or sum of rating that does not fit. The directory's
+/// bounds make this unreachable for validated input: it is a bug.
+#[derive(Debug, Error)]
+pub enum RateError {
+    /// An invoice line's quantity or amount.
+    #[error("rating the {charge} line of contract {contract} for customer {customer} failed")]
+    Line {
+        /// The contract's id.
+        contract: String,
+        /// The customer's entity id.
+        customer: String,
+        /// The charge.
+        charge: &'static str,
+        /// What overflowed.
+        #[source]
+        source: MoneyError,
+    },
+    /// A sum or quantity of an entity, outside any line.
+    #[error("rating the {what} of {entity} failed")]
+    Entity {
+        /// The entity's id.
+        entity: String,
+        /// What was computed.
+        what: &'static str,
+        /// What overflowed.
+        #[source]
+        source: MoneyError,
+    },
+}
+
+/// `a + b` of byte-days, or an overflow.
+fn add_bytes(a: i128, b: i128) -> Result<i128, MoneyError> {
+    a.checked_add(b).ok_or(MoneyError::Overflow { what: "byte-days" })
+}
+
+/// The sum of byte-days, checked.
+fn sum_bytes<'b>(values: impl IntoIterator<Item = &'b i128>) -> Result<i128, MoneyError> {
+    values.into_iter().try_fold(0i128, |acc, &v| add_bytes(acc, v))
+}
 
 /// Settings of rating.
 #[derive(Debug, Clone, Copy)]
@@ -39,22 +90,27 @@ pub struct Rated<'d> {
 /// Volume above which a deal must be registered (TB).
 const DEAL_THRESHOLD_TB: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 
-/// Rates the month. Rating cannot fail: its inputs were validated and
-/// metered before.
-pub fn rate<'d>(dir: &'d Directory, metered: &Metered, opts: RateOptions) -> Rated<'d> {
-    let ctx = Ctx::new(dir, &metered.entity_days, opts);
+/// Rates the month. Its inputs were validated and metered before: a
+/// [`RateError`] (an overflow) is a bug, not bad input.
+pub fn rate<'d>(dir: &'d Directory, metered: &Metered, opts: RateOptions) -> Result<Rated<'d>, RateError> {
+    let ctx = Ctx::new(dir, &metered.entity_days, opts)?;
     // The findings need no lines: they are worked out on a second thread.
     let (lines, findings) = std::thread::scope(|scope| {
         let findings = scope.spawn(|| {
-            let mut findings = ctx.deal_findings();
-            findings.extend(ctx.allocation_findings());
-            findings.extend(ctx.uncontracted_findings(metered));
-            findings
+            let mut findings = ctx.deal_findings()?;
+            findings.extend(ctx.allocation_findings()?);
+            findings.extend(ctx.uncontracted_findings(metered)?);
+            Ok::<_, RateError>(findings)
         });
         let lines = ctx.lines();
         (lines, findings.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     });
-    Rated { lines, findings }
+    Ok(Rated { lines: lines?, findings: findings? })
+}
+
+/// Bits of the days of a month before day offset `n` (`n <= 32`).
+fn days_before(n: u32) -> u32 {
+    1u32.checked_shl(n).map_or(u32::MAX, |bit| bit.wrapping_sub(1))
 }
 
 /// Contract coverage (spec 3.3, `uncontracted_usage`): for each entity, the
@@ -66,10 +122,7 @@ pub fn rate<'d>(dir: &'d Directory, metered: &Metered, opts: RateOptions) -> Rat
 pub fn uncontracted_days(dir: &Directory, month: BillingMonth) -> Vec<u32> {
     let (first, end) = (month.first_day(), month.end_day());
     // Bits of the days before `day` (a month has at most 31 days).
-    let before = |day: Day| match (day.clamp(first, end) - first) as u32 {
-        32 => u32::MAX,
-        n => (1 << n) - 1,
-    };
+    let before = |day: Day| days_before(day.clamp(first, end).saturating_sub(first) as u32);
     let all = before(end);
     let mut gaps = vec![0u32; dir.entities.len()];
     // Parents before children: each inherits the gaps of the edges above it.
@@ -87,13 +140,13 @@ pub fn uncontracted_days(dir: &Directory, month: BillingMonth) -> Vec<u32> {
 
 /// The findings of a month that need no usage: allocations exceeding
 /// reserved capacity, and deals missing for reservations above 100 TB.
-pub fn directory_findings(dir: &Directory, opts: RateOptions) -> Vec<Finding> {
+pub fn directory_findings(dir: &Directory, opts: RateOptions) -> Result<Vec<Finding>, RateError> {
     let no_usage = EntityUsage::new(dir.entities.len(), opts.month.days() as usize);
-    let ctx = Ctx::new(dir, &no_usage, opts);
-    let mut findings = ctx.allocation_findings();
-    findings.extend(ctx.deal_findings());
+    let ctx = Ctx::new(dir, &no_usage, opts)?;
+    let mut findings = ctx.allocation_findings()?;
+    findings.extend(ctx.deal_findings()?);
     findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    findings
+    Ok(findings)
 }
 
 /// What rating works from: `'a` is the directory's lifetime, which the
@@ -101,8 +154,8 @@ pub fn directory_findings(dir: &Directory, opts: RateOptions) -> Vec<Finding> {
 struct Ctx<'a, 'u> {
     dir: &'a Directory,
     days: &'u EntityUsage,
-    /// Sum of the subtree's daily bytes, at `entity * d + day`.
-    subtree_bytes: Vec<i128>,
+    /// Sum of the subtree's daily bytes, per entity and day.
+    subtree_bytes: Vec<Vec<i128>>,
     first: Day,
     end: Day,
     d: u32,
@@ -110,27 +163,25 @@ struct Ctx<'a, 'u> {
 }
 
 impl<'a, 'u> Ctx<'a, 'u> {
-    fn new(dir: &'a Directory, days: &'u EntityUsage, opts: RateOptions) -> Self {
+    fn new(dir: &'a Directory, days: &'u EntityUsage, opts: RateOptions) -> Result<Self, RateError> {
         let d = opts.month.days() as usize;
-        let mut subtree_bytes = vec![0i128; dir.entities.len() * d];
-        for e in days.entities() {
-            subtree_bytes[e * d..(e + 1) * d].copy_from_slice(days.get(e).expect("has usage").bytes);
-        }
+        let mut subtree_bytes: Vec<Vec<i128>> =
+            (0..dir.entities.len()).map(|e| days.get(e).map_or_else(|| vec![0; d], |u| u.bytes.to_vec())).collect();
         // Children before parents: accumulate bottom-up.
         for e in post_order(dir) {
             if let Some(p) = dir.entities[e].parent {
-                let (lo, hi) = subtree_bytes.split_at_mut(e.max(p) * d);
-                let (child, parent) = if e > p {
-                    (&hi[..d], &mut lo[p * d..(p + 1) * d])
-                } else {
-                    (&lo[e * d..(e + 1) * d], &mut hi[..d])
-                };
-                for (acc, v) in parent.iter_mut().zip(child) {
-                    *acc += v;
+                let child = std::mem::take(&mut subtree_bytes[e]);
+                for (acc, v) in subtree_bytes[p].iter_mut().zip(&child) {
+                    *acc = add_bytes(*acc, *v).map_err(|source| RateError::Entity {
+                        entity: dir.entities[p].id.clone(),
+                        what: "daily bytes of the subtree",
+                        source,
+                    })?;
                 }
+                subtree_bytes[e] = child;
             }
         }
-        Ctx {
+        Ok(Ctx {
             dir,
             days,
             subtree_bytes,
@@ -138,18 +189,17 @@ impl<'a, 'u> Ctx<'a, 'u> {
             end: opts.month.end_day(),
             d: d as u32,
             unit: opts.unit,
-        }
+        })
     }
 
     /// The subtree sums of `e`, per day.
     fn subtree(&self, e: EntityIdx) -> &[i128] {
-        let d = self.d as usize;
-        &self.subtree_bytes[e * d..(e + 1) * d]
+        &self.subtree_bytes[e]
     }
 
     /// Every invoice line of the month, sorted by seller, buyer, customer,
     /// contract and charge.
-    fn lines(&self) -> Vec<InvoiceLine<'a>> {
+    fn lines(&self) -> Result<Vec<InvoiceLine<'a>>, RateError> {
         // Lines are ordered by the ranks by id of their seller, buyer and
         // customer, integers instead of strings.
         let rank = &self.dir.id_rank;
@@ -158,28 +208,30 @@ impl<'a, 'u> Ctx<'a, 'u> {
         // nearly sorted (contracts of one edge interleave their customers).
         let mut contracts: Vec<&Contract> = self.dir.contracts.iter().collect();
         contracts.sort_by(|a, b| (rank[a.seller], rank[a.buyer], &a.id).cmp(&(rank[b.seller], rank[b.buyer], &b.id)));
+        let contracts: Vec<(u32, &Contract)> = contracts.into_iter().enumerate().map(|(i, k)| (i as u32, k)).collect();
         // Contracts are independent: runs of them are rated on their own threads.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per_run = contracts.len().div_ceil(threads).max(1);
         let runs: Vec<LineSink> = std::thread::scope(|scope| {
             let jobs: Vec<_> = contracts
                 .chunks(per_run)
-                .enumerate()
-                .map(|(r, run)| {
+                .map(|run| {
                     scope.spawn(move || {
                         // Room for a usage and a minimum line per contract: a
                         // large month otherwise grows the vector of large
                         // structs several times over.
-                        let mut out = LineSink::with_capacity(2 * run.len());
-                        for (i, k) in run.iter().enumerate() {
-                            self.rate_contract(k, (r * per_run + i) as u32, rank, &mut out);
+                        let mut out = LineSink::with_capacity(run.len().saturating_mul(2));
+                        for &(position, k) in run {
+                            self.rate_contract(k, position, rank, &mut out)?;
                         }
-                        out
+                        Ok::<_, RateError>(out)
                     })
                 })
                 .collect();
-            jobs.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-        });
+            jobs.into_iter()
+                .map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Result<Vec<_>, RateError>>()
+        })?;
         let mut all = LineSink::with_capacity(runs.iter().map(|r| r.lines.len()).sum());
         for run in runs {
             all.lines.extend(run.lines);
@@ -191,23 +243,48 @@ impl<'a, 'u> Ctx<'a, 'u> {
         order.sort_by_key(|&i| keys[i]);
         permute(&mut lines, order);
         debug_assert!(lines.windows(2).all(|w| w[0].sort_key() < w[1].sort_key()), "ranks order lines like their ids");
-        lines
+        Ok(lines)
     }
 
-    fn quantity(&self, byte_days: i128) -> Decimal {
+    fn quantity(&self, byte_days: i128) -> Result<Decimal, MoneyError> {
         money::tb_months(byte_days, self.d, self.unit.bytes())
     }
 
+    /// The TB-months of `entity`'s byte-days, an error naming it if they do not fit.
+    fn entity_quantity(&self, entity: EntityIdx, byte_days: i128) -> Result<Decimal, RateError> {
+        self.quantity(byte_days).map_err(|source| RateError::Entity {
+            entity: self.dir.entities[entity].id.clone(),
+            what: "TB-months",
+            source,
+        })
+    }
+
     /// The lines of contract `k`, the `position`th in (seller, buyer, id) order.
-    fn rate_contract(&self, k: &'a Contract, position: u32, rank: &[u32], out: &mut LineSink<'a>) {
+    fn rate_contract(
+        &self,
+        k: &'a Contract,
+        position: u32,
+        rank: &[u32],
+        out: &mut LineSink<'a>,
+    ) -> Result<(), RateError> {
         let Some((a0, a1)) = k.days_within(self.first, self.end) else {
-            return;
+            return Ok(());
         };
-        let (from, to) = ((a0 - self.first) as usize, (a1 - self.first) as usize);
-        let n_a = (to - from) as u32;
+        // Within the month: offsets of at most 31 days.
+        let (from, to) = (a0.saturating_sub(self.first) as usize, a1.saturating_sub(self.first) as usize);
+        let n_a = to.saturating_sub(from) as u32;
         let seller = &self.dir.entities[k.seller];
         let buyer = &self.dir.entities[k.buyer];
+        let error = |customer: EntityIdx, charge: Charge| {
+            move |source| RateError::Line {
+                contract: k.id.clone(),
+                customer: self.dir.entities[customer].id.clone(),
+                charge: charge.as_str(),
+                source,
+            }
+        };
         let mut line = |customer: EntityIdx, charge, quantity, price, days, deal_id: Option<&'a str>| {
+            let amount = money::amount(quantity, price).map_err(error(customer, charge))?;
             let c = &self.dir.entities[customer];
             out.keys.push((rank[k.seller], rank[k.buyer], rank[customer], position, charge));
             out.lines.push(InvoiceLine {
@@ -221,50 +298,57 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 charge,
                 quantity,
                 unit_price: price,
-                amount: money::amount(quantity, price),
+                amount,
                 currency: k.currency,
                 days,
                 deal_id,
             });
+            Ok::<_, RateError>(())
         };
         match &k.model {
             Model::Reserved { reserved_tb, overage_price } => {
-                let allowance = money::prorate(*reserved_tb, n_a, self.d);
-                line(k.buyer, Charge::Reserved, allowance, k.unit_price, n_a, None);
-                let used = self.quantity(self.subtree(k.buyer)[from..to].iter().sum());
-                let over = used - allowance;
+                let allowance = money::prorate(*reserved_tb, n_a, self.d).map_err(error(k.buyer, Charge::Reserved))?;
+                line(k.buyer, Charge::Reserved, allowance, k.unit_price, n_a, None)?;
+                let over = sum_bytes(&self.subtree(k.buyer)[from..to])
+                    .and_then(|byte_days| self.quantity(byte_days))
+                    .and_then(|used| used.checked_sub(allowance).ok_or(MoneyError::Overflow { what: "overage" }))
+                    .map_err(error(k.buyer, Charge::Overage))?;
                 if over > Decimal::ZERO {
-                    line(k.buyer, Charge::Overage, over, *overage_price, n_a, None);
+                    line(k.buyer, Charge::Overage, over, *overage_price, n_a, None)?;
                 }
             }
             Model::PayPerUse { minimum_tb } => {
-                let mut customers: Vec<EntityIdx> =
-                    self.dir.subtree(k.buyer).into_iter().filter(|&c| self.days.get(c).is_some()).collect();
-                customers.sort_by(|&a, &b| self.dir.entities[a].id.cmp(&self.dir.entities[b].id));
-                for c in customers {
-                    let usage = self.days.get(c).expect("filtered");
+                let mut customers: Vec<(EntityIdx, _)> =
+                    self.dir.subtree(k.buyer).into_iter().filter_map(|c| self.days.get(c).map(|u| (c, u))).collect();
+                customers.sort_by(|&(a, _), &(b, _)| self.dir.entities[a].id.cmp(&self.dir.entities[b].id));
+                for (c, usage) in customers {
                     let active: Vec<usize> = usage.active_days(from, to).collect();
                     let Some(&first_active) = active.first() else {
                         continue;
                     };
                     let n_c = active.len() as u32;
-                    let u = self.quantity(active.iter().map(|&i| usage.bytes[i]).sum());
+                    let u = sum_bytes(active.iter().map(|&i| &usage.bytes[i]))
+                        .and_then(|byte_days| self.quantity(byte_days))
+                        .map_err(error(c, Charge::Usage))?;
                     let (price, deal) = if k.seller == self.dir.vendor {
-                        match self.special_price(c, self.first + first_active as Day) {
+                        match self.special_price(c, self.first.saturating_add(first_active as Day)) {
                             Some((p, id)) => (p, Some(id)),
                             None => (k.unit_price, None),
                         }
                     } else {
                         (k.unit_price, None)
                     };
-                    line(c, Charge::Usage, u, price, n_c, deal);
-                    let top_up = money::prorate(*minimum_tb, n_c, self.d) - u;
+                    line(c, Charge::Usage, u, price, n_c, deal)?;
+                    let top_up = money::prorate(*minimum_tb, n_c, self.d)
+                        .and_then(|minimum| minimum.checked_sub(u).ok_or(MoneyError::Overflow { what: "top-up" }))
+                        .map_err(error(c, Charge::Minimum))?;
                     if top_up > Decimal::ZERO {
-                        line(c, Charge::Minimum, top_up, price, n_c, deal);
+                        line(c, Charge::Minimum, top_up, price, n_c, deal)?;
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// The special price of an approved deal for `customer` valid on `day`.
@@ -279,7 +363,7 @@ impl<'a, 'u> Ctx<'a, 'u> {
             .map(|(deal, p)| (p, deal.id.as_str()))
     }
 
-    fn deal_findings(&self) -> Vec<Finding> {
+    fn deal_findings(&self) -> Result<Vec<Finding>, RateError> {
         let mut owns = vec![false; self.dir.entities.len()];
         for a in &self.dir.accounts {
             owns[a.owner] = true;
@@ -289,8 +373,12 @@ impl<'a, 'u> Ctx<'a, 'u> {
         end_customers.sort_unstable();
         let mut out = Vec::new();
         for (id, c) in end_customers {
-            let byte_days = self.days.get(c).map_or(0, |u| u.bytes.iter().sum());
-            let used = self.quantity(byte_days);
+            let byte_days = self
+                .days
+                .get(c)
+                .map_or(Ok(0), |u| sum_bytes(u.bytes))
+                .map_err(|source| RateError::Entity { entity: id.to_owned(), what: "byte-days", source })?;
+            let used = self.entity_quantity(c, byte_days)?;
             let reserved = self.dir.contracts_by_buyer[c]
                 .iter()
                 .map(|&i| &self.dir.contracts[i])
@@ -322,10 +410,10 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 );
             }
         }
-        out
+        Ok(out)
     }
 
-    fn allocation_findings(&self) -> Vec<Finding> {
+    fn allocation_findings(&self) -> Result<Vec<Finding>, RateError> {
         let dir = self.dir;
         let mut out = Vec::new();
         for (e, entity) in dir.entities.iter().enumerate() {
@@ -333,14 +421,19 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 continue;
             }
             for day in self.first..self.end {
-                let allocated: Decimal = dir.children[e]
+                let allocated = dir.children[e]
                     .iter()
                     .filter_map(|&ch| dir.contract_on(ch, day))
                     .filter_map(|k| match k.model {
                         Model::Reserved { reserved_tb, .. } => Some(reserved_tb),
                         Model::PayPerUse { .. } => None,
                     })
-                    .sum();
+                    .try_fold(Decimal::ZERO, |acc, tb| acc.checked_add(tb))
+                    .ok_or_else(|| RateError::Entity {
+                        entity: entity.id.clone(),
+                        what: "reserved capacity allocated to the children",
+                        source: MoneyError::Overflow { what: "sum" },
+                    })?;
                 if allocated.is_zero() {
                     continue;
                 }
@@ -367,12 +460,12 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// One finding per account with usage on its owner's uncontracted days,
     /// in account order; the reason is the owner's first uncontracted day's.
-    fn uncontracted_findings(&self, metered: &Metered) -> Vec<Finding> {
+    fn uncontracted_findings(&self, metered: &Metered) -> Result<Vec<Finding>, RateError> {
         let dir = self.dir;
         let mut reasons: HashMap<EntityIdx, String> = HashMap::new();
         let mut usage: Vec<(&str, &crate::meter::Uncontracted)> =
@@ -381,8 +474,13 @@ impl<'a, 'u> Ctx<'a, 'u> {
         usage
             .into_iter()
             .map(|(name, u)| {
+                let quantity = self.quantity(u.byte_days).map_err(|source| RateError::Entity {
+                    entity: name.to_owned(),
+                    what: "TB-months on uncontracted days",
+                    source,
+                })?;
                 let reason = reasons.entry(u.owner).or_insert_with(|| self.uncontracted_reason(u.owner));
-                Finding::new(
+                Ok(Finding::new(
                     FindingKind::UncontractedUsage,
                     name,
                     format!(
@@ -390,7 +488,7 @@ impl<'a, 'u> Ctx<'a, 'u> {
                         u.days, dir.entities[u.owner].id
                     ),
                 )
-                .with_usage(Some(u.byte_days), Some(self.quantity(u.byte_days)))
+                .with_usage(Some(u.byte_days), Some(quantity)))
             })
             .collect()
     }
@@ -405,9 +503,10 @@ impl<'a, 'u> Ctx<'a, 'u> {
         let chain = dir.buyers_up_to_vendor(owner);
         (self.first..self.end)
             .find_map(|day| chain.iter().copied().find(|&b| dir.contract_on(b, day).is_none()))
-            .map(|b| {
-                let parent = dir.entities[b].parent.expect("non-vendor");
-                format!("no contract between {} and {}", dir.entities[parent].id, dir.entities[b].id)
+            .and_then(|b| {
+                // Every buyer below the vendor has a parent.
+                let parent = dir.entities[b].parent?;
+                Some(format!("no contract between {} and {}", dir.entities[parent].id, dir.entities[b].id))
             })
             .unwrap_or_default()
     }
@@ -452,6 +551,7 @@ fn post_order(dir: &Directory) -> Vec<EntityIdx> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::directory::tests::{ACCOUNTS, CONTRACTS, DEALS, ENTITIES, parse};
@@ -497,7 +597,7 @@ mod tests {
     }
 
     fn rate_it<'d>(dir: &'d Directory, m: &Metered) -> Rated<'d> {
-        rate(dir, m, RateOptions { month: month(), unit: Unit::Tb })
+        rate(dir, m, RateOptions { month: month(), unit: Unit::Tb }).unwrap()
     }
 
     fn dec(s: &str) -> Decimal {
@@ -570,7 +670,8 @@ mod tests {
         let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
         assert_eq!(
             (usage.days, usage.quantity),
-            (15, money::tb_months(15 * 12_000_000_000_000, 31, 1_000_000_000_000))
+            // 15 days of 12 TB: 180/31 = 5.8064516… TB-months.
+            (15, dec("5.806452"))
         );
         let res = r.lines.iter().find(|l| l.contract_id == "K3R" && l.charge == Charge::Reserved).unwrap();
         assert_eq!((res.days, res.quantity), (16, dec("5.161290")));
@@ -641,6 +742,70 @@ mod tests {
         // The contracted days are billed: 21 of sa's and none of sb's.
         let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
         assert_eq!(usage.days, 21);
+    }
+
+    #[test]
+    fn a_contract_at_the_directory_bounds_is_rated_exactly() {
+        let top = "999999999.999999";
+        let k = CONTRACTS.replace("K1,ic,d,reserved,50,6.00,7.50,", &format!("K1,ic,d,reserved,{top},{top},{top},"));
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        // c stores 2·10^9 TB every day: 10^9 + 10^-6 TB-months above the allowance.
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(2_000_000_000))]));
+        let k1: Vec<_> = r
+            .lines
+            .iter()
+            .filter(|l| l.contract_id == "K1")
+            .map(|l| (l.charge, l.quantity.to_string(), l.amount.to_string()))
+            .collect();
+        assert_eq!(
+            k1,
+            [
+                // (10^9 + 10^-6) × (10^9 − 10^-6) = 10^18 − 10^-12.
+                (Charge::Overage, "1000000000.000001".to_owned(), "1000000000000000000.00".to_owned()),
+                (Charge::Reserved, top.to_owned(), "999999999999998000.00".to_owned()),
+            ]
+        );
+    }
+
+    /// The error and its sources, joined with `: `.
+    fn chain(e: &dyn std::error::Error) -> String {
+        std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+    }
+
+    #[test]
+    fn an_overflow_beyond_the_bounds_is_an_error_naming_contract_and_customer() {
+        // Values the directory refuses, set directly: rating reports them, it does not panic.
+        let mut dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let k1 = dir.contracts.iter().position(|k| k.id == "K1").unwrap();
+        dir.contracts[k1].model = Model::Reserved { reserved_tb: Decimal::MAX, overage_price: Decimal::ONE };
+        let m = metered_with(&dir, &[]);
+        let err = rate(&dir, &m, RateOptions { month: month(), unit: Unit::Tb }).unwrap_err();
+        assert_eq!(
+            chain(&err),
+            "rating the reserved line of contract K1 for customer d failed: quantity is out of range for exact arithmetic"
+        );
+
+        let mut dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let k3 = dir.contracts.iter().position(|k| k.id == "K3").unwrap();
+        dir.contracts[k3].unit_price = Decimal::MAX;
+        let r =
+            rate(&dir, &metered_with(&dir, &[("c", &full_month(1))]), RateOptions { month: month(), unit: Unit::Tb });
+        assert_eq!(
+            chain(&r.unwrap_err()),
+            "rating the usage line of contract K3 for customer c failed: amount is out of range for exact arithmetic"
+        );
+        // Byte-days whose sum over the subtree does not fit i128.
+        let dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let huge: Vec<_> = (0..2).map(|i| (i, i128::MAX)).collect();
+        let r = rate(
+            &dir,
+            &metered_with(&dir, &[("c", &huge), ("p", &huge)]),
+            RateOptions { month: month(), unit: Unit::Tb },
+        );
+        assert_eq!(
+            chain(&r.unwrap_err()),
+            "rating the daily bytes of the subtree of p failed: byte-days is out of range for exact arithmetic"
+        );
     }
 
     #[test]

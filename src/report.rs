@@ -257,7 +257,7 @@ fn text(month: BillingMonth, from: u32, to: u32, invoices: &InvoiceTotals, lines
 pub async fn validate(config: &Config, month: BillingMonth) -> Result<String, Error> {
     let store = Store::open(&config.directory, &config.s3).await?;
     let dir = crate::directory::Directory::load(&store).await?;
-    let findings = crate::rate::directory_findings(&dir, crate::rate::RateOptions { month, unit: config.rules.unit });
+    let findings = crate::rate::directory_findings(&dir, crate::rate::RateOptions { month, unit: config.rules.unit })?;
     let mut s = String::new();
     let _ = writeln!(
         s,

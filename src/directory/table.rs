@@ -72,14 +72,31 @@ impl Problems {
 pub(super) struct Table {
     pub(super) name: String,
     df: DataFrame,
+    /// Columns of a Parquet table stored as floating point, with their type.
+    float_columns: Vec<(String, String)>,
 }
 
 impl Table {
     /// Reads a CSV or Parquet table (by its file name) as text columns; a
     /// ragged CSV row is a [`Problem`], any other parse failure unreadable.
+    /// The float columns of a Parquet table are noted: reading one is a
+    /// problem (see [`Table::check_columns`]).
     pub(super) fn read((name, data): (String, Bytes)) -> Result<Table, DirectoryError> {
         let parquet = Format::of_key(&name) == Some(Format::Parquet);
-        let df = if parquet { formats::read_parquet_text(data.clone()) } else { formats::read_csv_text(data.clone()) };
+        let mut float_columns = Vec::new();
+        let df = if parquet {
+            formats::read_parquet(data.clone()).and_then(|df| {
+                float_columns = df
+                    .columns()
+                    .iter()
+                    .filter(|c| c.dtype().is_float())
+                    .map(|c| (c.name().to_string(), c.dtype().to_string()))
+                    .collect();
+                formats::text_columns(&df)
+            })
+        } else {
+            formats::read_csv_text(data.clone())
+        };
         let df = df.map_err(|source| match formats::ragged_csv_row(&data).filter(|_| !parquet) {
             Some((row, fields, expected)) => DirectoryError::Invalid(vec![Problem {
                 table: name.clone(),
@@ -93,21 +110,25 @@ impl Table {
         // Rows are read one by one: one chunk per column makes that O(1).
         let mut df = df;
         df.rechunk_mut_par();
-        Ok(Table { name, df })
+        Ok(Table { name, df, float_columns })
     }
 
-    /// Records a problem for each of `cols` the table lacks.
+    /// Records a problem for each of `cols` the table lacks, and for each
+    /// stored as floating point in Parquet: a float cannot hold a price or
+    /// a quantity exactly, and no column of the directory is a float, so
+    /// any float column read is refused rather than cast to text.
     pub(super) fn check_columns(&self, cols: &[&'static str], p: &mut Problems) {
         for c in cols {
-            if self.df.column(c).is_err() {
-                p.0.push(Problem {
-                    table: self.name.clone(),
-                    row: None,
-                    column: Some(c),
-                    value: None,
-                    message: "missing column".to_owned(),
-                });
-            }
+            let message = if self.df.column(c).is_err() {
+                "missing column".to_owned()
+            } else if let Some((_, dtype)) = self.float_columns.iter().find(|(name, _)| name == c) {
+                format!(
+                    "floating-point column ({dtype}): store prices and quantities as decimal, integer or text columns"
+                )
+            } else {
+                continue;
+            };
+            p.0.push(Problem { table: self.name.clone(), row: None, column: Some(c), value: None, message });
         }
     }
 
@@ -225,7 +246,22 @@ impl<'a> Col<'a> {
     }
 }
 
+/// Every decimal of the directory (quantities in TB and prices) is below
+/// this, written with at most [`MAX_DECIMAL_PLACES`] decimals.
+///
+/// With both bounds a quantity or price has a mantissa below 10^15, so the
+/// products and sums of rating (`reserved_tb × price`, prorating by days,
+/// amounts of 10^18 at most per line) fit exactly in `rust_decimal`'s 96
+/// bits and in `crate::money`'s `i128` arithmetic.
+pub const DECIMAL_BOUND: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+/// Digits of the integer part of a decimal below [`DECIMAL_BOUND`].
+const MAX_INTEGER_DIGITS: usize = 9;
+/// Decimal places a quantity or price may have (trailing zeros beyond them are dropped).
+pub const MAX_DECIMAL_PLACES: u32 = 6;
+
 /// A non-negative plain decimal (`12`, `6.50`); no exponent, no sign games.
+/// Below [`DECIMAL_BOUND`], with at most [`MAX_DECIMAL_PLACES`] decimals
+/// other than trailing zeros (`1.50000000` is `1.500000`).
 pub(super) fn parse_decimal(s: &str) -> Result<Decimal, String> {
     let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') && s.matches('.').count() <= 1;
     if s.starts_with('-') {
@@ -234,7 +270,19 @@ pub(super) fn parse_decimal(s: &str) -> Result<Decimal, String> {
     if !ok {
         return Err("not a decimal number".to_owned());
     }
-    Decimal::from_str(s).map_err(|e| format!("not a decimal number ({e})"))
+    // Checked on the text, so that no value is too long for `Decimal` to parse.
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.trim_start_matches('0').len() > MAX_INTEGER_DIGITS {
+        return Err(format!("must be below {DECIMAL_BOUND}"));
+    }
+    if frac.trim_end_matches('0').len() > MAX_DECIMAL_PLACES as usize {
+        return Err(format!("must have at most {MAX_DECIMAL_PLACES} decimal places"));
+    }
+    let mut d = Decimal::from_str(s).map_err(|e| format!("not a decimal number ({e})"))?;
+    if d.scale() > MAX_DECIMAL_PLACES {
+        d.rescale(MAX_DECIMAL_PLACES); // only zeros are dropped: checked above
+    }
+    Ok(d)
 }
 
 /// A day as `YYYY-MM-DD`, for a problem's value.
@@ -302,5 +350,20 @@ mod tests {
         assert_eq!(parse_decimal("-1"), Err("must not be negative".to_owned()));
         assert_eq!(parse_decimal("1e3"), Err("not a decimal number".to_owned()));
         assert_eq!(parse_decimal("1.2.3"), Err("not a decimal number".to_owned()));
+    }
+
+    #[test]
+    fn decimals_are_bounded() {
+        assert_eq!(parse_decimal("999999999.999999"), Ok(Decimal::new(999_999_999_999_999, 6)));
+        assert_eq!(parse_decimal("0000999999999"), Ok(Decimal::new(999_999_999, 0)));
+        let below = Err("must be below 1000000000".to_owned());
+        assert_eq!(parse_decimal("1000000000"), below);
+        assert_eq!(parse_decimal("99999999999999999999999999"), below);
+        assert_eq!(parse_decimal(&"9".repeat(60)), below, "too long for Decimal, still the bound's message");
+        let places = Err("must have at most 6 decimal places".to_owned());
+        assert_eq!(parse_decimal("0.0000001"), places);
+        // Zeros beyond the sixth decimal are dropped, the scale kept at 6.
+        assert_eq!(parse_decimal("1.50000000").map(|d| d.to_string()), Ok("1.500000".to_owned()));
+        assert_eq!(parse_decimal("6.50").map(|d| d.to_string()), Ok("6.50".to_owned()), "the written scale is kept");
     }
 }

@@ -323,20 +323,20 @@ impl SinglePass {
                 }
             }
         }
-        Ok(self
-            .touched
+        // A mean that does not fit (never for real sizes) takes the general path.
+        self.touched
             .iter()
             .map(|&a| {
                 let r = &self.running[a as usize];
                 match method {
                     DailyMethod::Mean => {
                         let total = (r.total + u128::from(r.sum)) as i128;
-                        money::div_half_away(total, i128::from(r.closed) + 1)
+                        money::div_half_away(total, i128::from(r.closed) + 1).map_err(|_| Bail::General)
                     }
-                    DailyMethod::Max => i128::from(r.max.max(r.sum)),
+                    DailyMethod::Max => Ok(i128::from(r.max.max(r.sum))),
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// The listing kernel: every distinct timestamp of an account kept, for
@@ -397,17 +397,18 @@ impl SinglePass {
                 snap.sum = snap.sum.checked_add(v).ok_or(Bail::General)?;
             }
         }
-        Ok(self
-            .touched
+        self.touched
             .iter()
             .map(|&a| {
                 let d = &self.listed[a as usize];
                 let sums = d.snapshots.iter().map(|s| i128::from(s.sum));
                 match method {
-                    DailyMethod::Mean => money::div_half_away(sums.sum(), d.snapshots.len() as i128),
-                    DailyMethod::Max => sums.max().unwrap_or(0),
+                    DailyMethod::Mean => {
+                        money::div_half_away(sums.sum(), d.snapshots.len() as i128).map_err(|_| Bail::General)
+                    }
+                    DailyMethod::Max => Ok(sums.max().unwrap_or(0)),
                 }
             })
-            .collect())
+            .collect()
     }
 }

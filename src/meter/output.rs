@@ -70,7 +70,8 @@ pub(super) fn account_outputs(
     for i in 0..per_account.height() {
         let id = ids.get(i).expect("account ids are not null");
         let bd = byte_days.get(i).unwrap_or(0);
-        let q = money::tb_months(bd, month.days(), unit.bytes());
+        let q = money::tb_months(bd, month.days(), unit.bytes())
+            .map_err(|e| PolarsError::ComputeError(format!("account {id}: {e}").into()))?;
         tb.push(q.mantissa());
         let obs = observed.get(i).unwrap_or(0);
         let fil = filled.get(i).unwrap_or(0);

@@ -1,6 +1,7 @@
 //! Integration tests: the `capbill` binary on checked-in fixtures.
 
 mod bad_input;
+mod bounds;
 mod example;
 mod layers;
 mod layouts;
