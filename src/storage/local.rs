@@ -136,9 +136,10 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl LocalStore {
     /// Creates the file only if it does not exist; `Ok(false)` if it does.
-    /// The content goes to a temporary file first, synced, then is hard
-    /// linked to the name (`link` fails if the name exists, atomically, as
-    /// `O_EXCL` does), so a reader sees the whole file or none.
+    /// The content goes to a temporary file first, synced, then is moved to
+    /// the name without replacing (`RENAME_NOREPLACE`, or a hard link where
+    /// that is missing: both fail atomically if the name exists, as `O_EXCL`
+    /// does), so a reader sees the whole file or none.
     pub(super) fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool, StorageError> {
         let path = self.path(key);
         let (dir, tmp) = self.temp_with(&path, data)?;

@@ -172,7 +172,8 @@ impl Store {
     /// Creates an object only if none exists at `key`; `Ok(false)` if one does.
     ///
     /// A reader never sees a part of it: locally the content is written to
-    /// a temporary file first and linked into place (`link` fails if the
+    /// a temporary file first and moved into place without replacing
+    /// (`RENAME_NOREPLACE`, or `link` where that is missing: both fail if the
     /// name exists, as `O_EXCL` does); on S3 with `If-None-Match: *`.
     pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StorageError> {
         match self {
