@@ -100,7 +100,7 @@ struct RawAlerts {
 struct RawOperations {
     /// Days after month end before the month becomes final (default 3).
     grace_days: Option<u32>,
-    /// Minutes a run's month lock counts before others may take it over (default 120).
+    /// Minutes a run's month lock counts before others may take it over; renewed every third of it while the run goes on (default 10).
     lock_ttl_minutes: Option<u32>,
 }
 
@@ -275,7 +275,7 @@ impl Config {
             },
             s3: s3_settings(raw.s3, &overrides.s3),
             grace_days: raw.operations.grace_days.unwrap_or(3),
-            lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(120).max(1))),
+            lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(10).max(1))),
             total_drop_share: match (raw.alerts.total_drop_check.unwrap_or(true), raw.alerts.total_drop_share) {
                 (false, _) => None,
                 (true, Some(s)) if s < Decimal::ZERO || s > Decimal::ONE => {

@@ -21,7 +21,8 @@ pub mod exit {
     pub const INVALID_INPUT: u8 = 2;
     /// Storage or network failure: retrying later may help.
     pub const INFRASTRUCTURE: u8 = 3;
-    /// Another run holds the month's lock.
+    /// Another run holds the month's lock, took it over during this run,
+    /// or wrote the same revision: nothing more was published.
     pub const LOCK_HELD: u8 = 4;
     /// A final month's inputs changed and no reprocess was asked for.
     pub const REPROCESS_REFUSED: u8 = 5;
@@ -60,6 +61,12 @@ pub enum Error {
     /// The month's lock.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// A panic: a bug. The message is the panic's; the backtrace is in the debug log.
+    #[error("internal error: {message}; this is a bug, please report it with the log")]
+    Internal {
+        /// The panic message.
+        message: String,
+    },
     /// A final month would change without an explicit reprocess.
     #[error(
         "billing month {month} is final (revision {revision}) and its inputs changed: {}; nothing was published. \
@@ -88,17 +95,29 @@ impl Error {
             // Validated input cannot overflow rating (see the directory's
             // bounds): reaching this is a bug, not input to fix.
             Error::Rate(_) => exit::INTERNAL,
+            Error::Export(export::ExportError::Exists { .. }) => exit::LOCK_HELD,
             Error::Export(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             // A published document that capbill cannot read back was not
             // written by it, or was damaged: not the operator's input.
             Error::Manifest(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Revision(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Storage(_) => exit::INFRASTRUCTURE,
-            Error::Lock(LockError::Held { .. }) => exit::LOCK_HELD,
+            Error::Lock(LockError::Held { .. } | LockError::Lost { .. }) => exit::LOCK_HELD,
             Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Corrupt { .. }) => exit::INVALID_INPUT,
             Error::ReprocessRefused { .. } => exit::REPROCESS_REFUSED,
+            Error::Internal { .. } => exit::INTERNAL,
         }
+    }
+
+    /// The error a caught panic becomes, from its payload.
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        Error::Internal { message }
     }
 }
 

@@ -51,7 +51,7 @@ pub struct Request {
     pub month: BillingMonth,
     /// Run or reprocess.
     pub mode: Mode,
-    /// The clock: decides the month status and lock expiry.
+    /// The clock: decides the month status (lock expiry is always the wall clock).
     pub now: DateTime<Utc>,
     /// `user@host` of whoever asked.
     pub requested_by: String,
@@ -84,10 +84,20 @@ pub enum Outcome {
 }
 
 /// Bills one month under its lock and publishes a new revision if anything changed.
+///
+/// The lock is renewed while the run goes on, and released whatever
+/// happens: a panic in the run is caught, the lock released, and the panic
+/// returned as [`Error::Internal`].
 pub async fn bill_month(config: &Config, req: &Request) -> Result<Outcome, Error> {
+    use futures::FutureExt;
     let out = Store::open(&config.out, &config.s3).await?;
-    let lock = MonthLock::acquire(&out, req.month, req.mode.command(), req.now, config.lock_ttl).await?;
-    let result = bill_locked(config, req, &out).await;
+    let lock = MonthLock::acquire(&out, req.month, req.mode.command(), config.lock_ttl).await?;
+    let renewal = lock.start_renewal();
+    let result = std::panic::AssertUnwindSafe(bill_locked(config, req, &out, &lock))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(Error::from_panic(&*panic)));
+    drop(renewal);
     let released = lock.release().await;
     let outcome = result?;
     released?;
@@ -138,7 +148,7 @@ impl StageTimes {
     }
 }
 
-async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outcome, Error> {
+async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLock) -> Result<Outcome, Error> {
     let month = req.month;
     let mut stages = StageTimes::default();
     let t = Instant::now();
@@ -159,6 +169,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     let clock = revision::status_at(month, req.now, config.grace_days);
     let new = match revision::decide(&history, latest, &fingerprint, clock, &req.mode) {
         Decision::Adopt(newest) => {
+            lock.check().await?;
             export::write_latest(out, month, newest).await?;
             return Ok(Outcome::Adopted { month, revision: newest.revision, status: newest.status });
         }
@@ -199,6 +210,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
     )
     .await;
     let ingest_ms = stages.done("ingest", t);
+    crate::failpoint::reached("after-ingest");
     let (directory, directory_time) =
         parsing.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
     let directory = directory?;
@@ -293,7 +305,13 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store) -> Result<Outc
         },
     };
     let manifest = export::manifest(provenance, &tables, &findings);
+    // Nothing is written unless this run still holds the month, and
+    // `latest.json` only if it still does after the revision is written.
+    lock.check().await?;
     let manifest = export::publish(out, month, revision, files, manifest).await?;
+    crate::failpoint::reached("before-latest");
+    lock.check().await?;
+    export::write_latest(out, month, &manifest).await?;
     let elapsed_ms = stages.done("export", t);
     tracing::info!(stage = "export", elapsed_ms, revision, "outputs published");
     Ok(Outcome::Published(Box::new(RunReport {

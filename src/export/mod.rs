@@ -7,8 +7,11 @@
 //! `.../revision=N/manifest.json`, and `billing_month=YYYY-MM/latest.json`.
 //! Files are written first, the manifest after them, `latest.json` last; a
 //! revision folder without a manifest is incomplete and ignored (its number
-//! is reused by the next run). Export decides nothing about revisions
-//! (that is `revision`) and bills nothing.
+//! is reused by the next run, which first deletes the partial files). Every
+//! file under `revision=N/` is written create-only, so two runs can never
+//! both write one revision; `latest.json` is replaced. Export decides
+//! nothing about revisions (that is `revision`), holds no lock (the caller
+//! checks it between [`publish`] and [`write_latest`]) and bills nothing.
 
 mod manifest;
 mod tables;
@@ -31,6 +34,16 @@ pub enum ExportError {
     /// Writing to storage failed.
     #[error("cannot publish outputs")]
     Storage(#[from] StorageError),
+    /// A revision file exists already: another run is writing or wrote this revision.
+    #[error(
+        "{location} already exists: another run wrote revision {revision} of this month; this run published nothing more"
+    )]
+    Exists {
+        /// The revision.
+        revision: u32,
+        /// Where.
+        location: String,
+    },
     /// Building or encoding a frame failed (a bug).
     #[error("cannot encode output {table}")]
     Encode {
@@ -47,7 +60,7 @@ impl ExportError {
     pub fn storage(&self) -> Option<&StorageError> {
         match self {
             ExportError::Storage(e) => Some(e),
-            ExportError::Encode { .. } => None,
+            ExportError::Encode { .. } | ExportError::Exists { .. } => None,
         }
     }
 }
@@ -74,7 +87,13 @@ impl Encoded {
     }
 }
 
-/// Writes a revision: every file, then its manifest, then `latest.json`.
+/// Writes a revision: every file, then its manifest, each create-only.
+/// `latest.json` is the caller's next step ([`write_latest`]).
+///
+/// Files of the revision left by a run that died before its manifest are
+/// deleted first: without a manifest the revision was never published. A
+/// revision that has a manifest, or a file that appears meanwhile, stops
+/// the run with [`ExportError::Exists`].
 ///
 /// `manifest` arrives without outputs; they are filled in here from the bytes written.
 pub async fn publish(
@@ -85,21 +104,34 @@ pub async fn publish(
     mut manifest: Manifest,
 ) -> Result<Manifest, ExportError> {
     let prefix = revision_prefix(month, revision);
+    let manifest_key = format!("{prefix}/manifest.json");
+    let exists = |key: &str| ExportError::Exists { revision, location: store.describe(key) };
+    let partial = store.list(&format!("{prefix}/")).await?;
+    if partial.iter().any(|o| o.key == manifest_key) {
+        return Err(exists(&manifest_key));
+    }
+    for o in partial {
+        tracing::warn!(file = %o.key, "deleting a file of an unpublished revision left by an interrupted run");
+        store.delete(&o.key).await?;
+    }
     manifest.outputs.clear();
     let progress = crate::logging::progress_bar(files.len() as u64, "writing outputs");
     for Encoded { file, rows, data, sha256 } in files {
         progress.inc(1);
         let size = data.len() as u64;
-        store.put(&format!("{prefix}/{file}"), Bytes::from(data)).await?;
+        let key = format!("{prefix}/{file}");
+        if !store.put_if_absent(&key, Bytes::from(data)).await? {
+            return Err(exists(&key));
+        }
         tracing::debug!(file = %file, rows, size, "wrote output");
         manifest.outputs.push(OutputFile { file, rows, bytes: size, sha256 });
         crate::failpoint::reached(&format!("export:{}", manifest.outputs.len()));
     }
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    store.put(&format!("{prefix}/manifest.json"), Bytes::from(body)).await?;
+    if !store.put_if_absent(&manifest_key, Bytes::from(body)).await? {
+        return Err(exists(&manifest_key));
+    }
     progress.finish_and_clear();
-    crate::failpoint::reached("before-latest");
-    write_latest(store, month, &manifest).await?;
     Ok(manifest)
 }
 
@@ -108,4 +140,75 @@ pub async fn write_latest(store: &Store, month: BillingMonth, manifest: &Manifes
     let body = serde_json::to_vec_pretty(&crate::manifest::Latest::of(manifest)).expect("latest serialises");
     store.put(&latest_key(month), Bytes::from(body)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStore;
+
+    fn manifest(revision: u32) -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "billing_month": "2026-10", "revision": revision, "status": "provisional",
+            "generated_at": "2026-11-02T02:30:00Z", "requested_by": "test@host", "reason": null,
+            "previous_revision": null, "corrects_revision": null, "capbill_version": "0", "rules_version": "1",
+            "config_hash": "h", "settings": {},
+            "directory": { "location": "d", "hash": "h", "objects": [] },
+            "usage": { "location": "u", "objects": [], "pruned_objects": 0, "records_outside_month": 0 },
+            "outputs": [], "totals": [],
+            "counts": { "invoice_lines": 0, "invoices": 0, "accounts": 0, "findings": {} }
+        }))
+        .unwrap()
+    }
+
+    fn files(content: &str) -> Vec<Encoded> {
+        ["invoices.csv", "invoice_lines.csv"]
+            .iter()
+            .map(|f| Encoded::new((*f).to_owned(), 1, content.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_revision_is_written_once_and_a_second_publish_fails_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(LocalStore::new(dir.path().to_path_buf()));
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let first = publish(&store, month, 1, files("first"), manifest(1)).await.unwrap();
+        let err = publish(&store, month, 1, files("second"), manifest(1)).await.unwrap_err();
+        match &err {
+            ExportError::Exists { revision: 1, location } => assert!(location.ends_with("manifest.json"), "{location}"),
+            other => panic!("{other:?}"),
+        }
+        let prefix = revision_prefix(month, 1);
+        assert_eq!(&store.get(&format!("{prefix}/invoices.csv")).await.unwrap()[..], b"first");
+        let written: Manifest =
+            serde_json::from_slice(&store.get(&format!("{prefix}/manifest.json")).await.unwrap()).unwrap();
+        assert_eq!(written, first, "the first run's manifest stands");
+        assert!(store.get_opt(&latest_key(month)).await.unwrap().is_none(), "publish does not touch latest.json");
+    }
+
+    #[tokio::test]
+    async fn partial_files_of_an_unpublished_revision_are_replaced_and_a_file_appearing_meanwhile_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(LocalStore::new(dir.path().to_path_buf()));
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let prefix = revision_prefix(month, 2);
+        // A killed run left one file and no manifest, plus a stray file.
+        store.put(&format!("{prefix}/invoices.csv"), Bytes::from_static(b"half")).await.unwrap();
+        store.put(&format!("{prefix}/stray.csv"), Bytes::from_static(b"x")).await.unwrap();
+        publish(&store, month, 2, files("whole"), manifest(2)).await.unwrap();
+        assert_eq!(&store.get(&format!("{prefix}/invoices.csv")).await.unwrap()[..], b"whole");
+        assert!(store.get_opt(&format!("{prefix}/stray.csv")).await.unwrap().is_none());
+
+        // Two files of the same name in one publish: the second is refused.
+        let mut twice = files("a");
+        twice.push(Encoded::new("invoices.csv".into(), 1, b"b".to_vec()));
+        let err = publish(&store, month, 3, twice, manifest(3)).await.unwrap_err();
+        assert!(
+            matches!(&err, ExportError::Exists { revision: 3, location } if location.ends_with("invoices.csv")),
+            "{err:?}"
+        );
+        assert_eq!(&store.get(&format!("{}/invoices.csv", revision_prefix(month, 3))).await.unwrap()[..], b"a");
+        assert!(store.get_opt(&format!("{}/manifest.json", revision_prefix(month, 3))).await.unwrap().is_none());
+    }
 }

@@ -104,18 +104,24 @@ impl LocalStore {
     /// content or the new, never a part, and the new survives a crash.
     pub(super) fn put(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        let (dir, tmp) = self.temp_with(&path, data)?;
+        tmp.persist(&path).map_err(|e| io("write", &path, e.error))?;
+        sync_dir(&dir).map_err(|e| io("sync", &dir, e))
+    }
+
+    /// A synced temporary file holding `data` in the folder of `path`
+    /// (created if missing); dropped on failure, it is removed.
+    fn temp_with(&self, path: &Path, data: &[u8]) -> Result<(PathBuf, tempfile::NamedTempFile), StorageError> {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let mut builder = tempfile::Builder::new();
         builder.prefix(TMP_PREFIX);
         // The permissions a created file has (tempfile's own are owner-only).
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        // Dropped on failure, the temporary file is removed.
-        let mut tmp = builder.tempfile_in(dir).map_err(|e| io("write", &path, e))?;
-        tmp.write_all(data).and_then(|()| tmp.as_file().sync_all()).map_err(|e| io("write", &path, e))?;
-        tmp.persist(&path).map_err(|e| io("write", &path, e.error))?;
-        sync_dir(dir).map_err(|e| io("sync", dir, e))
+        let mut tmp = builder.tempfile_in(&dir).map_err(|e| io("write", path, e))?;
+        tmp.write_all(data).and_then(|()| tmp.as_file().sync_all()).map_err(|e| io("write", path, e))?;
+        Ok((dir, tmp))
     }
 }
 
@@ -129,17 +135,35 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl LocalStore {
-    /// Creates the file only if it does not exist (`O_EXCL`); `Ok(false)` if it does.
+    /// Creates the file only if it does not exist; `Ok(false)` if it does.
+    /// The content goes to a temporary file first, synced, then is moved to
+    /// the name without replacing (`RENAME_NOREPLACE`, or a hard link where
+    /// that is missing: both fail atomically if the name exists, as `O_EXCL`
+    /// does), so a reader sees the whole file or none.
     pub(super) fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool, StorageError> {
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-        let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(io("create", &path, e)),
-        };
-        f.write_all(data).and_then(|()| f.sync_all()).map_err(|e| io("write", &path, e))?;
+        let (dir, tmp) = self.temp_with(&path, data)?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io("create", &path, e.error)),
+        }
+        sync_dir(&dir).map_err(|e| io("sync", &dir, e))?;
+        Ok(true)
+    }
+
+    /// Replaces the file if its entity tag is still `etag`; see
+    /// `Store::put_if_match` for the window between the check and the rename.
+    pub(super) fn put_if_match(&self, key: &str, data: &[u8], etag: &str) -> Result<bool, StorageError> {
+        let path = self.path(key);
+        let (dir, tmp) = self.temp_with(&path, data)?;
+        match self.etag(key) {
+            Ok(now) if now == etag => {}
+            Ok(_) | Err(StorageError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        tmp.persist(&path).map_err(|e| io("write", &path, e.error))?;
+        sync_dir(&dir).map_err(|e| io("sync", &dir, e))?;
         Ok(true)
     }
 
@@ -216,5 +240,32 @@ mod tests {
             assert_eq!(mode, plain);
         }
         assert!(matches!(store.put("2026-10/r1/invoices.csv/x", b""), Err(StorageError::Io { action: "create", .. })));
+    }
+
+    #[test]
+    fn create_only_writes_keep_the_first_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        assert!(store.put_if_absent("m/revision=1/invoices.csv", b"first").unwrap());
+        assert!(!store.put_if_absent("m/revision=1/invoices.csv", b"second").unwrap());
+        assert_eq!(&store.get_into("m/revision=1/invoices.csv", Vec::new()).unwrap()[..], b"first");
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path().join("m/revision=1")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["invoices.csv"], "the losing write leaves nothing behind");
+    }
+
+    #[test]
+    fn racing_create_only_writes_have_exactly_one_winner_and_whole_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        let big: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 1 << 20]).collect();
+        let wins: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                big.iter().map(|data| s.spawn(|| store.put_if_absent("r/manifest.json", data).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+        let winner = wins.iter().position(|w| *w).unwrap();
+        assert_eq!(store.get_into("r/manifest.json", Vec::new()).unwrap().to_vec(), big[winner]);
     }
 }

@@ -170,10 +170,29 @@ impl Store {
     }
 
     /// Creates an object only if none exists at `key`; `Ok(false)` if one does.
+    ///
+    /// A reader never sees a part of it: locally the content is written to
+    /// a temporary file first and moved into place without replacing
+    /// (`RENAME_NOREPLACE`, or `link` where that is missing: both fail if the
+    /// name exists, as `O_EXCL` does); on S3 with `If-None-Match: *`.
     pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StorageError> {
         match self {
             Store::Local(s) => s.put_if_absent(key, &data),
             Store::S3(s) => s.put_if_absent(key, data).await,
+        }
+    }
+
+    /// Replaces an object only if its entity tag is still `etag` (from
+    /// [`Store::etag`]); `Ok(false)` if it changed or is gone. On S3 this is
+    /// one conditional request (`If-Match`). Locally the tag is compared,
+    /// then the new content is renamed into place: a write by another
+    /// process between the two (microseconds) is not seen; the lock, the
+    /// only caller, only ever rewrites its own object, so what that window
+    /// can miss is another run deleting the object, which then reappears.
+    pub async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<bool, StorageError> {
+        match self {
+            Store::Local(s) => s.put_if_match(key, &data, etag),
+            Store::S3(s) => s.put_if_match(key, data, etag).await,
         }
     }
 

@@ -256,7 +256,7 @@ impl S3Store {
 
     pub(super) async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
         if data.len() > MULTIPART_THRESHOLD {
-            return self.put_multipart(key, data).await;
+            return self.put_multipart(key, data, false).await.map(|_| ());
         }
         self.client
             .put_object()
@@ -272,6 +272,9 @@ impl S3Store {
     /// Writes only if no object exists at `key` (`If-None-Match: *`).
     /// `Ok(false)` when it already exists.
     pub(super) async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<bool, StorageError> {
+        if data.len() > MULTIPART_THRESHOLD {
+            return self.put_multipart(key, data, true).await;
+        }
         let res = self
             .client
             .put_object()
@@ -288,6 +291,25 @@ impl S3Store {
         }
     }
 
+    /// Replaces the object only if its ETag is still `etag` (`If-Match`).
+    /// `Ok(false)` when it changed or is gone.
+    pub(super) async fn put_if_match(&self, key: &str, data: Bytes, etag: &str) -> Result<bool, StorageError> {
+        let res = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .if_match(format!("\"{etag}\""))
+            .body(ByteStream::from(data))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(status(&e), Some(412 | 409 | 404)) => Ok(false),
+            Err(e) => Err(self.error("replace", &self.url(key), e)),
+        }
+    }
+
     pub(super) async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.client
             .delete_object()
@@ -299,7 +321,9 @@ impl S3Store {
         Ok(())
     }
 
-    async fn put_multipart(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+    /// A multipart upload; with `create_only`, completed with
+    /// `If-None-Match: *` and `Ok(false)` if the object exists.
+    async fn put_multipart(&self, key: &str, data: Bytes, create_only: bool) -> Result<bool, StorageError> {
         let full = self.full_key(key);
         let url = self.url(key);
         let created = self
@@ -329,19 +353,24 @@ impl S3Store {
                     .map_err(|e| self.error("upload part of", &url, e))?;
                 parts.push(CompletedPart::builder().set_e_tag(part.e_tag().map(str::to_owned)).part_number(n).build());
             }
-            self.client
+            let res = self
+                .client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&full)
                 .upload_id(&id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .set_if_none_match(create_only.then(|| "*".to_owned()))
                 .send()
-                .await
-                .map_err(|e| self.error("complete upload of", &url, e))?;
-            Ok(())
+                .await;
+            match res {
+                Ok(_) => Ok(true),
+                Err(e) if create_only && matches!(status(&e), Some(412 | 409)) => Ok(false),
+                Err(e) => Err(self.error("complete upload of", &url, e)),
+            }
         }
         .await;
-        if result.is_err() {
+        if !matches!(result, Ok(true)) {
             // Best effort: do not leave parts behind to be billed by the provider.
             let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&id).send().await;
         }

@@ -332,25 +332,123 @@ fn an_expired_lock_of_another_host_is_taken_over() {
     let m = Month::new();
     let lock = m.month_dir().join("_lock/3.json");
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    std::fs::write(
-        &lock,
-        r#"{"owner":"old","host":"elsewhere","pid":1,"command":"run","acquired_at":"2026-11-01T00:00:00Z","expires_at":"2026-11-01T02:00:00Z"}"#,
-    )
-    .unwrap();
+    // Expiry is the wall clock's, whatever CAPBILL_NOW says.
+    std::fs::write(&lock, lock_body("old", -2, -1)).unwrap();
     ok(&m.run(GRACE));
     assert!(!lock.exists(), "the superseded stale lock is cleaned up");
     assert!(!m.month_dir().join("_lock").exists(), "the run released its own lock");
     // A live lock of another host is respected.
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    std::fs::write(
-        &lock,
-        r#"{"owner":"other","host":"elsewhere","pid":1,"command":"run","acquired_at":"2026-11-02T02:00:00Z","expires_at":"2026-11-02T04:00:00Z"}"#,
-    )
-    .unwrap();
-    let o = m.cmd(GRACE, "reprocess", &["--month", "2026-10", "--reason", "x"]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("locked by other on host elsewhere"), "{}", stderr(&o));
-    assert!(lock.exists(), "a run never deletes a lock it does not hold");
+    std::fs::write(&lock, lock_body("other", -1, 1)).unwrap();
+    // A clock set far past the lock's expiry does not make it stale.
+    for now in [GRACE, "2099-01-01T00:00:00Z"] {
+        let o = m.cmd(now, "reprocess", &["--month", "2026-10", "--reason", "x"]);
+        assert_eq!(o.status.code(), Some(4), "{now}: {}", stderr(&o));
+        assert!(stderr(&o).contains("locked by other on host elsewhere"), "{}", stderr(&o));
+        assert!(lock.exists(), "a run never deletes a lock it does not hold");
+    }
+}
+
+/// A lock object of another host, taken and expiring `from` and `to` hours from now (wall clock).
+fn lock_body(owner: &str, from: i64, to: i64) -> String {
+    let at = |h: i64| (chrono::Utc::now() + chrono::Duration::hours(h)).to_rfc3339();
+    serde_json::json!({
+        "owner": owner, "host": "elsewhere", "pid": 1, "command": "run",
+        "acquired_at": at(from), "expires_at": at(to),
+    })
+    .to_string()
+}
+
+#[test]
+fn lock_expiry_ignores_capbill_now() {
+    let m = Month::new();
+    // Held by a run whose clock says October; the wall clock is later.
+    let mut first =
+        spawn_at_failpoint(&m.args("run", &["--month", "2026-10"]), &[("CAPBILL_NOW", GRACE.into())], "ingest");
+    let second = m.run("2099-01-01T00:00:00Z");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+    assert!(stderr(&second).contains("is locked by"), "{}", stderr(&second));
+}
+
+/// Starts a run that waits at `failpoint` until the file `resume` exists,
+/// lets `meanwhile` act, resumes it and returns its exit code and the rest of its stderr.
+fn pause_and_resume(m: &Month, now: &str, failpoint: &str, meanwhile: impl FnOnce()) -> (Option<i32>, String) {
+    let resume = m.out.path().join("resume");
+    let args = m.args("run", &["--month", "2026-10"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [
+        ("CAPBILL_NOW", now.to_owned()),
+        ("CAPBILL_FAILPOINT", failpoint.to_owned()),
+        ("CAPBILL_FAILPOINT_RESUME", resume.to_str().unwrap().to_owned()),
+    ];
+    let mut child = command(&args, &env).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let reached = lines.by_ref().map(Result::unwrap).any(|l| l.contains(&format!("failpoint {failpoint} reached")));
+    assert!(reached, "capbill ended before failpoint {failpoint}");
+    meanwhile();
+    std::fs::write(&resume, b"").unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    std::fs::remove_file(&resume).unwrap();
+    (status.code(), rest.join("\n"))
+}
+
+#[test]
+fn a_run_that_lost_its_lock_publishes_nothing_more() {
+    for failpoint in ["ingest", "before-latest"] {
+        let m = Month::new();
+        ok(&m.run(GRACE));
+        let latest = std::fs::read(m.month_dir().join("latest.json")).unwrap();
+        // After the grace period the month bills again (final); while that
+        // run waits, another run takes the (expired) lock over.
+        let taken = m.month_dir().join("_lock/99.json");
+        let (code, err) = pause_and_resume(&m, AFTER, failpoint, || {
+            std::fs::write(&taken, lock_body("usurper", 0, 1)).unwrap();
+        });
+        assert_eq!(code, Some(4), "{failpoint}: {err}");
+        assert!(err.contains("lost its lock") && err.contains("usurper"), "{failpoint}: {err}");
+        // The failpoint is passed again for each usage object; otherwise one line.
+        assert_eq!(err.lines().filter(|l| !l.starts_with("failpoint ")).count(), 1, "{failpoint}: {err}");
+        assert_eq!(
+            std::fs::read(m.month_dir().join("latest.json")).unwrap(),
+            latest,
+            "{failpoint}: latest.json changed"
+        );
+        let manifest = m.revision(2).join("manifest.json");
+        match failpoint {
+            "ingest" => assert!(!m.revision(2).exists(), "{failpoint}: revision 2 was written"),
+            _ => assert!(manifest.exists(), "the revision was complete before the lock was lost"),
+        }
+        assert!(taken.exists(), "the new holder's lock stays");
+        let locks: Vec<_> =
+            std::fs::read_dir(m.month_dir().join("_lock")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(locks, ["99.json"], "{failpoint}: the run deleted its own generation only");
+    }
+}
+
+#[test]
+fn a_panicking_run_releases_its_lock_and_prints_one_line() {
+    let m = Month::new();
+    let args = m.args("run", &["--month", "2026-10"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = [("CAPBILL_NOW", GRACE.to_owned()), ("CAPBILL_FAILPOINT", "panic-after-ingest".to_owned())];
+    let o = capbill_env(&args, &env);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: internal error: failpoint after-ingest panics; this is a bug, please report it with the log"
+    );
+    assert!(!m.month_dir().join("_lock").exists(), "the lock is left behind");
+    assert!(!m.month_dir().join("revision=1").exists());
+    // The backtrace is in the debug log.
+    let debug: Vec<(&str, String)> = env.iter().cloned().chain([("CAPBILL_LOG", "capbill=debug".to_owned())]).collect();
+    let o = capbill_env(&args, &debug);
+    assert!(stderr(&o).contains("backtrace"), "{}", stderr(&o));
+    // And the month is free for the next run.
+    ok(&m.run(GRACE));
 }
 
 #[test]

@@ -236,3 +236,61 @@ fn large_objects_go_up_in_parts_and_come_back_whole() {
         assert_eq!(listed[0].size, size as u64);
     });
 }
+
+#[test]
+fn conditional_writes_on_s3_create_once_and_renew_only_an_unchanged_lock() {
+    use bytes::Bytes;
+    use capbill::revision::lock::MonthLock;
+    use capbill::storage::s3::{MULTIPART_THRESHOLD, S3Settings, Secret};
+    use capbill::storage::{Location, Store};
+
+    let server = S3Server::start(&["billing"]);
+    let settings = S3Settings {
+        endpoint_url: Some(server.endpoint.clone()),
+        region: Some("us-east-1".to_owned()),
+        force_path_style: true,
+        access_key_id: Some(crate::s3_server::ACCESS_KEY.to_owned()),
+        secret_access_key: Some(Secret::new(crate::s3_server::SECRET_KEY)),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&Location::parse("s3://billing/out").unwrap(), &settings).await.unwrap();
+        // Create-only, small and multipart: the second write loses and changes nothing.
+        let big = |b: u8| Bytes::from(vec![b; MULTIPART_THRESHOLD + 1]);
+        for (key, first, second) in [
+            ("m/revision=1/invoices.csv", Bytes::from_static(b"first"), Bytes::from_static(b"second")),
+            ("m/revision=1/account_usage.parquet", big(1), big(2)),
+        ] {
+            assert!(store.put_if_absent(key, first.clone()).await.unwrap(), "{key}");
+            assert!(!store.put_if_absent(key, second).await.unwrap(), "{key}: written twice");
+            assert!(store.get(key).await.unwrap() == first, "{key}: the first write was replaced");
+        }
+        // If-Match: only the version that was read is replaced; a deleted object is not recreated.
+        let key = "m/_lock/1.json";
+        store.put(key, Bytes::from_static(b"a")).await.unwrap();
+        let etag = store.etag(key).await.unwrap();
+        assert!(store.put_if_match(key, Bytes::from_static(b"b"), &etag).await.unwrap());
+        assert!(!store.put_if_match(key, Bytes::from_static(b"c"), &etag).await.unwrap(), "a stale ETag matched");
+        assert_eq!(&store.get(key).await.unwrap()[..], b"b");
+        let etag = store.etag(key).await.unwrap();
+        store.delete(key).await.unwrap();
+        assert!(!store.put_if_match(key, Bytes::from_static(b"d"), &etag).await.unwrap());
+        assert!(store.get_opt(key).await.unwrap().is_none(), "a deleted object was recreated");
+
+        // A month lock on S3 is renewed in place.
+        let month = "2026-10".parse().unwrap();
+        let mut lock = MonthLock::acquire(&store, month, "run", chrono::Duration::minutes(10)).await.unwrap();
+        let lock_key = "billing_month=2026-10/_lock/1.json";
+        let expiry = |b: Bytes| serde_json::from_slice::<serde_json::Value>(&b).unwrap()["expires_at"].clone();
+        let before = expiry(store.get(lock_key).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        lock.renew().await.unwrap();
+        let after = expiry(store.get(lock_key).await.unwrap());
+        let at = |v: &serde_json::Value| v.as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        assert!(at(&after) > at(&before), "{before} -> {after}");
+        lock.check().await.unwrap();
+        lock.release().await.unwrap();
+        assert!(store.get_opt(lock_key).await.unwrap().is_none());
+    });
+}
