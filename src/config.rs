@@ -259,7 +259,10 @@ impl Config {
                 (None, None) => return Err(ConfigError::Missing { setting }),
             };
             match Location::parse(text) {
-                Ok(Location::Local(p)) if p.is_relative() => Ok(Location::Local(relative_to.join(p))),
+                Ok(Location::Local(p)) if p.is_relative() => {
+                    Ok(Location::Local(lexically_normal(&relative_to.join(p))))
+                }
+                Ok(Location::Local(p)) => Ok(Location::Local(lexically_normal(&p))),
                 Ok(l) => Ok(l),
                 Err(reason) => Err(ConfigError::Invalid { setting, reason }),
             }
@@ -316,6 +319,25 @@ fn s3_settings(raw: RawS3, o: &S3Overrides) -> S3Settings {
     }
 }
 
+/// `path` with `.` segments dropped and each `..` folded into the folder
+/// before it (`config/../out` → `out`), without touching the file system:
+/// messages and summaries name the place as people would write it. A `..`
+/// with no folder before it stays.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
 fn read(path: &Path) -> Result<RawConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
@@ -370,6 +392,18 @@ mod tests {
         assert!(!format!("{c:?}").contains("file-secret"), "secrets must not print");
         let file_only = Config::load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!((file_only.s3.max_attempts, file_only.s3.force_path_style), (3, false));
+    }
+
+    #[test]
+    fn local_locations_are_written_as_people_would() {
+        let (dir, path) =
+            write("[locations]\ndirectory = \"../fixtures/./d\"\nusage = \"u/../v\"\nout = \"/abs/x/../out\"\n");
+        let c = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(c.directory, Location::Local(dir.path().parent().unwrap().join("fixtures/d")));
+        assert_eq!(c.usage, Location::Local(dir.path().join("v")));
+        assert_eq!(c.out, Location::Local(PathBuf::from("/abs/out")));
+        assert_eq!(lexically_normal(Path::new("../../a/./b/..")), PathBuf::from("../../a"));
+        assert_eq!(lexically_normal(Path::new("a/..")), PathBuf::from("."));
     }
 
     #[test]

@@ -65,8 +65,7 @@ impl LocalStore {
     }
 
     fn meta(&self, key: String, meta: &std::fs::Metadata) -> ObjectMeta {
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-        ObjectMeta { key, size: meta.len(), etag: format!("{:x}-{:x}", meta.len(), mtime) }
+        ObjectMeta { key, size: meta.len(), etag: etag(meta) }
     }
 
     pub(super) fn etag(&self, key: &str) -> Result<String, StorageError> {
@@ -186,6 +185,20 @@ impl LocalStore {
     }
 }
 
+/// The tag of a local file: size, modification time in nanoseconds and, on
+/// Unix, the inode. A file replaced by a new one (as atomic writers and most
+/// exporters do) gets a new inode, so a rewrite of the same size within one
+/// tick of a coarse file-system clock is still seen as a change; only an
+/// in-place rewrite of the same size within one tick would not be.
+fn etag(meta: &std::fs::Metadata) -> String {
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    format!("{:x}-{:x}-{:x}", meta.len(), mtime, inode)
+}
+
 fn io(action: &'static str, path: &Path, source: std::io::Error) -> StorageError {
     StorageError::Io { action, location: path.display().to_string(), source }
 }
@@ -199,6 +212,21 @@ fn walk_error(start: &Path, e: walkdir::Error) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewrite_of_the_same_size_and_time_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        store.put("a.csv", b"one").unwrap();
+        let path = dir.path().join("a.csv");
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let before = store.etag("a.csv").unwrap();
+        store.put("a.csv", b"two").unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime, "same size, same time");
+        assert_ne!(store.etag("a.csv").unwrap(), before, "a new file is a new version");
+        assert_eq!(store.list("").unwrap()[0].etag, store.etag("a.csv").unwrap(), "listing and HEAD agree");
+    }
 
     #[test]
     fn lists_recursively_in_key_order_and_writes_atomically() {
