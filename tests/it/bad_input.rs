@@ -222,17 +222,7 @@ fn settings_from_the_environment_that_do_not_parse_name_their_variable() {
     let ex = example();
     let out = tempfile::tempdir().unwrap();
     let (directory, usage) = (ex.join("directory"), ex.join("usage"));
-    let args = [
-        "run",
-        "--month",
-        "2026-10",
-        "--directory",
-        directory.to_str().unwrap(),
-        "--usage",
-        usage.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-    ];
+    let args = month_args(&directory, &usage, out.path());
     for (var, value) in [
         ("CAPBILL_S3_FORCE_PATH_STYLE", "yes"),
         ("CAPBILL_S3_MAX_ATTEMPTS", "-1"),

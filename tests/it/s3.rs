@@ -206,18 +206,11 @@ fn a_server_gone_during_upload_leaves_latest_unchanged_and_a_rerun_completes() {
 
 #[test]
 fn large_objects_go_up_in_parts_and_come_back_whole() {
-    use capbill::storage::s3::{MULTIPART_THRESHOLD, PART_SIZE, S3Settings, Secret};
+    use capbill::storage::s3::{MULTIPART_THRESHOLD, PART_SIZE};
     use capbill::storage::{Location, Store};
 
     let server = S3Server::start(&["billing"]);
-    let settings = S3Settings {
-        endpoint_url: Some(server.endpoint.clone()),
-        region: Some("us-east-1".to_owned()),
-        force_path_style: true,
-        access_key_id: Some(crate::s3_server::ACCESS_KEY.to_owned()),
-        secret_access_key: Some(Secret::new(crate::s3_server::SECRET_KEY)),
-        ..Default::default()
-    };
+    let settings = server.settings();
     let size = MULTIPART_THRESHOLD + PART_SIZE + 12_345;
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -241,18 +234,11 @@ fn large_objects_go_up_in_parts_and_come_back_whole() {
 fn conditional_writes_on_s3_create_once_and_renew_only_an_unchanged_lock() {
     use bytes::Bytes;
     use capbill::revision::lock::MonthLock;
-    use capbill::storage::s3::{MULTIPART_THRESHOLD, S3Settings, Secret};
+    use capbill::storage::s3::MULTIPART_THRESHOLD;
     use capbill::storage::{Location, Store};
 
     let server = S3Server::start(&["billing"]);
-    let settings = S3Settings {
-        endpoint_url: Some(server.endpoint.clone()),
-        region: Some("us-east-1".to_owned()),
-        force_path_style: true,
-        access_key_id: Some(crate::s3_server::ACCESS_KEY.to_owned()),
-        secret_access_key: Some(Secret::new(crate::s3_server::SECRET_KEY)),
-        ..Default::default()
-    };
+    let settings = server.settings();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = Store::open(&Location::parse("s3://billing/out").unwrap(), &settings).await.unwrap();

@@ -48,6 +48,18 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// Connection settings of a client of this server, with its keys.
+    pub fn settings(&self) -> capbill::storage::s3::S3Settings {
+        capbill::storage::s3::S3Settings {
+            endpoint_url: Some(self.endpoint.clone()),
+            region: Some("us-east-1".to_owned()),
+            force_path_style: true,
+            access_key_id: Some(ACCESS_KEY.to_owned()),
+            secret_access_key: Some(capbill::storage::s3::Secret::new(SECRET_KEY)),
+            ..Default::default()
+        }
+    }
+
     /// Starts a server with one empty bucket per name.
     pub fn start(buckets: &[&str]) -> S3Server {
         let root = tempfile::tempdir().unwrap();

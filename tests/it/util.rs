@@ -43,9 +43,10 @@ pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     cmd
 }
 
-/// Runs the example month with the given directory, usage and output folders.
-pub fn run_month(directory: &Path, usage: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
+/// The arguments of `capbill run` for the example month with the given
+/// directory, usage and output folders.
+pub fn month_args<'a>(directory: &'a Path, usage: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
         "run",
         "--month",
         "2026-10",
@@ -55,7 +56,12 @@ pub fn run_month(directory: &Path, usage: &Path, out: &Path, extra: &[&str]) -> 
         usage.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ];
+    ]
+}
+
+/// Runs the example month with the given directory, usage and output folders.
+pub fn run_month(directory: &Path, usage: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = month_args(directory, usage, out);
     args.extend_from_slice(extra);
     capbill(&args)
 }
