@@ -197,6 +197,46 @@ mod tests {
         assert_eq!(round_amount(d("2.344999")), d("2.34"));
     }
 
+    /// Halves next to an even and next to an odd digit, of both signs: banker's
+    /// rounding (half to even) would give 0.12, 2, -2 and 0; half up would give -2.
+    #[test]
+    fn every_half_rounds_away_from_zero_whatever_the_digit_before_it() {
+        // (value, rounded to 2 dp): 0.125 and 0.135 sit on either side of an even digit.
+        for (v, want) in
+            [("0.125", "0.13"), ("0.135", "0.14"), ("-0.125", "-0.13"), ("-0.135", "-0.14"), ("2.665", "2.67")]
+        {
+            assert_eq!(round_amount(d(v)), d(want), "round_amount({v})");
+            // The same value as an amount: quantity × 1.
+            assert_eq!(amount(d(v), d("1")).unwrap(), d(want), "amount({v} × 1)");
+        }
+        // 0 dp through the exact ratio: 2.5 → 3, 3.5 → 4, -2.5 → -3, 0.5 → 1, -0.5 → -1.
+        for (num, want) in [(25, 3), (35, 4), (-25, -3), (-35, -4), (5, 1), (-5, -1), (45, 5)] {
+            assert_eq!(ratio(num, 10, 0).unwrap(), Decimal::from(want), "{num}/10");
+            assert_eq!(div_half_away(num, 10).unwrap(), i128::from(want), "{num}/10");
+        }
+        // 6 dp: 0.0000025 → 0.000003 and 0.0000035 → 0.000004 (quantities).
+        assert_eq!(ratio(25, 10_000_000, 6).unwrap().to_string(), "0.000003");
+        assert_eq!(ratio(35, 10_000_000, 6).unwrap().to_string(), "0.000004");
+        assert_eq!(round_quantity(d("0.0000025")).to_string(), "0.000003");
+        assert_eq!(round_quantity(d("-0.0000025")).to_string(), "-0.000003");
+        // Prorating: 0.000005 TB × 1 / 2 = 0.0000025 → 0.000003.
+        assert_eq!(prorate(d("0.000005"), 1, 2).unwrap().to_string(), "0.000003");
+        // An amount whose exact product ends in a half cent: 0.5 × 0.05 = 0.025 → 0.03.
+        assert_eq!(amount(d("0.5"), d("0.05")).unwrap(), d("0.03"));
+    }
+
+    /// The whole-byte daily mean rounds halves away from zero: (2 + 3) / 2 =
+    /// 2.5 → 3 and (3 + 4) / 2 = 3.5 → 4 (half to even would give 2 and 4).
+    #[test]
+    fn the_daily_mean_rounds_halves_away_from_zero() {
+        use polars::prelude::*;
+        let df = df!("sum" => [5i128, 7, 9, 6, 10], "count" => [2i128, 2, 2, 4, 4]).unwrap();
+        let out = df.lazy().select([mean_half_away_expr(col("sum"), col("count")).alias("m")]).collect().unwrap();
+        let got: Vec<i128> = out.column("m").unwrap().i128().unwrap().into_no_null_iter().collect();
+        // 5/2 = 2.5 → 3, 7/2 = 3.5 → 4, 9/2 = 4.5 → 5, 6/4 = 1.5 → 2, 10/4 = 2.5 → 3.
+        assert_eq!(got, [3, 4, 5, 2, 3]);
+    }
+
     #[test]
     fn prorates_by_days() {
         assert_eq!(prorate(d("10"), 16, 31).unwrap().to_string(), "5.161290");

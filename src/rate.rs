@@ -612,6 +612,7 @@ mod tests {
         let above = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(51))]));
         let over: Vec<_> = above.lines.iter().filter(|l| l.charge == Charge::Overage).collect();
         assert_eq!(over.len(), 1);
+        // used 51·31/31 = 51, allowance 50·31/31 = 50: 1 TB-month × 7.50 = 7.50.
         assert_eq!(over[0].quantity, dec("1.000000"));
         assert_eq!(over[0].unit_price, dec("7.50"));
         assert_eq!(over[0].amount, dec("7.50"));
@@ -625,8 +626,12 @@ mod tests {
         let r = rate_it(&dir, &metered_with(&dir, &[("c", &days)]));
         let k3: Vec<_> = r.lines.iter().filter(|l| l.contract_id == "K3").collect();
         assert_eq!(k3.len(), 2);
+        // usage 10·0.4/31 = 4/31 = 0.1290322… → 0.129032; minimum 1·10/31 = 0.3225806… →
+        // 0.322581, minus 0.129032 = 0.193549.
         assert_eq!((k3[0].charge, k3[0].quantity, k3[0].days), (Charge::Minimum, dec("0.193549"), 10));
         assert_eq!((k3[1].charge, k3[1].quantity, k3[1].days), (Charge::Usage, dec("0.129032"), 10));
+        // 0.193549 × 9.90 = 1.9161351 → 1.92; 0.129032 × 9.90 = 1.2774168 → 1.28.
+        assert_eq!((k3[0].amount, k3[1].amount), (dec("1.92"), dec("1.28")));
     }
 
     #[test]
@@ -673,11 +678,15 @@ mod tests {
             // 15 days of 12 TB: 180/31 = 5.8064516… TB-months.
             (15, dec("5.806452"))
         );
+        // 5.806452 × 9.90 = 57.4838748 → 57.48.
+        assert_eq!(usage.amount, dec("57.48"));
         let res = r.lines.iter().find(|l| l.contract_id == "K3R" && l.charge == Charge::Reserved).unwrap();
-        assert_eq!((res.days, res.quantity), (16, dec("5.161290")));
+        // 10·16/31 = 5.1612903… → 5.161290; × 9.00 = 46.45161 → 46.45.
+        assert_eq!((res.days, res.quantity, res.amount), (16, dec("5.161290"), dec("46.45")));
         let over = r.lines.iter().find(|l| l.contract_id == "K3R" && l.charge == Charge::Overage).unwrap();
         // used 16·12/31 = 6.193548, allowance 5.161290.
-        assert_eq!(over.quantity, dec("1.032258"));
+        // 192/31 = 6.1935483… → 6.193548; 6.193548 − 5.161290 = 1.032258; × 11.00 = 11.354838 → 11.35.
+        assert_eq!((over.quantity, over.amount), (dec("1.032258"), dec("11.35")));
         // p is pay-per-use under d while c holds a reserved contract: allocation finding for p.
         assert!(r.findings.iter().any(|f| f.kind == FindingKind::AllocationExceedsReserved && f.subject_id == "p"));
     }
@@ -689,7 +698,8 @@ mod tests {
         let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
         let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(101))]));
         let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
-        assert_eq!(usage.days, 21);
+        // 21 contracted days of 101 TB: 2121/31 = 68.4193548… → 68.419355; × 9.90 = 677.3516145 → 677.35.
+        assert_eq!((usage.days, usage.quantity, usage.amount), (21, dec("68.419355"), dec("677.35")));
         let deal = r.findings.iter().find(|f| f.kind == FindingKind::DealRegistrationMissing).unwrap();
         assert_eq!((deal.subject_id.as_str(), deal.tb_months), ("c", Some(dec("101.000000"))));
     }

@@ -213,8 +213,12 @@ fn a_changed_final_month_is_refused_until_reprocessed_with_a_reason() {
     assert_eq!(man["previous_revision"], 1);
     assert_eq!(man["corrects_revision"], 1);
     assert!(man["requested_by"].as_str().unwrap().contains('@'));
-    let n = assert_corrections(&m, 1, 2);
-    assert!(n >= 1, "the corrected export changes at least one line");
+    assert_eq!(assert_corrections(&m, 1, 2), 2, "cust-x's usage and minimum lines change, nothing else");
+    // sa-x1 gains 0.5 TB on one day: byte-days 12,400,459·10^6 → 12,900,459·10^6, /(31·10^12):
+    // usage 0.400015 → 0.416144 (amount 3.96 → 0.416144 × 9.90 = 4.1198256 → 4.12),
+    // minimum 1 − usage: 0.599985 → 0.583856 (5.94 → 5.7801744 → 5.78).
+    let c = project(&m.revision(2).join("corrections.csv"), &s(&["contract_id", "charge", "quantity", "amount"]));
+    assert_eq!(c, [s(&["K-DP1-X", "minimum", "-0.016129", "-0.16"]), s(&["K-DP1-X", "usage", "0.016129", "0.16"])]);
 }
 
 #[test]
@@ -244,7 +248,20 @@ fn an_account_moved_to_another_customer_moves_its_lines() {
     // cust-x's lines disappear with negated values.
     assert!(c.contains(&s(&["cust-x", "K-DP1-X", "usage", "-3.96"])), "{c:?}");
     assert!(c.contains(&s(&["cust-x", "K-DP1-X", "minimum", "-5.94"])), "{c:?}");
-    assert!(n >= 3, "{c:?}");
+    // cust-x's two lines go; cust-y's pay-per-use usage (Oct 1–15) and reserved
+    // overage (Oct 16–31) grow; its reserved line and every line above dp-1
+    // (the subtree is unchanged) stay.
+    assert_eq!(n, 4, "{c:?}");
+    let keys: Vec<_> = c.iter().map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            ("cust-x", "K-DP1-X", "minimum"),
+            ("cust-x", "K-DP1-X", "usage"),
+            ("cust-y", "K-DP1-Y-PPU", "usage"),
+            ("cust-y", "K-DP1-Y-RES", "overage"),
+        ]
+    );
 
     // diff shows the same, per invoice and per line, as text and as CSV.
     let text = ok(&m.cmd(AFTER, "diff", &["--month", "2026-10"]));
