@@ -114,7 +114,12 @@ pub fn project(path: &Path, columns: &[String]) -> Vec<Vec<String>> {
 
 /// The revision folder `latest.json` points at.
 pub fn latest_revision(out: &Path) -> PathBuf {
-    let month = out.join("billing_month=2026-10");
+    latest_revision_of(out, "2026-10")
+}
+
+/// The revision folder `latest.json` of `month` (`YYYY-MM`) points at.
+pub fn latest_revision_of(out: &Path, month: &str) -> PathBuf {
+    let month = out.join(format!("billing_month={month}"));
     let latest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(month.join("latest.json")).expect("latest.json exists")).unwrap();
     month.join(format!("revision={}", latest["revision"]))
