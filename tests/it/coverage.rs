@@ -267,3 +267,60 @@ fn offsets_assign_records_to_their_utc_day() {
     let usage = project(&rev.join("account_usage.csv"), &s(&["byte_days", "observed_days", "filled_days"]));
     assert_eq!(usage, [s(&["268000000000000", "3", "28"])]);
 }
+
+/// The vendor bills MSP m, which bills customer z; z stores 2 TB all month.
+fn deal_case(deals: &str) -> Case {
+    let case = Case::new(
+        "ic,Vendor,vendor,,\nm,M,channel_partner,msp,ic\nz,Z,customer,,m\n",
+        "sa-z,Z,z,,\n",
+        "K-IC-M,ic,m,pay_per_use,,8.00,,,EUR,2026-01-01,\nK-M-Z,m,z,pay_per_use,,12.00,,,EUR,2026-01-01,\n",
+        deals,
+    );
+    case.write("usage/z.csv", &daily("2026-10", "sa-z", (1..=31).map(|d| (d, 2 * TB))));
+    case
+}
+
+#[test]
+fn the_latest_valid_deal_wins_then_the_smallest_id_and_valid_to_is_exclusive() {
+    // All approved for z, C starts on Oct 1. DR-0 starts after Oct 1; DR-1 has the latest
+    // start but ends on Oct 1 (exclusive); DR-2 and DR-3 start together after DR-9.
+    let deals = "DR-9,m,z,150,6.00,approved,2026-09-01,\n\
+                 DR-3,m,z,150,4.00,approved,2026-09-15,\n\
+                 DR-2,m,z,150,5.00,approved,2026-09-15,2027-01-01\n\
+                 DR-1,m,z,150,1.00,approved,2026-09-20,2026-10-01\n\
+                 DR-0,m,z,150,0.50,approved,2026-10-02,\n\
+                 DR-8,m,z,150,0.10,registered,2026-09-30,\n";
+    let case = deal_case(deals);
+    let rev = case.bill("2026-10", OCT_NOW, &[]);
+    // DR-2 wins: 2.000000 TB-months × 5.00 = 10.00 on the vendor edge; m's own price on m → z.
+    assert_eq!(
+        lines(&rev),
+        [
+            s(&["K-IC-M", "z", "usage", "2.000000", "5.00", "10.00", "EUR", "31", "DR-2"]),
+            s(&["K-M-Z", "z", "usage", "2.000000", "12.00", "24.00", "EUR", "31", ""]),
+        ]
+    );
+    // DR-1 ending one day later is valid on Oct 1: the latest start wins, 2 × 1.00 = 2.00.
+    let later = deal_case(&deals.replace("2026-09-20,2026-10-01", "2026-09-20,2026-10-02"));
+    let rev = later.bill("2026-10", OCT_NOW, &[]);
+    assert_eq!(lines(&rev)[0], s(&["K-IC-M", "z", "usage", "2.000000", "1.00", "2.00", "EUR", "31", "DR-1"]));
+}
+
+#[test]
+fn reserved_capacity_above_100_tb_without_a_deal_is_reported() {
+    // r and q each reserve capacity and store 1 TB all month; r reserves 150 TB, q exactly 100.
+    let case = Case::new(
+        "ic,Vendor,vendor,,\nr,R,customer,,ic\nq,Q,customer,,ic\n",
+        "sa-r,R,r,,\nsa-q,Q,q,,\n",
+        "K-R,ic,r,reserved,150,5.00,6.00,,EUR,2026-10-20,\nK-Q,ic,q,reserved,100,5.00,6.00,,EUR,2026-01-01,\n",
+        "",
+    );
+    case.write("usage/r.csv", &daily("2026-10", "sa-r", (1..=31).map(|d| (d, TB))));
+    case.write("usage/q.csv", &daily("2026-10", "sa-q", (1..=31).map(|d| (d, TB))));
+    let rev = case.bill("2026-10", OCT_NOW, &[]);
+    let found = project(&rev.join("findings.csv"), &s(&["kind", "subject_id", "byte_days", "tb_months"]));
+    let deal: Vec<_> = found.iter().filter(|f| f[0] == "deal_registration_missing").collect();
+    // Only r: 150 TB reserved (from Oct 20) is above 100; q's 100 is not. The amount is r's
+    // usage over the month: 31 × 10^12 byte-days, 1.000000 TB-month.
+    assert_eq!(deal, [&s(&["deal_registration_missing", "r", "31000000000000", "1.000000"])]);
+}
