@@ -308,19 +308,25 @@ fn the_latest_valid_deal_wins_then_the_smallest_id_and_valid_to_is_exclusive() {
 
 #[test]
 fn reserved_capacity_above_100_tb_without_a_deal_is_reported() {
-    // r and q each reserve capacity and store 1 TB all month; r reserves 150 TB, q exactly 100.
+    // r, q and t (under MSP m) each reserve capacity and store 1 TB all month: r 150 TB with
+    // a deal that ended on Oct 1 (valid_to is exclusive: no day of M), q exactly 100 TB,
+    // t 150 TB with a deal still valid on Oct 1.
     let case = Case::new(
-        "ic,Vendor,vendor,,\nr,R,customer,,ic\nq,Q,customer,,ic\n",
-        "sa-r,R,r,,\nsa-q,Q,q,,\n",
-        "K-R,ic,r,reserved,150,5.00,6.00,,EUR,2026-10-20,\nK-Q,ic,q,reserved,100,5.00,6.00,,EUR,2026-01-01,\n",
-        "",
+        "ic,Vendor,vendor,,\nm,M,channel_partner,msp,ic\nr,R,customer,,m\nq,Q,customer,,m\nt,T,customer,,m\n",
+        "sa-r,R,r,,\nsa-q,Q,q,,\nsa-t,T,t,,\n",
+        "K-M,ic,m,pay_per_use,,4.00,,,EUR,2026-01-01,\n\
+         K-R,m,r,reserved,150,5.00,6.00,,EUR,2026-10-20,\n\
+         K-Q,m,q,reserved,100,5.00,6.00,,EUR,2026-01-01,\n\
+         K-T,m,t,reserved,150,5.00,6.00,,EUR,2026-01-01,\n",
+        "DR-1,m,r,150,4.00,approved,2026-09-01,2026-10-01\nDR-2,m,t,150,4.00,approved,2026-09-01,2026-10-02\n",
     );
-    case.write("usage/r.csv", &daily("2026-10", "sa-r", (1..=31).map(|d| (d, TB))));
-    case.write("usage/q.csv", &daily("2026-10", "sa-q", (1..=31).map(|d| (d, TB))));
+    for a in ["sa-r", "sa-q", "sa-t"] {
+        case.write(&format!("usage/{a}.csv"), &daily("2026-10", a, (1..=31).map(|d| (d, TB))));
+    }
     let rev = case.bill("2026-10", OCT_NOW, &[]);
     let found = project(&rev.join("findings.csv"), &s(&["kind", "subject_id", "byte_days", "tb_months"]));
     let deal: Vec<_> = found.iter().filter(|f| f[0] == "deal_registration_missing").collect();
-    // Only r: 150 TB reserved (from Oct 20) is above 100; q's 100 is not. The amount is r's
+    // Only r: 150 TB reserved (from Oct 20) is above 100 with 1 TB used. The amount is r's
     // usage over the month: 31 × 10^12 byte-days, 1.000000 TB-month.
     assert_eq!(deal, [&s(&["deal_registration_missing", "r", "31000000000000", "1.000000"])]);
 }
