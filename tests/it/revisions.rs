@@ -83,7 +83,7 @@ fn s(v: &[&str]) -> Vec<String> {
 type Key = (String, String, String, String, String);
 
 /// `(seller, buyer, customer, contract, charge)` → (quantity, amount) of a revision's lines.
-fn lines(rev: &Path) -> BTreeMap<Key, (f64, i64)> {
+fn lines(rev: &Path) -> BTreeMap<Key, (i64, i64)> {
     project(
         &rev.join("invoice_lines.csv"),
         &s(&["seller_id", "buyer_id", "customer_id", "contract_id", "charge", "quantity", "amount"]),
@@ -94,11 +94,11 @@ fn lines(rev: &Path) -> BTreeMap<Key, (f64, i64)> {
 }
 
 /// Parses a decimal with 6 places as micro-units (exact, for comparisons).
-fn micro(s: &str) -> f64 {
+fn micro(s: &str) -> i64 {
     let (i, f) = s.split_once('.').unwrap_or((s, ""));
     let neg = i.starts_with('-');
     let v = i.trim_start_matches('-').parse::<i64>().unwrap() * 1_000_000 + format!("{f:0<6}").parse::<i64>().unwrap();
-    (if neg { -v } else { v }) as f64
+    if neg { -v } else { v }
 }
 
 /// Parses an amount with 2 places as cents.
@@ -115,13 +115,13 @@ fn assert_corrections(m: &Month, old: u32, new: u32) -> usize {
     let (before, after) = (lines(&m.revision(old)), lines(&m.revision(new)));
     let mut expected = BTreeMap::new();
     for k in before.keys().chain(after.keys()) {
-        let (qb, ab) = before.get(k).copied().unwrap_or((0.0, 0));
-        let (qa, aa) = after.get(k).copied().unwrap_or((0.0, 0));
+        let (qb, ab) = before.get(k).copied().unwrap_or((0, 0));
+        let (qa, aa) = after.get(k).copied().unwrap_or((0, 0));
         if (qb, ab) != (qa, aa) {
             expected.insert(k.clone(), (qa - qb, aa - ab));
         }
     }
-    let got: BTreeMap<Key, (f64, i64)> = project(
+    let got: BTreeMap<Key, (i64, i64)> = project(
         &m.revision(new).join("corrections.csv"),
         &s(&[
             "seller_id",
