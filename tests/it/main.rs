@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod bounds;
+mod encodings;
 mod example;
 mod layers;
 mod layouts;
