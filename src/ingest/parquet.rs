@@ -2,9 +2,11 @@
 //!
 //! Accepted column types: `storage_account_id` and `bucket` as text;
 //! `timestamp` as a timestamp (any unit; zone-less means UTC), a date or
-//! text; `date` as a date or text; `bytes` as any integer type. Nulls,
-//! negative bytes and unparsable text are malformed records, reported with
-//! their row.
+//! text; `date` as a date or text; `bytes` as any integer type or as text
+//! of plain digits (read by `text::parse_bytes`, as CSV reads it). Account
+//! ids are trimmed like CSV's, once per distinct dictionary value. Nulls,
+//! empty account ids, negative bytes and unparsable text are malformed
+//! records, reported with their row.
 //!
 //! This is the one place capbill reads with arrow-rs instead of polars,
 //! because it does something polars cannot: it hands out a text column as
@@ -35,7 +37,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 
 use super::IngestError;
 use super::sink::{RecordSink, US_PER_DAY};
-use super::text::{layout_of, parse_instant};
+use super::text::{layout_of, parse_bytes, parse_instant};
 use crate::model::Interner;
 
 /// Rows decoded at once: large enough that a row group's dictionary is
@@ -84,8 +86,8 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         return Err(sink.layout(format!("{time} has type {time_type}, expected a timestamp, a date or text")));
     }
     let bytes_type = type_of(BYTES).expect("in the layout");
-    if !bytes_type.is_integer() {
-        return Err(sink.layout(format!("bytes has type {bytes_type}, expected an integer")));
+    if !(bytes_type.is_integer() || is_text(&bytes_type)) {
+        return Err(sink.layout(format!("bytes has type {bytes_type}, expected an integer or text")));
     }
 
     // Text columns as dictionaries; only the wanted columns are decoded.
@@ -120,6 +122,7 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
     let mut accounts = DictionaryIds::default();
     let mut buckets = DictionaryIds::default();
     let mut times = DictionaryTimes::default();
+    let mut byte_texts = PerEntry::default();
     let no_bucket = sink.buckets.id("");
     let mut offset = 0;
     for batch in reader {
@@ -130,11 +133,11 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         let mut bad: Bad = Vec::new();
         let account = column(ACCOUNT);
         missing(&account, ACCOUNT, &mut bad);
-        let account = accounts.map(&account, &mut sink.accounts, 0);
+        let account = accounts.map(&account, &mut sink.accounts, 0, Some((ACCOUNT, &mut bad)));
         let bucket =
-            if layout.bucket { Some(buckets.map(&column(BUCKET), &mut sink.buckets, no_bucket)) } else { None };
+            if layout.bucket { Some(buckets.map(&column(BUCKET), &mut sink.buckets, no_bucket, None)) } else { None };
         let ts = times.decode(&column(time), time, &mut bad);
-        let bytes = byte_counts(&column(BYTES), &mut bad);
+        let bytes = byte_counts(&column(BYTES), &mut byte_texts, &mut bad);
         let skip = if bad.is_empty() {
             None
         } else {
@@ -203,19 +206,43 @@ impl<T> PerEntry<T> {
 /// Maps a text column's dictionary keys to interned ids, interning each
 /// dictionary entry once.
 #[derive(Default)]
-struct DictionaryIds(PerEntry<u32>);
+struct DictionaryIds(PerEntry<Option<u32>>);
 
 impl DictionaryIds {
-    /// One id per row; `null_id` for a null.
-    fn map(&mut self, column: &ArrayRef, interner: &mut Interner, null_id: u32) -> Vec<u32> {
+    /// One id per row; `null_id` for a null. With `required` (the field and
+    /// the batch's malformed values), each distinct value is trimmed once
+    /// and an empty one is a missing value of its rows, as in CSV (with id
+    /// `null_id`); without it, values are taken as they are.
+    fn map<'a>(
+        &mut self,
+        column: &ArrayRef,
+        interner: &mut Interner,
+        null_id: u32,
+        required: Option<(&'a str, &mut Bad<'a>)>,
+    ) -> Vec<u32> {
         let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
-        let ids = self.0.of(dict, |name| interner.id(name));
+        let trim = required.is_some();
+        let ids = self.0.of(dict, |name| {
+            if trim {
+                let name = name.trim();
+                (!name.is_empty()).then(|| interner.id(name))
+            } else {
+                Some(interner.id(name))
+            }
+        });
         let keys = dict.keys();
-        if keys.null_count() == 0 {
-            keys.values().iter().map(|&k| ids[k as usize]).collect()
+        let out: Vec<u32> = if keys.null_count() == 0 {
+            keys.values().iter().map(|&k| ids[k as usize].unwrap_or(null_id)).collect()
         } else {
-            keys.iter().map(|k| k.map_or(null_id, |k| ids[k as usize])).collect()
+            keys.iter().map(|k| k.and_then(|k| ids[k as usize]).unwrap_or(null_id)).collect()
+        };
+        if let Some((field, bad)) = required
+            && ids.iter().any(Option::is_none)
+        {
+            let empty = keys.iter().enumerate().filter(|(_, k)| k.is_some_and(|k| ids[k as usize].is_none()));
+            bad.extend(empty.map(|(i, _)| (i, field, "missing".to_owned())));
         }
+        out
     }
 }
 
@@ -273,9 +300,27 @@ impl DictionaryTimes {
     }
 }
 
-/// The bytes column as `u64`; for a missing or negative value, an entry in `bad` (and a 0).
-fn byte_counts(column: &ArrayRef, bad: &mut Bad<'_>) -> Vec<u64> {
+/// The bytes column as `u64`; for a missing, negative or unparsable value,
+/// an entry in `bad` (and a 0). Text is parsed once per distinct
+/// dictionary value, by the rule CSV uses.
+fn byte_counts(column: &ArrayRef, texts: &mut PerEntry<Result<u64, String>>, bad: &mut Bad<'_>) -> Vec<u64> {
     missing(column, BYTES, bad);
+    if let DataType::Dictionary(..) = column.data_type() {
+        let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
+        let parsed = texts.of(dict, parse_bytes);
+        let mut out = Vec::with_capacity(dict.len());
+        for (i, k) in dict.keys().iter().enumerate() {
+            out.push(match k.map(|k| &parsed[k as usize]) {
+                Some(Ok(b)) => *b,
+                Some(Err(e)) => {
+                    bad.push((i, BYTES, e.clone()));
+                    0
+                }
+                None => 0,
+            });
+        }
+        return out;
+    }
     macro_rules! unsigned {
         ($t:ty) => {{ column.as_primitive::<$t>().values().iter().map(|&v| u64::from(v)).collect() }};
     }
@@ -410,7 +455,6 @@ mod tests {
         let bytes: Vec<u64> = df.column(col::BYTES).unwrap().u64().unwrap().into_no_null_iter().collect();
         assert_eq!(bytes, [5, 6, 7]);
         let buckets: Vec<u32> = df.column(col::BUCKET).unwrap().u32().unwrap().into_no_null_iter().collect();
-        assert_eq!(buckets[0], buckets[0]);
         assert!(buckets[0] != buckets[1] && buckets[1] != buckets[2] && buckets[0] != buckets[2]);
     }
 
@@ -452,9 +496,69 @@ mod tests {
         let data = parquet(vec![
             ("storage_account_id", Arc::new(StringArray::from(vec!["sa"])) as ArrayRef),
             ("timestamp", Arc::new(StringArray::from(vec!["2026-10-02T01:00:00Z"]))),
-            ("bytes", Arc::new(StringArray::from(vec!["1"]))),
+            ("bytes", Arc::new(arrow_array::BooleanArray::from(vec![true]))),
         ]);
         let msg = read_object(data, false).0.unwrap_err().to_string();
-        assert!(msg.contains("bytes has type Utf8, expected an integer"), "{msg}");
+        assert!(msg.contains("bytes has type Boolean, expected an integer or text"), "{msg}");
+    }
+
+    /// The same three rows as a dictionary-encoded and as a plain Parquet file.
+    fn both_encodings(columns: impl Fn() -> Vec<(&'static str, ArrayRef)>) -> [Bytes; 2] {
+        let plain = parquet::file::properties::WriterProperties::builder().set_dictionary_enabled(false).build();
+        [parquet(columns()), parquet_with(columns(), Some(plain))]
+    }
+
+    #[test]
+    fn account_ids_are_trimmed_and_an_empty_one_is_missing() {
+        let columns = || {
+            vec![
+                (
+                    "storage_account_id",
+                    Arc::new(StringArray::from(vec![" sa-1 ", "sa-1", "   ", "sa-2\t"])) as ArrayRef,
+                ),
+                ("date", Arc::new(StringArray::from(vec!["2026-10-02"; 4]))),
+                ("bytes", Arc::new(Int64Array::from(vec![1, 2, 3, 4]))),
+            ]
+        };
+        for data in both_encodings(columns) {
+            match read_object(data.clone(), false).0 {
+                Err(IngestError::Record { row, field, reason, .. }) => {
+                    assert_eq!((row, field.as_str(), reason.as_str()), (3, "storage_account_id", "missing"));
+                }
+                other => panic!("expected a record error, got {other:?}"),
+            }
+            let (df, findings, accounts) = read_object(data, true);
+            let details: Vec<&str> = findings.iter().map(|f| f.detail.as_str()).collect();
+            assert_eq!(details.len(), 1, "{details:?}");
+            assert!(details[0].starts_with("row 3, field storage_account_id: missing"), "{details:?}");
+            assert_eq!(accounts.names().collect::<Vec<_>>(), ["sa-1", "sa-2"]);
+            let df = df.unwrap();
+            let ids: Vec<u32> = df.column(col::ACCOUNT_ID).unwrap().u32().unwrap().into_no_null_iter().collect();
+            let bytes: Vec<u64> = df.column(col::BYTES).unwrap().u64().unwrap().into_no_null_iter().collect();
+            assert_eq!((ids, bytes), (vec![0, 0, 1], vec![1, 2, 4]));
+        }
+    }
+
+    #[test]
+    fn a_text_bytes_column_is_read_as_csv_reads_it() {
+        let columns = || {
+            vec![
+                ("storage_account_id", Arc::new(StringArray::from(vec!["sa-1"; 4])) as ArrayRef),
+                ("date", Arc::new(StringArray::from(vec!["2026-10-02"; 4]))),
+                ("bytes", Arc::new(StringArray::from(vec![Some("12"), Some(" 7 "), Some("-3"), Some("1e3")]))),
+            ]
+        };
+        for data in both_encodings(columns) {
+            let (df, findings, _) = read_object(data, true);
+            let details: Vec<&str> = findings.iter().map(|f| f.detail.as_str()).collect();
+            assert_eq!(details.len(), 2, "{details:?}");
+            assert!(details[0].starts_with("row 3, field bytes: \"-3\" is negative"), "{details:?}");
+            assert!(
+                details[1].starts_with("row 4, field bytes: \"1e3\" is not an unsigned 64-bit integer"),
+                "{details:?}"
+            );
+            let bytes: Vec<u64> = df.unwrap().column(col::BYTES).unwrap().u64().unwrap().into_no_null_iter().collect();
+            assert_eq!(bytes, [12, 7]);
+        }
     }
 }

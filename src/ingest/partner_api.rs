@@ -6,11 +6,17 @@
 //! file order (row 1 is the first `daily_usage` entry of the first client)
 //! and errors also name the client and the entry.
 //!
+//! Read as CSV and JSON Lines read the same values: `client_id` is trimmed,
+//! and one that is `null`, empty or only spaces makes each of the client's
+//! entries a malformed record (field `client_id`, "missing"); a `client_id`
+//! key absent from a client is a layout error. `usage` is a number or a
+//! string of plain digits (`text::parse_bytes`, the digits CSV accepts).
+//!
 //! The export is read in one streaming pass with serde visitors: no JSON
 //! value tree and no vector of clients. Each client's entries go to one
 //! reused buffer (a client's `client_id` may follow its `daily_usage`), and
 //! from there to the sink. A value of the wrong JSON type (a `usage` that
-//! is not a number, a `client_id` that is not a string) makes the object
+//! is neither a number nor a string, a `client_id` that is not a string) makes the object
 //! unparsable, with serde's line and column. Like every reader, it only
 //! hands records to the sink, which decides what is kept.
 //!
@@ -31,7 +37,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::IngestError;
 use super::sink::RecordSink;
-use super::text::{json_bytes, parse_instant};
+use super::text::{json_bytes, parse_bytes, parse_instant};
 
 /// Reads one export object.
 pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError> {
@@ -65,16 +71,32 @@ struct Reader<'s> {
 
 impl Reader<'_> {
     /// Hands one client's buffered entries to the sink.
-    fn client(&mut self, client_id: Option<&str>, has_entries: bool) -> Result<(), IngestError> {
+    ///
+    /// `client_id` is `None` when the key is absent, `Some(None)` for `null`.
+    fn client(&mut self, client_id: Option<Option<&str>>, has_entries: bool) -> Result<(), IngestError> {
         let ci = self.clients;
         self.clients += 1;
-        let account = match client_id.map(str::trim) {
-            Some(s) if !s.is_empty() => s,
-            _ => return Err(self.sink.layout(format!("client [{ci}]: client_id missing or empty"))),
+        let Some(client_id) = client_id else {
+            return Err(self.sink.layout(format!("client [{ci}]: client_id missing")));
         };
+        let account = client_id.map(str::trim).filter(|s| !s.is_empty());
         if !has_entries {
-            return Err(self.sink.layout(format!("client {account}: daily_usage missing")));
+            let client = account.map_or_else(|| format!("[{ci}]"), str::to_owned);
+            return Err(self.sink.layout(format!("client {client}: daily_usage missing")));
         }
+        let Some(account) = account else {
+            // As CSV's empty id: every entry is a malformed record.
+            for di in 0..self.entries.len() {
+                self.row += 1;
+                self.sink.bad(
+                    self.row,
+                    &format!("client_id (client [{ci}], daily_usage[{di}])"),
+                    "missing".to_owned(),
+                )?;
+            }
+            self.entries.clear();
+            return Ok(());
+        };
         let id = self.sink.accounts.id(account);
         for (di, entry) in self.entries.drain(..).enumerate() {
             self.row += 1;
@@ -162,8 +184,7 @@ impl<'de> Visitor<'de> for Client<'_, '_> {
                 }
             }
         }
-        let client_id = client_id.flatten();
-        reader.client(client_id.as_ref().map(|t| &*t.0), has_entries == Some(true)).map_err(|e| {
+        reader.client(client_id.as_ref().map(|t| t.as_ref().map(|t| &*t.0)), has_entries == Some(true)).map_err(|e| {
             reader.stopped = Some(e);
             de::Error::custom("stopped by the sink")
         })
@@ -285,8 +306,9 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
     }
 }
 
-/// A `usage` value: a JSON number as a byte count (or why it is not one),
-/// `null` as missing. Any other JSON type is a type error.
+/// A `usage` value: a JSON number or a string of digits as a byte count
+/// (or why it is not one), `null` as missing. Any other JSON type is a
+/// type error.
 struct Usage(Result<u64, String>);
 
 impl<'de> de::Deserialize<'de> for Usage {
@@ -309,6 +331,10 @@ impl<'de> Visitor<'de> for UsageVisitor {
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a number of bytes")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Usage, E> {
+        Ok(Usage(parse_bytes(v)))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Usage, E> {
@@ -335,9 +361,10 @@ impl<'de> Visitor<'de> for UsageVisitor {
     }
 
     /// Not `null`: a number of any kind (`visit_u64`, `visit_i64` or
-    /// `visit_f64`); any other JSON type is a type error.
+    /// `visit_f64`) or a string (`visit_str`); any other JSON type is a
+    /// type error.
     fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Usage, D::Error> {
-        de.deserialize_u64(self)
+        de.deserialize_any(self)
     }
 }
 
@@ -557,10 +584,10 @@ mod tests {
     fn layout_and_type_errors() {
         let e = |json: &str| read(json.as_bytes(), &mut sink(true)).unwrap_err();
         assert!(
-            matches!(e(r#"[{"daily_usage": []}]"#), IngestError::Layout { reason, .. } if reason == "client [0]: client_id missing or empty")
+            matches!(e(r#"[{"daily_usage": []}]"#), IngestError::Layout { reason, .. } if reason == "client [0]: client_id missing")
         );
         assert!(
-            matches!(e(r#"[{"client_id": " ", "daily_usage": []}]"#), IngestError::Layout { reason, .. } if reason == "client [0]: client_id missing or empty")
+            matches!(e(r#"[{"client_id": " "}]"#), IngestError::Layout { reason, .. } if reason == "client [0]: daily_usage missing")
         );
         assert!(
             matches!(e(r#"[{"client_id": "sa-1"}]"#), IngestError::Layout { reason, .. } if reason == "client sa-1: daily_usage missing")
@@ -568,7 +595,8 @@ mod tests {
         assert!(matches!(e(r#"[{"client_id": "sa-1", "daily_usage": null}]"#), IngestError::Layout { .. }));
         for bad in [
             r#"[{"client_id": 7, "daily_usage": []}]"#,
-            r#"[{"client_id": "sa-1", "daily_usage": [{"date": "2026-10-01", "usage": "5"}]}]"#,
+            r#"[{"client_id": "sa-1", "daily_usage": [{"date": "2026-10-01", "usage": true}]}]"#,
+            r#"[{"client_id": "sa-1", "daily_usage": [{"date": "2026-10-01", "usage": [5]}]}]"#,
             r#"[{"client_id": "sa-1", "daily_usage": {}}]"#,
             r#"[{"client_id": "sa-1", "client_id": "sa-2", "daily_usage": []}]"#,
             r#"[{"client_id": "sa-1", "daily_usage": []}] x"#,
@@ -576,5 +604,49 @@ mod tests {
         ] {
             assert!(matches!(e(bad), IngestError::Unparsable { .. }), "{bad}");
         }
+    }
+
+    #[test]
+    fn client_ids_are_trimmed_and_an_empty_one_makes_its_entries_malformed() {
+        let json = br#"[
+          {"client_id": " sa-1 ", "daily_usage": [{"date": "2026-10-01", "usage": 1}]},
+          {"client_id": "   ", "daily_usage": [{"date": "2026-10-01", "usage": 2}, {"date": "2026-10-02", "usage": 3}]},
+          {"client_id": null, "daily_usage": [{"date": "2026-10-01", "usage": 4}]},
+          {"daily_usage": [{"date": "2026-10-02", "usage": 5}], "client_id": "sa-1"}
+        ]"#;
+        let e = read(json, &mut sink(false)).unwrap_err();
+        assert!(
+            matches!(&e, IngestError::Record { row: 2, field, reason, .. }
+                if field == "client_id (client [1], daily_usage[0])" && reason == "missing"),
+            "{e:?}"
+        );
+        let mut s = sink(true);
+        read(json, &mut s).unwrap();
+        let details: Vec<&str> = s.findings.iter().map(|f| f.detail.as_str()).collect();
+        assert_eq!(details.len(), 3, "{details:?}");
+        for (d, prefix) in details.iter().zip([
+            "row 2, field client_id (client [1], daily_usage[0]): missing",
+            "row 3, field client_id (client [1], daily_usage[1]): missing",
+            "row 4, field client_id (client [2], daily_usage[0]): missing",
+        ]) {
+            assert!(d.starts_with(prefix), "{details:?}");
+        }
+        assert_eq!(records(s), vec![("sa-1".into(), OCT_1, 1, 1), ("sa-1".into(), OCT_1 + DAY, 5, 5)]);
+    }
+
+    #[test]
+    fn usage_as_a_string_of_digits_is_read_as_csv_reads_it() {
+        let json = br#"[{"client_id": "sa-1", "daily_usage": [{"date": "2026-10-01", "usage": "12"},
+            {"date": "2026-10-02", "usage": " 7 "}, {"date": "2026-10-02", "usage": "-3"},
+            {"date": "2026-10-02", "usage": "1.5"}]}]"#;
+        let mut s = sink(true);
+        read(json, &mut s).unwrap();
+        let details: Vec<&str> = s.findings.iter().map(|f| f.detail.as_str()).collect();
+        assert_eq!(details.len(), 2, "{details:?}");
+        assert!(details[0].starts_with(r#"row 3, field usage (client sa-1, daily_usage[2]): "-3" is negative"#));
+        assert!(details[1].starts_with(
+            r#"row 4, field usage (client sa-1, daily_usage[3]): "1.5" is not an unsigned 64-bit integer"#
+        ));
+        assert_eq!(records(s), vec![("sa-1".into(), OCT_1, 12, 1), ("sa-1".into(), OCT_1 + DAY, 7, 2)]);
     }
 }

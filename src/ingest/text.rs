@@ -177,8 +177,13 @@ pub(crate) fn read_json_lines(data: &[u8], sink: &mut RecordSink) -> Result<(), 
         };
         let account = match &rec.storage_account_id {
             Cell::Str(s) if !s.trim().is_empty() => s.trim(),
-            _ => {
-                sink.bad(row, "storage_account_id", "missing or not a string".to_owned())?;
+            // Empty, only spaces or null: missing, as in CSV.
+            Cell::Str(_) | Cell::Null | Cell::Absent => {
+                sink.bad(row, "storage_account_id", "missing".to_owned())?;
+                continue;
+            }
+            Cell::Other => {
+                sink.bad(row, "storage_account_id", "not a string".to_owned())?;
                 continue;
             }
         };
@@ -472,11 +477,11 @@ mod tests {
             (line(r#""bytes": 1, "bucket": 7"#), "row 1, field bucket: not a string"),
             (
                 r#"{"storage_account_id": " ", "date": "2026-10-01", "bytes": 1}"#.to_owned(),
-                "row 1, field storage_account_id: missing or not a string",
+                "row 1, field storage_account_id: missing",
             ),
             (
                 r#"{"storage_account_id": 7, "date": "2026-10-01", "bytes": 1}"#.to_owned(),
-                "row 1, field storage_account_id: missing or not a string",
+                "row 1, field storage_account_id: not a string",
             ),
             (
                 r#"{"storage_account_id": "sa-1", "timestamp": null, "bytes": 1}"#.to_owned(),
@@ -562,8 +567,12 @@ mod tests {
                 layout_of(rec.keys().map(String::as_str)).map_err(|r| sink.layout(format!("line {row}: {r}")))?;
             let account = match rec.get("storage_account_id") {
                 Some(Value::String(s)) if !s.trim().is_empty() => s.trim(),
-                _ => {
-                    sink.bad(row, "storage_account_id", "missing or not a string".to_owned())?;
+                None | Some(Value::Null | Value::String(_)) => {
+                    sink.bad(row, "storage_account_id", "missing".to_owned())?;
+                    continue;
+                }
+                Some(_) => {
+                    sink.bad(row, "storage_account_id", "not a string".to_owned())?;
                     continue;
                 }
             };

@@ -3,6 +3,7 @@
 mod bad_input;
 mod bounds;
 mod coverage;
+mod encodings;
 mod example;
 mod layers;
 mod layouts;
