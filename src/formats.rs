@@ -77,8 +77,19 @@ pub fn ragged_csv_row(data: &[u8]) -> Option<(usize, usize, usize)> {
 }
 
 /// Reads a Parquet file with its own column types.
+///
+/// polars' Parquet reader panics on some damaged files (its metadata
+/// decoder asserts what it reads); such a file is an error like any other
+/// that cannot be parsed, not a crash.
 pub fn read_parquet(data: Bytes) -> PolarsResult<DataFrame> {
-    ParquetReader::new(Cursor::new(data)).finish()
+    std::panic::catch_unwind(|| ParquetReader::new(Cursor::new(data)).finish()).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(polars_err!(ComputeError: "damaged Parquet file: the reader stopped at {reason:?}"))
+    })
 }
 
 /// The frame with every column cast to text, for tables that are validated

@@ -3,6 +3,7 @@
 mod bad_input;
 mod bounds;
 mod example;
+mod hostile;
 mod layers;
 mod layouts;
 mod operations;
