@@ -732,7 +732,8 @@ fn scale() -> u64 {
 /// `0x9a00001c0d`) on which arrow-rs' Parquet decoder panics ("Decoder for
 /// dict should have been set"), and a Parquet directory table damaged the
 /// same way (seed `0xd1000000e2`) on which polars' reader panics ("thrift
-/// bool field"). Each is an input that cannot be parsed, not a crash.
+/// bool field"), and one on which polars aborts the process. Each is an
+/// input that cannot be parsed, not a crash.
 #[test]
 fn damaged_parquet_that_panics_a_decoder_cannot_be_parsed() {
     let data = Bytes::from(std::fs::read(crate::util::root().join("fixtures/hostile/damaged-usage.parquet")).unwrap());
@@ -755,6 +756,19 @@ fn damaged_parquet_that_panics_a_decoder_cannot_be_parsed() {
         Err(e @ DirectoryError::Unreadable { .. }) => {
             let msg = capbill::error::chain(&e);
             assert!(msg.starts_with("partner directory table storage_accounts.parquet cannot be parsed: "), "{msg}");
+            assert!(msg.contains("damaged Parquet file"), "{msg}");
+        }
+        other => panic!("expected an unreadable table, got {other:?}"),
+    }
+
+    // Seed `0xd100002f7a`: a page header that makes polars allocate 2^61
+    // bytes, which aborts the process; arrow-rs refuses the file first.
+    let table = std::fs::read(crate::util::root().join("fixtures/hostile/damaged-contracts.parquet")).unwrap();
+    let contracts = ("contracts.parquet".to_owned(), Bytes::from(table));
+    match parse_tables(csv("entities"), csv("storage_accounts"), contracts, csv("deals")) {
+        Err(e @ DirectoryError::Unreadable { .. }) => {
+            let msg = capbill::error::chain(&e);
+            assert!(msg.starts_with("partner directory table contracts.parquet cannot be parsed: "), "{msg}");
             assert!(msg.contains("damaged Parquet file"), "{msg}");
         }
         other => panic!("expected an unreadable table, got {other:?}"),
