@@ -77,8 +77,35 @@ pub fn ragged_csv_row(data: &[u8]) -> Option<(usize, usize, usize)> {
 }
 
 /// Reads a Parquet file with its own column types.
+///
+/// polars' Parquet reader trusts what a file says: on some damaged files
+/// it panics (an assertion about what it read), on others it tries to
+/// allocate what a damaged page header claims and aborts the process. So
+/// the file is first decoded with arrow-rs, which checks what it reads;
+/// only a file it reads whole goes to polars, and a panic of either is an
+/// error like any other file that cannot be parsed, not a crash.
 pub fn read_parquet(data: Bytes) -> PolarsResult<DataFrame> {
-    ParquetReader::new(Cursor::new(data)).finish()
+    let read = || {
+        decodes(&data).map_err(|e| polars_err!(ComputeError: "damaged Parquet file: {e}"))?;
+        ParquetReader::new(Cursor::new(data.clone())).finish()
+    };
+    std::panic::catch_unwind(read).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(polars_err!(ComputeError: "damaged Parquet file: the reader stopped at {reason:?}"))
+    })
+}
+
+/// Whether arrow-rs decodes every page of a Parquet file.
+fn decodes(data: &Bytes) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data.clone())?.build()?;
+    for batch in reader {
+        batch?;
+    }
+    Ok(())
 }
 
 /// The frame with every column cast to text, for tables that are validated

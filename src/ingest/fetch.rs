@@ -13,7 +13,7 @@ use polars::prelude::DataFrame;
 use super::sink::RecordSink;
 use super::{Batch, IngestError, IngestOptions, Ingested, Plan, parquet, partner_api, prune, text};
 use crate::formats::Format;
-use crate::model::{Day, Interner};
+use crate::model::{Day, Finding, Interner};
 use crate::storage::ObjectMeta;
 use crate::storage::Store;
 
@@ -164,6 +164,42 @@ fn parse(
         Format::Parquet => parquet::read(data.clone(), &mut sink),
     }?;
     Ok(sink)
+}
+
+/// What [`parse_object`] read from one object.
+#[derive(Debug)]
+pub struct ParsedObject {
+    /// Records of the month kept.
+    pub records: usize,
+    /// Records read that fall outside the month (counted, not kept).
+    pub outside_month: u64,
+    /// Malformed records skipped (only with `skip_bad_records`).
+    pub findings: Vec<Finding>,
+}
+
+/// The per-object entry point: parses one usage object's bytes as `format`
+/// exactly as a run does (the day partition taken from `key`'s folders, the
+/// same sink and bad-record policy), without storage, ordering or
+/// interners shared with other objects. Every record of the object is
+/// either kept, counted as outside the month, or (with `skip_bad_records`)
+/// a finding; otherwise the error names the object. For tests and tools
+/// that check one object; a run goes through [`ingest`].
+pub fn parse_object(
+    data: bytes::Bytes,
+    format: Format,
+    key: &str,
+    month: crate::model::BillingMonth,
+    skip_bad_records: bool,
+) -> Result<ParsedObject, IngestError> {
+    let day = match prune::key_date(key) {
+        Some(prune::KeyDate::Day(d)) => Some(d),
+        _ => None,
+    };
+    let opts = IngestOptions { month, skip_bad_records, concurrency: 1 };
+    let sink = parse(&data, format, key.to_owned(), day, opts)?;
+    let outside_month = sink.outside;
+    let (days, findings) = sink.finish(0, &mut Interner::default(), &mut Interner::default())?;
+    Ok(ParsedObject { records: days.iter().map(DataFrame::height).sum(), outside_month, findings })
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::errors::ParquetError;
 
 use super::IngestError;
 use super::sink::{RecordSink, US_PER_DAY};
@@ -64,9 +65,8 @@ fn is_text(t: &DataType) -> bool {
 /// Reads one Parquet object.
 pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError> {
     let object = sink.object().to_owned();
-    let unparsable =
-        |e: parquet::errors::ParquetError| IngestError::Unparsable { object: object.clone(), source: Box::new(e) };
-    let meta = ArrowReaderMetadata::load(&data, ArrowReaderOptions::new()).map_err(unparsable)?;
+    let unparsable = |source: Damaged| IngestError::Unparsable { object: object.clone(), source };
+    let meta = decoding(|| ArrowReaderMetadata::load(&data, ArrowReaderOptions::new())).map_err(unparsable)?;
     let schema = meta.schema().clone();
     let layout = layout_of(schema.fields().iter().map(|f| f.name().as_str())).map_err(|r| sink.layout(r))?;
     let time = layout.time;
@@ -103,8 +103,8 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         })
         .collect();
     let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
-        .map_err(unparsable)?;
+    let options = ArrowReaderOptions::new().with_schema(hinted);
+    let meta = decoding(|| ArrowReaderMetadata::try_new(meta.metadata().clone(), options)).map_err(unparsable)?;
     let roots: Vec<usize> = schema
         .fields()
         .iter()
@@ -113,11 +113,13 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta)
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(unparsable)?;
+    let mut reader = decoding(|| {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta)
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+    })
+    .map_err(unparsable)?;
 
     let mut accounts = DictionaryIds::default();
     let mut buckets = DictionaryIds::default();
@@ -125,8 +127,7 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
     let mut byte_texts = PerEntry::default();
     let no_bucket = sink.buckets.id("");
     let mut offset = 0;
-    for batch in reader {
-        let batch = batch.map_err(|e| IngestError::Unparsable { object: object.clone(), source: Box::new(e) })?;
+    while let Some(batch) = decoding(|| reader.next().transpose()).map_err(unparsable)? {
         let n = batch.num_rows();
         let column = |name: &str| batch.column_by_name(name).expect("projected").clone();
         // Malformed values of this batch: (row index, field, reason).
@@ -141,12 +142,15 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         let skip = if bad.is_empty() {
             None
         } else {
-            // Reported in row order (a stable sort keeps the column order within a row).
+            // Reported in row order (a stable sort keeps the column order
+            // within a row), one finding per record like every reader: its
+            // first bad field.
             bad.sort_by_key(|(i, _, _)| *i);
             let mut skip = vec![false; n];
             for (i, field, reason) in bad {
-                skip[i] = true;
-                sink.bad(offset + i + 1, field, reason)?;
+                if !std::mem::replace(&mut skip[i], true) {
+                    sink.bad(offset + i + 1, field, reason)?;
+                }
             }
             Some(skip)
         };
@@ -155,6 +159,29 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
     }
     Ok(())
 }
+
+/// Runs a step of arrow-rs' Parquet decoder, which panics on some damaged
+/// files (an assertion about what it read): such a file is unparsable like
+/// any other, not a crash. Only the decoder's own steps are run here, so a
+/// panic in capbill's code stays a bug.
+fn decoding<T, E: std::error::Error + Send + Sync + 'static>(
+    step: impl FnOnce() -> Result<T, E>,
+) -> Result<T, Damaged> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(result) => result.map_err(|e| Box::new(e) as Damaged),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Box::new(ParquetError::General(format!("damaged file: the decoder stopped at {reason:?}"))))
+        }
+    }
+}
+
+/// Why the decoder could not read a file.
+type Damaged = Box<dyn std::error::Error + Send + Sync>;
 
 /// Malformed values found while decoding a batch: (row index, field, reason).
 type Bad<'a> = Vec<(usize, &'a str, String)>;
@@ -274,7 +301,9 @@ impl DictionaryTimes {
             },
             DataType::Date32 => {
                 let a = column.as_primitive::<Date32Type>();
-                scaled(&|i| i64::from(a.value(i)) * US_PER_DAY)
+                // Saturating like the timestamp units: a date beyond ±292,000
+                // years is outside any month, never wrapped into one.
+                scaled(&|i| i64::from(a.value(i)).saturating_mul(US_PER_DAY))
             }
             DataType::Date64 => {
                 let a = column.as_primitive::<Date64Type>();

@@ -184,6 +184,17 @@ where
     }
 }
 
+/// A record's day for a message: its date, or for a timestamp beyond the
+/// calendar's years (a Parquet timestamp near the limits of `i64`, which
+/// [`crate::model::date_of`] cannot turn into a date) its day number.
+fn day_text(day: Day) -> String {
+    // Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
+    const EPOCH_FROM_CE: Day = 719_163;
+    day.checked_add(EPOCH_FROM_CE)
+        .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+        .map_or_else(|| format!("day {day} from 1970-01-01 (beyond the calendar)"), |d| d.to_string())
+}
+
 /// Microseconds in a day.
 pub(crate) const US_PER_DAY: i64 = 86_400_000_000;
 
@@ -343,7 +354,7 @@ impl RecordSink {
         let (lo, _) = self.partition.expect("partitioned");
         format!(
             "a record of {} in an object under the folder of {}: a day folder holds that day's records and those of the day before and after",
-            crate::model::date_of(day),
+            day_text(day),
             crate::model::date_of(lo + 1)
         )
     }
