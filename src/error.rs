@@ -112,11 +112,10 @@ impl Error {
 
     /// The error a caught panic becomes, from its payload.
     pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let message = match crate::formats::panic_message(payload) {
+            "" => "a panic without a message".to_owned(),
+            m => m.to_owned(),
+        };
         Error::Internal { message }
     }
 }

@@ -85,22 +85,42 @@ pub fn ragged_csv_row(data: &[u8]) -> Option<(usize, usize, usize)> {
 /// only a file it reads whole goes to polars, and a panic of either is an
 /// error like any other file that cannot be parsed, not a crash.
 pub fn read_parquet(data: Bytes) -> PolarsResult<DataFrame> {
-    let read = || {
-        decodes(&data).map_err(|e| polars_err!(ComputeError: "damaged Parquet file: {e}"))?;
-        ParquetReader::new(Cursor::new(data.clone())).finish()
-    };
-    std::panic::catch_unwind(read).unwrap_or_else(|panic| {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(polars_err!(ComputeError: "damaged Parquet file: the reader stopped at {reason:?}"))
+    let read = decoding(|| {
+        decodes(&data)?;
+        ParquetReader::new(Cursor::new(data.clone())).finish().map_err(Damaged::from)
+    });
+    // polars' own errors come back as they were; the rest name the damage.
+    read.map_err(|e| match e.downcast::<PolarsError>() {
+        Ok(e) => *e,
+        Err(e) => polars_err!(ComputeError: "damaged Parquet file: {e}"),
     })
 }
 
+/// The message a caught panic carries ("" when it carries none).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("")
+}
+
+/// Why a decoder could not read a file.
+pub type Damaged = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs one step of a third-party decoder that panics on some damaged input
+/// (an assertion about what it read): such input is an error like any other
+/// file that cannot be parsed, not a crash. Only the decoder's own steps
+/// are run here, so a panic in capbill's code stays a bug.
+pub fn decoding<T, E: Into<Damaged>>(step: impl FnOnce() -> Result<T, E>) -> Result<T, Damaged> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(result) => result.map_err(Into::into),
+        Err(panic) => Err(format!("damaged file: the decoder stopped at {:?}", panic_message(&*panic)).into()),
+    }
+}
+
 /// Whether arrow-rs decodes every page of a Parquet file.
-fn decodes(data: &Bytes) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+fn decodes(data: &Bytes) -> Result<(), Damaged> {
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(data.clone())?.build()?;
     for batch in reader {
         batch?;

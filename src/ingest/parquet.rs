@@ -34,11 +34,11 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::errors::ParquetError;
 
 use super::IngestError;
 use super::sink::{RecordSink, US_PER_DAY};
 use super::text::{layout_of, parse_bytes, parse_instant};
+use crate::formats::{Damaged, decoding};
 use crate::model::Interner;
 
 /// Rows decoded at once: large enough that a row group's dictionary is
@@ -159,29 +159,6 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
     }
     Ok(())
 }
-
-/// Runs a step of arrow-rs' Parquet decoder, which panics on some damaged
-/// files (an assertion about what it read): such a file is unparsable like
-/// any other, not a crash. Only the decoder's own steps are run here, so a
-/// panic in capbill's code stays a bug.
-fn decoding<T, E: std::error::Error + Send + Sync + 'static>(
-    step: impl FnOnce() -> Result<T, E>,
-) -> Result<T, Damaged> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
-        Ok(result) => result.map_err(|e| Box::new(e) as Damaged),
-        Err(panic) => {
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(Box::new(ParquetError::General(format!("damaged file: the decoder stopped at {reason:?}"))))
-        }
-    }
-}
-
-/// Why the decoder could not read a file.
-type Damaged = Box<dyn std::error::Error + Send + Sync>;
 
 /// Malformed values found while decoding a batch: (row index, field, reason).
 type Bad<'a> = Vec<(usize, &'a str, String)>;
