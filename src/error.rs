@@ -55,6 +55,9 @@ pub enum Error {
     /// Reading a published revision's lines back.
     #[error(transparent)]
     Revision(#[from] revision::RevisionError),
+    /// A month, revision or statement asked for by name is not published.
+    #[error(transparent)]
+    NotPublished(#[from] manifest::NotPublished),
     /// Storage outside any stage.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
@@ -101,6 +104,7 @@ impl Error {
             // written by it, or was damaged: not the operator's input.
             Error::Manifest(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Revision(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
+            Error::NotPublished(_) => exit::INVALID_INPUT,
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. } | LockError::Lost { .. }) => exit::LOCK_HELD,
             Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,

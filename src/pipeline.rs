@@ -271,6 +271,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
 
     // A final revision after an earlier final one carries corrections.
     let mut corrections = None;
+    let mut corrections_table = None;
     if let Some(prev) = corrects {
         let before = revision::read_lines(out, month, prev).await?;
         let enc = |source| export::ExportError::Encode { table: "corrections", source };
@@ -279,7 +280,19 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         let df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
         files.extend(export::encode_table("corrections", &df)?);
         corrections = Some((prev, changes.len()));
+        corrections_table = Some(df);
     }
+    files.extend(export::statements(&export::StatementInputs {
+        month,
+        revision,
+        status,
+        unit: config.rules.unit,
+        directory: &directory,
+        tables: &tables,
+        daily_usage: &metered.daily_usage,
+        accounts: &metered.accounts,
+        corrections: corrections_table.as_ref(),
+    })?);
 
     let provenance = Provenance {
         month,

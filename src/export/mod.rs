@@ -14,6 +14,7 @@
 //! checks it between [`publish`] and [`write_latest`]) and bills nothing.
 
 mod manifest;
+pub mod statements;
 mod tables;
 
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use crate::model::BillingMonth;
 use crate::storage::{StorageError, Store};
 
 pub use manifest::{Provenance, manifest};
+pub use statements::{StatementInputs, statements};
 pub use tables::{Billed, SellerTotal, Tables, Totals, encode_table};
 
 /// An export failure.

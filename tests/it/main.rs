@@ -12,4 +12,5 @@ mod operations;
 mod revisions;
 mod s3;
 mod s3_server;
+mod statements;
 mod util;

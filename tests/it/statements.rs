@@ -1,0 +1,289 @@
+//! Statements: one HTML page per invoice pair and an index per revision,
+//! listed in the manifest, tying out to the `invoices` table, showing
+//! corrections of a reprocessed month, self-contained, safe for any id, and
+//! rendered by headless Chromium (PDF, PNG, DOM); and `capbill statement`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use capbill::export::statements::{decode_segment, encode_segment, statement_file};
+use rust_decimal::Decimal;
+
+use crate::util::*;
+
+const AFTER: &str = "2026-11-05T02:30:00Z";
+
+/// Every tag of `html` (from `<` to `>`) that contains `needle`.
+pub fn tags_with<'a>(html: &'a str, needle: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = html[from..].find(needle) {
+        let at = from + i;
+        let start = html[..at].rfind('<').unwrap_or(0);
+        let end = at + html[at..].find('>').unwrap_or(html.len() - at);
+        out.push(&html[start..=end.min(html.len() - 1)]);
+        from = end.max(at + needle.len());
+    }
+    out
+}
+
+/// The value of attribute `name` in `tag`.
+pub fn attr(tag: &str, name: &str) -> Option<String> {
+    let key = format!(" {name}=\"");
+    let i = tag.find(&key)? + key.len();
+    let v = &tag[i..i + tag[i..].find('"')?];
+    Some(
+        v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"),
+    )
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+/// The invoices of a revision: (seller, buyer) → currency → total.
+pub fn invoices(rev: &Path) -> BTreeMap<(String, String), BTreeMap<String, Decimal>> {
+    let cols = ["seller_id", "buyer_id", "currency", "total"].map(String::from);
+    let mut out: BTreeMap<_, BTreeMap<_, _>> = BTreeMap::new();
+    for r in project(&rev.join("invoices.csv"), &cols) {
+        out.entry((r[0].clone(), r[1].clone())).or_default().insert(r[2].clone(), dec(&r[3]));
+    }
+    out
+}
+
+/// Checks that a statement's page (or its rendered DOM) shows each
+/// invoice's total, and that its lines add up to it.
+pub fn assert_totals(html: &str, what: &str, totals: &BTreeMap<String, Decimal>) {
+    for (cur, total) in totals {
+        let tags = tags_with(html, &format!("id=\"total-{cur}\""));
+        assert_eq!(tags.len(), 1, "{what}: one total in {cur}");
+        assert_eq!(attr(tags[0], "data-total").map(|t| dec(&t)), Some(*total), "{what}: total in {cur}");
+    }
+    let shown: Vec<_> = tags_with(html, "class=\"n invoice-total\"");
+    assert_eq!(shown.len(), totals.len(), "{what}: no other invoice on the page");
+    let lines: Decimal = tags_with(html, "class=\"line\"").iter().map(|t| dec(&attr(t, "data-amount").unwrap())).sum();
+    assert_eq!(lines, totals.values().copied().sum::<Decimal>(), "{what}: lines add up to the totals");
+}
+
+/// Nothing on the page is fetched from elsewhere: no link to a network
+/// address, no script, no external image, font or style sheet.
+pub fn assert_self_contained(html: &str, what: &str) {
+    let lower = html.to_lowercase();
+    for bad in ["http:", "https:", "//", "<script", " src=", "@import", "url(", "<link", "<img", "<iframe", "<object"] {
+        let hits: Vec<_> =
+            lower.match_indices(bad).map(|(i, _)| &html[i.saturating_sub(40)..(i + 40).min(html.len())]).collect();
+        assert!(hits.is_empty(), "{what} references something external ({bad}): {hits:?}");
+    }
+}
+
+fn run_example(out: &Path, now: &str) -> PathBuf {
+    let ex = example();
+    let o = capbill_env(&month_args(&ex.join("directory"), &ex.join("usage"), out), &[("CAPBILL_NOW", now.to_owned())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    latest_revision(out)
+}
+
+#[test]
+fn every_invoice_has_a_statement_in_the_manifest_whose_totals_are_the_invoices() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let rev = run_example(a.path(), AFTER);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rev.join("manifest.json")).unwrap()).unwrap();
+    let listed: BTreeMap<String, String> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["file"].as_str().unwrap().to_owned(), o["sha256"].as_str().unwrap().to_owned()))
+        .collect();
+    let invoices = invoices(&rev);
+    assert_eq!(invoices.len(), 7);
+    let index = std::fs::read_to_string(rev.join("statements/index.html")).unwrap();
+    assert!(listed.contains_key("statements/index.html"));
+    assert_self_contained(&index, "index");
+    let rev_b = run_example(b.path(), AFTER);
+    for ((seller, buyer), totals) in &invoices {
+        let file = statement_file(seller, buyer);
+        let data = std::fs::read(rev.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let sha = capbill::export::Encoded::new(file.clone(), 0, data.clone()).sha256;
+        assert_eq!(listed.get(&file), Some(&sha), "{file} is listed in the manifest with its checksum");
+        assert_eq!(std::fs::read(rev_b.join(&file)).unwrap(), data, "{file} is byte-identical in a second run");
+        let html = String::from_utf8(data).unwrap();
+        assert_totals(&html, &file, totals);
+        assert_self_contained(&html, &file);
+        assert!(html.contains("<svg class=\"chart\""), "{file} has a chart");
+        assert!(html.contains("id=\"status\">final<"), "{file} shows the status");
+        let href = file.strip_prefix("statements/").unwrap().replace('%', "%25");
+        assert!(index.contains(&format!("href=\"{href}\"")), "the index links {file}");
+    }
+    // Six of the seven are statements, the index the seventh file under statements/.
+    assert_eq!(listed.keys().filter(|f| f.starts_with("statements/")).count(), invoices.len() + 1);
+
+    // A reseller's statement breaks its invoice down per customer and storage account.
+    let msp = std::fs::read_to_string(rev.join(statement_file("ic", "msp-b"))).unwrap();
+    assert!(msp.contains("Breakdown per customer"));
+    for (customer, account) in [("cust-w", "sa-w1"), ("cust-z", "sa-z1"), ("msp-b", "sa-m1")] {
+        let section = &msp[msp.find(&format!("data-customer=\"{customer}\"")).unwrap()..];
+        let section = &section[..section.find("</section>").unwrap()];
+        assert!(section.contains(&format!(">{account}<")), "{customer}: {account}");
+        assert!(section.contains("<svg class=\"chart\""), "{customer}: chart");
+    }
+    // The findings that concern msp-b (beneath it: cust-w and its account sa-w1), not others'.
+    assert!(msp.contains(">deal_registration_missing<") && msp.contains(">conflicting_samples<"));
+    assert!(!msp.contains(">sa-x1<") && !msp.contains(">gap_filled<"));
+    // The vendor's invoice to the distributor: its reservation, with the usage beneath it.
+    let dist = std::fs::read_to_string(rev.join(statement_file("ic", "dist-a"))).unwrap();
+    assert!(dist.contains(">gap_filled<") && dist.contains(">sa-y2<"), "usage and findings beneath dist-a");
+}
+
+/// Replaces every occurrence of `from` in the directory tables.
+fn rename(inputs: &Path, from: &str, to: &str) {
+    for t in ["entities", "storage_accounts", "contracts", "deals"] {
+        let p = inputs.join(format!("directory/{t}.csv"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+    }
+}
+
+#[test]
+fn ids_with_spaces_slashes_markup_and_unicode_are_escaped_and_encoded_reversibly() {
+    let inputs = example_copy();
+    let (seller, buyer) = ("dp/1 <a>", "cust x&'/ä.. y");
+    rename(inputs.path(), "dp-1", seller);
+    rename(inputs.path(), "cust-x", buyer);
+    rename(inputs.path(), "Xylo Logistics", "Xylo <b>&amp; \u{2603}");
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    let file = statement_file(seller, buyer);
+    assert_eq!(file, "statements/dp%2F1%20%3Ca%3E/cust%20x%26%27%2F%C3%A4%2E%2E%20y.html");
+    let segments: Vec<_> =
+        file.trim_end_matches(".html").split('/').skip(1).map(|s| decode_segment(s).unwrap()).collect();
+    assert_eq!(segments, [seller, buyer]);
+    assert_eq!(encode_segment(buyer), file.split('/').nth(2).unwrap().trim_end_matches(".html"));
+    let html = std::fs::read_to_string(rev.join(&file)).unwrap();
+    assert!(html.contains("Xylo &lt;b&gt;&amp;amp; \u{2603}"), "names are escaped");
+    assert!(html.contains("cust x&amp;&#39;/ä.. y") && html.contains("dp/1 &lt;a&gt;"), "ids are escaped");
+    assert!(!html.contains("<b>") && !html.contains("<a>"), "no markup from the inputs");
+    let index = std::fs::read_to_string(rev.join("statements/index.html")).unwrap();
+    assert!(
+        index.contains("href=\"dp%252F1%2520%253Ca%253E/cust%2520x%2526%2527%252F%25C3%25A4%252E%252E%2520y.html\"")
+    );
+    assert_totals(&html, &file, &invoices(&rev)[&(seller.to_owned(), buyer.to_owned())]);
+}
+
+#[test]
+fn a_reprocessed_month_shows_the_corrections_against_the_issued_revision() {
+    let inputs = example_copy();
+    let out = tempfile::tempdir().unwrap();
+    let args = |cmd: &str, extra: &[&str]| {
+        let mut v: Vec<String> = vec![cmd.to_owned()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        for (flag, path) in [
+            ("--directory", inputs.path().join("directory")),
+            ("--usage", inputs.path().join("usage")),
+            ("--out", out.path().into()),
+        ] {
+            v.extend([flag.to_owned(), path.to_str().unwrap().to_owned()]);
+        }
+        v
+    };
+    let run = |cmd: &str, extra: &[&str]| -> Output {
+        let a = args(cmd, extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        capbill_env(&a, &[("CAPBILL_NOW", AFTER.to_owned())])
+    };
+    assert!(run("run", &["--month", "2026-10"]).status.success());
+    let usage = inputs.path().join("usage/daily/2026-10/sa-x1.csv");
+    let text = std::fs::read_to_string(&usage).unwrap();
+    std::fs::write(&usage, text.replacen("2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000", 1)).unwrap();
+    let o = run("reprocess", &["--month", "2026-10", "--reason", "late export"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let month = out.path().join("billing_month=2026-10");
+    let (rev1, rev2) = (month.join("revision=1"), month.join("revision=2"));
+    let (before, after) = (invoices(&rev1), invoices(&rev2));
+    let corrections =
+        project(&rev2.join("corrections.csv"), &["seller_id", "buyer_id", "currency", "amount"].map(String::from));
+    assert!(!corrections.is_empty());
+    for ((seller, buyer), totals) in &after {
+        let file = statement_file(seller, buyer);
+        let html = std::fs::read_to_string(rev2.join(&file)).unwrap();
+        assert_totals(&html, &file, totals);
+        let mine: Vec<_> = corrections.iter().filter(|c| (&c[0], &c[1]) == (seller, buyer)).collect();
+        let rows = tags_with(&html, "class=\"correction\"");
+        assert_eq!(rows.len(), mine.len(), "{file}: one row per correction line");
+        if mine.is_empty() {
+            assert!(!html.contains("Corrections against"), "{file}");
+            continue;
+        }
+        assert!(html.contains("Corrections against revision 1"), "{file}");
+        for (cur, total) in totals {
+            let change: Decimal = mine.iter().filter(|c| &c[2] == cur).map(|c| dec(&c[3])).sum();
+            let shown = |class: &str| {
+                let tags = tags_with(&html, &format!("class=\"n {class}\" data-currency=\"{cur}\""));
+                dec(&attr(tags[0], "data-total").unwrap())
+            };
+            assert_eq!(shown("correction-total"), change, "{file}: the change");
+            assert_eq!(shown("issued-total"), before[&(seller.clone(), buyer.clone())][cur], "{file}: issued total");
+            assert_eq!(shown("issued-total") + change, *total, "{file}: issued + change = now");
+        }
+    }
+    // The first revision's statements stay as they were issued: no corrections.
+    let issued = std::fs::read_to_string(rev1.join(statement_file("dp-1", "cust-x"))).unwrap();
+    assert!(!issued.contains("class=\"correction\""));
+}
+
+#[test]
+fn the_statement_command_names_a_statement_copies_it_and_says_what_is_missing() {
+    let out = tempfile::tempdir().unwrap();
+    let rev = run_example(out.path(), AFTER);
+    let root = out.path().to_str().unwrap();
+    let cmd = |extra: &[&str]| {
+        let mut args = vec!["statement", "--out", root];
+        args.extend_from_slice(extra);
+        capbill(&args)
+    };
+    let o = cmd(&["--month", "2026-10", "--seller", "ic", "--buyer", "msp-b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = rev.join(statement_file("ic", "msp-b"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), file.to_str().unwrap());
+
+    let copy = out.path().join("copy.html");
+    let o = cmd(&[
+        "--month",
+        "2026-10",
+        "--seller",
+        "ic",
+        "--buyer",
+        "msp-b",
+        "--revision",
+        "1",
+        "--output",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&file).unwrap());
+
+    let fails = |extra: &[&str], expected: &str| {
+        let o = cmd(extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expected), "{extra:?}: {}", stderr(&o));
+    };
+    fails(
+        &["--month", "2026-10", "--seller", "ic", "--buyer", "cust-x"],
+        "no statement for buyer cust-x of seller ic in 2026-10 revision 1; statements there: dist-a, msp-b",
+    );
+    fails(
+        &["--month", "2026-10", "--seller", "nobody", "--buyer", "msp-b"],
+        "no statement of seller nobody in 2026-10 revision 1; sellers there: dist-a, dp-1, ic, msp-b",
+    );
+    fails(
+        &["--month", "2026-10", "--seller", "ic", "--buyer", "msp-b", "--revision", "3"],
+        "billing month 2026-10 has no revision 3; revisions there: 1",
+    );
+    fails(
+        &["--month", "2026-09", "--seller", "ic", "--buyer", "msp-b"],
+        "billing month 2026-09 has no published revision under",
+    );
+}
