@@ -287,3 +287,88 @@ fn the_statement_command_names_a_statement_copies_it_and_says_what_is_missing() 
         "billing month 2026-09 has no published revision under",
     );
 }
+
+/// The browser: `CAPBILL_CHROMIUM` (set by scripts/test), else `chromium` on PATH.
+fn chromium() -> String {
+    let browser = std::env::var("CAPBILL_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+    let probe = std::process::Command::new(&browser).arg("--version").output();
+    match probe {
+        Ok(o) if o.status.success() => browser,
+        other => panic!(
+            "headless Chromium is needed to render the statements but `{browser} --version` failed ({other:?}): \
+             install it (`apt-get install -y chromium`; scripts/test does) or set CAPBILL_CHROMIUM to its path"
+        ),
+    }
+}
+
+/// Runs headless Chromium on `page` with `args`; returns its standard output.
+fn render(browser: &str, page: &Path, args: &[String]) -> Vec<u8> {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--no-pdf-header-footer",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(args)
+    .arg(format!("file://{}", page.display()))
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{browser} does not start: {e}"));
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("{browser} took more than 120 s on {}", page.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{browser} {args:?} on {}: {}", page.display(), String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// Width and height of a PNG image, from its header.
+fn png_size(data: &[u8]) -> (u32, u32) {
+    assert!(data.starts_with(b"\x89PNG\r\n\x1a\n") && &data[12..16] == b"IHDR", "not a PNG image");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&data[16..20]), be(&data[20..24]))
+}
+
+#[test]
+fn statements_render_in_headless_chromium_to_pdf_and_png_with_the_invoice_totals() {
+    let browser = chromium();
+    let out = tempfile::tempdir().unwrap();
+    let rev = run_example(out.path(), AFTER);
+    let shots = tempfile::tempdir().unwrap();
+    let invoices = invoices(&rev);
+    for (i, ((seller, buyer), totals)) in invoices.iter().enumerate() {
+        let file = statement_file(seller, buyer);
+        let page = rev.join(&file);
+        // The DOM as the browser built it: the chart is there and the totals
+        // read from it are the invoices'.
+        let dom = String::from_utf8(render(&browser, &page, &["--dump-dom".to_owned()])).unwrap();
+        assert!(dom.contains("<svg class=\"chart\""), "{file}: no chart in the rendered DOM");
+        assert!(dom.contains("class=\"bars\" d=\"M"), "{file}: the chart has no bar");
+        assert_totals(&dom, &format!("{file} (rendered)"), totals);
+        let (pdf, png) = (shots.path().join(format!("{i}.pdf")), shots.path().join(format!("{i}.png")));
+        render(&browser, &page, &[format!("--print-to-pdf={}", pdf.display())]);
+        render(&browser, &page, &["--window-size=1000,1400".to_owned(), format!("--screenshot={}", png.display())]);
+        let pdf = std::fs::read(&pdf).unwrap();
+        assert!(pdf.starts_with(b"%PDF-") && pdf.len() > 10_000, "{file}: PDF of {} bytes", pdf.len());
+        let png = std::fs::read(&png).unwrap();
+        assert_eq!(png_size(&png), (1000, 1400), "{file}: screenshot size");
+        // A blank page compresses to a few KB; text, tables and a chart do not.
+        assert!(png.len() > 30_000, "{file}: a screenshot of {} bytes is (nearly) blank", png.len());
+    }
+    let index =
+        String::from_utf8(render(&browser, &rev.join("statements/index.html"), &["--dump-dom".to_owned()])).unwrap();
+    assert_eq!(index.matches("<a href=").count(), invoices.len(), "the index links every statement");
+}
