@@ -12,7 +12,7 @@ use crate::money;
 
 const WIDTH: i128 = 680;
 const HEIGHT: i128 = 180;
-const LEFT: i128 = 72;
+const LEFT: i128 = 76;
 const TOP: i128 = 12;
 const PLOT_W: i128 = 600;
 const PLOT_H: i128 = 130;
@@ -43,10 +43,10 @@ pub(super) fn daily_chart(daily: &[Option<i128>], month: BillingMonth, unit: Uni
     // Grid lines and labels at the peak, half of it and zero.
     for (num, den) in [(1, 1), (1, 2), (0, 1)] {
         let y = bottom - PLOT_H * num / den;
-        let label = if num == 0 {
-            "0".to_owned()
-        } else {
-            money::ratio(max * num, i128::from(unit.bytes()) * den, 3).map_or_else(|_| String::new(), |q| q.to_string())
+        let label = match (num, den) {
+            (0, _) => "0".to_owned(),
+            (1, 1) => format!("{peak} {unit_name}"),
+            _ => money::ratio(max * num, i128::from(unit.bytes()) * den, 3).map_or_else(|_| String::new(), |q| q.to_string()),
         };
         let _ = write!(
             out,
@@ -57,7 +57,6 @@ pub(super) fn daily_chart(daily: &[Option<i128>], month: BillingMonth, unit: Uni
             y + 4
         );
     }
-    let _ = write!(out, "<text x=\"4\" y=\"{}\" class=\"unit\">{unit_name}</text>", TOP + 4);
     out.push_str("<path class=\"bars\" d=\"");
     for (d, v) in daily.iter().enumerate() {
         let v = v.unwrap_or(0);
@@ -99,8 +98,9 @@ mod tests {
         daily[1] = Some(1_000_000_000_000);
         daily[2] = Some(0);
         let svg = daily_chart(&daily, month, Unit::Tb, "a <b>");
-        // Slot 600 / 31 = 19: day 1 at x 73 full height, day 2 at x 92 half.
-        assert!(svg.contains("M73 142v-130h16v130zM92 142v-65h16v65z\""), "{svg}");
+        // Slot 600 / 31 = 19: day 1 at x 77 full height, day 2 at x 96 half.
+        assert!(svg.contains("M77 142v-130h16v130zM96 142v-65h16v65z\""), "{svg}");
+        assert!(svg.contains(">2.000 TB</text>"), "the peak: {svg}");
         assert!(svg.contains("peak 2.000 TB, 2 days with usage"), "{svg}");
         assert!(svg.contains("a &lt;b&gt;"));
         assert!(svg.contains(">1.000</text>"), "half the peak: {svg}");
