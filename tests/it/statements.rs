@@ -173,11 +173,12 @@ fn ids_with_spaces_slashes_markup_and_unicode_are_escaped_and_encoded_reversibly
     assert_totals(&html, &file, &invoices(&rev)[&(seller.to_owned(), buyer.to_owned())]);
 }
 
-#[test]
-fn a_reprocessed_month_shows_the_corrections_against_the_issued_revision() {
+/// The example billed final, `file` edited (`from` → `to`), then reprocessed:
+/// the inputs and output folders and revisions 1 and 2.
+fn reprocessed(file: &str, from: &str, to: &str) -> (tempfile::TempDir, tempfile::TempDir, PathBuf, PathBuf) {
     let inputs = example_copy();
     let out = tempfile::tempdir().unwrap();
-    let args = |cmd: &str, extra: &[&str]| {
+    let run = |cmd: &str, extra: &[&str]| -> Output {
         let mut v: Vec<String> = vec![cmd.to_owned()];
         v.extend(extra.iter().map(|s| s.to_string()));
         for (flag, path) in [
@@ -187,28 +188,35 @@ fn a_reprocessed_month_shows_the_corrections_against_the_issued_revision() {
         ] {
             v.extend([flag.to_owned(), path.to_str().unwrap().to_owned()]);
         }
-        v
-    };
-    let run = |cmd: &str, extra: &[&str]| -> Output {
-        let a = args(cmd, extra);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let a: Vec<&str> = v.iter().map(String::as_str).collect();
         capbill_env(&a, &[("CAPBILL_NOW", AFTER.to_owned())])
     };
     assert!(run("run", &["--month", "2026-10"]).status.success());
-    let usage = inputs.path().join("usage/daily/2026-10/sa-x1.csv");
-    let text = std::fs::read_to_string(&usage).unwrap();
-    std::fs::write(&usage, text.replacen("2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000", 1)).unwrap();
+    let path = inputs.path().join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file}: {from}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     let o = run("reprocess", &["--month", "2026-10", "--reason", "late export"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let month = out.path().join("billing_month=2026-10");
     let (rev1, rev2) = (month.join("revision=1"), month.join("revision=2"));
-    let (before, after) = (invoices(&rev1), invoices(&rev2));
+    (inputs, out, rev1, rev2)
+}
+
+/// Every statement of revision 2 (one per invoice, and one per invoice that
+/// only corrections name) shows its correction lines, the total issued in
+/// revision 1, the change and the total now, which tie out.
+fn assert_corrections_shown(rev1: &Path, rev2: &Path) -> usize {
+    let (before, mut after) = (invoices(rev1), invoices(rev2));
     let corrections =
         project(&rev2.join("corrections.csv"), &["seller_id", "buyer_id", "currency", "amount"].map(String::from));
     assert!(!corrections.is_empty());
+    for c in &corrections {
+        after.entry((c[0].clone(), c[1].clone())).or_default().entry(c[2].clone()).or_insert(Decimal::ZERO);
+    }
     for ((seller, buyer), totals) in &after {
         let file = statement_file(seller, buyer);
-        let html = std::fs::read_to_string(rev2.join(&file)).unwrap();
+        let html = std::fs::read_to_string(rev2.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_totals(&html, &file, totals);
         let mine: Vec<_> = corrections.iter().filter(|c| (&c[0], &c[1]) == (seller, buyer)).collect();
         let rows = tags_with(&html, "class=\"correction\"");
@@ -224,14 +232,37 @@ fn a_reprocessed_month_shows_the_corrections_against_the_issued_revision() {
                 let tags = tags_with(&html, &format!("class=\"n {class}\" data-currency=\"{cur}\""));
                 dec(&attr(tags[0], "data-total").unwrap())
             };
+            let issued = before.get(&(seller.clone(), buyer.clone())).and_then(|t| t.get(cur)).copied();
             assert_eq!(shown("correction-total"), change, "{file}: the change");
-            assert_eq!(shown("issued-total"), before[&(seller.clone(), buyer.clone())][cur], "{file}: issued total");
+            assert_eq!(shown("issued-total"), issued.unwrap_or(Decimal::ZERO), "{file}: issued total");
             assert_eq!(shown("issued-total") + change, *total, "{file}: issued + change = now");
         }
     }
+    after.len()
+}
+
+#[test]
+fn a_reprocessed_month_shows_the_corrections_against_the_issued_revision() {
+    let (_inputs, _out, rev1, rev2) =
+        reprocessed("usage/daily/2026-10/sa-x1.csv", "2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000");
+    assert_eq!(assert_corrections_shown(&rev1, &rev2), 7);
+    let corrected = std::fs::read_to_string(rev2.join(statement_file("dp-1", "cust-x"))).unwrap();
+    assert_eq!(tags_with(&corrected, "class=\"correction\"").len(), 2, "cust-x's usage and minimum lines");
     // The first revision's statements stay as they were issued: no corrections.
     let issued = std::fs::read_to_string(rev1.join(statement_file("dp-1", "cust-x"))).unwrap();
     assert!(!issued.contains("class=\"correction\""));
+}
+
+#[test]
+fn an_invoice_a_reprocess_removed_keeps_a_statement_of_its_corrections() {
+    // sa-z1 was cust-w's all along: cust-z has no usage and no invoice left.
+    let (_inputs, _out, rev1, rev2) =
+        reprocessed("directory/storage_accounts.csv", "sa-z1,Zephyr Clinics,cust-z,", "sa-z1,Zephyr Clinics,cust-w,");
+    assert!(invoices(&rev1).contains_key(&("msp-b".to_owned(), "cust-z".to_owned())));
+    assert!(!invoices(&rev2).contains_key(&("msp-b".to_owned(), "cust-z".to_owned())));
+    assert_eq!(assert_corrections_shown(&rev1, &rev2), 7, "six invoices and the one removed");
+    let gone = std::fs::read_to_string(rev2.join(statement_file("msp-b", "cust-z"))).unwrap();
+    assert!(gone.contains("No lines in this revision."));
 }
 
 #[test]

@@ -46,7 +46,8 @@ pub(super) fn daily_chart(daily: &[Option<i128>], month: BillingMonth, unit: Uni
         let label = match (num, den) {
             (0, _) => "0".to_owned(),
             (1, 1) => format!("{peak} {unit_name}"),
-            _ => money::ratio(max * num, i128::from(unit.bytes()) * den, 3).map_or_else(|_| String::new(), |q| q.to_string()),
+            _ => money::ratio(max * num, i128::from(unit.bytes()) * den, 3)
+                .map_or_else(|_| String::new(), |q| q.to_string()),
         };
         let _ = write!(
             out,
