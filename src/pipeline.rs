@@ -282,7 +282,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         corrections = Some((prev, changes.len()));
         corrections_table = Some(df);
     }
-    files.extend(export::statements(&export::StatementInputs {
+    // Rendered one by one as they are published.
+    let statements = export::statements(export::StatementInputs {
         month,
         revision,
         status,
@@ -292,7 +293,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         daily_usage: &metered.daily_usage,
         accounts: &metered.accounts,
         corrections: corrections_table.as_ref(),
-    })?);
+    })?;
 
     let provenance = Provenance {
         month,
@@ -321,7 +322,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // Nothing is written unless this run still holds the month, and
     // `latest.json` only if it still does after the revision is written.
     lock.check().await?;
-    let manifest = export::publish(out, month, revision, files, manifest).await?;
+    let manifest = export::publish(out, month, revision, files.into_iter().chain(statements), manifest).await?;
     crate::failpoint::reached("before-latest");
     lock.check().await?;
     export::write_latest(out, month, &manifest).await?;

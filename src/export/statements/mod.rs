@@ -197,70 +197,98 @@ struct Context {
     corrects: Option<u32>,
 }
 
-/// Renders every statement of a revision and its index, as files of the revision.
-pub fn statements(inputs: &StatementInputs<'_>) -> Result<Vec<Encoded>, ExportError> {
-    build(inputs).map_err(|source| ExportError::Encode { table: "statements", source })
+/// The statements of a revision and their index, as files of the revision.
+///
+/// The tables are read here, so that a failure stops the run before
+/// anything is written; each page is rendered only when the returned
+/// iterator reaches it (the index first, then the pages in seller and buyer
+/// order), so that publishing holds a few pages in memory, not all of them.
+pub fn statements<'a>(inputs: StatementInputs<'a>) -> Result<impl Iterator<Item = Encoded> + 'a, ExportError> {
+    let prepared = Prepared::new(&inputs).map_err(|source| ExportError::Encode { table: "statements", source })?;
+    Ok(prepared.files(inputs))
 }
 
-fn build(inputs: &StatementInputs<'_>) -> PolarsResult<Vec<Encoded>> {
-    let dir = inputs.directory;
-    let mut invoices = read_invoices(inputs)?;
-    let mut corrects = None;
-    if let Some(c) = inputs.corrections {
-        corrects = c.column("corrects_revision")?.u32()?.get(0);
-        for (key, corrections) in read_corrections(c)? {
-            let (seller, buyer, currency) = key;
-            let invoice = invoices.entry((seller, buyer)).or_default().entry(currency.clone()).or_insert_with(|| {
-                Invoice { currency, total: Decimal::ZERO, lines: Vec::new(), corrections: Vec::new() }
-            });
-            invoice.corrections = corrections;
-        }
-    }
-    let accounts = read_accounts(&inputs.tables.account_usage)?;
-    let findings = read_findings(&inputs.tables.findings)?;
-    let mut owned: Vec<Vec<usize>> = vec![Vec::new(); dir.entities.len()];
-    for (i, a) in dir.accounts.iter().enumerate() {
-        owned[a.owner].push(i);
-    }
-    let ctx =
-        Context { month: inputs.month, revision: inputs.revision, status: inputs.status, unit: inputs.unit, corrects };
-    let mut files = Vec::with_capacity(invoices.len() + 1);
-    let mut index = Vec::with_capacity(invoices.len());
-    for ((seller_id, buyer_id), by_currency) in invoices {
-        let seller = party(dir, &seller_id);
-        let buyer = party(dir, &buyer_id);
-        let invoices: Vec<Invoice> = by_currency.into_values().collect();
-        let mut customer_ids: Vec<&str> = Vec::new();
-        for l in invoices.iter().flat_map(|i| &i.lines) {
-            if !customer_ids.contains(&l.customer_id.as_str()) {
-                customer_ids.push(&l.customer_id);
+/// What the pages are rendered from, read from the tables once.
+struct Prepared<'a> {
+    invoices: ByPair,
+    accounts: HashMap<&'a str, Account>,
+    findings: HashMap<&'a str, Vec<FindingRow>>,
+    /// Rows of the directory's accounts, per owning entity.
+    owned: Vec<Vec<usize>>,
+    ctx: Context,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(inputs: &StatementInputs<'a>) -> PolarsResult<Self> {
+        let dir = inputs.directory;
+        let mut invoices = read_invoices(inputs)?;
+        let mut corrects = None;
+        if let Some(c) = inputs.corrections {
+            corrects = c.column("corrects_revision")?.u32()?.get(0);
+            for (key, corrections) in read_corrections(c)? {
+                let (seller, buyer, currency) = key;
+                let invoice =
+                    invoices.entry((seller, buyer)).or_default().entry(currency.clone()).or_insert_with(|| Invoice {
+                        currency,
+                        total: Decimal::ZERO,
+                        lines: Vec::new(),
+                        corrections: Vec::new(),
+                    });
+                invoice.corrections = corrections;
             }
         }
-        let customer_ids: Vec<String> = customer_ids.into_iter().map(str::to_owned).collect();
-        let customers =
-            customer_ids.iter().map(|c| customer(inputs, &owned, &accounts, dir.entity(c), party(dir, c))).collect();
-        let statement = Statement {
-            reseller: dir.entity(&buyer_id).is_some_and(|b| dir.entities[b].kind != EntityKind::Customer),
-            findings: concerning(dir, &owned, &findings, dir.entity(&buyer_id)),
-            seller,
-            buyer,
-            invoices,
-            customers,
-        };
-        let file = statement_file(&seller_id, &buyer_id);
-        let page = html::statement_page(&ctx, &statement);
-        index.push(html::IndexEntry {
-            seller: statement.seller.clone(),
-            buyer: statement.buyer.clone(),
-            href: format!("{}/{}.html", href_segment(&seller_id), href_segment(&buyer_id)),
-            totals: statement.invoices.iter().map(|i| (i.currency.clone(), i.total)).collect(),
-            corrected: statement.invoices.iter().any(|i| !i.corrections.is_empty()),
-        });
-        files.push(Encoded::new(file, 1, page.into_bytes()));
+        let tables: &'a Tables = inputs.tables;
+        let accounts = read_accounts(&tables.account_usage)?;
+        let findings = read_findings(&tables.findings)?;
+        let mut owned: Vec<Vec<usize>> = vec![Vec::new(); dir.entities.len()];
+        for (i, a) in dir.accounts.iter().enumerate() {
+            owned[a.owner].push(i);
+        }
+        let (month, revision, status, unit) = (inputs.month, inputs.revision, inputs.status, inputs.unit);
+        Ok(Prepared { invoices, accounts, findings, owned, ctx: Context { month, revision, status, unit, corrects } })
     }
-    let index_page = html::index_page(&ctx, &index);
-    files.push(Encoded::new(format!("{FOLDER}/index.html"), index.len(), index_page.into_bytes()));
-    Ok(files)
+
+    /// The index, then each statement, rendered when it is its turn.
+    fn files(self, inputs: StatementInputs<'a>) -> impl Iterator<Item = Encoded> + 'a {
+        let dir = inputs.directory;
+        let index: Vec<html::IndexEntry> = self
+            .invoices
+            .iter()
+            .map(|((seller, buyer), by_currency)| html::IndexEntry {
+                seller: party(dir, seller),
+                buyer: party(dir, buyer),
+                href: format!("{}/{}.html", href_segment(seller), href_segment(buyer)),
+                totals: by_currency.values().map(|i| (i.currency.clone(), i.total)).collect(),
+                corrected: by_currency.values().any(|i| !i.corrections.is_empty()),
+            })
+            .collect();
+        let index_page = html::index_page(&self.ctx, &index);
+        let index = Encoded::new(format!("{FOLDER}/index.html"), index.len(), index_page.into_bytes());
+        let Prepared { invoices, accounts, findings, owned, ctx } = self;
+        std::iter::once(index).chain(invoices.into_iter().map(move |((seller_id, buyer_id), by_currency)| {
+            let invoices: Vec<Invoice> = by_currency.into_values().collect();
+            let mut customer_ids: Vec<String> = Vec::new();
+            for l in invoices.iter().flat_map(|i| &i.lines) {
+                if !customer_ids.contains(&l.customer_id) {
+                    customer_ids.push(l.customer_id.clone());
+                }
+            }
+            let customers = customer_ids
+                .iter()
+                .map(|c| customer(&inputs, &owned, &accounts, dir.entity(c), party(dir, c)))
+                .collect();
+            let statement = Statement {
+                seller: party(dir, &seller_id),
+                buyer: party(dir, &buyer_id),
+                reseller: dir.entity(&buyer_id).is_some_and(|b| dir.entities[b].kind != EntityKind::Customer),
+                findings: concerning(dir, &owned, &findings, dir.entity(&buyer_id)),
+                invoices,
+                customers,
+            };
+            let page = html::statement_page(&ctx, &statement);
+            Encoded::new(statement_file(&seller_id, &buyer_id), 1, page.into_bytes())
+        }))
+    }
 }
 
 /// A segment of [`encode_segment`] as it goes into a link: its `%` encoded once more.
