@@ -148,7 +148,7 @@ pub(super) fn statement_page(ctx: &Context, s: &Statement) -> String {
     for c in &s.customers {
         customer_html(&mut out, ctx, s, c);
     }
-    findings_html(&mut out, s);
+    findings_html(&mut out, ctx, s);
     let _ = writeln!(
         out,
         "<footer>Made by capbill from revision {} of {}: the lines and totals are those of its \
@@ -311,15 +311,17 @@ fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer) {
     out.push_str("</section>");
 }
 
-fn findings_html(out: &mut String, s: &Statement) {
+fn findings_html(out: &mut String, ctx: &Context, s: &Statement) {
     out.push_str("<h2>Findings</h2>");
     if s.findings.is_empty() {
         let _ = write!(out, "<p>No finding concerns {} or anyone beneath it.</p>", escape(&s.buyer.name));
         return;
     }
-    out.push_str(
+    let _ = write!(
+        out,
         "<table class=\"findings\"><thead><tr><th>Kind</th><th>Subject</th><th>Detail</th>\
-         <th class=\"n\">Byte-days</th><th class=\"n\">TB-months</th></tr></thead><tbody>",
+         <th class=\"n\">Byte-days</th><th class=\"n\">{}s</th></tr></thead><tbody>",
+        ctx.unit.line_unit()
     );
     for f in &s.findings {
         let opt = |d: &Option<Decimal>| d.as_ref().map_or_else(String::new, number);
