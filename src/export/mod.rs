@@ -4,7 +4,9 @@
 //!
 //! Layout under the output root ([`crate::manifest`]):
 //! `billing_month=YYYY-MM/revision=N/{invoice_lines,invoices,account_usage,findings}.{parquet,csv}`,
-//! `.../revision=N/manifest.json`, and `billing_month=YYYY-MM/latest.json`.
+//! `.../revision=N/statements/` (one HTML page per invoice pair and an
+//! index, [`statements()`]), `.../revision=N/manifest.json`, and
+//! `billing_month=YYYY-MM/latest.json`.
 //! Files are written first, the manifest after them, `latest.json` last; a
 //! revision folder without a manifest is incomplete and ignored (its number
 //! is reused by the next run, which first deletes the partial files). Every
