@@ -64,7 +64,7 @@ pub(super) fn daily_chart(daily: &[Option<i128>], month: BillingMonth, unit: Uni
         if v <= 0 || max == 0 {
             continue;
         }
-        let h = (v * PLOT_H / max).max(1);
+        let h = (v.saturating_mul(PLOT_H) / max).clamp(1, PLOT_H);
         let x = LEFT + d as i128 * slot + 1;
         let _ = write!(out, "M{x} {bottom}v-{h}h{bar}v{h}z");
     }

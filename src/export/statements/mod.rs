@@ -338,7 +338,7 @@ fn customer(
         let Some(idx) = inputs.accounts.get(id) else { continue };
         for (d, sum) in daily.iter_mut().enumerate() {
             if let Some(v) = inputs.daily_usage.get(idx, d) {
-                *sum = Some(sum.unwrap_or(0) + v);
+                *sum = Some(sum.unwrap_or(0).saturating_add(v));
             }
         }
     }
