@@ -14,7 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError, Overrides, S3Overrides};
+use crate::config::{CollectOverrides, Config, ConfigError, Overrides, S3Overrides, SourceKind};
 use crate::error::Error;
 use crate::logging::LogFormat;
 use crate::model::{BillingMonth, DailyMethod, Unit};
@@ -54,6 +54,9 @@ pub enum Command {
     /// Check a partner directory export without billing: everything a run
     /// validates, plus the findings that need no usage.
     Validate(ValidateArgs),
+    /// Take one snapshot of every bucket's stored bytes from the storage
+    /// system and write it as usage records (the hourly job).
+    Collect(CollectArgs),
 }
 
 /// Where the run reads and writes, and its billing settings.
@@ -207,6 +210,7 @@ impl ConfigArgs {
             daily_method: self.daily_method.map(Into::into),
             skip_bad_records: self.skip_bad_records,
             s3: S3Overrides::from(&self.s3),
+            collect: CollectOverrides::default(),
         };
         Config::load(self.config.as_deref(), &overrides)
     }
@@ -304,6 +308,57 @@ pub struct ValidateArgs {
     pub config: ConfigArgs,
 }
 
+/// Flags of `capbill collect`; each setting of `[collect]` can also come
+/// from its `CAPBILL_COLLECT_*` variable, so a CronJob needs no config edits.
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// Config file (default: config/capbill.toml if it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Usage location the snapshot is written under: local folder or s3://bucket/prefix.
+    #[arg(long)]
+    pub usage: Option<String>,
+    /// Partner directory, for its optional `access_keys` and `buckets` tables.
+    #[arg(long)]
+    pub directory: Option<String>,
+    /// Where bucket sizes come from: garage, prometheus or s3-list.
+    #[arg(long, env = "CAPBILL_COLLECT_SOURCE", value_name = "KIND",
+          value_parser = setting::<SourceKind>("CAPBILL_COLLECT_SOURCE"))]
+    pub source: Option<SourceKind>,
+    /// Garage admin API URL, metrics URL, or S3 endpoint for s3-list.
+    #[arg(long, env = "CAPBILL_COLLECT_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Bearer token of the source (Garage's admin token): set it in the environment only.
+    #[arg(long, env = "CAPBILL_COLLECT_TOKEN", hide = true, hide_env_values = true,
+          value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
+    pub token: Option<Secret>,
+    /// Write a machine-readable collect summary (JSON) here, also when it fails.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// S3 connection settings (for s3:// locations and the s3-list source).
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+impl CollectArgs {
+    fn load(&self) -> Result<Config, ConfigError> {
+        let overrides = Overrides {
+            directory: self.directory.clone(),
+            usage: self.usage.clone(),
+            // Collection writes no outputs.
+            out: Some(".".to_owned()),
+            s3: S3Overrides::from(&self.s3),
+            collect: CollectOverrides {
+                source: self.source,
+                endpoint: self.endpoint.clone(),
+                token: self.token.clone(),
+            },
+            ..Overrides::default()
+        };
+        Config::load(self.config.as_deref(), &overrides)
+    }
+}
+
 /// Parses the `CAPBILL_NOW` clock (RFC 3339).
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
@@ -358,6 +413,24 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
             };
             print!("{}", rt.block_on(report::validate(&config, month))?);
             Ok(())
+        }
+        Command::Collect(args) => {
+            let started = Utc::now();
+            let result = args
+                .load()
+                .map_err(Error::from)
+                .and_then(|config| rt.block_on(crate::collect::collect(&config, now)).map_err(Error::from));
+            if let Ok(c) = &result {
+                print!("{}", report::collected(c));
+            }
+            if let Some(path) = &args.summary_json {
+                let summary = crate::summary::CollectSummary::new(started, result.as_ref());
+                if let Err(e) = summary.write(path) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write the collect summary");
+                }
+                tracing::info!(summary = %serde_json::to_string(&summary).expect("summary serialises"), "collect summary");
+            }
+            result.map(|_| ())
         }
     }
 }
