@@ -2,6 +2,8 @@
 
 mod bad_input;
 mod bounds;
+mod collect;
+mod collect_servers;
 mod coverage;
 mod encodings;
 mod example;
@@ -12,4 +14,5 @@ mod operations;
 mod revisions;
 mod s3;
 mod s3_server;
+mod servers;
 mod util;
