@@ -126,17 +126,7 @@ impl Error {
     }
 }
 
-/// The error and its causes, joined with `: ` for one readable line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use crate::logging::chain;
 
 #[cfg(test)]
 mod tests {

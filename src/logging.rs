@@ -57,3 +57,15 @@ pub fn spinner(message: &'static str) -> indicatif::ProgressBar {
     bar.set_message(message);
     bar
 }
+
+/// The error and its causes, joined with `: ` for one readable line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -47,7 +47,7 @@ impl Http {
                 Err(source) if last => {
                     return Err(CollectError::Unreachable { url: shown, attempts: attempt, source });
                 }
-                Err(e) => format!("{e}"),
+                Err(e) => crate::logging::chain(&e),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if resp.status().is_success() {
@@ -56,7 +56,7 @@ impl Http {
                             Err(source) if last => {
                                 return Err(CollectError::Unreachable { url: shown, attempts: attempt, source });
                             }
-                            Err(e) => format!("reading the body: {e}"),
+                            Err(e) => format!("reading the body: {}", crate::logging::chain(&e)),
                         }
                     } else if status == 401 || status == 403 {
                         return Err(CollectError::Refused { url: shown, status });
