@@ -84,9 +84,12 @@ pub fn snapshot_rows(path: &Path) -> (Vec<(String, String, u64)>, Vec<i64>) {
     (rows, ts.i64().unwrap().into_no_null_iter().collect())
 }
 
+/// A finding as (kind, subject, byte_days).
+pub type Finding = (String, String, String);
+
 /// Bills October 2026 from `usage` and returns account_usage's byte_days by
 /// account and the findings as (kind, subject, byte_days).
-pub fn bill(directory: &Path, usage: &Path) -> (BTreeMap<String, u128>, Vec<(String, String, String)>) {
+pub fn bill(directory: &Path, usage: &Path) -> (BTreeMap<String, u128>, Vec<Finding>) {
     let out = tempfile::tempdir().unwrap();
     let o = crate::util::run_month(directory, usage, out.path(), &[]);
     assert!(o.status.success(), "capbill run failed: {}", stderr(&o));

@@ -194,7 +194,7 @@ fn http() -> reqwest::Client {
 }
 
 /// Client settings for `key` at `endpoint`: path style, checksums only when
-/// required (what both servers accept), few retries.
+/// required (both servers also accept the SDK's default checksums), few retries.
 fn s3_settings(endpoint: &str, region: &str, key: &Key) -> S3Settings {
     S3Settings {
         endpoint_url: Some(endpoint.to_owned()),
