@@ -14,7 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{CollectOverrides, Config, ConfigError, Overrides, S3Overrides, SourceKind};
+use crate::config::{CollectOverrides, Config, ConfigError, MetricPreset, Overrides, S3Overrides, SourceKind};
 use crate::error::Error;
 use crate::logging::LogFormat;
 use crate::model::{BillingMonth, DailyMethod, Unit};
@@ -332,6 +332,35 @@ pub struct CollectArgs {
     #[arg(long, env = "CAPBILL_COLLECT_TOKEN", hide = true, hide_env_values = true,
           value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
     pub token: Option<Secret>,
+    /// Folder under the usage location that snapshots go to (default `collected`).
+    #[arg(long, env = "CAPBILL_COLLECT_PREFIX", value_name = "FOLDER")]
+    pub prefix: Option<String>,
+    /// prometheus: metric names of a known server, `seaweedfs` or `minio`.
+    #[arg(long, env = "CAPBILL_COLLECT_PRESET", value_name = "PRESET",
+          value_parser = setting::<MetricPreset>("CAPBILL_COLLECT_PRESET"))]
+    pub preset: Option<MetricPreset>,
+    /// prometheus: the per-bucket size gauge (overrides the preset).
+    #[arg(long, env = "CAPBILL_COLLECT_METRIC", value_name = "NAME")]
+    pub metric: Option<String>,
+    /// prometheus: the label naming the bucket (overrides the preset).
+    #[arg(long, env = "CAPBILL_COLLECT_BUCKET_LABEL", value_name = "LABEL")]
+    pub bucket_label: Option<String>,
+    /// garage: buckets per page of ListBucketsInfo.
+    #[arg(long, env = "CAPBILL_COLLECT_PAGE_SIZE", value_name = "N",
+          value_parser = setting::<usize>("CAPBILL_COLLECT_PAGE_SIZE"))]
+    pub page_size: Option<usize>,
+    /// s3-list: buckets listed at once.
+    #[arg(id = "collect_concurrency", long = "concurrency", env = "CAPBILL_COLLECT_CONCURRENCY", value_name = "N",
+          value_parser = setting::<usize>("CAPBILL_COLLECT_CONCURRENCY"))]
+    pub concurrency: Option<usize>,
+    /// Attempts per HTTP request to the source, the first included.
+    #[arg(id = "collect_max_attempts", long = "max-attempts", env = "CAPBILL_COLLECT_MAX_ATTEMPTS", value_name = "N",
+          value_parser = setting::<u32>("CAPBILL_COLLECT_MAX_ATTEMPTS"))]
+    pub max_attempts: Option<u32>,
+    /// Timeout of one HTTP request to the source, in seconds.
+    #[arg(long, env = "CAPBILL_COLLECT_TIMEOUT_SECS", value_name = "SECS",
+          value_parser = setting::<u64>("CAPBILL_COLLECT_TIMEOUT_SECS"))]
+    pub timeout_secs: Option<u64>,
     /// Write a machine-readable collect summary (JSON) here, also when it fails.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
@@ -352,6 +381,14 @@ impl CollectArgs {
                 source: self.source,
                 endpoint: self.endpoint.clone(),
                 token: self.token.clone(),
+                prefix: self.prefix.clone(),
+                preset: self.preset,
+                metric: self.metric.clone(),
+                bucket_label: self.bucket_label.clone(),
+                page_size: self.page_size,
+                concurrency: self.concurrency,
+                max_attempts: self.max_attempts,
+                timeout_secs: self.timeout_secs,
             },
             ..Overrides::default()
         };
@@ -469,4 +506,14 @@ fn with_summary(
         tracing::info!(summary = %serde_json::to_string(&summary).expect("summary serialises"), "run summary");
     }
     error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap checks ids, flags and env names only when a command is built:
+        // a clash would panic at the first invocation of that subcommand.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

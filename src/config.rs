@@ -239,7 +239,8 @@ pub struct S3Overrides {
     pub secret_access_key: Option<Secret>,
 }
 
-/// `[collect]` settings given for one invocation (flags or `CAPBILL_COLLECT_*`).
+/// `[collect]` settings given for one invocation: each overrides its
+/// `[collect]` value (the CLI reads them from flags or `CAPBILL_COLLECT_*`).
 #[derive(Debug, Default, Clone)]
 pub struct CollectOverrides {
     /// `CAPBILL_COLLECT_SOURCE`.
@@ -248,6 +249,22 @@ pub struct CollectOverrides {
     pub endpoint: Option<String>,
     /// `CAPBILL_COLLECT_TOKEN`.
     pub token: Option<Secret>,
+    /// `CAPBILL_COLLECT_PREFIX`.
+    pub prefix: Option<String>,
+    /// `CAPBILL_COLLECT_PRESET`.
+    pub preset: Option<MetricPreset>,
+    /// `CAPBILL_COLLECT_METRIC`.
+    pub metric: Option<String>,
+    /// `CAPBILL_COLLECT_BUCKET_LABEL`.
+    pub bucket_label: Option<String>,
+    /// `CAPBILL_COLLECT_PAGE_SIZE`.
+    pub page_size: Option<usize>,
+    /// `CAPBILL_COLLECT_CONCURRENCY`.
+    pub concurrency: Option<usize>,
+    /// `CAPBILL_COLLECT_MAX_ATTEMPTS`.
+    pub max_attempts: Option<u32>,
+    /// `CAPBILL_COLLECT_TIMEOUT_SECS`.
+    pub timeout_secs: Option<u64>,
 }
 
 /// Where bucket sizes come from.
@@ -296,6 +313,17 @@ pub enum MetricPreset {
     Minio,
 }
 
+impl std::str::FromStr for MetricPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "seaweedfs" => Ok(MetricPreset::Seaweedfs),
+            "minio" => Ok(MetricPreset::Minio),
+            _ => Err(format!("{s:?}: expected seaweedfs or minio")),
+        }
+    }
+}
+
 impl MetricPreset {
     /// (metric, bucket label).
     pub fn names(self) -> (&'static str, &'static str) {
@@ -333,8 +361,9 @@ pub struct CollectSettings {
 }
 
 fn collect_settings(raw: RawCollect, o: &CollectOverrides) -> Result<CollectSettings, ConfigError> {
-    let (metric, label) = raw.preset.unwrap_or_default().names();
-    let prefix = raw.prefix.unwrap_or_else(|| "collected".to_owned()).trim_matches('/').to_owned();
+    let o = o.clone();
+    let (metric, label) = o.preset.or(raw.preset).unwrap_or_default().names();
+    let prefix = o.prefix.or(raw.prefix).unwrap_or_else(|| "collected".to_owned()).trim_matches('/').to_owned();
     if prefix.is_empty() || prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
         return Err(ConfigError::Invalid {
             setting: "collect.prefix",
@@ -343,15 +372,15 @@ fn collect_settings(raw: RawCollect, o: &CollectOverrides) -> Result<CollectSett
     }
     Ok(CollectSettings {
         source: o.source.or(raw.source),
-        endpoint: o.endpoint.clone().or(raw.endpoint),
-        token: o.token.clone().or(raw.token),
+        endpoint: o.endpoint.or(raw.endpoint),
+        token: o.token.or(raw.token),
         prefix,
-        metric: raw.metric.unwrap_or_else(|| metric.to_owned()),
-        bucket_label: raw.bucket_label.unwrap_or_else(|| label.to_owned()),
-        page_size: raw.page_size.unwrap_or(1000).clamp(1, 10_000),
-        concurrency: raw.concurrency.unwrap_or(16).max(1),
-        max_attempts: raw.max_attempts.unwrap_or(3).max(1),
-        timeout: std::time::Duration::from_secs(raw.timeout_secs.unwrap_or(60).max(1)),
+        metric: o.metric.or(raw.metric).unwrap_or_else(|| metric.to_owned()),
+        bucket_label: o.bucket_label.or(raw.bucket_label).unwrap_or_else(|| label.to_owned()),
+        page_size: o.page_size.or(raw.page_size).unwrap_or(1000).clamp(1, 10_000),
+        concurrency: o.concurrency.or(raw.concurrency).unwrap_or(16).max(1),
+        max_attempts: o.max_attempts.or(raw.max_attempts).unwrap_or(3).max(1),
+        timeout: std::time::Duration::from_secs(o.timeout_secs.or(raw.timeout_secs).unwrap_or(60).max(1)),
     })
 }
 

@@ -420,3 +420,42 @@ fn two_collections_in_the_same_second_keep_both_snapshots() {
     assert_eq!(byte_days.get("sa-1"), Some(&(10 * OCTOBER_DAYS)), "the same snapshot twice is one snapshot");
     assert!(!findings.iter().any(|f| f.0 == "conflicting_samples"), "{findings:?}");
 }
+
+#[test]
+fn every_collect_setting_can_come_from_the_environment() {
+    let src = ScriptedHttp::start(|_, auth| {
+        assert_eq!(auth, None, "no token configured, none sent");
+        (200, "# TYPE my_bucket_bytes gauge\nmy_bucket_bytes{name=\"b\",bucket=\"decoy\"} 1e3\n".to_owned())
+    });
+    let work = tempfile::tempdir().unwrap();
+    let usage = work.path().join("usage");
+    let dir = directory(&["sa-1"], &[("buckets.csv", "bucket,storage_account_id\nb,sa-1\n")]);
+    let env = [
+        ("CAPBILL_COLLECT_SOURCE", "prometheus".to_owned()),
+        ("CAPBILL_COLLECT_ENDPOINT", src.url.clone()),
+        ("CAPBILL_COLLECT_METRIC", "my_bucket_bytes".to_owned()),
+        ("CAPBILL_COLLECT_BUCKET_LABEL", "name".to_owned()),
+        ("CAPBILL_COLLECT_PREFIX", "hourly/usage".to_owned()),
+        ("CAPBILL_COLLECT_MAX_ATTEMPTS", "1".to_owned()),
+        ("CAPBILL_COLLECT_TIMEOUT_SECS", "5".to_owned()),
+    ];
+    let o = collect(&usage, dir.path(), FIRST, &[], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(files(&usage), ["hourly/usage/dt=2026-10-14/snapshot-2026-10-14T05-00-00Z.parquet"]);
+    let (rows, _) = snapshot_rows(&usage.join(&files(&usage)[0]));
+    assert_eq!(rows, [("sa-1".to_owned(), "b".to_owned(), 1000)]);
+
+    for (var, value) in [("CAPBILL_COLLECT_PAGE_SIZE", "many"), ("CAPBILL_COLLECT_PRESET", "ceph")] {
+        let mut env = env.to_vec();
+        env.push((var, value.to_owned()));
+        let o = collect(&usage, dir.path(), SECOND, &[], &env);
+        assert_eq!(o.status.code(), Some(2), "{var}: {}", stderr(&o));
+        assert!(stderr(&o).contains(var), "{var}: {}", stderr(&o));
+    }
+    let mut env = env.to_vec();
+    env.push(("CAPBILL_COLLECT_PREFIX", "../outside".to_owned()));
+    let o = collect(&usage, dir.path(), SECOND, &[], &env);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid collect.prefix"), "{}", stderr(&o));
+    assert_eq!(files(&usage).len(), 1, "nothing more written");
+}
