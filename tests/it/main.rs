@@ -5,6 +5,7 @@ mod bounds;
 mod coverage;
 mod encodings;
 mod example;
+mod focus;
 mod hostile;
 mod layers;
 mod layouts;
