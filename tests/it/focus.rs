@@ -291,6 +291,64 @@ fn a_reprocessed_final_month_carries_its_corrections_as_correction_rows() {
     }
 }
 
+#[test]
+fn a_month_billed_in_tib_prices_tib_months() {
+    let out = tempfile::tempdir().unwrap();
+    let ex = example();
+    let o = run_month(&ex.join("directory"), &ex.join("usage"), out.path(), &["--unit", "tib"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    assert_ties_out(&rev, &focus_rows(&rev));
+    let cols: Vec<String> = ["PricingUnit", "ConsumedUnit", "SkuId", "x_Charge"].map(str::to_owned).into();
+    for r in project(&rev.join("focus.csv"), &cols) {
+        assert_eq!(r[0], "TiB-Months");
+        assert!(r[1] == "TiB-Months" || (r[1].is_empty() && r[3] == "reserved"), "{r:?}");
+        assert_eq!(r[2], format!("{}-TiB-Months", r[3]));
+    }
+}
+
+#[test]
+fn a_correction_for_a_customer_gone_from_the_directory_names_it_by_its_id() {
+    let inputs = example_copy();
+    let out = tempfile::tempdir().unwrap();
+    let (dir, usage) = (inputs.path().join("directory"), inputs.path().join("usage"));
+    let env = [("CAPBILL_NOW", AFTER.to_owned())];
+    let o = capbill_env(&month_args(&dir, &usage, out.path()), &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // cust-x leaves: its contract and entity go, its storage account moves to cust-y.
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} does not contain {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    };
+    let drop_line = |file: &str, prefix: &str| {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text.split_inclusive('\n').filter(|l| !l.starts_with(prefix)).collect();
+        assert_eq!(kept.len() + 1, text.split_inclusive('\n').count(), "{file}: one line starts with {prefix:?}");
+        std::fs::write(&path, kept.concat()).unwrap();
+    };
+    drop_line("contracts.csv", "K-DP1-X,");
+    drop_line("entities.csv", "cust-x,");
+    edit("storage_accounts.csv", "sa-x1,Xylo Logistics,cust-x,,", "sa-x1,Xylo Logistics,cust-y,,");
+    let mut args = month_args(&dir, &usage, out.path());
+    args[0] = "reprocess";
+    args.extend(["--reason", "cust-x left"]);
+    let o = capbill_env(&args, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    let cols: Vec<String> =
+        ["ChargeClass", "SubAccountId", "SubAccountName", "BillingAccountName", "BilledCost"].map(str::to_owned).into();
+    let gone: Vec<Vec<String>> =
+        project(&rev.join("focus.csv"), &cols).into_iter().filter(|r| r[1] == "cust-x").collect();
+    assert_eq!(gone.len(), 2, "cust-x's usage and minimum lines are corrected away: {gone:?}");
+    for r in &gone {
+        assert_eq!((r[0].as_str(), r[2].as_str(), r[3].as_str()), ("Correction", "cust-x", "cust-x"));
+        assert!(r[4].starts_with('-'), "{r:?}");
+    }
+}
+
 /// The validator: `CAPBILL_FOCUS_VALIDATOR` (set by scripts/test), else
 /// where scripts/test installs it.
 fn validator() -> PathBuf {
