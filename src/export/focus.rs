@@ -142,6 +142,11 @@ pub fn focus_frame(input: &FocusInput<'_, '_>) -> PolarsResult<DataFrame> {
             .map(|k| (k.id.as_str(), k.unit_price))
             .collect()
     };
+    let product = |price: Decimal, quantity: Decimal| {
+        price
+            .checked_mul(quantity)
+            .ok_or_else(|| PolarsError::ComputeError(format!("{price} × {quantity} does not fit a decimal").into()))
+    };
     let mut rows: Vec<Row<'_>> = input
         .lines
         .iter()
@@ -152,7 +157,7 @@ pub fn focus_frame(input: &FocusInput<'_, '_>) -> PolarsResult<DataFrame> {
                 Some(_) => list_prices.get(l.contract_id).copied().unwrap_or(l.unit_price),
                 None => l.unit_price,
             };
-            Row {
+            Ok(Row {
                 seller_id: l.seller_id,
                 seller_name: l.seller_name,
                 buyer_id: l.buyer_id,
@@ -165,15 +170,15 @@ pub fn focus_frame(input: &FocusInput<'_, '_>) -> PolarsResult<DataFrame> {
                 quantity: l.quantity,
                 list_price: Some(list),
                 contracted_price: Some(l.unit_price),
-                list_cost: list * l.quantity,
-                contracted_cost: l.unit_price * l.quantity,
+                list_cost: product(list, l.quantity)?,
+                contracted_cost: product(l.unit_price, l.quantity)?,
                 billed: l.amount,
                 days: Some(l.days),
                 deal_id: l.deal_id,
                 corrects: None,
-            }
+            })
         })
-        .collect();
+        .collect::<PolarsResult<_>>()?;
     let corrections = match input.corrections {
         Some((prev, df)) => Some((prev, CorrectionColumns::of(df)?)),
         None => None,
@@ -384,4 +389,94 @@ fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf).include_header(true).with_datetime_format(Some(DATETIME_FORMAT.into())).finish(df)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::parse_tables;
+    use crate::model::Charge;
+    use crate::money::Currency;
+
+    fn directory(price: &str) -> Directory {
+        let t = |name: &str, text: String| (name.to_owned(), bytes::Bytes::from(text));
+        parse_tables(
+            t("entities.csv", "entity_id,name,kind,partner_type,parent_id\nv,Vendor,vendor,,\nc,Customer,customer,,v\n".into()),
+            t("storage_accounts.csv", "storage_account_id,company_name,owner_id,created_on,deleted_on\n".into()),
+            t(
+                "contracts.csv",
+                format!(
+                    "contract_id,seller_id,buyer_id,model,reserved_tb,unit_price,overage_price,minimum_tb,currency,start_date,end_date\n\
+                     K,v,c,pay_per_use,,{price},,,EUR,2026-01-01,\n"
+                ),
+            ),
+            t("deals.csv", "deal_id,partner_id,customer_id,volume_tb,special_price,status,valid_from,valid_to\n".into()),
+        )
+        .unwrap()
+    }
+
+    fn line(quantity: Decimal, deal_id: Option<&str>) -> InvoiceLine<'_> {
+        InvoiceLine {
+            seller_id: "v",
+            seller_name: "Vendor",
+            buyer_id: "c",
+            buyer_name: "Customer",
+            customer_id: "c",
+            customer_name: "Customer",
+            contract_id: "K",
+            charge: Charge::Usage,
+            quantity,
+            unit_price: Decimal::new(650, 2),
+            amount: Decimal::new(1100, 2),
+            currency: Currency::parse("EUR").unwrap(),
+            days: 31,
+            deal_id,
+        }
+    }
+
+    fn input<'a, 'd>(lines: &'a [InvoiceLine<'d>], directory: &'a Directory) -> FocusInput<'a, 'd> {
+        FocusInput {
+            month: "2026-10".parse().unwrap(),
+            revision: 1,
+            unit: Unit::Tib,
+            lines,
+            directory,
+            corrections: None,
+        }
+    }
+
+    #[test]
+    fn columns_are_typed_and_costs_are_exact_products() {
+        let directory = directory("7.9900");
+        let lines = [line(Decimal::new(1_693_548, 6), Some("DR-1"))];
+        let df = focus_frame(&input(&lines, &directory)).unwrap();
+        let dtype = |c: &str| df.column(c).unwrap().dtype().clone();
+        assert_eq!(dtype("BillingPeriodStart"), DataType::Datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)));
+        assert_eq!(dtype("BilledCost"), DataType::Decimal(38, 2));
+        // Prices take the largest price scale (the contract's 4), costs 6 more.
+        assert_eq!(dtype("ListUnitPrice"), DataType::Decimal(38, 4));
+        assert_eq!(dtype("ListCost"), DataType::Decimal(38, 10));
+        assert_eq!(formats::decimals(&df, "ListUnitPrice").unwrap(), [Decimal::new(79_900, 4)]);
+        assert_eq!(formats::decimals(&df, "ListCost").unwrap(), [Decimal::new(79_900, 4) * Decimal::new(1_693_548, 6)]);
+        assert_eq!(
+            formats::decimals(&df, "ContractedCost").unwrap(),
+            [Decimal::new(650, 2) * Decimal::new(1_693_548, 6)]
+        );
+        assert_eq!(formats::decimals(&df, "BilledCost").unwrap(), [Decimal::new(1100, 2)]);
+        let text = |c: &str| df.column(c).unwrap().str().unwrap().get(0).map(str::to_owned);
+        assert_eq!(text("PricingUnit").as_deref(), Some("TiB-Months"));
+        assert_eq!(text("SkuPriceId").as_deref(), Some("usage-TiB-Months/K/DR-1"));
+        assert_eq!(text("ChargeClass"), None);
+    }
+
+    #[test]
+    fn a_cost_that_does_not_fit_a_decimal_is_an_error_not_a_panic() {
+        // The directory bounds prices (and rating quantities) far below
+        // this; a list price is still multiplied with care.
+        let mut directory = directory("7.99");
+        directory.contracts[0].unit_price = Decimal::MAX;
+        let lines = [line(Decimal::new(1_000_000, 0), Some("DR-1"))];
+        let err = focus_frame(&input(&lines, &directory)).unwrap_err();
+        assert!(err.to_string().contains("does not fit a decimal"), "{err}");
+    }
 }
