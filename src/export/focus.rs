@@ -470,6 +470,22 @@ mod tests {
     }
 
     #[test]
+    fn a_month_without_lines_has_an_empty_export_with_every_column() {
+        let directory = directory("7.99");
+        let files = encode(&input(&[], &directory)).unwrap();
+        assert_eq!(
+            files.iter().map(|f| (f.file.as_str(), f.rows)).collect::<Vec<_>>(),
+            [("focus.parquet", 0), ("focus.csv", 0)]
+        );
+        let header = String::from_utf8(files[1].data.clone()).unwrap();
+        assert!(
+            header.starts_with("BilledCost,BillingAccountId,") && header.trim_end().ends_with(",x_CorrectsRevision")
+        );
+        let back = formats::read_parquet(bytes::Bytes::from(files[0].data.clone())).unwrap();
+        assert_eq!(back.width(), header.trim_end().split(',').count());
+    }
+
+    #[test]
     fn a_cost_that_does_not_fit_a_decimal_is_an_error_not_a_panic() {
         // The directory bounds prices (and rating quantities) far below
         // this; a list price is still multiplied with care.
