@@ -271,6 +271,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
 
     // A final revision after an earlier final one carries corrections.
     let mut corrections = None;
+    let mut corrections_df = None;
     if let Some(prev) = corrects {
         let before = revision::read_lines(out, month, prev).await?;
         let enc = |source| export::ExportError::Encode { table: "corrections", source };
@@ -279,7 +280,16 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         let df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
         files.extend(export::encode_table("corrections", &df)?);
         corrections = Some((prev, changes.len()));
+        corrections_df = Some((prev, df));
     }
+    files.extend(export::focus::encode(&export::focus::FocusInput {
+        month,
+        revision,
+        unit: config.rules.unit,
+        lines: &rated.lines,
+        directory: &directory,
+        corrections: corrections_df.as_ref().map(|(prev, df)| (*prev, df)),
+    })?);
 
     let provenance = Provenance {
         month,

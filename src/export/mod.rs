@@ -3,7 +3,7 @@
 //! `latest.json` never sees a half-written revision.
 //!
 //! Layout under the output root ([`crate::manifest`]):
-//! `billing_month=YYYY-MM/revision=N/{invoice_lines,invoices,account_usage,findings}.{parquet,csv}`,
+//! `billing_month=YYYY-MM/revision=N/{invoice_lines,invoices,account_usage,findings,focus}.{parquet,csv}`,
 //! `.../revision=N/manifest.json`, and `billing_month=YYYY-MM/latest.json`.
 //! Files are written first, the manifest after them, `latest.json` last; a
 //! revision folder without a manifest is incomplete and ignored (its number
@@ -13,6 +13,7 @@
 //! nothing about revisions (that is `revision`), holds no lock (the caller
 //! checks it between [`publish`] and [`write_latest`]) and bills nothing.
 
+pub mod focus;
 mod manifest;
 mod tables;
 

@@ -7,6 +7,7 @@ mod collect_servers;
 mod coverage;
 mod encodings;
 mod example;
+mod focus;
 mod hostile;
 mod layers;
 mod layouts;
