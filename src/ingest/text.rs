@@ -111,6 +111,7 @@ pub(crate) fn read_csv(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestE
     })?;
     let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
     let layout = layout_of(names.iter().copied()).map_err(|r| sink.layout(r))?;
+    sink.set_time_field(layout.time);
     let acc = df.column("storage_account_id")?.str()?;
     let time = df.column(layout.time)?.str()?;
     let by = df.column("bytes")?.str()?;
@@ -194,6 +195,7 @@ pub(crate) fn read_json_lines(data: &[u8], sink: &mut RecordSink) -> Result<(), 
                 continue;
             }
         };
+        sink.set_time_field(layout.time);
         let time = if layout.time == "date" { &rec.date } else { &rec.timestamp };
         let ts = match time {
             Cell::Str(s) => parse_instant(s),
