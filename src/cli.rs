@@ -14,7 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError, Overrides, S3Overrides};
+use crate::config::{CollectOverrides, Config, ConfigError, MetricPreset, Overrides, S3Overrides, SourceKind};
 use crate::error::Error;
 use crate::logging::LogFormat;
 use crate::model::{BillingMonth, DailyMethod, Unit};
@@ -56,6 +56,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Where the statement of a seller's invoice to a buyer is, or a copy of it.
     Statement(StatementArgs),
+    /// Take one snapshot of every bucket's stored bytes from the storage
+    /// system and write it as usage records (the hourly job).
+    Collect(CollectArgs),
 }
 
 /// Where the run reads and writes, and its billing settings.
@@ -209,6 +212,7 @@ impl ConfigArgs {
             daily_method: self.daily_method.map(Into::into),
             skip_bad_records: self.skip_bad_records,
             s3: S3Overrides::from(&self.s3),
+            collect: CollectOverrides::default(),
         };
         Config::load(self.config.as_deref(), &overrides)
     }
@@ -329,6 +333,94 @@ pub struct StatementArgs {
     pub config: ConfigArgs,
 }
 
+/// Flags of `capbill collect`; each setting of `[collect]` can also come
+/// from its `CAPBILL_COLLECT_*` variable, so a CronJob needs no config edits.
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    /// Config file (default: config/capbill.toml if it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Usage location the snapshot is written under: local folder or s3://bucket/prefix.
+    #[arg(long)]
+    pub usage: Option<String>,
+    /// Partner directory, for its optional `access_keys` and `buckets` tables.
+    #[arg(long)]
+    pub directory: Option<String>,
+    /// Where bucket sizes come from: garage, prometheus or s3-list.
+    #[arg(long, env = "CAPBILL_COLLECT_SOURCE", value_name = "KIND",
+          value_parser = setting::<SourceKind>("CAPBILL_COLLECT_SOURCE"))]
+    pub source: Option<SourceKind>,
+    /// Garage admin API URL, metrics URL, or S3 endpoint for s3-list.
+    #[arg(long, env = "CAPBILL_COLLECT_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Bearer token of the source (Garage's admin token): set it in the environment only.
+    #[arg(long, env = "CAPBILL_COLLECT_TOKEN", hide = true, hide_env_values = true,
+          value_parser = |s: &str| Ok::<_, String>(Secret::new(s)))]
+    pub token: Option<Secret>,
+    /// Folder under the usage location that snapshots go to (default `collected`).
+    #[arg(long, env = "CAPBILL_COLLECT_PREFIX", value_name = "FOLDER")]
+    pub prefix: Option<String>,
+    /// prometheus: metric names of a known server, `seaweedfs` or `minio`.
+    #[arg(long, env = "CAPBILL_COLLECT_PRESET", value_name = "PRESET",
+          value_parser = setting::<MetricPreset>("CAPBILL_COLLECT_PRESET"))]
+    pub preset: Option<MetricPreset>,
+    /// prometheus: the per-bucket size gauge (overrides the preset).
+    #[arg(long, env = "CAPBILL_COLLECT_METRIC", value_name = "NAME")]
+    pub metric: Option<String>,
+    /// prometheus: the label naming the bucket (overrides the preset).
+    #[arg(long, env = "CAPBILL_COLLECT_BUCKET_LABEL", value_name = "LABEL")]
+    pub bucket_label: Option<String>,
+    /// garage: buckets per page of ListBucketsInfo.
+    #[arg(long, env = "CAPBILL_COLLECT_PAGE_SIZE", value_name = "N",
+          value_parser = setting::<usize>("CAPBILL_COLLECT_PAGE_SIZE"))]
+    pub page_size: Option<usize>,
+    /// s3-list: buckets listed at once.
+    #[arg(id = "collect_concurrency", long = "concurrency", env = "CAPBILL_COLLECT_CONCURRENCY", value_name = "N",
+          value_parser = setting::<usize>("CAPBILL_COLLECT_CONCURRENCY"))]
+    pub concurrency: Option<usize>,
+    /// Attempts per HTTP request to the source, the first included.
+    #[arg(id = "collect_max_attempts", long = "max-attempts", env = "CAPBILL_COLLECT_MAX_ATTEMPTS", value_name = "N",
+          value_parser = setting::<u32>("CAPBILL_COLLECT_MAX_ATTEMPTS"))]
+    pub max_attempts: Option<u32>,
+    /// Timeout of one HTTP request to the source, in seconds.
+    #[arg(long, env = "CAPBILL_COLLECT_TIMEOUT_SECS", value_name = "SECS",
+          value_parser = setting::<u64>("CAPBILL_COLLECT_TIMEOUT_SECS"))]
+    pub timeout_secs: Option<u64>,
+    /// Write a machine-readable collect summary (JSON) here, also when it fails.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// S3 connection settings (for s3:// locations and the s3-list source).
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+impl CollectArgs {
+    fn load(&self) -> Result<Config, ConfigError> {
+        let overrides = Overrides {
+            directory: self.directory.clone(),
+            usage: self.usage.clone(),
+            // Collection writes no outputs.
+            out: Some(".".to_owned()),
+            s3: S3Overrides::from(&self.s3),
+            collect: CollectOverrides {
+                source: self.source,
+                endpoint: self.endpoint.clone(),
+                token: self.token.clone(),
+                prefix: self.prefix.clone(),
+                preset: self.preset,
+                metric: self.metric.clone(),
+                bucket_label: self.bucket_label.clone(),
+                page_size: self.page_size,
+                concurrency: self.concurrency,
+                max_attempts: self.max_attempts,
+                timeout_secs: self.timeout_secs,
+            },
+            ..Overrides::default()
+        };
+        Config::load(self.config.as_deref(), &overrides)
+    }
+}
+
 /// Parses the `CAPBILL_NOW` clock (RFC 3339).
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
@@ -390,6 +482,24 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
             print!("{}", rt.block_on(report::statement(&config, month, &args.seller, &args.buyer, revision, output))?);
             Ok(())
         }
+        Command::Collect(args) => {
+            let started = Utc::now();
+            let result = args
+                .load()
+                .map_err(Error::from)
+                .and_then(|config| rt.block_on(crate::collect::collect(&config, now)).map_err(Error::from));
+            if let Ok(c) = &result {
+                print!("{}", report::collected(c));
+            }
+            if let Some(path) = &args.summary_json {
+                let summary = crate::summary::CollectSummary::new(started, result.as_ref());
+                if let Err(e) = summary.write(path) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write the collect summary");
+                }
+                tracing::info!(summary = %serde_json::to_string(&summary).expect("summary serialises"), "collect summary");
+            }
+            result.map(|_| ())
+        }
     }
 }
 
@@ -427,4 +537,14 @@ fn with_summary(
         tracing::info!(summary = %serde_json::to_string(&summary).expect("summary serialises"), "run summary");
     }
     error.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // clap checks ids, flags and env names only when a command is built:
+        // a clash would panic at the first invocation of that subcommand.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

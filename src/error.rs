@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::model::BillingMonth;
 use crate::revision::lock::LockError;
-use crate::{config, directory, export, ingest, manifest, meter, rate, revision, storage};
+use crate::{collect, config, directory, export, ingest, manifest, meter, rate, revision, storage};
 
 /// Process exit codes, documented in the README.
 pub mod exit {
@@ -40,6 +40,9 @@ pub enum Error {
     /// Usage records.
     #[error(transparent)]
     Ingest(#[from] ingest::IngestError),
+    /// Collecting usage from the storage system.
+    #[error(transparent)]
+    Collect(#[from] collect::CollectError),
     /// Metering.
     #[error(transparent)]
     Meter(#[from] meter::MeterError),
@@ -94,6 +97,9 @@ impl Error {
             Error::Directory(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
             Error::Ingest(ingest::IngestError::Frame(_)) => exit::INTERNAL,
             Error::Ingest(e) => e.storage().map_or(exit::INVALID_INPUT, |_| exit::INFRASTRUCTURE),
+            Error::Collect(collect::CollectError::Encode(_)) => exit::INTERNAL,
+            Error::Collect(e) if e.retry_may_help() => exit::INFRASTRUCTURE,
+            Error::Collect(_) => exit::INVALID_INPUT,
             Error::Meter(_) => exit::INTERNAL,
             // Validated input cannot overflow rating (see the directory's
             // bounds): reaching this is a bug, not input to fix.
@@ -124,17 +130,7 @@ impl Error {
     }
 }
 
-/// The error and its causes, joined with `: ` for one readable line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use crate::logging::chain;
 
 #[cfg(test)]
 mod tests {

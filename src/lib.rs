@@ -11,6 +11,10 @@
 //! 5. [`rate`]: byte-days and contracts → invoice lines on every edge, and findings;
 //! 6. [`export`]: lines, usage and findings → the files of a revision, its manifest, `latest.json`.
 //!
+//! Beside `ingest`, [`collect`] is the hourly job before billing: it reads
+//! every bucket's size from the storage system (Garage's admin API, a
+//! Prometheus gauge, or an S3 listing) and writes it as usage records.
+//!
 //! [`pipeline`] calls them in that order for one month; [`revision`] decides
 //! whether a month is billed again (and locks it), [`alerts`] adds the
 //! findings monitoring pages on, [`report`] and [`summary`] say what
@@ -26,6 +30,7 @@
 
 pub mod alerts;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod directory;
 pub mod error;

@@ -49,3 +49,23 @@ pub fn progress_bar(len: u64, message: &'static str) -> indicatif::ProgressBar {
     bar.set_message(message);
     bar
 }
+
+/// A progress counter on stderr for work of unknown length (pages of a listing).
+pub fn spinner(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(indicatif::ProgressStyle::with_template("{msg} {pos} ({elapsed})").expect("valid template"));
+    bar.set_message(message);
+    bar
+}
+
+/// The error and its causes, joined with `: ` for one readable line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

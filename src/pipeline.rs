@@ -271,7 +271,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
 
     // A final revision after an earlier final one carries corrections.
     let mut corrections = None;
-    let mut corrections_table = None;
+    let mut corrections_df = None;
     if let Some(prev) = corrects {
         let before = revision::read_lines(out, month, prev).await?;
         let enc = |source| export::ExportError::Encode { table: "corrections", source };
@@ -280,8 +280,16 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         let df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
         files.extend(export::encode_table("corrections", &df)?);
         corrections = Some((prev, changes.len()));
-        corrections_table = Some(df);
+        corrections_df = Some((prev, df));
     }
+    files.extend(export::focus::encode(&export::focus::FocusInput {
+        month,
+        revision,
+        unit: config.rules.unit,
+        lines: &rated.lines,
+        directory: &directory,
+        corrections: corrections_df.as_ref().map(|(prev, df)| (*prev, df)),
+    })?);
     // Rendered one by one as they are published.
     let statements = export::statements(export::StatementInputs {
         month,
@@ -292,7 +300,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         tables: &tables,
         daily_usage: &metered.daily_usage,
         accounts: &metered.accounts,
-        corrections: corrections_table.as_ref(),
+        corrections: corrections_df.as_ref().map(|(_, df)| df),
     })?;
 
     let provenance = Provenance {

@@ -40,6 +40,35 @@ pub enum DiffLevel {
     Invoices,
 }
 
+/// What one `capbill collect` wrote, for people.
+pub fn collected(c: &crate::collect::Collected) -> String {
+    let mut out = format!(
+        "collected {} bucket{} of {} storage account{} ({} bytes) from {} at {}\nwrote {}\n",
+        c.buckets,
+        if c.buckets == 1 { "" } else { "s" },
+        c.accounts,
+        if c.accounts == 1 { "" } else { "s" },
+        c.total_bytes,
+        c.source.as_str(),
+        c.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        c.location,
+    );
+    if let Some(u) = c.unfinished_bytes {
+        out.push_str(&format!("unfinished multipart uploads: {u} bytes (not billed)\n"));
+    }
+    if !c.unattributed.is_empty() {
+        out.push_str(&format!(
+            "{} bucket{} not attributed to a storage account (billed as unknown_storage_account until mapped):\n",
+            c.unattributed.len(),
+            if c.unattributed.len() == 1 { "" } else { "s" }
+        ));
+        for u in &c.unattributed {
+            out.push_str(&format!("  {} ({} bytes): {}\n", u.bucket, u.bytes, u.reason));
+        }
+    }
+    out
+}
+
 /// A short summary of what a billing invocation did, for people.
 pub fn outcome(o: &Outcome) -> String {
     match o {

@@ -12,6 +12,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::collect::Collected;
+use crate::error::Error;
 use crate::manifest::{Counts, CurrencyTotal};
 use crate::pipeline::Outcome;
 
@@ -118,8 +120,102 @@ pub struct RunSummary {
 impl RunSummary {
     /// Writes the summary as pretty JSON (atomically: temp file and rename).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("summary serialises"))?;
-        std::fs::rename(&tmp, path)
+        write_json(self, path)
     }
+}
+
+/// One `capbill collect`, for monitoring the hourly job.
+#[derive(Debug, Serialize)]
+pub struct CollectSummary {
+    /// `success` or `failed`.
+    pub status: &'static str,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// Start (RFC 3339).
+    pub started_at: DateTime<Utc>,
+    /// End (RFC 3339).
+    pub finished_at: DateTime<Utc>,
+    /// `garage`, `prometheus` or `s3-list` (when collected).
+    pub source: Option<&'static str>,
+    /// The snapshot's timestamp.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Where the snapshot was written.
+    pub location: Option<String>,
+    /// Buckets in the snapshot.
+    pub buckets: usize,
+    /// Storage accounts in the snapshot.
+    pub accounts: usize,
+    /// Bytes of all buckets (a string: it may exceed JSON's exact integers).
+    pub total_bytes: String,
+    /// Bytes of unfinished multipart uploads, not billed (where reported).
+    pub unfinished_upload_bytes: Option<String>,
+    /// Buckets written under an unattributed id, with the reason.
+    pub unattributed: Vec<UnattributedBucket>,
+    /// The error, if the collection failed.
+    pub error: Option<String>,
+}
+
+/// A bucket whose storage account could not be told.
+#[derive(Debug, Serialize)]
+pub struct UnattributedBucket {
+    /// Bucket.
+    pub bucket: String,
+    /// Why.
+    pub reason: String,
+    /// Its bytes.
+    pub bytes: u64,
+}
+
+impl CollectSummary {
+    /// The summary of a collection that started at `started`.
+    pub fn new(started: DateTime<Utc>, result: Result<&Collected, &Error>) -> CollectSummary {
+        let mut s = CollectSummary {
+            status: "success",
+            exit_code: crate::error::exit::SUCCESS,
+            started_at: started,
+            finished_at: Utc::now(),
+            source: None,
+            timestamp: None,
+            location: None,
+            buckets: 0,
+            accounts: 0,
+            total_bytes: "0".to_owned(),
+            unfinished_upload_bytes: None,
+            unattributed: Vec::new(),
+            error: None,
+        };
+        match result {
+            Ok(c) => {
+                s.source = Some(c.source.as_str());
+                s.timestamp = Some(c.timestamp);
+                s.location = Some(c.location.clone());
+                s.buckets = c.buckets;
+                s.accounts = c.accounts;
+                s.total_bytes = c.total_bytes.to_string();
+                s.unfinished_upload_bytes = c.unfinished_bytes.map(|b| b.to_string());
+                s.unattributed = c
+                    .unattributed
+                    .iter()
+                    .map(|u| UnattributedBucket { bucket: u.bucket.clone(), reason: u.reason.clone(), bytes: u.bytes })
+                    .collect();
+            }
+            Err(e) => {
+                s.status = "failed";
+                s.exit_code = e.exit_code();
+                s.error = Some(crate::error::chain(e));
+            }
+        }
+        s
+    }
+
+    /// Writes the summary as pretty JSON (atomically: temp file and rename).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        write_json(self, path)
+    }
+}
+
+fn write_json(value: &impl Serialize, path: &Path) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value).expect("summary serialises"))?;
+    std::fs::rename(&tmp, path)
 }

@@ -30,27 +30,10 @@ impl DirectoryFiles {
         let mut sources = Vec::new();
         let mut hasher = Sha256::new();
         for table in TABLES {
-            let found: Vec<_> = listing
-                .iter()
-                .filter(|o| {
-                    o.key.rsplit_once('.').is_some_and(|(stem, ext)| stem == table && matches!(ext, "csv" | "parquet"))
-                })
-                .collect();
-            let meta = match found.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(DirectoryError::MissingTable { location: store.describe(""), table });
-                }
-                [..] => {
-                    return Err(DirectoryError::Invalid(vec![Problem {
-                        table: table.to_owned(),
-                        row: None,
-                        column: None,
-                        value: None,
-                        message: "both a CSV and a Parquet file exist; keep one".to_owned(),
-                    }]));
-                }
+            let Some(meta) = find_table(&listing, table)? else {
+                return Err(DirectoryError::MissingTable { location: store.describe(""), table });
             };
+            let meta = meta.clone();
             let data = store.get(&meta.key).await?;
             hasher.update(meta.key.as_bytes());
             hasher.update((data.len() as u64).to_le_bytes());
@@ -69,6 +52,24 @@ impl DirectoryFiles {
         dir.hash = self.hash;
         dir.sources = self.sources;
         Ok(dir)
+    }
+}
+
+/// The one file of `table` (`table.csv` or `table.parquet`) in a listing,
+/// if there is one; both at once is a problem.
+pub(super) fn find_table<'a>(listing: &'a [ObjectMeta], table: &str) -> Result<Option<&'a ObjectMeta>, DirectoryError> {
+    let mut found = listing.iter().filter(|o| {
+        o.key.rsplit_once('.').is_some_and(|(stem, ext)| stem == table && matches!(ext, "csv" | "parquet"))
+    });
+    match (found.next(), found.next()) {
+        (one, None) => Ok(one),
+        (Some(_), Some(_)) | (None, Some(_)) => Err(DirectoryError::Invalid(vec![Problem {
+            table: table.to_owned(),
+            row: None,
+            column: None,
+            value: None,
+            message: "both a CSV and a Parquet file exist; keep one".to_owned(),
+        }])),
     }
 }
 

@@ -17,10 +17,12 @@
 
 mod checks;
 mod fetch;
+mod mapping;
 mod table;
 
 pub use checks::parse_tables;
 pub use fetch::DirectoryFiles;
+pub use mapping::Mappings;
 pub use table::Problem;
 
 // Hash maps with polars' fast hasher: the directory of a large vendor has

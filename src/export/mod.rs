@@ -3,7 +3,7 @@
 //! `latest.json` never sees a half-written revision.
 //!
 //! Layout under the output root ([`crate::manifest`]):
-//! `billing_month=YYYY-MM/revision=N/{invoice_lines,invoices,account_usage,findings}.{parquet,csv}`,
+//! `billing_month=YYYY-MM/revision=N/{invoice_lines,invoices,account_usage,findings,focus}.{parquet,csv}`,
 //! `.../revision=N/statements/` (one HTML page per invoice pair and an
 //! index, [`statements()`]), `.../revision=N/manifest.json`, and
 //! `billing_month=YYYY-MM/latest.json`.
@@ -15,6 +15,7 @@
 //! nothing about revisions (that is `revision`), holds no lock (the caller
 //! checks it between [`publish`] and [`write_latest`]) and bills nothing.
 
+pub mod focus;
 mod manifest;
 pub mod statements;
 mod tables;

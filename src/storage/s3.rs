@@ -219,6 +219,74 @@ impl S3Store {
         Ok(out)
     }
 
+    /// The buckets the credentials can list (ListBuckets, following
+    /// continuation tokens), sorted. The store's own bucket is not used.
+    pub async fn list_buckets(&self) -> Result<Vec<String>, StorageError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_buckets()
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| self.error("list buckets", "s3://", e))?;
+            out.extend(page.buckets().iter().filter_map(|b| b.name().map(str::to_owned)));
+            match page.continuation_token() {
+                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Bytes stored in the store's bucket, by listing: every version of
+    /// every object when versioning is enabled or suspended (noncurrent
+    /// versions are stored too; delete markers hold nothing), else every
+    /// object. A server that does not implement versioning has none.
+    pub async fn stored_bytes(&self) -> Result<u128, StorageError> {
+        let location = self.url("");
+        let versioned = match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
+            Ok(v) => v.status().is_some(),
+            Err(e) if matches!(e.code(), Some("NotImplemented")) => false,
+            Err(e) => return Err(self.error("read the versioning of", &location, e)),
+        };
+        let mut total = 0u128;
+        if versioned {
+            let (mut key, mut version) = (None::<String>, None::<String>);
+            loop {
+                let page = self
+                    .client
+                    .list_object_versions()
+                    .bucket(&self.bucket)
+                    .set_key_marker(key.take())
+                    .set_version_id_marker(version.take())
+                    .send()
+                    .await
+                    .map_err(|e| self.error("list object versions of", &location, e))?;
+                total += page.versions().iter().map(|v| v.size().unwrap_or(0).max(0) as u128).sum::<u128>();
+                if page.is_truncated() != Some(true) {
+                    break;
+                }
+                key = page.next_key_marker().map(str::to_owned);
+                version = page.next_version_id_marker().map(str::to_owned);
+                if key.is_none() {
+                    break;
+                }
+            }
+        } else {
+            let mut pages = self.client.list_objects_v2().bucket(&self.bucket).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.error("list", &location, e))?;
+                total += page.contents().iter().map(|o| o.size().unwrap_or(0).max(0) as u128).sum::<u128>();
+            }
+        }
+        Ok(total)
+    }
+
     pub(super) async fn get_into(&self, key: &str, mut buf: Vec<u8>) -> Result<Bytes, StorageError> {
         let resp = self
             .client

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["formats", "storage"],
     &["config", "manifest"],
     &["directory"],
-    &["ingest"],
+    &["ingest", "collect"],
     &["meter"],
     &["rate"],
     &["export", "revision"],

@@ -2,9 +2,12 @@
 
 mod bad_input;
 mod bounds;
+mod collect;
+mod collect_servers;
 mod coverage;
 mod encodings;
 mod example;
+mod focus;
 mod hostile;
 mod layers;
 mod layouts;
@@ -12,5 +15,6 @@ mod operations;
 mod revisions;
 mod s3;
 mod s3_server;
+mod servers;
 mod statements;
 mod util;
