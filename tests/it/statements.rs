@@ -394,6 +394,21 @@ fn statements_render_in_headless_chromium_to_pdf_and_png_with_the_invoice_totals
         render(&browser, &page, &["--window-size=1000,1400".to_owned(), format!("--screenshot={}", png.display())]);
         let pdf = std::fs::read(&pdf).unwrap();
         assert!(pdf.starts_with(b"%PDF-") && pdf.len() > 10_000, "{file}: PDF of {} bytes", pdf.len());
+        // Every page is A4 (595 × 842 points), as the page's @page asks.
+        let text = String::from_utf8_lossy(&pdf);
+        let boxes: Vec<(f64, f64)> = text
+            .match_indices("/MediaBox [0 0 ")
+            .map(|(i, m)| {
+                let rest = &text[i + m.len()..];
+                let mut wh = rest[..rest.find(']').unwrap()].split_whitespace().map(|v| v.parse::<f64>().unwrap());
+                (wh.next().unwrap(), wh.next().unwrap())
+            })
+            .collect();
+        assert!(!boxes.is_empty(), "{file}: no page in the PDF");
+        assert!(
+            boxes.iter().all(|(w, h)| (w - 595.3).abs() < 2.0 && (h - 841.9).abs() < 2.0),
+            "{file}: pages are not A4: {boxes:?}"
+        );
         let png = std::fs::read(&png).unwrap();
         assert_eq!(png_size(&png), (1000, 1400), "{file}: screenshot size");
         // A blank page compresses to a few KB; text, tables and a chart do not.
