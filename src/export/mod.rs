@@ -158,6 +158,9 @@ pub async fn publish(
     if let Some(key) = repeated {
         return Err(exists(&key));
     }
+    // The files were written without a sync each: one barrier makes them
+    // all durable before the manifest that publishes them.
+    store.sync_tree(&prefix).await?;
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     if !store.put_if_absent(&manifest_key, Bytes::from(body)).await? {
         return Err(exists(&manifest_key));
@@ -178,11 +181,11 @@ async fn put_new(store: &Store, key: String, data: Bytes) -> Result<bool, Storag
     match store {
         Store::Local(_) => {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || futures::executor::block_on(store.put_if_absent(&key, data)))
+            tokio::task::spawn_blocking(move || futures::executor::block_on(store.put_if_absent_deferred(&key, data)))
                 .await
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
         }
-        Store::S3(_) => store.put_if_absent(&key, data).await,
+        Store::S3(_) => store.put_if_absent_deferred(&key, data).await,
     }
 }
 
