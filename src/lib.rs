@@ -21,7 +21,8 @@
 //! happened, and [`cli`] is the command line. Beneath every stage:
 //! [`storage`] moves bytes (local or S3) and [`formats`] encodes tables
 //! (CSV, Parquet), [`manifest`] is what a published revision is, [`model`]
-//! the shared vocabulary, and [`money`] the one place that rounds.
+//! the shared vocabulary, [`country`] the country tables, and [`money`] the
+//! one place that rounds.
 //!
 //! Imports only go down this list (`tests/it/layers.rs` checks it): a
 //! module never imports one that comes after it in `LAYERS` there.
@@ -32,6 +33,7 @@ pub mod alerts;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod country;
 pub mod directory;
 pub mod error;
 pub mod export;

@@ -26,7 +26,7 @@ mod table;
 pub use checks::parse_tables;
 pub use fetch::DirectoryFiles;
 pub use mapping::Mappings;
-pub use party::{COUNTRIES, EU_MEMBERS, PARTY_COLUMNS, Party, in_eu, is_country, vat_prefix};
+pub use party::{PARTY_COLUMNS, Party};
 pub use table::Problem;
 
 // Hash maps with polars' fast hasher: the directory of a large vendor has
