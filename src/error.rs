@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::model::BillingMonth;
 use crate::revision::lock::LockError;
-use crate::{collect, config, directory, export, ingest, manifest, meter, rate, revision, storage};
+use crate::{collect, config, directory, einvoice, export, ingest, manifest, meter, rate, revision, storage};
 
 /// Process exit codes, documented in the README.
 pub mod exit {
@@ -58,6 +58,9 @@ pub enum Error {
     /// Reading a published revision's lines back.
     #[error(transparent)]
     Revision(#[from] revision::RevisionError),
+    /// E-invoices: a missing VAT rate, or storing numbers and documents.
+    #[error(transparent)]
+    Einvoice(#[from] einvoice::EinvoiceError),
     /// Storage outside any stage.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
@@ -107,6 +110,8 @@ impl Error {
             // written by it, or was damaged: not the operator's input.
             Error::Manifest(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Revision(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
+            Error::Einvoice(einvoice::EinvoiceError::NoVatRate { .. }) => exit::INVALID_INPUT,
+            Error::Einvoice(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. } | LockError::Lost { .. }) => exit::LOCK_HELD,
             Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,

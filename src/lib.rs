@@ -15,6 +15,9 @@
 //! every bucket's size from the storage system (Garage's admin API, a
 //! Prometheus gauge, or an S3 listing) and writes it as usage records.
 //!
+//! After export, [`einvoice`] turns the invoices of a final revision into
+//! EN 16931 documents (UBL 2.1) with VAT, numbers and credit notes.
+//!
 //! [`pipeline`] calls them in that order for one month; [`revision`] decides
 //! whether a month is billed again (and locks it), [`alerts`] adds the
 //! findings monitoring pages on, [`report`] and [`summary`] say what
@@ -35,6 +38,7 @@ pub mod collect;
 pub mod config;
 pub mod country;
 pub mod directory;
+pub mod einvoice;
 pub mod error;
 pub mod export;
 pub mod failpoint;

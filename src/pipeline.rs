@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::alerts;
 use crate::config::{Config, RULES_VERSION};
 use crate::directory::DirectoryFiles;
+use crate::einvoice;
 use crate::error::Error;
 use crate::export::{self, Billed, Provenance, Totals};
 use crate::ingest::{self, IngestOptions};
@@ -260,6 +261,19 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     let mut findings = usage.findings;
     findings.extend(metered.findings.iter().cloned());
     findings.extend(rated.findings);
+    // E-invoices (spec 5): every invoice taxed once; those whose parties
+    // lack data become findings (in provisional revisions too, so that the
+    // data is fixed before the month is final).
+    let _planned = match &config.invoicing {
+        Some(settings) => {
+            let invoices = einvoice::lines_by_invoice(&billed.invoice_lines)
+                .map_err(|source| einvoice::EinvoiceError::Frame { what: "this revision".into(), source })?;
+            let planned = einvoice::plan(&directory, &invoices, settings)?;
+            findings.extend(planned.findings.iter().cloned());
+            Some(planned)
+        }
+        None => None,
+    };
     if let Some(share) = config.total_drop_share
         && let Some(before) = manifest::read_latest(out, month.previous()).await?
     {

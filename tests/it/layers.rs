@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["meter"],
     &["rate"],
     &["export", "revision"],
+    &["einvoice"],
     &["alerts"],
     &["error"],
     &["pipeline"],
