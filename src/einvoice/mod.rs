@@ -6,13 +6,20 @@
 //! rating's (read from the revision's `invoice_lines` frame), the party
 //! data the directory's, the settings `[invoicing]`'s. The pieces:
 //! - `tax`: the tax category of an invoice and its VAT, once per invoice;
+//! - `numbers`: the per-seller sequences, taken with create-only writes;
+//! - `issue`: which documents a final revision issues (credit notes and
+//!   replacements of a reprocess) and the documents as revision files;
+//! - `ubl`: the UBL 2.1 Invoice and CreditNote text;
 //! - this file: lines grouped into invoices ([`Draft`]s) and the
 //!   `einvoice_data_missing` findings of those that cannot be documented.
 //!
 //! The revision's files are written by `export` like every other output
 //! (the pipeline appends the documents as `Encoded` files).
 
+mod issue;
+mod numbers;
 mod tax;
+mod ubl;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,7 +34,10 @@ use crate::model::{Finding, FindingKind};
 use crate::money::{self, MoneyError};
 use crate::storage::StorageError;
 
+pub use issue::{Issuance, Issue, Previous, document_file, documents, issuance, read_previous};
+pub use numbers::{NUMBERS_PREFIX, Wanted, format_number, take};
 pub use tax::{Category, Missing, category};
+pub use ubl::{CUSTOMIZATION_ID, escape, item_name};
 
 /// An e-invoicing failure.
 #[derive(Debug, Error)]
@@ -52,6 +62,10 @@ pub enum EinvoiceError {
         #[source]
         source: PolarsError,
     },
+    /// A document names an entity the directory does not have (a bug: such
+    /// invoices get a finding, not a document).
+    #[error("e-invoice party {0} is not in the directory")]
+    Unknown(String),
     /// Taking an invoice number or reading a published document failed.
     #[error("e-invoice storage")]
     Storage(#[from] StorageError),
@@ -155,6 +169,16 @@ pub fn plan(
     invoices: &BTreeMap<InvoiceKey, Vec<DocLine>>,
     settings: &Invoicing,
 ) -> Result<Planned, EinvoiceError> {
+    plan_documents(directory, invoices, settings, "invoice")
+}
+
+/// [`plan`] for documents called `noun` in the findings (`credit note`).
+pub(crate) fn plan_documents(
+    directory: &Directory,
+    invoices: &BTreeMap<InvoiceKey, Vec<DocLine>>,
+    settings: &Invoicing,
+    noun: &str,
+) -> Result<Planned, EinvoiceError> {
     let empty = Party::default();
     let mut missing: BTreeMap<&str, (BTreeSet<&'static str>, usize)> = BTreeMap::new();
     let mut drafts = BTreeMap::new();
@@ -183,8 +207,8 @@ pub fn plan(
         .into_iter()
         .map(|(id, (cols, n))| {
             let cols: Vec<_> = cols.into_iter().collect();
-            let (s, get) = if n == 1 { ("", "gets") } else { ("s", "get") };
-            let detail = format!("missing {}: {n} invoice{s} {get} no e-invoice", cols.join(", "));
+            let s = if n == 1 { "" } else { "s" };
+            let detail = format!("missing {}: no e-invoice for {n} {noun}{s}", cols.join(", "));
             Finding::new(FindingKind::EinvoiceDataMissing, id, detail)
         })
         .collect();

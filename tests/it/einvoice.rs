@@ -93,8 +93,8 @@ fn parties_lacking_data_get_a_finding_naming_the_entity_and_the_missing_columns_
     assert_eq!(
         got,
         [
-            ["einvoice_data_missing", "cust-x", "missing country: 1 invoice gets no e-invoice"],
-            ["einvoice_data_missing", "msp-b", "missing vat_id: 2 invoices get no e-invoice"],
+            ["einvoice_data_missing", "cust-x", "missing country: no e-invoice for 1 invoice"],
+            ["einvoice_data_missing", "msp-b", "missing vat_id: no e-invoice for 2 invoices"],
         ]
         .map(|r| r.map(String::from).to_vec())
     );
@@ -141,4 +141,293 @@ fn bad_country_or_vat_id_exits_2_naming_table_row_and_column() {
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stderr(&o).contains(problem), "{}", stderr(&o));
     }
+}
+
+/// After the grace period: the month is final.
+pub const AFTER: &str = "2026-11-05T02:30:00Z";
+/// Later in November: a reprocess.
+pub const LATER: &str = "2026-11-20T08:00:00Z";
+
+/// The text of the first `<tag>` element (with any attributes) after `from` in `xml`.
+pub fn elem<'a>(xml: &'a str, tag: &str, from: usize) -> Option<&'a str> {
+    let start = from + xml[from..].find(&format!("<{tag}"))?;
+    let open_end = start + xml[start..].find('>')? + 1;
+    let close = open_end + xml[open_end..].find(&format!("</{tag}>"))?;
+    Some(&xml[open_end..close])
+}
+
+fn manifest(rev: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(rev.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Every `.xml` file under `dir`, sorted.
+pub fn xml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(xml_files(&p));
+            } else if p.extension().is_some_and(|x| x == "xml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The Python of the venv `scripts/test` installs factur-x and saxonche into.
+fn einvoice_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAPBILL_EINVOICE_PY") {
+        return PathBuf::from(p);
+    }
+    let tools = std::env::var_os("CAPBILL_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/capbill-tools"));
+    tools.join("einvoice-venv/bin/python")
+}
+
+/// Runs the official EN 16931 rules (UBL 2.1 schema and CEN schematron) on
+/// every document of `dirs`; fails listing each fatal error.
+pub fn assert_valid_en16931(dirs: &[&Path], expected_documents: usize) {
+    let py = einvoice_python();
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/test (it installs factur-x and saxonche into its venv), or set CAPBILL_EINVOICE_PY",
+        py.display()
+    );
+    let files: Vec<PathBuf> = dirs.iter().flat_map(|d| xml_files(d)).collect();
+    assert_eq!(files.len(), expected_documents, "{files:?}");
+    let o = std::process::Command::new(&py)
+        .arg(root().join("tests/einvoice/validate.py"))
+        .args(&files)
+        .output()
+        .expect("python starts");
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "EN 16931 validation failed:\n{report}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(report.contains(&format!("checked {expected_documents} documents: 0 fatal problems")), "{report}");
+}
+
+/// Per seller, the `n` of every number in the manifests of `revs`: 1..=max, none twice.
+fn assert_gap_free(revs: &[PathBuf]) {
+    let mut by_seller: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for rev in revs {
+        for d in manifest(rev)["documents"].as_array().unwrap() {
+            let number = d["number"].as_str().unwrap();
+            let seller = d["seller_id"].as_str().unwrap();
+            let n = number.strip_prefix(&format!("{seller}-2026-")).unwrap().parse().unwrap();
+            by_seller.entry(seller.to_owned()).or_default().push(n);
+        }
+    }
+    for (seller, mut ns) in by_seller {
+        ns.sort();
+        let expected: Vec<u64> = (1..=ns.len() as u64).collect();
+        assert_eq!(ns, expected, "numbers of {seller}: no gap, no repeat");
+    }
+}
+
+#[test]
+fn the_final_example_month_publishes_one_valid_einvoice_per_invoice() {
+    let m = Month::new();
+    // Provisional: no documents, no numbers.
+    ok(m.run(GRACE));
+    let rev1 = m.latest();
+    assert!(!rev1.join("einvoices").exists());
+    assert!(project(&rev1.join("invoices.csv"), &["invoice_number".to_owned()]).iter().all(|r| r[0].is_empty()));
+    assert!(!m.out.path().join("invoice_numbers").exists(), "a provisional revision takes no number");
+    assert!(manifest(&rev1).get("documents").is_none());
+
+    // Final: one document per invoice, as computed by hand.
+    ok(m.run(AFTER));
+    let rev = m.latest();
+    let (header, expected) = read_csv(&fixture().join("expected/documents.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let invoices = project(
+        &rev.join("invoices.csv"),
+        &["seller_id", "buyer_id", "currency", "total", "invoice_number"].map(String::from),
+    );
+    assert_eq!(invoices.len(), expected.len());
+    let man = manifest(&rev);
+    let docs = man["documents"].as_array().unwrap();
+    assert_eq!(docs.len(), expected.len());
+    for (e, inv) in expected.iter().zip(&invoices) {
+        let number = &e[col("number")];
+        assert_eq!(&inv[..3], &e[..3], "invoice order");
+        assert_eq!(&inv[4], number, "invoices.invoice_number of {}->{}", e[0], e[1]);
+        let file = format!("einvoices/{}/{number}.xml", e[0]);
+        let xml = std::fs::read_to_string(rev.join(&file)).unwrap();
+        assert_eq!(elem(&xml, "cbc:ID", 0), Some(number.as_str()));
+        assert_eq!(elem(&xml, "cbc:CustomizationID", 0), Some("urn:cen.eu:en16931:2017"));
+        assert_eq!(elem(&xml, "cbc:InvoiceTypeCode", 0), Some("380"));
+        assert_eq!(elem(&xml, "cbc:IssueDate", 0), Some("2026-11-05"));
+        assert_eq!(elem(&xml, "cbc:StartDate", 0), Some("2026-10-01"));
+        assert_eq!(elem(&xml, "cbc:EndDate", 0), Some("2026-10-31"));
+        // Totals: the invoices table's total to the cent, VAT as computed by hand.
+        let totals = xml.find("<cac:LegalMonetaryTotal>").unwrap();
+        assert_eq!(elem(&xml, "cbc:LineExtensionAmount", totals), Some(inv[3].as_str()), "{file}");
+        assert_eq!(elem(&xml, "cbc:LineExtensionAmount", totals), Some(e[col("net")].as_str()), "{file}");
+        assert_eq!(elem(&xml, "cbc:TaxInclusiveAmount", totals), Some(e[col("gross")].as_str()), "{file}");
+        assert_eq!(elem(&xml, "cbc:PayableAmount", totals), Some(e[col("gross")].as_str()), "{file}");
+        let tax = xml.find("<cac:TaxTotal>").unwrap();
+        assert_eq!(elem(&xml, "cbc:TaxAmount", tax), Some(e[col("vat")].as_str()), "{file}");
+        let category = xml.find("<cac:TaxCategory>").unwrap();
+        assert_eq!(elem(&xml, "cbc:ID", category), Some(e[col("category")].as_str()), "{file}");
+        let rate = e[col("rate")].as_str();
+        assert_eq!(
+            elem(&xml[category..], "cbc:Percent", 0).filter(|_| !rate.is_empty()),
+            (!rate.is_empty()).then_some(rate)
+        );
+        match e[col("category")].as_str() {
+            "AE" => assert!(xml.contains("<cbc:TaxExemptionReasonCode>VATEX-EU-AE</cbc:TaxExemptionReasonCode>")),
+            "O" => {
+                assert!(xml.contains("<cbc:TaxExemptionReasonCode>VATEX-EU-O</cbc:TaxExemptionReasonCode>"));
+                assert!(!xml.contains("<cac:PartyTaxScheme>"), "BR-O-02: no VAT ids on an O invoice");
+                assert!(!xml.contains("<cbc:Percent>"), "O has no rate");
+            }
+            _ => assert!(!xml.contains("TaxExemptionReason")),
+        }
+        // One document line per invoice line.
+        assert_eq!(
+            xml.matches("<cac:InvoiceLine>").count(),
+            docs.iter()
+                .find(|d| d["number"] == *number)
+                .map(|_| {
+                    project(&rev.join("invoice_lines.csv"), &["seller_id", "buyer_id"].map(String::from))
+                        .iter()
+                        .filter(|l| l[0] == e[0] && l[1] == e[1])
+                        .count()
+                })
+                .unwrap()
+        );
+        // The manifest lists the document and its checksum.
+        let out = man["outputs"].as_array().unwrap().iter().find(|o| o["file"] == file.as_str()).unwrap();
+        use sha2::Digest;
+        assert_eq!(out["sha256"], hex::encode(sha2::Sha256::digest(xml.as_bytes())));
+    }
+    // Escaping: `&`, `<` and `>` of the directory are text, not markup.
+    let w = std::fs::read_to_string(rev.join("einvoices/msp-b/msp-b-2026-1.xml")).unwrap();
+    assert!(w.contains("Walden Archiv GmbH &amp; Co. KG") && w.contains("Am Markt &lt;1&gt;"), "{w}");
+
+    // An unchanged rerun publishes nothing and takes no number.
+    let numbers_before =
+        xml_files(m.out.path()).len() + std::fs::read_dir(m.out.path().join("invoice_numbers/ic")).unwrap().count();
+    let o = ok(m.run(LATER));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unchanged"), "{}", String::from_utf8_lossy(&o.stdout));
+    let numbers_after =
+        xml_files(m.out.path()).len() + std::fs::read_dir(m.out.path().join("invoice_numbers/ic")).unwrap().count();
+    assert_eq!(numbers_before, numbers_after);
+
+    assert_valid_en16931(&[&rev.join("einvoices")], expected.len());
+}
+
+#[test]
+fn vat_is_rounded_once_per_invoice_where_rounding_per_line_would_differ_by_a_cent() {
+    use rust_decimal::prelude::*;
+    let m = Month::new();
+    ok(m.run(AFTER));
+    let rev = m.latest();
+    // dp-1 -> cust-y: three lines at the French 20 %.
+    let lines = project(&rev.join("invoice_lines.csv"), &["seller_id", "buyer_id", "amount"].map(String::from));
+    let amounts: Vec<Decimal> =
+        lines.iter().filter(|l| l[0] == "dp-1" && l[1] == "cust-y").map(|l| l[2].parse().unwrap()).collect();
+    assert_eq!(amounts.len(), 3, "mixed lines: usage, overage, reserved");
+    let rate = Decimal::new(20, 2);
+    let round = |d: Decimal| d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    let per_line: Decimal = amounts.iter().map(|a| round(a * rate)).sum();
+    let once = round(amounts.iter().sum::<Decimal>() * rate);
+    assert_ne!(per_line, once, "the fixture is a case where the two differ");
+    let number = &project(&rev.join("invoices.csv"), &["buyer_id", "invoice_number"].map(String::from))
+        .into_iter()
+        .find(|r| r[0] == "cust-y")
+        .unwrap()[1];
+    let xml = std::fs::read_to_string(rev.join(format!("einvoices/dp-1/{number}.xml"))).unwrap();
+    let tax = xml.find("<cac:TaxTotal>").unwrap();
+    assert_eq!(elem(&xml, "cbc:TaxAmount", tax), Some(format!("{once:.2}").as_str()));
+}
+
+#[test]
+fn a_reprocess_credits_changed_and_disappeared_invoices_and_reissues_changed_ones_without_gaps() {
+    let m = Month::new();
+    ok(m.run(AFTER));
+    let rev1 = m.latest();
+    let number_of = |rev: &Path, seller: &str, buyer: &str| {
+        project(&rev.join("invoices.csv"), &["seller_id", "buyer_id", "invoice_number"].map(String::from))
+            .into_iter()
+            .find(|r| r[0] == seller && r[1] == buyer)
+            .map(|r| r[2].clone())
+    };
+    let z1 = number_of(&rev1, "msp-b", "cust-z").unwrap();
+    let w1 = number_of(&rev1, "msp-b", "cust-w").unwrap();
+    let dp1 = number_of(&rev1, "dist-a", "dp-1").unwrap();
+    // cust-z's price changes; dist-a's contract with dp-1 starts in November
+    // (its October invoice disappears); the rest is unchanged.
+    m.edit(
+        "directory/contracts.csv",
+        "K-MSPB-Z,msp-b,cust-z,pay_per_use,,12.00",
+        "K-MSPB-Z,msp-b,cust-z,pay_per_use,,13.00",
+    );
+    m.edit(
+        "directory/contracts.csv",
+        "K-DISTA-DP1,dist-a,dp-1,reserved,20,7.00,8.50,,EUR,2026-01-01",
+        "K-DISTA-DP1,dist-a,dp-1,reserved,20,7.00,8.50,,EUR,2026-11-01",
+    );
+    ok(m.cmd(LATER, "reprocess", &["--month", "2026-10", "--reason", "price of cust-z, dp-1 starts in November"]));
+    let rev2 = m.latest();
+    assert!(rev2.ends_with("revision=2"));
+    let docs: Vec<(String, String, String, Option<String>)> = manifest(&rev2)["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["seller_id"].as_str().unwrap().to_owned(),
+                d["buyer_id"].as_str().unwrap().to_owned(),
+                d["credits"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let s = |v: &str| v.to_owned();
+    assert_eq!(
+        docs,
+        [
+            (s("credit_note"), s("dist-a"), s("dp-1"), Some(dp1.clone())),
+            (s("credit_note"), s("msp-b"), s("cust-z"), Some(z1.clone())),
+            (s("invoice"), s("msp-b"), s("cust-z"), None),
+        ]
+    );
+    // The unchanged invoice keeps its number; the changed one has a new one; the gone one is gone.
+    assert_eq!(number_of(&rev2, "msp-b", "cust-w"), Some(w1));
+    let z2 = number_of(&rev2, "msp-b", "cust-z").unwrap();
+    assert_ne!(z2, z1);
+    assert_eq!(number_of(&rev2, "dist-a", "dp-1"), None);
+    // The credit note repeats the issued invoice in full: its totals are the old document's.
+    let credit = manifest(&rev2)["documents"][1]["number"].as_str().unwrap().to_owned();
+    let old = std::fs::read_to_string(rev1.join(format!("einvoices/msp-b/{z1}.xml"))).unwrap();
+    let cn = std::fs::read_to_string(rev2.join(format!("einvoices/msp-b/{credit}.xml"))).unwrap();
+    assert_eq!(elem(&cn, "cbc:CreditNoteTypeCode", 0), Some("381"));
+    let billing_ref = cn.find("<cac:BillingReference>").unwrap();
+    assert_eq!(elem(&cn, "cbc:ID", billing_ref), Some(z1.as_str()));
+    for tag in ["cbc:PayableAmount", "cbc:TaxInclusiveAmount", "cbc:LineExtensionAmount"] {
+        let (a, b) = (old.find("<cac:LegalMonetaryTotal>").unwrap(), cn.find("<cac:LegalMonetaryTotal>").unwrap());
+        assert_eq!(elem(&old, tag, a), elem(&cn, tag, b), "{tag}");
+    }
+    // The new invoice totals equal the new invoices table.
+    let total = project(&rev2.join("invoices.csv"), &["buyer_id", "total"].map(String::from))
+        .into_iter()
+        .find(|r| r[0] == "cust-z")
+        .unwrap()[1]
+        .clone();
+    let new = std::fs::read_to_string(rev2.join(format!("einvoices/msp-b/{z2}.xml"))).unwrap();
+    assert_eq!(
+        elem(&new, "cbc:LineExtensionAmount", new.find("<cac:LegalMonetaryTotal>").unwrap()),
+        Some(total.as_str())
+    );
+
+    // Rerunning the reprocessed month changes nothing; numbers have no gap and no repeat.
+    let o = ok(m.run(LATER));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unchanged"));
+    assert_gap_free(&[rev1.clone(), rev2.clone()]);
+    assert_valid_en16931(&[&rev2.join("einvoices")], 3);
 }
