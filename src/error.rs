@@ -110,7 +110,9 @@ impl Error {
             // written by it, or was damaged: not the operator's input.
             Error::Manifest(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Revision(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
-            Error::Einvoice(einvoice::EinvoiceError::NoVatRate { .. }) => exit::INVALID_INPUT,
+            Error::Einvoice(einvoice::EinvoiceError::NoVatRate { .. } | einvoice::EinvoiceError::Invalid { .. }) => {
+                exit::INVALID_INPUT
+            }
             Error::Einvoice(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. } | LockError::Lost { .. }) => exit::LOCK_HELD,

@@ -282,6 +282,16 @@ fn text(month: BillingMonth, from: u32, to: u32, invoices: &InvoiceTotals, lines
     s
 }
 
+/// `capbill validate --einvoices`: the documents of the month's latest revision re-checked.
+pub async fn validate_einvoices(config: &Config, month: BillingMonth) -> Result<String, Error> {
+    let store = Store::open(&config.out, &config.s3).await?;
+    let c = crate::einvoice::check(&store, month).await?;
+    Ok(format!(
+        "e-invoices of {} revision {}: {} documents match the manifest and the invoices table; {} invoices carry a number\n",
+        c.month, c.revision, c.documents, c.numbered_invoices
+    ))
+}
+
 /// `capbill validate`: the directory's problems, or its findings that need no usage.
 pub async fn validate(config: &Config, month: BillingMonth) -> Result<String, Error> {
     let store = Store::open(&config.directory, &config.s3).await?;

@@ -9,6 +9,8 @@
 //! - `numbers`: the per-seller sequences, taken with create-only writes;
 //! - `issue`: which documents a final revision issues (credit notes and
 //!   replacements of a reprocess) and the documents as revision files;
+//! - `check`: `capbill validate --einvoices`, the documents of a revision
+//!   against its manifest and `invoices` table;
 //! - `ubl`: the UBL 2.1 Invoice and CreditNote text;
 //! - this file: lines grouped into invoices ([`Draft`]s) and the
 //!   `einvoice_data_missing` findings of those that cannot be documented.
@@ -16,6 +18,7 @@
 //! The revision's files are written by `export` like every other output
 //! (the pipeline appends the documents as `Encoded` files).
 
+mod check;
 mod issue;
 mod numbers;
 mod tax;
@@ -34,6 +37,7 @@ use crate::model::{Finding, FindingKind};
 use crate::money::{self, MoneyError};
 use crate::storage::StorageError;
 
+pub use check::{Checked, check};
 pub use issue::{Issuance, Issue, Previous, document_file, documents, issuance, read_previous};
 pub use numbers::{NUMBERS_PREFIX, Wanted, format_number, take};
 pub use tax::{Category, Missing, category};
@@ -66,6 +70,16 @@ pub enum EinvoiceError {
     /// invoices get a finding, not a document).
     #[error("e-invoice party {0} is not in the directory")]
     Unknown(String),
+    /// `capbill validate --einvoices` found documents that do not match their revision.
+    #[error("the e-invoices of billing month {month} (revision {revision}) do not match it:\n  {}", .problems.join("\n  "))]
+    Invalid {
+        /// The month.
+        month: crate::model::BillingMonth,
+        /// The revision checked.
+        revision: u32,
+        /// Every problem, naming the file.
+        problems: Vec<String>,
+    },
     /// Taking an invoice number or reading a published document failed.
     #[error("e-invoice storage")]
     Storage(#[from] StorageError),

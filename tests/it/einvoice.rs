@@ -431,3 +431,40 @@ fn a_reprocess_credits_changed_and_disappeared_invoices_and_reissues_changed_one
     assert_gap_free(&[rev1.clone(), rev2.clone()]);
     assert_valid_en16931(&[&rev2.join("einvoices")], 3);
 }
+
+#[test]
+fn validate_einvoices_rechecks_the_documents_of_the_latest_revision() {
+    let m = Month::new();
+    ok(m.run(AFTER));
+    let validate = || m.cmd(AFTER, "validate", &["--einvoices", "--month", "2026-10"]);
+    let o = ok(validate());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(
+            "e-invoices of 2026-10 revision 1: 7 documents match the manifest and the invoices table; 7 invoices carry a number"
+        ),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let rev = m.latest();
+    // A total changed after publishing: named, with the checksum.
+    let f = rev.join("einvoices/ic/ic-2026-2.xml");
+    let xml = std::fs::read_to_string(&f).unwrap();
+    let payable = elem(&xml, "cbc:PayableAmount", 0).unwrap().to_owned();
+    std::fs::write(&f, xml.replacen(&format!(">{payable}</cbc:PayableAmount>"), ">1.00</cbc:PayableAmount>", 1))
+        .unwrap();
+    // A document cut short: not well-formed.
+    let g = rev.join("einvoices/dp-1/dp-1-2026-1.xml");
+    let text = std::fs::read_to_string(&g).unwrap();
+    std::fs::write(&g, &text[..text.len() / 2]).unwrap();
+    let o = validate();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for expected in [
+        "einvoices/ic/ic-2026-2.xml: its SHA-256 is not the manifest's",
+        &format!("einvoices/ic/ic-2026-2.xml: amount payable 1.00 differs from the manifest's {payable}"),
+        "einvoices/dp-1/dp-1-2026-1.xml: not well-formed XML",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    assert!(!err.contains("msp-b-2026-1"), "intact documents are not named: {err}");
+}
