@@ -126,6 +126,18 @@ fn published(r: &RunReport) -> String {
             let _ = writeln!(s, "    {kind:<28} {n}");
         }
     }
+    if !m.documents.is_empty() {
+        use crate::manifest::DocumentKind;
+        let credit_notes = m.documents.iter().filter(|d| d.kind == DocumentKind::CreditNote).count();
+        let invoices = m.documents.len() - credit_notes;
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let _ = writeln!(
+            s,
+            "  e-invoices: {invoices} invoice{}, {credit_notes} credit note{} (einvoices/)",
+            plural(invoices),
+            plural(credit_notes)
+        );
+    }
     let _ = writeln!(s, "  outputs: {}", r.location);
     s
 }

@@ -372,7 +372,10 @@ fn a_reprocess_credits_changed_and_disappeared_invoices_and_reissues_changed_one
         "K-DISTA-DP1,dist-a,dp-1,reserved,20,7.00,8.50,,EUR,2026-01-01",
         "K-DISTA-DP1,dist-a,dp-1,reserved,20,7.00,8.50,,EUR,2026-11-01",
     );
-    ok(m.cmd(LATER, "reprocess", &["--month", "2026-10", "--reason", "price of cust-z, dp-1 starts in November"]));
+    let o =
+        ok(m.cmd(LATER, "reprocess", &["--month", "2026-10", "--reason", "price of cust-z, dp-1 starts in November"]));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(summary.contains("e-invoices: 1 invoice, 2 credit notes (einvoices/)"), "{summary}");
     let rev2 = m.latest();
     assert!(rev2.ends_with("revision=2"));
     let docs: Vec<(String, String, String, Option<String>)> = manifest(&rev2)["documents"]
