@@ -471,3 +471,33 @@ fn validate_einvoices_rechecks_the_documents_of_the_latest_revision() {
     }
     assert!(!err.contains("msp-b-2026-1"), "intact documents are not named: {err}");
 }
+
+#[test]
+fn an_invoice_kept_from_its_document_by_missing_data_gets_it_in_the_reprocess_once_the_data_is_there() {
+    let m = Month::new();
+    m.edit("directory/entities.csv", "8001,CH,CHE123456789", "8001,,");
+    ok(m.run(AFTER));
+    let rev1 = m.latest();
+    let numbers = |rev: &Path| project(&rev.join("invoices.csv"), &["buyer_id", "invoice_number"].map(String::from));
+    let before = numbers(&rev1);
+    assert!(before.iter().any(|r| r == &["cust-x", ""]), "{before:?}");
+    assert_eq!(xml_files(&rev1.join("einvoices")).len(), 6);
+    assert!(findings(&rev1).iter().any(|f| f[0] == "einvoice_data_missing" && f[1] == "cust-x"));
+
+    m.edit("directory/entities.csv", "8001,,", "8001,CH,CHE123456789");
+    ok(m.cmd(LATER, "reprocess", &["--month", "2026-10", "--reason", "cust-x's address"]));
+    let rev2 = m.latest();
+    let docs = manifest(&rev2)["documents"].as_array().unwrap().clone();
+    assert_eq!(docs.len(), 1, "only the new invoice: {docs:?}");
+    assert_eq!((docs[0]["kind"].as_str(), docs[0]["buyer_id"].as_str()), (Some("invoice"), Some("cust-x")));
+    let after = numbers(&rev2);
+    for (b, a) in before.iter().zip(&after) {
+        if b[0] == "cust-x" {
+            assert_eq!(Some(a[1].as_str()), docs[0]["number"].as_str());
+        } else {
+            assert_eq!(a, b, "an issued invoice keeps its number");
+        }
+    }
+    assert_gap_free(&[rev1, rev2.clone()]);
+    assert_valid_en16931(&[&rev2.join("einvoices")], 1);
+}
