@@ -501,3 +501,58 @@ fn an_invoice_kept_from_its_document_by_missing_data_gets_it_in_the_reprocess_on
     assert_gap_free(&[rev1, rev2.clone()]);
     assert_valid_en16931(&[&rev2.join("einvoices")], 1);
 }
+
+#[test]
+fn on_s3_the_documents_are_the_local_ones_and_numbers_are_taken_create_only_in_the_bucket() {
+    use crate::s3_server::S3Server;
+    let server = S3Server::start(&["billing", "usage-bucket"]);
+    server.upload_tree("billing", "partner-directory", &fixture().join("directory"));
+    server.upload_tree("usage-bucket", "exports", &example().join("usage"));
+    let config = fixture().join("capbill.toml");
+    let mut env = server.env();
+    env.push(("CAPBILL_NOW", AFTER.to_owned()));
+    let args = [
+        "run",
+        "--month",
+        "2026-10",
+        "--config",
+        config.to_str().unwrap(),
+        "--directory",
+        "s3://billing/partner-directory",
+        "--usage",
+        "s3://usage-bucket/exports",
+        "--out",
+        "s3://billing/out",
+    ];
+    ok(capbill_env(&args, &env));
+    let local = Month::new();
+    ok(local.run(AFTER));
+    let bucket = server.bucket("billing").join("out");
+    let bucket_rev = bucket.join("billing_month=2026-10/revision=1");
+    let local_docs = xml_files(&local.latest().join("einvoices"));
+    assert_eq!(local_docs.len(), 7);
+    for f in &local_docs {
+        let rel = f.strip_prefix(local.latest()).unwrap();
+        let b =
+            std::fs::read(bucket_rev.join(rel)).unwrap_or_else(|e| panic!("{} not in the bucket: {e}", rel.display()));
+        assert!(std::fs::read(f).unwrap() == b, "{} differs between the local and the S3 run", rel.display());
+    }
+    for (seller, n) in [("ic", 2), ("dist-a", 1), ("dp-1", 2), ("msp-b", 2)] {
+        for i in 1..=n {
+            assert!(bucket.join(format!("invoice_numbers/{seller}/{i}.json")).exists(), "{seller} {i}");
+        }
+        assert!(!bucket.join(format!("invoice_numbers/{seller}/{}.json", n + 1)).exists());
+    }
+    let validate = [
+        "validate",
+        "--einvoices",
+        "--month",
+        "2026-10",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        "s3://billing/out",
+    ];
+    let o = ok(capbill_env(&validate, &env));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("7 documents match"), "{}", String::from_utf8_lossy(&o.stdout));
+}
