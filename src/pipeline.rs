@@ -293,6 +293,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
             lock.check().await?;
             let issue_date = req.now.date_naive();
             let numbers = einvoice::take(out, month, revision, chrono::Datelike::year(&issue_date), &wanted).await?;
+            crate::failpoint::reached("after-numbers");
             let mut by_invoice = issuance.carried.clone();
             for (i, n) in issuance.issues.iter().zip(&numbers) {
                 if i.kind == DocumentKind::Invoice {

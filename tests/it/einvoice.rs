@@ -556,3 +556,35 @@ fn on_s3_the_documents_are_the_local_ones_and_numbers_are_taken_create_only_in_t
     let o = ok(capbill_env(&validate, &env));
     assert!(String::from_utf8_lossy(&o.stdout).contains("7 documents match"), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+#[test]
+fn a_run_that_dies_after_taking_numbers_leaves_no_gap_its_rerun_reuses_them() {
+    let m = Month::new();
+    let mut args: Vec<String> = Vec::new();
+    for (flag, path) in [
+        ("--config", m.path("capbill.toml")),
+        ("--directory", m.path("directory")),
+        ("--usage", m.path("usage")),
+        ("--out", m.out.path().to_path_buf()),
+    ] {
+        args.push(flag.to_owned());
+        args.push(path.to_str().unwrap().to_owned());
+    }
+    let mut run = vec!["run", "--month", "2026-10"];
+    run.extend(args.iter().map(String::as_str));
+    let env = [("CAPBILL_NOW", AFTER.to_owned()), ("CAPBILL_FAILPOINT", "panic-after-numbers".to_owned())];
+    let o = capbill_env(&run, &env);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let taken = |seller: &str| std::fs::read_dir(m.out.path().join("invoice_numbers").join(seller)).unwrap().count();
+    assert_eq!(taken("ic"), 2, "the numbers were taken");
+    assert!(!m.out.path().join("billing_month=2026-10/latest.json").exists(), "nothing published");
+
+    ok(m.run(AFTER));
+    let rev = m.latest();
+    assert!(rev.ends_with("revision=1"));
+    assert_eq!(taken("ic"), 2, "the rerun took no new number");
+    let (_, expected) = read_csv(&fixture().join("expected/documents.csv"));
+    let got = project(&rev.join("invoices.csv"), &["invoice_number".to_owned()]);
+    assert_eq!(got, expected.iter().map(|e| vec![e[8].clone()]).collect::<Vec<_>>());
+    assert_gap_free(&[rev]);
+}
