@@ -102,9 +102,13 @@ pub(super) fn invoicing_settings(
             Unit::Tib => "C62".to_owned(),
         },
     };
+    let payment_days = payment_days.unwrap_or(30);
+    if payment_days > 366 {
+        return Err(invalid("invoicing.payment_days", format!("{payment_days} is more than a year (366 days)")));
+    }
     Ok(Invoicing {
         vat_rates: rates,
-        payment_days: payment_days.unwrap_or(30),
+        payment_days,
         iban: iban.map(|v| check_iban("invoicing.iban", v)).transpose()?,
         seller_ibans: seller_ibans
             .into_iter()
@@ -146,6 +150,8 @@ mod tests {
         assert_eq!(i.unit_code, "E35");
         assert_eq!(i.payment_days, 30);
         assert_eq!(ok(rates(&[]), Unit::Tib).unwrap().unit_code, "C62");
+        let e = invoicing_settings(rates(&[]), Some(400), None, rates(&[]), None, Unit::Tb).unwrap_err();
+        assert_eq!(e.to_string(), "invalid invoicing.payment_days: 400 is more than a year (366 days)");
         for (c, r) in [("DE", "19%"), ("DE", "-1"), ("DE", "100"), ("De", "19"), ("XX", "19"), ("DE", "1e1")] {
             let e = ok(rates(&[(c, r)]), Unit::Tb).unwrap_err();
             assert!(e.to_string().starts_with("invalid invoicing.vat_rates: "), "{c} = {r}: {e}");
