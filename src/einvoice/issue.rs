@@ -128,7 +128,7 @@ pub fn issuance(
 
 /// The file of a document within its revision.
 pub fn document_file(seller: &str, number: &str) -> String {
-    format!("einvoices/{seller}/{number}.xml")
+    format!("einvoices/{}/{}.xml", super::key_segment(seller), super::key_segment(number))
 }
 
 /// The documents of `issues` numbered `numbers` (in the same order), as

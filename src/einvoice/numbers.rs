@@ -2,7 +2,8 @@
 //! seller, `n` counting from 1 over all months, years and document types.
 //!
 //! The sequence lives beside the revisions, one object per number taken:
-//! `invoice_numbers/<seller_id>/<n>.json`, written create-only. Whoever
+//! `invoice_numbers/<seller_id>/<n>.json` (the id as one key segment, see
+//! [`super::key_segment`]), written create-only. Whoever
 //! creates the object owns the number, so two months publishing at once
 //! never take the same one (the loser tries the next). A number is taken
 //! only right before a final revision is published and is never given
@@ -86,7 +87,8 @@ pub async fn take(
     }
     let mut out = vec![String::new(); wanted.len()];
     for (seller, idx) in by_seller {
-        let notes = format!("{}/_invoice_numbers/revision={revision}/{seller}/", month_prefix(month));
+        let notes =
+            format!("{}/_invoice_numbers/revision={revision}/{}/", month_prefix(month), super::key_segment(seller));
         // Numbers an earlier attempt at this revision took.
         let mut earlier: Vec<(u64, Claim)> = Vec::new();
         for key in list(store, &notes).await? {
@@ -112,7 +114,7 @@ pub async fn take(
             *g = leftover.next();
         }
         // New numbers for the rest: the next free one, create-only.
-        let seq = format!("{NUMBERS_PREFIX}/{seller}/");
+        let seq = format!("{NUMBERS_PREFIX}/{}/", super::key_segment(seller));
         let mut next = list(store, &seq).await?.iter().filter_map(|k| n_of(k, &seq)).max().unwrap_or(0) + 1;
         for (slot, &i) in idx.iter().enumerate() {
             let w = &wanted[i];
