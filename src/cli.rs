@@ -54,6 +54,8 @@ pub enum Command {
     /// Check a partner directory export without billing: everything a run
     /// validates, plus the findings that need no usage.
     Validate(ValidateArgs),
+    /// Where the statement of a seller's invoice to a buyer is, or a copy of it.
+    Statement(StatementArgs),
     /// Take one snapshot of every bucket's stored bytes from the storage
     /// system and write it as usage records (the hourly job).
     Collect(CollectArgs),
@@ -311,6 +313,29 @@ pub struct ValidateArgs {
     pub config: ConfigArgs,
 }
 
+/// Flags of `capbill statement`.
+#[derive(Debug, clap::Args)]
+pub struct StatementArgs {
+    /// Billing month, YYYY-MM.
+    #[arg(long, value_parser = BillingMonth::from_str)]
+    pub month: BillingMonth,
+    /// The seller's entity id.
+    #[arg(long)]
+    pub seller: String,
+    /// The buyer's entity id.
+    #[arg(long)]
+    pub buyer: String,
+    /// Revision (default: the latest).
+    #[arg(long)]
+    pub revision: Option<u32>,
+    /// Copy the statement to this local file instead of printing where it is.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Locations.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
 /// Flags of `capbill collect`; each setting of `[collect]` can also come
 /// from its `CAPBILL_COLLECT_*` variable, so a CronJob needs no config edits.
 #[derive(Debug, clap::Args)]
@@ -458,6 +483,12 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
                 None => BillingMonth::containing(now.date_naive()),
             };
             print!("{}", rt.block_on(report::validate(&config, month))?);
+            Ok(())
+        }
+        Command::Statement(args) => {
+            let config = args.config.load_for_reading()?;
+            let (month, revision, output) = (args.month, args.revision, args.output.as_deref());
+            print!("{}", rt.block_on(report::statement(&config, month, &args.seller, &args.buyer, revision, output))?);
             Ok(())
         }
         Command::Collect(args) => {

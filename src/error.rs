@@ -61,6 +61,9 @@ pub enum Error {
     /// E-invoices: a missing VAT rate, or storing numbers and documents.
     #[error(transparent)]
     Einvoice(#[from] einvoice::EinvoiceError),
+    /// A month, revision or statement asked for by name is not published.
+    #[error(transparent)]
+    NotPublished(#[from] manifest::NotPublished),
     /// Storage outside any stage.
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
@@ -114,6 +117,7 @@ impl Error {
                 exit::INVALID_INPUT
             }
             Error::Einvoice(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
+            Error::NotPublished(_) => exit::INVALID_INPUT,
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. } | LockError::Lost { .. }) => exit::LOCK_HELD,
             Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,

@@ -47,6 +47,58 @@ impl ManifestError {
     }
 }
 
+/// Something asked for by name that the output location does not hold
+/// (`capbill statement`): each names what is missing and what is there.
+#[derive(Debug, Error)]
+pub enum NotPublished {
+    /// No complete revision of the month.
+    #[error("billing month {month} has no published revision under {location}")]
+    Month {
+        /// The month.
+        month: BillingMonth,
+        /// The output location.
+        location: String,
+    },
+    /// The revision asked for is not one of the month's complete revisions.
+    #[error("billing month {month} has no revision {revision}; revisions there: {available}")]
+    Revision {
+        /// The month.
+        month: BillingMonth,
+        /// The revision asked for.
+        revision: u32,
+        /// The complete revisions.
+        available: String,
+    },
+    /// No statement of that seller.
+    #[error("no statement of seller {seller} in {month} revision {revision}; sellers there: {available}")]
+    Seller {
+        /// The seller asked for.
+        seller: String,
+        /// The month.
+        month: BillingMonth,
+        /// The revision.
+        revision: u32,
+        /// The sellers with statements.
+        available: String,
+    },
+    /// No statement of that seller for that buyer.
+    #[error(
+        "no statement for buyer {buyer} of seller {seller} in {month} revision {revision}; statements there: {available}"
+    )]
+    Buyer {
+        /// The buyer asked for.
+        buyer: String,
+        /// The seller.
+        seller: String,
+        /// The month.
+        month: BillingMonth,
+        /// The revision.
+        revision: u32,
+        /// The seller's buyers with statements.
+        available: String,
+    },
+}
+
 /// Where a month stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -136,7 +136,25 @@ pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) ->
     (outcomes, first_error)
 }
 
-/// Milliseconds spent in each stage of one month's run.
+/// An iterator that adds up the time its `next` takes (statements are
+/// rendered there, interleaved with writing).
+struct Timed<I> {
+    inner: I,
+    micros: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<I: Iterator> Iterator for Timed<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let t = Instant::now();
+        let item = self.inner.next();
+        self.micros.fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        item
+    }
+}
+
+/// Milliseconds spent in each stage of one month's run ("focus" and
+/// "statements" are parts of "export").
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageTimes(pub BTreeMap<&'static str, u64>);
 
@@ -315,6 +333,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
 
     // A final revision after an earlier final one carries corrections.
     let mut corrections = None;
+    let mut corrections_df = None;
     if let Some(prev) = corrects {
         let before = revision::read_lines(out, month, prev).await?;
         let enc = |source| export::ExportError::Encode { table: "corrections", source };
@@ -323,12 +342,37 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         let df = revision::corrections_frame(month, revision, prev, &changes).map_err(enc)?;
         files.extend(export::encode_table("corrections", &df)?);
         corrections = Some((prev, changes.len()));
+        corrections_df = Some((prev, df));
     }
     // The e-invoices join the revision like every other output.
     let documents = documents.map(|(docs, entries)| {
         files.extend(docs);
         entries
     });
+    let t_focus = Instant::now();
+    files.extend(export::focus::encode(&export::focus::FocusInput {
+        month,
+        revision,
+        unit: config.rules.unit,
+        lines: &rated.lines,
+        directory: &directory,
+        corrections: corrections_df.as_ref().map(|(prev, df)| (*prev, df)),
+    })?);
+    stages.done("focus", t_focus);
+    // Rendered one by one as they are published; the time spent rendering
+    // is added up apart (the "statements" stage, part of "export").
+    let t_statements = Instant::now();
+    let statements = export::statements(export::StatementInputs {
+        month,
+        revision,
+        status,
+        unit: config.rules.unit,
+        directory: &directory,
+        tables: &tables,
+        daily_usage: &metered.daily_usage,
+        accounts: &metered.accounts,
+        corrections: corrections_df.as_ref().map(|(_, df)| df),
+    })?;
 
     let provenance = Provenance {
         month,
@@ -358,12 +402,23 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // Nothing is written unless this run still holds the month, and
     // `latest.json` only if it still does after the revision is written.
     lock.check().await?;
-    let manifest = export::publish(out, month, revision, files, manifest).await?;
+    let rendering = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(t_statements.elapsed().as_micros() as u64));
+    let statements = Timed { inner: statements, micros: rendering.clone() };
+    let manifest = export::publish(out, month, revision, files.into_iter().chain(statements), manifest).await?;
+    let statements_ms = rendering.load(std::sync::atomic::Ordering::Relaxed) / 1000;
+    stages.0.insert("statements", statements_ms);
     crate::failpoint::reached("before-latest");
     lock.check().await?;
     export::write_latest(out, month, &manifest).await?;
     let elapsed_ms = stages.done("export", t);
-    tracing::info!(stage = "export", elapsed_ms, revision, "outputs published");
+    tracing::info!(
+        stage = "export",
+        elapsed_ms,
+        revision,
+        focus_ms = stages.0.get("focus").copied().unwrap_or(0),
+        statements_ms,
+        "outputs published"
+    );
     Ok(Outcome::Published(Box::new(RunReport {
         location: out.describe(&manifest::revision_prefix(month, revision)),
         manifest,

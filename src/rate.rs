@@ -574,6 +574,7 @@ mod tests {
             accounts: Default::default(),
             account_usage: polars::prelude::DataFrame::empty(),
             entity_days,
+            daily_usage: Default::default(),
             uncontracted: Vec::new(),
             findings: Vec::new(),
         }

@@ -1,5 +1,6 @@
 //! What people read: the summary of a billing run, and the read-only views
-//! of published revisions for operators (`status`, `diff`, `validate`).
+//! of published revisions for operators (`status`, `diff`, `validate`,
+//! `statement`).
 //!
 //! Renders text for a terminal and CSV for spreadsheets; reads manifests
 //! and invoice lines through [`crate::manifest`] and [`crate::revision`],
@@ -190,6 +191,83 @@ pub async fn status(config: &Config, month: Option<BillingMonth>) -> Result<Stri
 
 fn invalid(reason: String) -> Error {
     Error::Config(ConfigError::Invalid { setting: "revision", reason })
+}
+
+/// Where the statement of `seller` to `buyer` is in a revision of `month`
+/// (the latest without `revision`), as the output store describes it; with
+/// `output`, the statement is copied there (after its checksum is checked
+/// against the manifest) and that path is named instead.
+pub async fn statement(
+    config: &Config,
+    month: BillingMonth,
+    seller: &str,
+    buyer: &str,
+    revision: Option<u32>,
+    output: Option<&std::path::Path>,
+) -> Result<String, Error> {
+    use crate::export::statements::{FOLDER, decode_segment, statement_file};
+    use crate::manifest::NotPublished;
+    let out = Store::open(&config.out, &config.s3).await?;
+    let revisions = manifest::complete_revisions(&out, month).await?;
+    let Some(&last) = revisions.last() else {
+        return Err(NotPublished::Month { month, location: config.out.to_string() }.into());
+    };
+    let revision = match revision {
+        Some(r) if revisions.contains(&r) => r,
+        Some(r) => {
+            let available = listing(revisions.iter().map(u32::to_string).collect());
+            return Err(NotPublished::Revision { month, revision: r, available }.into());
+        }
+        None => manifest::read_latest(&out, month).await?.map_or(last, |l| l.revision),
+    };
+    let man = manifest::read_manifest(&out, month, revision).await?;
+    // (seller, buyer) of every statement the manifest lists.
+    let listed: Vec<(String, String)> = man
+        .outputs
+        .iter()
+        .filter_map(|o| {
+            let (s, b) = o.file.strip_prefix(FOLDER)?.strip_prefix('/')?.strip_suffix(".html")?.split_once('/')?;
+            Some((decode_segment(s)?, decode_segment(b)?))
+        })
+        .collect();
+    if !listed.iter().any(|(s, _)| s == seller) {
+        let available = listing(listed.iter().map(|(s, _)| s.clone()).collect());
+        return Err(NotPublished::Seller { seller: seller.to_owned(), month, revision, available }.into());
+    }
+    if !listed.iter().any(|(s, b)| s == seller && b == buyer) {
+        let available = listing(listed.iter().filter(|(s, _)| s == seller).map(|(_, b)| b.clone()).collect());
+        let (seller, buyer) = (seller.to_owned(), buyer.to_owned());
+        return Err(NotPublished::Buyer { buyer, seller, month, revision, available }.into());
+    }
+    let file = statement_file(seller, buyer);
+    let key = format!("{}/{file}", manifest::revision_prefix(month, revision));
+    let Some(path) = output else {
+        return Ok(format!("{}\n", out.describe(&key)));
+    };
+    let data = out.get(&key).await?;
+    let expected = man.outputs.iter().find(|o| o.file == file).map(|o| o.sha256.as_str());
+    if expected != Some(crate::export::Encoded::new(file.clone(), 0, data.to_vec()).sha256.as_str()) {
+        return Err(invalid(format!("{} does not match the checksum its manifest lists", out.describe(&key))));
+    }
+    std::fs::write(path, &data).map_err(|e| {
+        Error::Config(ConfigError::Invalid {
+            setting: "output",
+            reason: format!("cannot write {}: {e}", path.display()),
+        })
+    })?;
+    Ok(format!("{}\n", path.display()))
+}
+
+/// Names for a message: sorted, without repeats, at most 20 of them.
+fn listing(mut names: Vec<String>) -> String {
+    names.sort();
+    names.dedup();
+    let n = names.len();
+    match n {
+        0 => "none".to_owned(),
+        1..=20 => names.join(", "),
+        _ => format!("{}, ... ({n} in all)", names[..20].join(", ")),
+    }
 }
 
 /// Differences between two revisions of a month.

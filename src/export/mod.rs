@@ -3,8 +3,10 @@
 //! `latest.json` never sees a half-written revision.
 //!
 //! Layout under the output root ([`crate::manifest`]):
-//! `billing_month=YYYY-MM/revision=N/{invoice_lines,invoices,account_usage,findings}.{parquet,csv}`,
-//! `.../revision=N/manifest.json`, and `billing_month=YYYY-MM/latest.json`.
+//! `billing_month=YYYY-MM/revision=N/{invoice_lines,invoices,account_usage,findings,focus}.{parquet,csv}`,
+//! `.../revision=N/statements/` (one HTML page per invoice pair and an
+//! index, [`statements()`]), `.../revision=N/manifest.json`, and
+//! `billing_month=YYYY-MM/latest.json`.
 //! Files are written first, the manifest after them, `latest.json` last; a
 //! revision folder without a manifest is incomplete and ignored (its number
 //! is reused by the next run, which first deletes the partial files). Every
@@ -13,10 +15,13 @@
 //! nothing about revisions (that is `revision`), holds no lock (the caller
 //! checks it between [`publish`] and [`write_latest`]) and bills nothing.
 
+pub mod focus;
 mod manifest;
+pub mod statements;
 mod tables;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use polars::prelude::PolarsError;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -26,6 +31,7 @@ use crate::model::BillingMonth;
 use crate::storage::{StorageError, Store};
 
 pub use manifest::{Provenance, manifest};
+pub use statements::{StatementInputs, statements};
 pub use tables::{Billed, SellerTotal, Tables, Totals, encode_table};
 
 /// An export failure.
@@ -93,14 +99,19 @@ impl Encoded {
 /// Files of the revision left by a run that died before its manifest are
 /// deleted first: without a manifest the revision was never published. A
 /// revision that has a manifest, or a file that appears meanwhile, stops
-/// the run with [`ExportError::Exists`].
+/// the run with [`ExportError::Exists`], and so does a name given twice
+/// (after the writes under way have ended, the first one written).
+///
+/// `files` are taken as they are written, [`WRITERS`] at a time and listed
+/// in their order: a producer of many files (the statements) renders each
+/// only when it is its turn, so memory holds a few of them, not all.
 ///
 /// `manifest` arrives without outputs; they are filled in here from the bytes written.
 pub async fn publish(
     store: &Store,
     month: BillingMonth,
     revision: u32,
-    files: Vec<Encoded>,
+    files: impl IntoIterator<Item = Encoded>,
     mut manifest: Manifest,
 ) -> Result<Manifest, ExportError> {
     let prefix = revision_prefix(month, revision);
@@ -115,24 +126,67 @@ pub async fn publish(
         store.delete(&o.key).await?;
     }
     manifest.outputs.clear();
-    let progress = crate::logging::progress_bar(files.len() as u64, "writing outputs");
-    for Encoded { file, rows, data, sha256 } in files {
-        progress.inc(1);
-        let size = data.len() as u64;
+    let mut files = files.into_iter();
+    let progress = crate::logging::progress_bar(files.size_hint().0 as u64, "writing outputs");
+    let write = |Encoded { file, rows, data, sha256 }: Encoded| {
         let key = format!("{prefix}/{file}");
-        if !store.put_if_absent(&key, Bytes::from(data)).await? {
+        let size = data.len() as u64;
+        let written = put_new(store, key.clone(), Bytes::from(data));
+        async move { (written.await, key, OutputFile { file, rows, bytes: size, sha256 }) }
+    };
+    let mut names = std::collections::HashSet::new();
+    let mut writing = futures::stream::FuturesOrdered::new();
+    let mut repeated = None;
+    loop {
+        while repeated.is_none() && writing.len() < WRITERS {
+            let Some(f) = files.next() else { break };
+            if names.insert(f.file.clone()) {
+                writing.push_back(write(f));
+            } else {
+                repeated = Some(format!("{prefix}/{}", f.file));
+            }
+        }
+        let Some((written, key, output)) = writing.next().await else { break };
+        progress.inc(1);
+        if !written? {
             return Err(exists(&key));
         }
-        tracing::debug!(file = %file, rows, size, "wrote output");
-        manifest.outputs.push(OutputFile { file, rows, bytes: size, sha256 });
+        tracing::debug!(file = %output.file, rows = output.rows, size = output.bytes, "wrote output");
+        manifest.outputs.push(output);
         crate::failpoint::reached(&format!("export:{}", manifest.outputs.len()));
     }
+    if let Some(key) = repeated {
+        return Err(exists(&key));
+    }
+    // The files were written without a sync each: one barrier makes them
+    // all durable before the manifest that publishes them.
+    store.sync_tree(&prefix).await?;
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     if !store.put_if_absent(&manifest_key, Bytes::from(body)).await? {
         return Err(exists(&manifest_key));
     }
     progress.finish_and_clear();
     Ok(manifest)
+}
+
+/// Files of a revision written at once. Each local file waits for its
+/// fsync (several ms on a VM disk; concurrent ones share the journal's
+/// commits) and each S3 object for a round trip, which a revision of
+/// thousands of statements would otherwise pay one after the other.
+const WRITERS: usize = 16;
+
+/// Creates `key` with `data` if it does not exist (see [`Store::put_if_absent`]),
+/// a local write on a blocking thread so that several run at once.
+async fn put_new(store: &Store, key: String, data: Bytes) -> Result<bool, StorageError> {
+    match store {
+        Store::Local(_) => {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || futures::executor::block_on(store.put_if_absent_deferred(&key, data)))
+                .await
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        }
+        Store::S3(_) => store.put_if_absent_deferred(&key, data).await,
+    }
 }
 
 /// Points `latest.json` at a published manifest.

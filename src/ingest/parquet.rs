@@ -70,6 +70,7 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
     let schema = meta.schema().clone();
     let layout = layout_of(schema.fields().iter().map(|f| f.name().as_str())).map_err(|r| sink.layout(r))?;
     let time = layout.time;
+    sink.set_time_field(time);
     let type_of = |name: &str| schema.field_with_name(name).map(|f| f.data_type().clone()).ok();
     let wanted: Vec<&str> =
         [Some(ACCOUNT), layout.bucket.then_some(BUCKET), Some(time), Some(BYTES)].into_iter().flatten().collect();

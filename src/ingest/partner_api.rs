@@ -41,6 +41,7 @@ use super::text::{json_bytes, parse_bytes, parse_instant};
 
 /// Reads one export object.
 pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError> {
+    sink.set_time_field("date");
     let no_bucket = sink.buckets.id("");
     let mut reader =
         Reader { sink, no_bucket, row: 0, clients: 0, entries: Vec::new(), dates: DateCache::default(), stopped: None };

@@ -22,6 +22,9 @@ pub(crate) struct RecordSink {
     end: Day,
     /// Days `[lo, hi]` an object under a day folder may hold.
     partition: Option<(Day, Day)>,
+    /// The field a record's time comes from (`timestamp` or `date`), named
+    /// when the time falls outside the object's day folder.
+    time_field: &'static str,
     skip_bad: bool,
     pub(super) findings: Vec<Finding>,
     pub(crate) accounts: Interner,
@@ -205,6 +208,7 @@ impl RecordSink {
             first: opts.month.first_day(),
             end: opts.month.end_day(),
             partition: day.map(|d| (d - 1, d + 1)),
+            time_field: "timestamp",
             skip_bad: opts.skip_bad_records,
             findings: Vec::new(),
             accounts: Interner::default(),
@@ -330,7 +334,7 @@ impl RecordSink {
         if let Some((lo, hi)) = self.partition
             && (day < lo || day > hi)
         {
-            self.bad(row, "timestamp", self.outside_partition(day))?;
+            self.bad(row, self.time_field, self.outside_partition(day))?;
             return Ok(None);
         }
         if day < self.first || day >= self.end {
@@ -384,6 +388,11 @@ impl RecordSink {
     }
 
     /// A layout error for this object.
+    /// Names the field records' times come from in this object.
+    pub(crate) fn set_time_field(&mut self, field: &'static str) {
+        self.time_field = field;
+    }
+
     pub(crate) fn layout(&self, reason: impl Into<String>) -> IngestError {
         IngestError::Layout { object: self.object.clone(), reason: reason.into() }
     }

@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use polars::prelude::StringChunked;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -110,12 +111,19 @@ pub(crate) fn read_csv(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestE
     })?;
     let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
     let layout = layout_of(names.iter().copied()).map_err(|r| sink.layout(r))?;
+    sink.set_time_field(layout.time);
     let acc = df.column("storage_account_id")?.str()?;
     let time = df.column(layout.time)?.str()?;
     let by = df.column("bytes")?.str()?;
     let bucket = if layout.bucket { Some(df.column("bucket")?.str()?) } else { None };
+    let empty = |c: &StringChunked, i: usize| c.get(i).is_none_or(|v| v.trim().is_empty());
     for i in 0..df.height() {
         let row = i + 1;
+        // A blank line (every field empty) holds no record: skipped, as
+        // JSON Lines skips its empty lines. Row numbers still count it.
+        if empty(acc, i) && empty(time, i) && empty(by, i) && bucket.is_none_or(|b| empty(b, i)) {
+            continue;
+        }
         let account = match acc.get(i).map(str::trim).filter(|s| !s.is_empty()) {
             Some(a) => a,
             None => {
@@ -187,6 +195,7 @@ pub(crate) fn read_json_lines(data: &[u8], sink: &mut RecordSink) -> Result<(), 
                 continue;
             }
         };
+        sink.set_time_field(layout.time);
         let time = if layout.time == "date" { &rec.date } else { &rec.timestamp };
         let ts = match time {
             Cell::Str(s) => parse_instant(s),
@@ -448,6 +457,18 @@ mod tests {
     }
 
     const OCT_1: i64 = 20_727 * US_PER_DAY;
+
+    #[test]
+    fn blank_csv_lines_are_no_records_and_keep_the_row_numbers_of_the_rest() {
+        fn csv(data: &[u8], s: &mut RecordSink) -> Result<(), IngestError> {
+            read_csv(Bytes::copy_from_slice(data), s)
+        }
+        let data = "storage_account_id,timestamp,bytes,bucket\nsa-1,2026-10-01T00:00:00Z,5,b\n\n,,,\nsa-1,2026-10-01T00:00:00Z,x,b\n\n\n";
+        let (records, findings) = outcome(csv, data, true).unwrap();
+        assert_eq!(records, [(1, "sa-1".into(), "b".into(), OCT_1, 5)]);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].contains("row 4"), "the bad record keeps its row: {findings:?}");
+    }
 
     #[test]
     fn json_lines_trim_the_account_and_take_bytes_as_a_number_or_a_string_of_digits() {

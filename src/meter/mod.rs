@@ -38,7 +38,7 @@ use crate::model::{BillingMonth, DailyMethod, Day, Interner, Unit};
 const COUNT: &str = "count";
 
 pub use stream::DayMeter;
-pub use usage::{EntityDays, EntityUsage, Metered, Uncontracted};
+pub use usage::{DailyUsage, EntityDays, EntityUsage, Metered, Uncontracted};
 
 /// A metering failure (a bug: inputs were validated before).
 #[derive(Debug, Error)]

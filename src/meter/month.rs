@@ -12,7 +12,7 @@ use polars::prelude::*;
 use super::fill::{WIN_END, WIN_START, accounts_frame, fill_gaps};
 use super::output::{account_outputs, conflict_findings, per_account_frame};
 use super::tally::{Owners, Tally, complete_mask};
-use super::{EntityUsage, MeterError, MeterOptions, Metered, Uncontracted};
+use super::{DailyUsage, EntityUsage, MeterError, MeterOptions, Metered, Uncontracted};
 use crate::directory::{Directory, EntityIdx};
 use crate::model::{Day, Interner, col};
 
@@ -89,6 +89,8 @@ pub(super) fn finish_month(
     let entities = dir.entities.len();
     let mut entity_bytes = vec![0; days * entities];
     let mut entity_active = vec![false; days * entities];
+    let n = accounts.len();
+    let mut daily_usage = DailyUsage::new(first, days, n);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, days);
     let per_run = days.div_ceil(threads);
     let mut runs: Vec<Vec<DataFrame>> = (0..days.div_ceil(per_run)).map(|_| Vec::new()).collect();
@@ -103,40 +105,44 @@ pub(super) fn finish_month(
             _ => spanning.push(df),
         }
     }
-    let n = accounts.len();
     let owners = Owners { of: &owner_of, set_apart, month_first: first };
     let complete = &complete;
     let ran = std::thread::scope(|scope| {
         let jobs: Vec<_> = runs
             .into_iter()
             .zip(entity_bytes.chunks_mut(per_run * entities).zip(entity_active.chunks_mut(per_run * entities)))
+            .zip(daily_usage.cells().chunks_mut(per_run * n.max(1)))
             .enumerate()
-            .map(|(r, (frames, (entity_bytes, entity_active)))| {
+            .map(|(r, ((frames, (entity_bytes, entity_active)), values))| {
                 scope.spawn(move || {
                     let run_first = first + (r * per_run) as Day;
-                    let mut tally = Tally::new(owners, run_first, entities, n, entity_bytes, entity_active);
+                    let mut tally = Tally::new(owners, run_first, entities, n, entity_bytes, entity_active, values);
                     let mut rest = Vec::new();
                     tally.add_days(frames, complete, &mut rest)?;
-                    PolarsResult::Ok((rest, tally.totals, tally.rows))
+                    PolarsResult::Ok((rest, tally.totals, tally.rows, tally.wide))
                 })
             })
             .collect();
         jobs.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect::<Vec<_>>()
     });
-    let mut tally = Tally::new(owners, first, entities, n, &mut entity_bytes, &mut entity_active);
+    let mut wide = Vec::new();
+    let mut tally = Tally::new(owners, first, entities, n, &mut entity_bytes, &mut entity_active, daily_usage.cells());
     let mut rest = Vec::new();
     for run in ran {
-        let (r, totals, rows) = run?;
+        let (r, totals, rows, w) = run?;
         rest.extend(r);
         tally.totals.iter_mut().zip(totals).for_each(|(t, u)| t.merge(u));
         tally.rows += rows;
+        wide.extend(w);
     }
     tally.add_days(spanning, complete, &mut rest)?;
     let incomplete = known.filter(&!complete_mask(&known, complete)?)?;
     let filled = fill_gaps(rest, incomplete, first)?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "account days filled");
     tally.add(&filled, Some((filled.column(col::OBSERVED)?.bool()?, filled.column(col::FILLED)?.bool()?)))?;
+    wide.append(&mut tally.wide);
     let (totals, account_days) = (tally.totals, tally.rows);
+    daily_usage.merge_wide(wide);
     let entity_days = EntityUsage::from_day_major(entities, days, &entity_bytes, &entity_active);
     drop((entity_bytes, entity_active));
     let set_apart_usage = (0..totals.len())
@@ -157,7 +163,15 @@ pub(super) fn finish_month(
     if let Some(c) = &conflicts {
         findings.extend(conflict_findings(c, &accounts)?);
     }
-    Ok(Metered { account_days, accounts, account_usage, entity_days, uncontracted: set_apart_usage, findings })
+    Ok(Metered {
+        account_days,
+        accounts,
+        account_usage,
+        entity_days,
+        daily_usage,
+        uncontracted: set_apart_usage,
+        findings,
+    })
 }
 
 #[cfg(test)]
@@ -211,5 +225,46 @@ mod tests {
         assert!(none.account_usage.equals_missing(&some.account_usage));
         assert_eq!(kinds(&none), kinds(&some));
         assert_eq!(none.entity_days, some.entity_days);
+    }
+
+    #[test]
+    fn daily_usage_holds_each_counted_account_day_and_adds_up_to_account_usage() {
+        // sa: Oct 8 (50), Oct 10 (70), Oct 11 filled (70); idle: every day 0;
+        // wide: two buckets of 2^64 - 1 bytes on Oct 1 and one byte on Oct 2,
+        // in its window of Oct 1-2.
+        let recs = [
+            ("sa", "", 7, 0, 50, 0, 1),
+            ("sa", "", 9, 0, 70, 0, 2),
+            ("wide", "a", 0, 0, u64::MAX, 0, 3),
+            ("wide", "b", 0, 0, u64::MAX, 0, 4),
+            ("wide", "a", 1, 0, 1, 0, 5),
+        ];
+        let d = dir("sa,C,c,2026-10-10,2026-10-12\nidle,C,c,,\nwide,C,c,,2026-10-03\n");
+        let m = meter_recs(&recs, &d, DailyMethod::Mean);
+        let du = &m.daily_usage;
+        let days = |name: &str| -> Vec<Option<i128>> {
+            let id = m.accounts.get(name).unwrap();
+            (0..31).map(|day| du.get(id, day)).collect()
+        };
+        let mut sa = vec![None; 31];
+        (sa[7], sa[9], sa[10]) = (Some(50), Some(70), Some(70));
+        assert_eq!(days("sa"), sa);
+        assert_eq!(days("idle"), vec![Some(0); 31]);
+        let mut wide = vec![None; 31];
+        (wide[0], wide[1]) = (Some(2 * i128::from(u64::MAX)), Some(1));
+        assert_eq!(days("wide"), wide);
+        // The frame: one row per counted account day, and per account the
+        // byte-days of account_usage.
+        let frame = du.frame(&m.accounts).unwrap();
+        assert_eq!(frame.height(), 3 + 31 + 2);
+        for name in ["sa", "idle", "wide"] {
+            let sum: i128 = days(name).into_iter().flatten().sum();
+            assert_eq!(sum, usage(&m, name).0, "{name}");
+        }
+        let first = frame.column("day").unwrap().cast(&polars::prelude::DataType::Int32).unwrap();
+        assert_eq!(
+            first.i32().unwrap().get(0),
+            Some(crate::model::day_of(chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()))
+        );
     }
 }

@@ -176,6 +176,9 @@ mod tests {
             let streamed = streamed.finish(&d, ids, &set_apart(&d)).unwrap();
             prop_assert!(all.account_usage.equals_missing(&streamed.account_usage));
             prop_assert_eq!(kinds(&all), kinds(&streamed));
+            // The same daily values, whatever ids the accounts got.
+            let daily = |m: &Metered| m.daily_usage.frame(&m.accounts).unwrap();
+            prop_assert!(daily(&all).equals_missing(&daily(&streamed)));
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The tally of account days: [`Tally`] adds up, in one pass over rows of
 //! (account id, day, value), each account's byte-days, observed and filled
 //! days and those on the days it is asked to set apart, and each owning
-//! entity's daily sums. This module only adds up: it must not decide which
+//! entity's daily sums; it keeps each account's daily value on the way
+//! ([`DailyUsage`]). This module only adds up: it must not decide which
 //! days are set apart (the caller's masks say), fill gaps or build outputs.
 
 use polars::prelude::*;
 
+use super::DailyUsage;
 use crate::model::{Day, col};
 
 /// What the passes over the account days add up: per account its
@@ -27,6 +29,11 @@ pub(super) struct Tally<'a> {
     pub(super) rows: usize,
     entity_bytes: &'a mut [i128],
     entity_active: &'a mut [bool],
+    /// Each account's daily value, day-major (`day * accounts + id`) from
+    /// `first` on, as [`DailyUsage::store`] writes them.
+    account_values: &'a mut [u64],
+    /// Values too wide for `account_values`: (account id, day of the month, value).
+    pub(super) wide: Vec<(u32, u32, i128)>,
 }
 
 /// What a [`Tally`] knows of the accounts' owners.
@@ -43,7 +50,8 @@ pub(super) struct Owners<'a> {
 
 impl<'a> Tally<'a> {
     /// A tally of `accounts` account ids whose entity sums, from day
-    /// `first` on, go to `entity_bytes` and `entity_active`.
+    /// `first` on, go to `entity_bytes` and `entity_active`, and whose
+    /// daily values go to `account_values`.
     pub(super) fn new(
         owners: Owners<'a>,
         first: Day,
@@ -51,6 +59,7 @@ impl<'a> Tally<'a> {
         accounts: usize,
         entity_bytes: &'a mut [i128],
         entity_active: &'a mut [bool],
+        account_values: &'a mut [u64],
     ) -> Self {
         Tally {
             owners,
@@ -60,6 +69,8 @@ impl<'a> Tally<'a> {
             rows: 0,
             entity_bytes,
             entity_active,
+            account_values,
+            wide: Vec::new(),
         }
     }
 
@@ -109,6 +120,7 @@ impl<'a> Tally<'a> {
     /// Adds rows of (account id, day, value, observed, filled).
     fn add_rows(&mut self, rows: impl Iterator<Item = (u32, Day, i128, bool, bool)>) {
         let Owners { of, set_apart, month_first } = self.owners;
+        let accounts = self.totals.len();
         for (id, day, value, observed, filled) in rows {
             self.rows += 1;
             let t = &mut self.totals[id as usize];
@@ -116,6 +128,10 @@ impl<'a> Tally<'a> {
             t.byte_days += value;
             t.observed_days += u32::from(observed);
             t.filled_days += u32::from(filled);
+            let cell = &mut self.account_values[(day - self.first) as usize * accounts + id as usize];
+            if !DailyUsage::store(cell, value) {
+                self.wide.push((id, (day - month_first) as u32, value));
+            }
             if let Some(o) = of[id as usize] {
                 let slot = (day - self.first) as usize * self.entities + o as usize;
                 self.entity_bytes[slot] += value;

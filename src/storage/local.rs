@@ -151,6 +151,56 @@ impl LocalStore {
         Ok(true)
     }
 
+    /// Creates the file only if it does not exist (`O_EXCL`), written in
+    /// place and not synced: for files that no reader opens before a later
+    /// step publishes them (a revision's files, published by its manifest,
+    /// after [`LocalStore::sync_tree`]). A crash may leave the file partial
+    /// or lose it; either way it was never published. One directory entry
+    /// per file (no temporary name and rename), so that many files written
+    /// at once into one folder do not queue on its lock twice.
+    pub(super) fn put_if_absent_unsynced(&self, key: &str, data: &[u8]) -> Result<bool, StorageError> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        // `mkdir` of an existing folder still takes its parent's lock: look first.
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        }
+        let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io("create", &path, e)),
+        };
+        file.write_all(data).map_err(|e| io("write", &path, e))?;
+        Ok(true)
+    }
+
+    /// Makes every file and folder under `prefix` durable at once: one
+    /// `syncfs` of the file system that holds it (one journal commit, where
+    /// a sync per file costs a commit each), else a sync of each file and
+    /// folder.
+    pub(super) fn sync_tree(&self, prefix: &str) -> Result<(), StorageError> {
+        let root = self.path(prefix.trim_end_matches('/'));
+        #[cfg(target_os = "linux")]
+        {
+            let dir = std::fs::File::open(&root).map_err(|e| io("sync", &root, e))?;
+            rustix::fs::syncfs(&dir).map_err(|e| io("sync", &root, e.into()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            for entry in WalkDir::new(&root) {
+                let entry = entry.map_err(|e| io("sync", &root, e.into()))?;
+                if entry.file_type().is_dir() {
+                    sync_dir(entry.path()).map_err(|e| io("sync", entry.path(), e))?;
+                } else {
+                    std::fs::File::open(entry.path())
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| io("sync", entry.path(), e))?;
+                }
+            }
+            Ok(())
+        }
+    }
+
     /// Replaces the file if its entity tag is still `etag`; see
     /// `Store::put_if_match` for the window between the check and the rename.
     pub(super) fn put_if_match(&self, key: &str, data: &[u8], etag: &str) -> Result<bool, StorageError> {

@@ -182,6 +182,26 @@ impl Store {
         }
     }
 
+    /// [`Store::put_if_absent`] whose durability may wait for
+    /// [`Store::sync_tree`]: for many files that become visible together
+    /// (a revision's, published by its manifest). On S3 a write is durable
+    /// when it returns, so this is `put_if_absent`.
+    pub async fn put_if_absent_deferred(&self, key: &str, data: Bytes) -> Result<bool, StorageError> {
+        match self {
+            Store::Local(s) => s.put_if_absent_unsynced(key, &data),
+            Store::S3(s) => s.put_if_absent(key, data).await,
+        }
+    }
+
+    /// Makes every earlier [`Store::put_if_absent_deferred`] under `prefix`
+    /// durable (nothing to do on S3).
+    pub async fn sync_tree(&self, prefix: &str) -> Result<(), StorageError> {
+        match self {
+            Store::Local(s) => s.sync_tree(prefix),
+            Store::S3(_) => Ok(()),
+        }
+    }
+
     /// Replaces an object only if its entity tag is still `etag` (from
     /// [`Store::etag`]); `Ok(false)` if it changed or is gone. On S3 this is
     /// one conditional request (`If-Match`). Locally the tag is compared,

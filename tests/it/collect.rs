@@ -4,16 +4,13 @@
 //! small scripted server, each of which must write nothing.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 
-use crate::s3_server::S3Server;
+use crate::s3_server::{Loopback, S3Server};
 use crate::util::{capbill_env, read_csv, stderr};
 
 /// The collection time of the first snapshot (a day in October 2026).
@@ -116,59 +113,23 @@ pub struct ScriptedHttp {
     pub url: String,
     /// The requests seen (path and query).
     pub seen: Arc<Mutex<Vec<String>>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Loopback,
 }
-
-type Script = dyn Fn(&str, Option<&str>) -> (u16, String) + Send + Sync;
 
 impl ScriptedHttp {
     /// Starts a server that answers every request with `script`.
     pub fn start(script: impl Fn(&str, Option<&str>) -> (u16, String) + Send + Sync + 'static) -> ScriptedHttp {
-        let script: Arc<Script> = Arc::new(script);
+        let script = Arc::new(script);
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let s2 = seen.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let socket = tokio::select! {
-                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-                        _ = &mut rx => break,
-                    };
-                    let (script, seen) = (script.clone(), s2.clone());
-                    let handler = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                        let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-                        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                        seen.lock().unwrap().push(pq.clone());
-                        let (status, body) = script(&pq, auth.as_deref());
-                        async move { http::Response::builder().status(status).body(body) }
-                    });
-                    tokio::spawn(async move {
-                        let _ = ConnBuilder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(socket), handler)
-                            .await;
-                    });
-                }
-            });
+        let log = seen.clone();
+        let server = Loopback::start(move |req: http::Request<Incoming>| {
+            let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            log.lock().unwrap().push(pq.clone());
+            let (status, body) = script(&pq, auth.as_deref());
+            async move { http::Response::builder().status(status).body(body) }
         });
-        ScriptedHttp { url: format!("http://{addr}"), seen, shutdown: Some(tx), thread: Some(thread) }
-    }
-}
-
-impl Drop for ScriptedHttp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        ScriptedHttp { url: format!("http://{}", server.addr), seen, _server: server }
     }
 }
 

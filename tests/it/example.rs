@@ -82,7 +82,11 @@ fn outputs_are_typed_and_the_manifest_describes_them() {
     assert_eq!(manifest["totals"][0]["currency"], "EUR");
     assert_eq!(manifest["totals"][0]["total"], "2888.30");
     let outputs = manifest["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 8);
+    // Four tables and the FOCUS export, each as Parquet and CSV, then the
+    // statements (tests/it/statements.rs).
+    let tables = outputs.iter().filter(|f| !f["file"].as_str().unwrap().starts_with("statements/")).count();
+    assert_eq!(tables, 10);
+    assert!(outputs.iter().any(|f| f["file"] == "focus.parquet") && outputs.iter().any(|f| f["file"] == "focus.csv"));
     for f in outputs {
         let data = std::fs::read(rev.join(f["file"].as_str().unwrap())).unwrap();
         use sha2::Digest;

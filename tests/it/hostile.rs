@@ -807,17 +807,16 @@ fn parquet_dates_beyond_the_calendar_are_outside_the_month() {
     let details: Vec<&str> = p.findings.iter().map(|f| f.detail.as_str()).collect();
     assert_eq!(p.records, 1);
     assert_eq!(details.len(), 2, "{details:?}");
-    let first = "row 1, field timestamp: a record of day 106751991 from 1970-01-01 (beyond the calendar) \
+    let first = "row 1, field date: a record of day 106751991 from 1970-01-01 (beyond the calendar) \
                  in an object under the folder of 2026-10-02";
     assert!(details[0].starts_with(first), "{details:?}");
     assert!(
-        details[1]
-            .starts_with("row 2, field timestamp: a record of day -106751992 from 1970-01-01 (beyond the calendar)"),
+        details[1].starts_with("row 2, field date: a record of day -106751992 from 1970-01-01 (beyond the calendar)"),
         "{details:?}"
     );
     let e = parse_object(data, Format::Parquet, key, october(), false).unwrap_err();
     assert!(
-        e.to_string().starts_with(&format!("usage object {key} row 1, field timestamp: a record of day 106751991")),
+        e.to_string().starts_with(&format!("usage object {key} row 1, field date: a record of day 106751991")),
         "{e}"
     );
 }

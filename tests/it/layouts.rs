@@ -252,3 +252,23 @@ fn a_record_two_days_from_its_day_folder_is_malformed_at_the_month_edge() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_record_of_a_date_column_outside_its_day_folder_names_the_date_field() {
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    write_csv(
+        &usage,
+        "daily/dt=2026-10-10/part-0.csv",
+        "date,storage_account_id,bytes",
+        &["2026-10-20,sa-y1,5".to_owned()],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&example().join("directory"), &usage, out.path(), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("usage object daily/dt=2026-10-10/part-0.csv row 1, field date: a record of 2026-10-20"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -43,8 +43,7 @@ pub struct S3Server {
     pub root: tempfile::TempDir,
     /// Fault switches.
     pub faults: Arc<Faults>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Loopback,
 }
 
 impl S3Server {
@@ -71,36 +70,12 @@ impl S3Server {
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
         let faults = Arc::new(Faults::default());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let f = faults.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let socket = tokio::select! {
-                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-                        _ = &mut rx => break,
-                    };
-                    let svc = service.clone();
-                    let f = f.clone();
-                    let handler = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                        let svc = svc.clone();
-                        let f = f.clone();
-                        async move { handle(&svc, &f, req).await }
-                    });
-                    tokio::spawn(async move {
-                        let _ = ConnBuilder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(socket), handler)
-                            .await;
-                    });
-                }
-            });
+        let server = Loopback::start(move |req| {
+            let (svc, f) = (service.clone(), f.clone());
+            async move { handle(&svc, &f, req).await }
         });
-        S3Server { endpoint: format!("http://{addr}"), root, faults, shutdown: Some(tx), thread: Some(thread) }
+        S3Server { endpoint: format!("http://{}", server.addr), root, faults, _server: server }
     }
 
     /// The folder of a bucket.
@@ -131,7 +106,54 @@ impl S3Server {
     }
 }
 
-impl Drop for S3Server {
+/// A hyper server on 127.0.0.1 (a free port), on its own thread and
+/// runtime, answering each request with `handler`; stops when dropped.
+pub struct Loopback {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Loopback {
+    /// Starts serving.
+    pub fn start<H, F, B, E>(handler: H) -> Loopback
+    where
+        H: Fn(http::Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<http::Response<B>, E>> + Send + 'static,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let socket = tokio::select! {
+                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                        _ = &mut rx => break,
+                    };
+                    let handler = handler.clone();
+                    let service = hyper::service::service_fn(handler);
+                    tokio::spawn(async move {
+                        let _ = ConnBuilder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(socket), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        Loopback { addr, shutdown: Some(tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for Loopback {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

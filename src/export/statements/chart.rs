@@ -1,0 +1,111 @@
+//! The daily usage chart of a statement: one inline SVG per customer, a bar
+//! per day of the month drawn from the sum of its accounts' daily values.
+//! Coordinates are integers computed from the integer byte values (no
+//! floating point); the one label with a quantity (the peak) goes through
+//! `money`. It draws what it is given: it must not add up usage.
+
+use std::fmt::Write;
+
+use super::html::escape;
+use crate::model::{BillingMonth, Unit};
+use crate::money;
+
+const WIDTH: i128 = 680;
+const HEIGHT: i128 = 180;
+const LEFT: i128 = 76;
+const TOP: i128 = 12;
+const PLOT_W: i128 = 600;
+const PLOT_H: i128 = 130;
+
+/// The chart of one customer's `daily` values (per day of `month`, `None`
+/// for a day without any account day), labelled `who`.
+pub(super) fn daily_chart(daily: &[Option<i128>], month: BillingMonth, unit: Unit, who: &str) -> String {
+    let days = daily.len().max(1) as i128;
+    let max = daily.iter().flatten().copied().max().unwrap_or(0).max(0);
+    let unit_name = match unit {
+        Unit::Tb => "TB",
+        Unit::Tib => "TiB",
+    };
+    let peak = money::ratio(max, i128::from(unit.bytes()), 3).map_or_else(|_| format!("{max} B"), |q| q.to_string());
+    let used = daily.iter().filter(|v| v.is_some_and(|v| v > 0)).count();
+    let bottom = TOP + PLOT_H;
+    let slot = PLOT_W / days;
+    let bar = (slot - 3).max(1);
+    let mut out = String::with_capacity(2048);
+    let _ = write!(
+        out,
+        "<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+         width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" data-days=\"{}\" data-peak-bytes=\"{max}\">\
+         <title>Daily usage of {}, {month}: peak {peak} {unit_name}, {used} days with usage</title>",
+        daily.len(),
+        escape(who),
+    );
+    // Grid lines and labels at the peak, half of it and zero.
+    for (num, den) in [(1, 1), (1, 2), (0, 1)] {
+        let y = bottom - PLOT_H * num / den;
+        let label = match (num, den) {
+            (0, _) => "0".to_owned(),
+            (1, 1) => format!("{peak} {unit_name}"),
+            _ => money::ratio(max * num, i128::from(unit.bytes()) * den, 3)
+                .map_or_else(|_| String::new(), |q| q.to_string()),
+        };
+        let _ = write!(
+            out,
+            "<line x1=\"{LEFT}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" class=\"grid\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"ylabel\">{label}</text>",
+            LEFT + PLOT_W,
+            LEFT - 6,
+            y + 4
+        );
+    }
+    out.push_str("<path class=\"bars\" d=\"");
+    for (d, v) in daily.iter().enumerate() {
+        let v = v.unwrap_or(0);
+        if v <= 0 || max == 0 {
+            continue;
+        }
+        let h = (v.saturating_mul(PLOT_H) / max).clamp(1, PLOT_H);
+        let x = LEFT + d as i128 * slot + 1;
+        let _ = write!(out, "M{x} {bottom}v-{h}h{bar}v{h}z");
+    }
+    out.push_str("\"/>");
+    // Day labels: the 1st, every 7th day after it, and the last.
+    let last = daily.len();
+    for day in (1..=last).filter(|&d| d % 7 == 1 || d == last) {
+        if day != last && last - day < 3 {
+            continue;
+        }
+        let x = LEFT + (day as i128 - 1) * slot + slot / 2;
+        let _ = write!(out, "<text x=\"{x}\" y=\"{}\" class=\"xlabel\">{day}</text>", bottom + 16);
+    }
+    let _ = write!(
+        out,
+        "<text x=\"{}\" y=\"{}\" class=\"xlabel\">day of {month}</text></svg>",
+        LEFT + PLOT_W / 2,
+        bottom + 30
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_peak_with_integers() {
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let mut daily = vec![None; 31];
+        daily[0] = Some(2_000_000_000_000);
+        daily[1] = Some(1_000_000_000_000);
+        daily[2] = Some(0);
+        let svg = daily_chart(&daily, month, Unit::Tb, "a <b>");
+        // Slot 600 / 31 = 19: day 1 at x 77 full height, day 2 at x 96 half.
+        assert!(svg.contains("M77 142v-130h16v130zM96 142v-65h16v65z\""), "{svg}");
+        assert!(svg.contains(">2.000 TB</text>"), "the peak: {svg}");
+        assert!(svg.contains("peak 2.000 TB, 2 days with usage"), "{svg}");
+        assert!(svg.contains("a &lt;b&gt;"));
+        assert!(svg.contains(">1.000</text>"), "half the peak: {svg}");
+        let empty = daily_chart(&[None; 30], month, Unit::Tib, "x");
+        assert!(empty.contains("d=\"\"") && empty.contains("peak 0.000 TiB"), "{empty}");
+    }
+}
