@@ -305,7 +305,10 @@ pub struct ValidateArgs {
     /// Month whose contracts the allocation and deal checks look at (default: the current month).
     #[arg(long, value_parser = BillingMonth::from_str)]
     pub month: Option<BillingMonth>,
-    /// Locations (only --directory is read).
+    /// Re-check the e-invoices of the month's latest revision instead (needs --month; reads --out).
+    #[arg(long, requires = "month")]
+    pub einvoices: bool,
+    /// Locations (only --directory is read; --out with --einvoices).
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -465,6 +468,12 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
         Command::Status(args) => {
             let config = args.config.load_for_reading()?;
             print!("{}", rt.block_on(report::status(&config, args.month))?);
+            Ok(())
+        }
+        Command::Validate(args) if args.einvoices => {
+            let config = args.config.load_for_reading()?;
+            let month = args.month.expect("clap requires --month with --einvoices");
+            print!("{}", rt.block_on(report::validate_einvoices(&config, month))?);
             Ok(())
         }
         Command::Validate(args) => {

@@ -16,7 +16,12 @@ use thiserror::Error;
 
 use crate::model::{DailyMethod, Unit};
 use crate::storage::Location;
+
+mod invoicing;
+
 use crate::storage::s3::{ChecksumMode, S3Settings, Secret};
+use invoicing::invoicing_settings;
+pub use invoicing::{Invoicing, valid_iban};
 
 /// The config file used when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "config/capbill.toml";
@@ -84,6 +89,27 @@ struct RawConfig {
     /// Collection of usage from the storage system (`capbill collect`).
     #[serde(default)]
     collect: RawCollect,
+    /// E-invoices of final revisions (spec 5); none without this section.
+    invoicing: Option<RawInvoicing>,
+}
+
+/// `[invoicing]`: what e-invoices need beyond the directory's party data.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInvoicing {
+    /// Standard VAT rate per seller country, as decimal strings (`DE = "19"`).
+    #[serde(default)]
+    vat_rates: std::collections::BTreeMap<String, String>,
+    /// Days from the issue date to the due date (default 30).
+    payment_days: Option<u32>,
+    /// The IBAN payments go to, for every seller without its own.
+    iban: Option<String>,
+    /// IBAN per seller id, overriding `iban`.
+    #[serde(default)]
+    seller_ibans: std::collections::BTreeMap<String, String>,
+    /// UN/ECE Recommendation 20 code of the billed unit (default `E35`,
+    /// terabyte, for `unit = "tb"`; `C62`, one, for `unit = "tib"`).
+    unit_code: Option<String>,
 }
 
 /// `[collect]`: where `capbill collect` reads bucket sizes; each can also be
@@ -416,6 +442,8 @@ pub struct Config {
     pub total_drop_share: Option<Decimal>,
     /// How `capbill collect` reads the storage system.
     pub collect: CollectSettings,
+    /// E-invoicing settings; `None`: no documents, no invoice numbers.
+    pub invoicing: Option<Invoicing>,
 }
 
 impl Config {
@@ -457,6 +485,19 @@ impl Config {
                 daily_method: overrides.daily_method.unwrap_or(raw.billing.daily_method),
                 skip_bad_records: overrides.skip_bad_records || raw.billing.skip_bad_records,
             },
+            invoicing: raw
+                .invoicing
+                .map(|i| {
+                    invoicing_settings(
+                        i.vat_rates,
+                        i.payment_days,
+                        i.iban,
+                        i.seller_ibans,
+                        i.unit_code,
+                        overrides.unit.unwrap_or(raw.billing.unit),
+                    )
+                })
+                .transpose()?,
             s3: s3_settings(raw.s3, &overrides.s3),
             collect: collect_settings(raw.collect, &overrides.collect)?,
             grace_days: raw.operations.grace_days.unwrap_or(3),
@@ -476,7 +517,12 @@ impl Config {
 
     /// SHA-256 of the settings that decide what is billed, and the rules version.
     pub fn hash(&self) -> String {
-        let canonical = serde_json::json!({ "rules_version": RULES_VERSION, "rules": self.rules });
+        let mut canonical = serde_json::json!({ "rules_version": RULES_VERSION, "rules": self.rules });
+        // E-invoicing settings change the documents: they count once set
+        // (a configuration without them keeps its earlier hash).
+        if let Some(i) = &self.invoicing {
+            canonical["invoicing"] = serde_json::to_value(i).unwrap_or_default();
+        }
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 }

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::model::BillingMonth;
 use crate::revision::lock::LockError;
-use crate::{collect, config, directory, export, ingest, manifest, meter, rate, revision, storage};
+use crate::{collect, config, directory, einvoice, export, ingest, manifest, meter, rate, revision, storage};
 
 /// Process exit codes, documented in the README.
 pub mod exit {
@@ -58,6 +58,9 @@ pub enum Error {
     /// Reading a published revision's lines back.
     #[error(transparent)]
     Revision(#[from] revision::RevisionError),
+    /// E-invoices: a missing VAT rate, or storing numbers and documents.
+    #[error(transparent)]
+    Einvoice(#[from] einvoice::EinvoiceError),
     /// A month, revision or statement asked for by name is not published.
     #[error(transparent)]
     NotPublished(#[from] manifest::NotPublished),
@@ -110,6 +113,10 @@ impl Error {
             // written by it, or was damaged: not the operator's input.
             Error::Manifest(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::Revision(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
+            Error::Einvoice(einvoice::EinvoiceError::NoVatRate { .. } | einvoice::EinvoiceError::Invalid { .. }) => {
+                exit::INVALID_INPUT
+            }
+            Error::Einvoice(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::NotPublished(_) => exit::INVALID_INPUT,
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. } | LockError::Lost { .. }) => exit::LOCK_HELD,

@@ -1,7 +1,8 @@
 //! Failpoints for crash tests: named places where a test can freeze the run.
 //!
-//! When `CAPBILL_FAILPOINT` names a place (`ingest`, `export:N` after the
-//! N-th output file, `before-latest`), the process prints
+//! When `CAPBILL_FAILPOINT` names a place (`ingest`, `after-numbers` once a
+//! final revision took its invoice numbers, `export:N` after the N-th
+//! output file, `before-latest`), the process prints
 //! `failpoint NAME reached` on stderr when it gets there and then sleeps,
 //! so that the test can kill it at exactly that moment. Unset, every call
 //! is a cheap comparison. `panic-NAME` panics at NAME instead (the

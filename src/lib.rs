@@ -15,13 +15,17 @@
 //! every bucket's size from the storage system (Garage's admin API, a
 //! Prometheus gauge, or an S3 listing) and writes it as usage records.
 //!
+//! After export, [`einvoice`] turns the invoices of a final revision into
+//! EN 16931 documents (UBL 2.1) with VAT, numbers and credit notes.
+//!
 //! [`pipeline`] calls them in that order for one month; [`revision`] decides
 //! whether a month is billed again (and locks it), [`alerts`] adds the
 //! findings monitoring pages on, [`report`] and [`summary`] say what
 //! happened, and [`cli`] is the command line. Beneath every stage:
 //! [`storage`] moves bytes (local or S3) and [`formats`] encodes tables
 //! (CSV, Parquet), [`manifest`] is what a published revision is, [`model`]
-//! the shared vocabulary, and [`money`] the one place that rounds.
+//! the shared vocabulary, [`country`] the country tables, and [`money`] the
+//! one place that rounds.
 //!
 //! Imports only go down this list (`tests/it/layers.rs` checks it): a
 //! module never imports one that comes after it in `LAYERS` there.
@@ -32,7 +36,9 @@ pub mod alerts;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod country;
 pub mod directory;
+pub mod einvoice;
 pub mod error;
 pub mod export;
 pub mod failpoint;

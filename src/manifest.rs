@@ -232,6 +232,45 @@ pub struct Manifest {
     pub totals: Vec<CurrencyTotal>,
     /// Row counts.
     pub counts: Counts,
+    /// The e-invoices and credit notes of the revision (spec 5), in publish order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documents: Vec<Document>,
+}
+
+/// What an e-invoice document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// UBL Invoice, type code 380.
+    Invoice,
+    /// UBL CreditNote, type code 381, cancelling an issued invoice in full.
+    CreditNote,
+}
+
+/// One e-invoice document of a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    /// Its number (`<seller>-<YYYY>-<n>`).
+    pub number: String,
+    /// Invoice or credit note.
+    pub kind: DocumentKind,
+    /// Seller id.
+    pub seller_id: String,
+    /// Buyer id.
+    pub buyer_id: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The number of the invoice a credit note cancels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<String>,
+    /// File within the revision (`einvoices/<seller>/<number>.xml`).
+    pub file: String,
+    /// Sum of the line amounts.
+    pub net: Decimal,
+    /// VAT.
+    pub vat: Decimal,
+    /// Net plus VAT.
+    pub gross: Decimal,
 }
 
 /// `latest.json`: the newest complete revision of a month.

@@ -257,6 +257,8 @@ pub enum FindingKind {
     ConflictingSamples,
     /// An end customer above 100 TB with no approved deal.
     DealRegistrationMissing,
+    /// An invoice whose parties lack the data its tax category needs: no e-invoice (spec 5.1).
+    EinvoiceDataMissing,
     /// Children allocated more reserved capacity than their parent holds.
     AllocationExceedsReserved,
     /// Days of an account's window without data, filled from neighbours.
@@ -281,6 +283,7 @@ impl FindingKind {
         match self {
             FindingKind::ConflictingSamples => "conflicting_samples",
             FindingKind::DealRegistrationMissing => "deal_registration_missing",
+            FindingKind::EinvoiceDataMissing => "einvoice_data_missing",
             FindingKind::AllocationExceedsReserved => "allocation_exceeds_reserved",
             FindingKind::GapFilled => "gap_filled",
             FindingKind::NoUsageData => "no_usage_data",

@@ -144,6 +144,33 @@ pub fn amount(quantity: Decimal, price: Decimal) -> Result<Decimal, MoneyError> 
     Decimal::try_from_i128_with_scale(cents, AMOUNT_SCALE).map_err(|_| overflow)
 }
 
+/// The VAT of a net amount at `rate` percent: `net × rate / 100` rounded
+/// half away from zero to cents, exactly (spec 5.2, EN 16931 BR-CO-17).
+///
+/// Called once per invoice and tax category on the sum of its line
+/// amounts, never per line.
+pub fn vat_amount(net: Decimal, rate_percent: Decimal) -> Result<Decimal, MoneyError> {
+    const WHAT: &str = "VAT amount";
+    let overflow = MoneyError::Overflow { what: WHAT };
+    let exact = net.mantissa().checked_mul(rate_percent.mantissa()).ok_or(overflow)?;
+    // Dividing by 100 adds two decimal places.
+    let scale = net.scale().checked_add(rate_percent.scale()).and_then(|s| s.checked_add(2)).ok_or(overflow)?;
+    let cents = match scale.checked_sub(AMOUNT_SCALE) {
+        Some(extra) => div_half_away(exact, pow10(extra, WHAT)?)?,
+        None => exact.checked_mul(pow10(AMOUNT_SCALE.saturating_sub(scale), WHAT)?).ok_or(overflow)?,
+    };
+    Decimal::try_from_i128_with_scale(cents, AMOUNT_SCALE).map_err(|_| overflow)
+}
+
+/// The sum of amounts, exactly, with 2 decimals.
+pub fn sum_amounts(amounts: impl IntoIterator<Item = Decimal>) -> Result<Decimal, MoneyError> {
+    let mut total = Decimal::new(0, AMOUNT_SCALE);
+    for a in amounts {
+        total = total.checked_add(a).ok_or(MoneyError::Overflow { what: "sum of amounts" })?;
+    }
+    Ok(with_scale(total, AMOUNT_SCALE))
+}
+
 /// Rounds a money value to cents, half away from zero, keeping the scale at 2.
 pub fn round_amount(value: Decimal) -> Decimal {
     with_scale(value.round_dp_with_strategy(AMOUNT_SCALE, RoundingStrategy::MidpointAwayFromZero), AMOUNT_SCALE)
@@ -283,6 +310,20 @@ mod tests {
         let a = amount(q, d("999999999.999999")).unwrap();
         // (10^9 − 10^−6)² = 10^18 − 2·10^3 + 10^−12, rounded to cents.
         assert_eq!(a.to_string(), "999999999999998000.00");
+    }
+
+    #[test]
+    fn vat_is_rounded_once_half_away_from_zero() {
+        assert_eq!(vat_amount(d("100.00"), d("19")).unwrap().to_string(), "19.00");
+        assert_eq!(vat_amount(d("0.50"), d("19")).unwrap().to_string(), "0.10", "0.095 rounds up");
+        assert_eq!(vat_amount(d("0.02"), d("7.7")).unwrap().to_string(), "0.00", "0.00154");
+        assert_eq!(vat_amount(d("10.50"), d("5.5")).unwrap().to_string(), "0.58", "0.5775");
+        // Three lines of 0.05 at 19 %: per line 0.0095 → 0.01 each, 0.03 in all;
+        // once on the sum: 0.15 × 19 % = 0.0285 → 0.03. And 0.50 × 3: per line
+        // 0.10 each (0.30), on the sum 1.50 × 19 % = 0.285 → 0.29.
+        let net = sum_amounts([d("0.50"), d("0.50"), d("0.50")]).unwrap();
+        assert_eq!(vat_amount(net, d("19")).unwrap().to_string(), "0.29");
+        assert_eq!(sum_amounts([]).unwrap().to_string(), "0.00");
     }
 
     #[test]

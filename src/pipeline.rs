@@ -16,10 +16,11 @@ use serde::Serialize;
 use crate::alerts;
 use crate::config::{Config, RULES_VERSION};
 use crate::directory::DirectoryFiles;
+use crate::einvoice;
 use crate::error::Error;
 use crate::export::{self, Billed, Provenance, Totals};
 use crate::ingest::{self, IngestOptions};
-use crate::manifest::{self, DirectoryInput, InputObject, Manifest, MonthStatus, UsageInput};
+use crate::manifest::{self, DirectoryInput, DocumentKind, InputObject, Manifest, MonthStatus, UsageInput};
 use crate::meter::{self, MeterOptions};
 use crate::model::{BillingMonth, Interner};
 use crate::rate::{self, RateOptions};
@@ -274,10 +275,53 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
 
     let t = Instant::now();
     let NewRevision { revision, status, previous, corrects } = new;
-    let billed = Billed::build(month, config.rules.unit, &rated.lines, &metered.account_usage)?;
+    let mut billed = Billed::build(month, config.rules.unit, &rated.lines, &metered.account_usage)?;
     let mut findings = usage.findings;
     findings.extend(metered.findings.iter().cloned());
     findings.extend(rated.findings);
+    // E-invoices (spec 5): every invoice taxed once; those whose parties
+    // lack data become findings (in provisional revisions too, so that the
+    // data is fixed before the month is final). A final revision numbers
+    // and writes its documents.
+    let mut documents = None;
+    if let Some(settings) = &config.invoicing {
+        let invoices = einvoice::lines_by_invoice(&billed.invoice_lines)
+            .map_err(|source| einvoice::EinvoiceError::Frame { what: "this revision".into(), source })?;
+        let planned = einvoice::plan(&directory, &invoices, settings)?;
+        findings.extend(planned.findings.iter().cloned());
+        if status == MonthStatus::Final {
+            let previous = match corrects {
+                Some(prev) => Some(einvoice::read_previous(out, month, prev).await?),
+                None => None,
+            };
+            let issuance = einvoice::issuance(&directory, settings, &invoices, &planned, previous.as_ref())?;
+            findings.extend(issuance.findings.iter().cloned());
+            let wanted: Vec<_> = issuance
+                .issues
+                .iter()
+                .map(|i| einvoice::Wanted {
+                    seller_id: i.draft.key.0.clone(),
+                    buyer_id: i.draft.key.1.clone(),
+                    currency: i.draft.key.2.clone(),
+                    kind: i.kind,
+                })
+                .collect();
+            // Numbers are taken only by a run that still holds the month,
+            // right before it publishes.
+            lock.check().await?;
+            let issue_date = req.now.date_naive();
+            let numbers = einvoice::take(out, month, revision, chrono::Datelike::year(&issue_date), &wanted).await?;
+            crate::failpoint::reached("after-numbers");
+            let mut by_invoice = issuance.carried.clone();
+            for (i, n) in issuance.issues.iter().zip(&numbers) {
+                if i.kind == DocumentKind::Invoice {
+                    by_invoice.insert(i.draft.key.clone(), n.clone());
+                }
+            }
+            billed.number_invoices(&by_invoice)?;
+            documents = Some(einvoice::documents(&directory, settings, month, issue_date, &issuance.issues, &numbers)?);
+        }
+    }
     if let Some(share) = config.total_drop_share
         && let Some(before) = manifest::read_latest(out, month.previous()).await?
     {
@@ -300,6 +344,11 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         corrections = Some((prev, changes.len()));
         corrections_df = Some((prev, df));
     }
+    // The e-invoices join the revision like every other output.
+    let documents = documents.map(|(docs, entries)| {
+        files.extend(docs);
+        entries
+    });
     let t_focus = Instant::now();
     files.extend(export::focus::encode(&export::focus::FocusInput {
         month,
@@ -348,7 +397,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
             records_outside_month: usage.outside_month,
         },
     };
-    let manifest = export::manifest(provenance, &tables, &findings);
+    let mut manifest = export::manifest(provenance, &tables, &findings);
+    manifest.documents = documents.unwrap_or_default();
     // Nothing is written unless this run still holds the month, and
     // `latest.json` only if it still does after the revision is written.
     lock.check().await?;

@@ -127,6 +127,18 @@ fn published(r: &RunReport) -> String {
             let _ = writeln!(s, "    {kind:<28} {n}");
         }
     }
+    if !m.documents.is_empty() {
+        use crate::manifest::DocumentKind;
+        let credit_notes = m.documents.iter().filter(|d| d.kind == DocumentKind::CreditNote).count();
+        let invoices = m.documents.len() - credit_notes;
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let _ = writeln!(
+            s,
+            "  e-invoices: {invoices} invoice{}, {credit_notes} credit note{} (einvoices/)",
+            plural(invoices),
+            plural(credit_notes)
+        );
+    }
     let _ = writeln!(s, "  outputs: {}", r.location);
     s
 }
@@ -358,6 +370,16 @@ fn text(month: BillingMonth, from: u32, to: u32, invoices: &InvoiceTotals, lines
         );
     }
     s
+}
+
+/// `capbill validate --einvoices`: the documents of the month's latest revision re-checked.
+pub async fn validate_einvoices(config: &Config, month: BillingMonth) -> Result<String, Error> {
+    let store = Store::open(&config.out, &config.s3).await?;
+    let c = crate::einvoice::check(&store, month).await?;
+    Ok(format!(
+        "e-invoices of {} revision {}: {} documents match the manifest and the invoices table; {} invoices carry a number\n",
+        c.month, c.revision, c.documents, c.numbered_invoices
+    ))
 }
 
 /// `capbill validate`: the directory's problems, or its findings that need no usage.

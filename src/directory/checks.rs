@@ -12,6 +12,7 @@ use polars::prelude::{PlHashMap as HashMap, PlHashSet as HashSet};
 use bytes::Bytes;
 use rust_decimal::Decimal;
 
+use super::party::{PARTY_COLUMNS, PartyCols};
 use super::table::{Problems, Table, fmt_day};
 use super::{
     Contract, Deal, DealStatus, Directory, DirectoryError, Entity, EntityIdx, EntityKind, Model, Problem,
@@ -58,6 +59,9 @@ pub fn parse_tables(
     ] {
         t.check_columns(cols, &mut p);
     }
+    // The optional party columns (spec 5.1) are checked where present.
+    let present: Vec<_> = PARTY_COLUMNS.into_iter().filter(|c| entities.has(c)).collect();
+    entities.check_columns(&present, &mut p);
     if !p.0.is_empty() {
         return Err(DirectoryError::Invalid(p.0));
     }
@@ -135,6 +139,7 @@ fn contracts_by_buyer(t: &Table, ks: &[Contract], entities: usize, p: &mut Probl
 fn read_entities(t: &Table, p: &mut Problems) -> (Vec<Entity>, Vec<Option<String>>) {
     let [id_col, name_col, kind_col, partner_type_col, parent_col] =
         t.cols(["entity_id", "name", "kind", "partner_type", "parent_id"]);
+    let party_cols = PartyCols::new(PARTY_COLUMNS.map(|c| t.opt_col(c)));
     let mut seen = HashSet::default();
     let mut out = Vec::with_capacity(t.height());
     let mut parents = Vec::with_capacity(t.height());
@@ -161,12 +166,13 @@ fn read_entities(t: &Table, p: &mut Problems) -> (Vec<Entity>, Vec<Option<String
                 "only channel partners have a partner_type".to_owned(),
             );
         }
+        let party = party_cols.read(r, p);
         if let Some(id) = id {
             // An entity with a bad kind or name is kept (the problem is
             // reported) so that references to it do not cascade into more.
             let kind = kind.unwrap_or(EntityKind::Customer);
             let name = name.unwrap_or_default().to_owned();
-            out.push(Entity { id: id.to_owned(), name, kind, partner_type, parent: None });
+            out.push(Entity { id: id.to_owned(), name, kind, partner_type, parent: None, party });
             parents.push(parent_col.get(r).map(str::to_owned));
         } else {
             // Keep row numbers aligned with entity positions for later checks.
@@ -176,6 +182,7 @@ fn read_entities(t: &Table, p: &mut Problems) -> (Vec<Entity>, Vec<Option<String
                 kind: EntityKind::Customer,
                 partner_type: None,
                 parent: None,
+                party: Default::default(),
             });
             parents.push(None);
         }

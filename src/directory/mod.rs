@@ -13,16 +13,20 @@
 //! - `table`: the table/column validation framework (typed accessors that
 //!   record every [`Problem`] with its place);
 //! - `checks`: each table's rows read into domain types and the cross-table
-//!   checks ([`parse_tables`]).
+//!   checks ([`parse_tables`]);
+//! - `party`: the optional party columns of `entities` (spec 5.1), the
+//!   ISO 3166-1 country codes, EU member states and VAT prefixes.
 
 mod checks;
 mod fetch;
 mod mapping;
+mod party;
 mod table;
 
 pub use checks::parse_tables;
 pub use fetch::DirectoryFiles;
 pub use mapping::Mappings;
+pub use party::{PARTY_COLUMNS, Party};
 pub use table::Problem;
 
 // Hash maps with polars' fast hasher: the directory of a large vendor has
@@ -104,6 +108,8 @@ pub struct Entity {
     pub partner_type: Option<String>,
     /// Who bills this entity (none for the vendor).
     pub parent: Option<EntityIdx>,
+    /// Party data for invoice documents (spec 5.1); empty without the columns.
+    pub party: Party,
 }
 
 /// A storage account and its owner.

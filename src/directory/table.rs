@@ -143,6 +143,17 @@ impl Table {
         Col { table: self, name, values }
     }
 
+    /// A column the table may lack (an optional column), to be read by row.
+    pub(super) fn opt_col(&self, name: &'static str) -> Option<Col<'_>> {
+        let values = self.df.column(name).ok()?.str().ok()?;
+        Some(Col { table: self, name, values })
+    }
+
+    /// Whether the table has column `name`.
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.df.column(name).is_ok()
+    }
+
     /// Several columns at once, in the order named.
     pub(super) fn cols<const N: usize>(&self, names: [&'static str; N]) -> [Col<'_>; N] {
         names.map(|n| self.col(n))

@@ -71,5 +71,6 @@ pub fn manifest(p: Provenance<'_>, tables: &Tables, findings: &[Finding]) -> Man
             accounts: tables.account_usage.height(),
             findings: by_kind,
         },
+        documents: Vec::new(),
     }
 }

@@ -195,7 +195,29 @@ fn invoices_frame(lines: &DataFrame) -> PolarsResult<DataFrame> {
         .agg([col("amount").sum().alias("total"), len().cast(DataType::UInt32).alias("lines")])
         .sort(["seller_id", "buyer_id", "currency"], SortMultipleOptions::default())
         .select(keys.map(col).into_iter().chain([col("total"), col("lines")]).collect::<Vec<_>>())
+        .with_column(lit(NULL).cast(DataType::String).alias("invoice_number"))
         .collect()
+}
+
+impl Billed {
+    /// Fills the `invoices` column `invoice_number` (spec 5.3) from
+    /// `numbers` by (seller, buyer, currency); empty for the others.
+    pub fn number_invoices(
+        &mut self,
+        numbers: &std::collections::BTreeMap<(String, String, String), String>,
+    ) -> Result<(), ExportError> {
+        let fill = |df: &mut DataFrame| -> PolarsResult<()> {
+            let s = |n: &str| df.column(n).and_then(|c| c.str().cloned());
+            let (seller, buyer, currency) = (s("seller_id")?, s("buyer_id")?, s("currency")?);
+            let key = |c: &StringChunked, i| c.get(i).unwrap_or_default().to_owned();
+            let values: Vec<Option<&str>> = (0..df.height())
+                .map(|i| numbers.get(&(key(&seller, i), key(&buyer, i), key(&currency, i))).map(String::as_str))
+                .collect();
+            df.with_column(Column::new("invoice_number".into(), values))?;
+            Ok(())
+        };
+        fill(&mut self.invoices).map_err(enc("invoices"))
+    }
 }
 
 fn account_usage_frame(metered: &DataFrame) -> PolarsResult<DataFrame> {

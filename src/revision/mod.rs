@@ -270,6 +270,7 @@ mod tests {
             outputs: Vec::new(),
             totals: Vec::new(),
             counts: Counts { invoice_lines: 0, invoices: 0, accounts: 0, findings: Default::default() },
+            documents: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::util::root;
 /// Layers from the bottom up; a module may import only modules of a lower
 /// layer (modules of one layer may not import each other).
 const LAYERS: &[&[&str]] = &[
-    &["failpoint", "money"],
+    &["failpoint", "money", "country"],
     &["model", "logging"],
     &["formats", "storage"],
     &["config", "manifest"],
@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["meter"],
     &["rate"],
     &["export", "revision"],
+    &["einvoice"],
     &["alerts"],
     &["error"],
     &["pipeline"],

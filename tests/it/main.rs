@@ -5,6 +5,7 @@ mod bounds;
 mod collect;
 mod collect_servers;
 mod coverage;
+mod einvoice;
 mod encodings;
 mod example;
 mod focus;

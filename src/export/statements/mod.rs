@@ -224,7 +224,8 @@ impl<'a> Prepared<'a> {
         let mut invoices = read_invoices(inputs)?;
         let mut corrects = None;
         if let Some(c) = inputs.corrections {
-            corrects = c.column("corrects_revision")?.u32()?.get(0);
+            // A reprocess that changed no line has an empty corrections frame.
+            corrects = if c.height() > 0 { c.column("corrects_revision")?.u32()?.get(0) } else { None };
             for (key, corrections) in read_corrections(c)? {
                 let (seller, buyer, currency) = key;
                 let invoice =

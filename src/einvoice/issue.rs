@@ -1,0 +1,178 @@
+//! Which documents a final revision issues (spec 5.4), in publish order,
+//! and the documents themselves as files of the revision.
+//!
+//! The first final revision of a month issues an invoice for every
+//! invoice that can be documented. A reprocess compares each invoice with
+//! the final revision it corrects: an issued invoice whose lines are the
+//! same keeps its number and gets nothing new; one whose lines changed gets
+//! a credit note cancelling it in full, then a new invoice; one that
+//! disappeared gets only its credit note; one never issued (new, or its
+//! parties lacked data before) gets its invoice.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+
+use super::ubl::{self, Header};
+use super::{DocLine, Draft, EinvoiceError, InvoiceKey, Planned, lines_by_invoice, plan_documents};
+use crate::config::Invoicing;
+use crate::directory::Directory;
+use crate::export::Encoded;
+use crate::formats;
+use crate::manifest::{Document, DocumentKind, revision_prefix};
+use crate::model::{BillingMonth, Finding};
+use crate::storage::Store;
+
+/// What the corrected final revision issued: its invoice numbers and lines.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    /// Invoice number of each invoice that had a document.
+    pub numbers: BTreeMap<InvoiceKey, String>,
+    /// Lines of every invoice.
+    pub lines: BTreeMap<InvoiceKey, Vec<DocLine>>,
+}
+
+/// Reads what revision `revision` of `month` issued. A revision published
+/// before e-invoices existed has no `invoice_number` column: nothing issued.
+pub async fn read_previous(store: &Store, month: BillingMonth, revision: u32) -> Result<Previous, EinvoiceError> {
+    let prefix = revision_prefix(month, revision);
+    let frame = |what: String| move |source| EinvoiceError::Frame { what: what.clone(), source };
+    let key = format!("{prefix}/invoice_lines.parquet");
+    let lines = formats::read_parquet(store.get(&key).await?)
+        .and_then(|df| lines_by_invoice(&df))
+        .map_err(frame(store.describe(&key)))?;
+    let key = format!("{prefix}/invoices.parquet");
+    let invoices = formats::read_parquet(store.get(&key).await?).map_err(frame(store.describe(&key)))?;
+    let mut numbers = BTreeMap::new();
+    if invoices.column("invoice_number").is_ok() {
+        let s = |n: &str| invoices.column(n).and_then(|c| c.str().cloned());
+        let cols = (s("seller_id"), s("buyer_id"), s("currency"), s("invoice_number"));
+        let (Ok(seller), Ok(buyer), Ok(currency), Ok(number)) = cols else {
+            let e = polars::prelude::PolarsError::ColumnNotFound("invoices columns".into());
+            return Err(frame(store.describe(&key))(e));
+        };
+        for i in 0..invoices.height() {
+            if let Some(n) = number.get(i).filter(|n| !n.is_empty()) {
+                let k = |c: &polars::prelude::StringChunked| c.get(i).unwrap_or_default().to_owned();
+                numbers.insert((k(&seller), k(&buyer), k(&currency)), n.to_owned());
+            }
+        }
+    }
+    Ok(Previous { numbers, lines })
+}
+
+/// One document to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// Invoice or credit note.
+    pub kind: DocumentKind,
+    /// What it bills (or credits).
+    pub draft: Draft,
+    /// The number a credit note cancels.
+    pub credits: Option<String>,
+}
+
+/// What a final revision issues.
+#[derive(Debug, Clone, Default)]
+pub struct Issuance {
+    /// Documents in publish order: by seller, buyer, currency; a credit note before its replacement.
+    pub issues: Vec<Issue>,
+    /// Invoices that keep the number issued before.
+    pub carried: BTreeMap<InvoiceKey, String>,
+    /// `einvoice_data_missing` of credit notes that cannot be issued.
+    pub findings: Vec<Finding>,
+}
+
+/// The documents of a final revision: `current` are its invoices' lines,
+/// `planned` their drafts, `previous` what the corrected final revision issued.
+pub fn issuance(
+    directory: &Directory,
+    settings: &Invoicing,
+    current: &BTreeMap<InvoiceKey, Vec<DocLine>>,
+    planned: &Planned,
+    previous: Option<&Previous>,
+) -> Result<Issuance, EinvoiceError> {
+    let none = Previous::default();
+    let previous = previous.unwrap_or(&none);
+    // Issued invoices that changed or disappeared are credited in full, with their old lines.
+    let credited: BTreeMap<InvoiceKey, Vec<DocLine>> = previous
+        .numbers
+        .keys()
+        .filter(|k| current.get(*k) != previous.lines.get(*k))
+        .map(|k| (k.clone(), previous.lines.get(k).cloned().unwrap_or_default()))
+        .collect();
+    let credits = plan_documents(directory, &credited, settings, "credit note")?;
+    let mut out = Issuance { findings: credits.findings, ..Default::default() };
+    let keys: BTreeSet<&InvoiceKey> = current.keys().chain(previous.numbers.keys()).collect();
+    for key in keys {
+        let issued = previous.numbers.get(key);
+        if let Some(number) = issued
+            && !credited.contains_key(key)
+        {
+            out.carried.insert(key.clone(), number.clone());
+            continue;
+        }
+        if let (Some(number), Some(draft)) = (issued, credits.drafts.get(key)) {
+            out.issues.push(Issue {
+                kind: DocumentKind::CreditNote,
+                draft: draft.clone(),
+                credits: Some(number.clone()),
+            });
+        }
+        if let Some(draft) = planned.drafts.get(key) {
+            out.issues.push(Issue { kind: DocumentKind::Invoice, draft: draft.clone(), credits: None });
+        }
+    }
+    Ok(out)
+}
+
+/// The file of a document within its revision.
+pub fn document_file(seller: &str, number: &str) -> String {
+    format!("einvoices/{}/{}.xml", super::key_segment(seller), super::key_segment(number))
+}
+
+/// The documents of `issues` numbered `numbers` (in the same order), as
+/// revision files and manifest entries.
+pub fn documents(
+    directory: &Directory,
+    settings: &Invoicing,
+    month: BillingMonth,
+    issue_date: NaiveDate,
+    issues: &[Issue],
+    numbers: &[String],
+) -> Result<(Vec<Encoded>, Vec<Document>), EinvoiceError> {
+    let mut files = Vec::with_capacity(issues.len());
+    let mut docs = Vec::with_capacity(issues.len());
+    for (issue, number) in issues.iter().zip(numbers) {
+        let d = &issue.draft;
+        let entity = |id: &str| {
+            directory.entity(id).map(|e| &directory.entities[e]).ok_or_else(|| EinvoiceError::Unknown(id.to_owned()))
+        };
+        let header = Header {
+            kind: issue.kind,
+            number,
+            credits: issue.credits.as_deref(),
+            issue_date,
+            month,
+            seller: entity(&d.key.0)?,
+            buyer: entity(&d.key.1)?,
+            settings,
+        };
+        let xml = ubl::document(&header, d);
+        let file = document_file(&d.key.0, number);
+        files.push(Encoded::new(file.clone(), d.lines.len(), xml.into_bytes()));
+        docs.push(Document {
+            number: number.clone(),
+            kind: issue.kind,
+            seller_id: d.key.0.clone(),
+            buyer_id: d.key.1.clone(),
+            currency: d.key.2.clone(),
+            credits: issue.credits.clone(),
+            file,
+            net: d.net,
+            vat: d.vat,
+            gross: d.gross,
+        });
+    }
+    Ok((files, docs))
+}
