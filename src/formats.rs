@@ -135,6 +135,27 @@ pub fn text_columns(df: &DataFrame) -> PolarsResult<DataFrame> {
     DataFrame::new(df.height(), cols)
 }
 
+/// `s` safe in XML and HTML text and quoted attribute values: `& < > " '`
+/// as character references, and the control characters XML 1.0 does not
+/// allow (all below U+0020 but tab, newline and carriage return, and
+/// U+FFFE, U+FFFF) as spaces. Statements and e-invoices both escape with it.
+pub fn escape_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Writes a frame as CSV with a header row. Decimals keep their full scale.
 pub fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     let mut buf = Vec::new();

@@ -41,7 +41,7 @@ pub use check::{Checked, check};
 pub use issue::{Issuance, Issue, Previous, document_file, documents, issuance, read_previous};
 pub use numbers::{NUMBERS_PREFIX, Wanted, format_number, take};
 pub use tax::{Category, Missing, category};
-pub use ubl::{CUSTOMIZATION_ID, escape, item_name};
+pub use ubl::{CUSTOMIZATION_ID, item_name};
 
 /// An e-invoicing failure.
 #[derive(Debug, Error)]

@@ -43,24 +43,7 @@ struct Xml {
     open: Vec<&'static str>,
 }
 
-/// `s` escaped for XML text and attribute values; characters XML 1.0 does
-/// not allow become spaces.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::formats::escape_markup as escape;
 
 impl Xml {
     fn indent(&mut self) {
@@ -288,7 +271,7 @@ mod tests {
     fn text_and_attributes_are_escaped() {
         assert_eq!(
             escape("Walden Archiv GmbH & Co. KG <1> \"a\" 'b'"),
-            "Walden Archiv GmbH &amp; Co. KG &lt;1&gt; &quot;a&quot; &apos;b&apos;"
+            "Walden Archiv GmbH &amp; Co. KG &lt;1&gt; &quot;a&quot; &#39;b&#39;"
         );
         assert_eq!(escape("a\u{1}b"), "a b");
     }

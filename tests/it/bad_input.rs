@@ -1,17 +1,7 @@
 //! Bad input: every validation error and malformed-record kind stops the run
 //! with exit code 2, a message naming the place, and nothing published.
 
-use std::path::Path;
-
 use crate::util::*;
-
-/// Replaces `from` by `to` in a file of the copied example (which must contain it).
-fn edit(root: &Path, file: &str, from: &str, to: &str) {
-    let path = root.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{file} does not contain {from:?}");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-}
 
 /// Runs the edited example and checks the refusal.
 fn refused(case: &str, edits: &[(&str, &str, &str)], expected: &[&str]) {

@@ -45,14 +45,6 @@ const COLUMNS: [(&str, &str, &str, &str, usize, &str); 6] = [
     (D, "DR-1001,msp-b,cust-z,150,6.50,", "DR-1001,msp-b,cust-z,150,{v},", "deals.csv", 1, "special_price"),
 ];
 
-/// Replaces `from` by `to` in a file of the copied example (which must contain it).
-fn edit(root: &Path, file: &str, from: &str, to: &str) {
-    let path = root.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{file} does not contain {from:?}");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-}
-
 /// `capbill validate` of the example with `column` set to `value`.
 fn validate_with(column: usize, value: &str) -> std::process::Output {
     let (file, from, to, ..) = COLUMNS[column];

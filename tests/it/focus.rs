@@ -162,12 +162,7 @@ fn corrected_month() -> (tempfile::TempDir, tempfile::TempDir, PathBuf, PathBuf)
     let env = [("CAPBILL_NOW", AFTER.to_owned())];
     let o = capbill_env(&month_args(&dir, &usage, out.path()), &env);
     assert!(o.status.success(), "{}", stderr(&o));
-    let edit = |file: &str, from: &str, to: &str| {
-        let path = inputs.path().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file} does not contain {from:?}");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    };
+    let edit = |file: &str, from: &str, to: &str| crate::util::edit(inputs.path(), file, from, to);
     edit("directory/contracts.csv", "K-DISTA-DP1,dist-a,dp-1,reserved,20,", "K-DISTA-DP1,dist-a,dp-1,reserved,22,");
     edit("directory/contracts.csv", "K-IC-MSPB,ic,msp-b,pay_per_use,,7.99,", "K-IC-MSPB,ic,msp-b,pay_per_use,,7.89,");
     edit("usage/daily/2026-10/sa-x1.csv", "2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000");
@@ -316,12 +311,7 @@ fn a_correction_for_a_customer_gone_from_the_directory_names_it_by_its_id() {
     let o = capbill_env(&month_args(&dir, &usage, out.path()), &env);
     assert!(o.status.success(), "{}", stderr(&o));
     // cust-x leaves: its contract and entity go, its storage account moves to cust-y.
-    let edit = |file: &str, from: &str, to: &str| {
-        let path = dir.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file} does not contain {from:?}");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    };
+    let edit = |file: &str, from: &str, to: &str| crate::util::edit(&dir, file, from, to);
     let drop_line = |file: &str, prefix: &str| {
         let path = dir.join(file);
         let text = std::fs::read_to_string(&path).unwrap();

@@ -64,10 +64,7 @@ impl Month {
     }
 
     fn edit(&self, file: &str, from: &str, to: &str) {
-        let path = self.inputs.path().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file} does not contain {from:?}");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        crate::util::edit(self.inputs.path(), file, from, to);
     }
 }
 

@@ -26,21 +26,7 @@ pub(super) struct IndexEntry {
     pub(super) corrected: bool,
 }
 
-/// `s` with `& < > " '` as character references: safe in text and in quoted attributes.
-pub(super) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use crate::formats::escape_markup as escape;
 
 /// A decimal as people read it: its exact digits, thousands separated by commas.
 pub(super) fn number(d: &Decimal) -> String {
