@@ -420,3 +420,37 @@ fn every_collect_setting_can_come_from_the_environment() {
     assert!(stderr(&o).contains("invalid collect.prefix"), "{}", stderr(&o));
     assert_eq!(files(&usage).len(), 1, "nothing more written");
 }
+
+#[test]
+fn a_snapshot_written_to_an_s3_usage_location_is_billed_from_there() {
+    let server = S3Server::start(&["usage"]);
+    let src = ScriptedHttp::start(|_, _| {
+        (
+            200,
+            "# TYPE SeaweedFS_s3_bucket_size_bytes gauge\nSeaweedFS_s3_bucket_size_bytes{bucket=\"b\"} 2500\n"
+                .to_owned(),
+        )
+    });
+    let dir = directory(&["sa-1"], &[("buckets.csv", "bucket,storage_account_id\nb,sa-1\n")]);
+    let mut env = server.env();
+    env.retain(|(k, _)| *k != "CAPBILL_NOW");
+    env.push(("CAPBILL_S3_CHECKSUM", "when_required".to_owned()));
+    let usage = Path::new("s3://usage/hourly");
+    let o = collect(usage, dir.path(), FIRST, &["--source", "prometheus", "--endpoint", &src.url], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = "collected/dt=2026-10-14/snapshot-2026-10-14T05-00-00Z.parquet";
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("wrote s3://usage/hourly/{key}")), "{o:?}");
+    let (rows, _) = snapshot_rows(&server.bucket("usage").join("hourly").join(key));
+    assert_eq!(rows, [("sa-1".to_owned(), "b".to_owned(), 2500)]);
+
+    let out = tempfile::tempdir().unwrap();
+    let mut args = crate::util::month_args(dir.path(), usage, out.path());
+    args.push("--log-format");
+    args.push("json");
+    let o = capbill_env(&args, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (h, rows) = read_csv(&crate::util::latest_revision(out.path()).join("account_usage.csv"));
+    let (ia, ib) = (col(&h, "storage_account_id"), col(&h, "byte_days"));
+    let sa1 = rows.iter().find(|r| r[ia] == "sa-1").expect("sa-1 billed");
+    assert_eq!(sa1[ib].parse::<u128>().unwrap(), 2500 * OCTOBER_DAYS);
+}
