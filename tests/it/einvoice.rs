@@ -258,6 +258,9 @@ fn the_final_example_month_publishes_one_valid_einvoice_per_invoice() {
         let file = format!("einvoices/{}/{number}.xml", e[0]);
         let xml = std::fs::read_to_string(rev.join(&file)).unwrap();
         assert_eq!(elem(&xml, "cbc:ID", 0), Some(number.as_str()));
+        // The statement of the invoice names its e-invoice.
+        let statement = std::fs::read_to_string(rev.join(format!("statements/{}/{}.html", e[0], e[1]))).unwrap();
+        assert!(statement.contains(&format!("data-number=\"{number}\"")), "statement {}->{}", e[0], e[1]);
         assert_eq!(elem(&xml, "cbc:CustomizationID", 0), Some("urn:cen.eu:en16931:2017"));
         assert_eq!(elem(&xml, "cbc:InvoiceTypeCode", 0), Some("380"));
         assert_eq!(elem(&xml, "cbc:IssueDate", 0), Some("2026-11-05"));

@@ -148,6 +148,11 @@ pub(super) fn statement_page(ctx: &Context, s: &Statement) -> String {
 fn invoice_html(out: &mut String, ctx: &Context, inv: &Invoice) {
     let cur = escape(&inv.currency);
     let _ = write!(out, "<section class=\"invoice\" data-currency=\"{cur}\"><h2>Invoice in {cur}</h2>");
+    if let Some(n) = &inv.number {
+        let n = escape(n);
+        let _ =
+            write!(out, "<p class=\"sub\">E-invoice <span class=\"invoice-number\" data-number=\"{n}\">{n}</span></p>");
+    }
     if inv.lines.is_empty() {
         out.push_str("<p>No lines in this revision.</p>");
     } else {

@@ -138,6 +138,8 @@ struct Correction {
 #[derive(Debug, Clone)]
 struct Invoice {
     currency: String,
+    /// The e-invoice number of a final revision's document, if it has one.
+    number: Option<String>,
     /// The `invoices` table's total (zero for an invoice only corrections name).
     total: Decimal,
     lines: Vec<Line>,
@@ -231,6 +233,7 @@ impl<'a> Prepared<'a> {
                 let invoice =
                     invoices.entry((seller, buyer)).or_default().entry(currency.clone()).or_insert_with(|| Invoice {
                         currency,
+                        number: None,
                         total: Decimal::ZERO,
                         lines: Vec::new(),
                         corrections: Vec::new(),
@@ -381,10 +384,16 @@ fn read_invoices(inputs: &StatementInputs<'_>) -> PolarsResult<ByPair> {
     let inv = &inputs.tables.invoices;
     let (sellers, buyers, currencies) = (texts(inv, "seller_id")?, texts(inv, "buyer_id")?, texts(inv, "currency")?);
     let totals = formats::decimals(inv, "total")?;
+    let numbers = text(inv, "invoice_number")?;
     let mut out: ByPair = BTreeMap::new();
     for i in 0..inv.height() {
-        let invoice =
-            Invoice { currency: currencies[i].clone(), total: totals[i], lines: Vec::new(), corrections: Vec::new() };
+        let invoice = Invoice {
+            currency: currencies[i].clone(),
+            number: numbers[i].clone().filter(|n| !n.is_empty()),
+            total: totals[i],
+            lines: Vec::new(),
+            corrections: Vec::new(),
+        };
         out.entry((sellers[i].clone(), buyers[i].clone())).or_default().insert(currencies[i].clone(), invoice);
     }
     let l = &inputs.tables.invoice_lines;
