@@ -357,6 +357,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         lines: &rated.lines,
         directory: &directory,
         corrections: corrections_df.as_ref().map(|(prev, df)| (*prev, df)),
+        invoices: Some(&tables.invoices),
     })?);
     stages.done("focus", t_focus);
     // Rendered one by one as they are published; the time spent rendering

@@ -49,6 +49,9 @@ pub struct FocusInput<'a, 'd> {
     /// The final revision corrected and the `corrections` frame, if this
     /// revision corrects one.
     pub corrections: Option<(u32, &'a DataFrame)>,
+    /// The revision's `invoices` table, for the e-invoice numbers
+    /// (`x_InvoiceNumber`); `None` where there is none.
+    pub invoices: Option<&'a DataFrame>,
 }
 
 /// One FOCUS row before it becomes columns.
@@ -189,6 +192,24 @@ pub fn focus_frame(input: &FocusInput<'_, '_>) -> PolarsResult<DataFrame> {
     build(input, &rows)
 }
 
+/// The e-invoice number of each (seller, buyer, currency) of an `invoices`
+/// table that has one.
+fn invoice_numbers(invoices: Option<&DataFrame>) -> PolarsResult<BTreeMap<(&str, &str, &str), String>> {
+    let mut out = BTreeMap::new();
+    let Some(df) = invoices else { return Ok(out) };
+    let Ok(numbers) = df.column("invoice_number") else { return Ok(out) };
+    let (s, b, c, n) =
+        (df.column("seller_id")?.str()?, df.column("buyer_id")?.str()?, df.column("currency")?.str()?, numbers.str()?);
+    for i in 0..df.height() {
+        if let (Some(s), Some(b), Some(c), Some(n)) = (s.get(i), b.get(i), c.get(i), n.get(i))
+            && !n.is_empty()
+        {
+            out.insert((s, b, c), n.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 /// The text and decimal columns of a `corrections` frame.
 struct CorrectionColumns {
     text: [StringChunked; 6],
@@ -250,6 +271,13 @@ fn datetime_column(name: &str, ms: i64, n: usize) -> Column {
 
 fn build(input: &FocusInput<'_, '_>, rows: &[Row<'_>]) -> PolarsResult<DataFrame> {
     let n = rows.len();
+    let numbers = invoice_numbers(input.invoices)?;
+    // A line row is part of the e-invoice of its invoice; a correction row
+    // of no single document (the credit note and the new invoice share it).
+    let number_of = |r: &Row<'_>| match r.corrects {
+        None => numbers.get(&(r.seller_id, r.buyer_id, r.currency)).cloned(),
+        Some(_) => None,
+    };
     let (month, revision) = (input.month, input.revision);
     let unit = pricing_unit(input.unit);
     let price_scale = rows
@@ -340,6 +368,7 @@ fn build(input: &FocusInput<'_, '_>, rows: &[Row<'_>]) -> PolarsResult<DataFrame
         Column::new("x_Days".into(), rows.iter().map(|r| r.days).collect::<Vec<_>>()),
         Column::new("x_Revision".into(), vec![revision; n]),
         Column::new("x_CorrectsRevision".into(), rows.iter().map(|r| r.corrects).collect::<Vec<_>>()),
+        Column::new("x_InvoiceNumber".into(), rows.iter().map(number_of).collect::<Vec<_>>()),
     ]);
     DataFrame::new(n, columns)
 }
@@ -442,6 +471,7 @@ mod tests {
             lines,
             directory,
             corrections: None,
+            invoices: None,
         }
     }
 
@@ -479,7 +509,7 @@ mod tests {
         );
         let header = String::from_utf8(files[1].data.clone()).unwrap();
         assert!(
-            header.starts_with("BilledCost,BillingAccountId,") && header.trim_end().ends_with(",x_CorrectsRevision")
+            header.starts_with("BilledCost,BillingAccountId,") && header.trim_end().ends_with(",x_CorrectsRevision,x_InvoiceNumber")
         );
         let back = formats::read_parquet(bytes::Bytes::from(files[0].data.clone())).unwrap();
         assert_eq!(back.width(), header.trim_end().split(',').count());

@@ -258,6 +258,13 @@ fn the_final_example_month_publishes_one_valid_einvoice_per_invoice() {
         let file = format!("einvoices/{}/{number}.xml", e[0]);
         let xml = std::fs::read_to_string(rev.join(&file)).unwrap();
         assert_eq!(elem(&xml, "cbc:ID", 0), Some(number.as_str()));
+        // Every FOCUS row of the invoice's lines names its e-invoice.
+        let focus = project(
+            &rev.join("focus.csv"),
+            &["x_SellerId", "x_BuyerId", "BillingCurrency", "x_InvoiceNumber"].map(String::from),
+        );
+        let rows: Vec<_> = focus.iter().filter(|r| r[..3] == inv[..3]).collect();
+        assert!(!rows.is_empty() && rows.iter().all(|r| &r[3] == number), "focus rows of {}->{}: {rows:?}", e[0], e[1]);
         // The statement of the invoice names its e-invoice.
         let statement = std::fs::read_to_string(rev.join(format!("statements/{}/{}.html", e[0], e[1]))).unwrap();
         assert!(statement.contains(&format!("data-number=\"{number}\"")), "statement {}->{}", e[0], e[1]);
