@@ -509,7 +509,8 @@ mod tests {
         );
         let header = String::from_utf8(files[1].data.clone()).unwrap();
         assert!(
-            header.starts_with("BilledCost,BillingAccountId,") && header.trim_end().ends_with(",x_CorrectsRevision,x_InvoiceNumber")
+            header.starts_with("BilledCost,BillingAccountId,")
+                && header.trim_end().ends_with(",x_CorrectsRevision,x_InvoiceNumber")
         );
         let back = formats::read_parquet(bytes::Bytes::from(files[0].data.clone())).unwrap();
         assert_eq!(back.width(), header.trim_end().split(',').count());

@@ -151,17 +151,24 @@ fn example_month(out: &Path) -> PathBuf {
     latest_revision(out)
 }
 
-/// A final October reprocessed after three changes: a higher reserved
-/// capacity (a `Purchase` correction), a new price on the vendor's contract
-/// with a deal line under it, and a corrected usage export (usage and
-/// minimum lines move). Returns the inputs, the output and the two revisions.
-fn corrected_month() -> (tempfile::TempDir, tempfile::TempDir, PathBuf, PathBuf) {
+/// A copy of the example billed as a final October: the inputs, the
+/// output, the directory and usage folders, and the environment (its clock).
+fn final_example() -> (tempfile::TempDir, tempfile::TempDir, PathBuf, PathBuf, [(&'static str, String); 1]) {
     let inputs = example_copy();
     let out = tempfile::tempdir().unwrap();
     let (dir, usage) = (inputs.path().join("directory"), inputs.path().join("usage"));
     let env = [("CAPBILL_NOW", AFTER.to_owned())];
     let o = capbill_env(&month_args(&dir, &usage, out.path()), &env);
     assert!(o.status.success(), "{}", stderr(&o));
+    (inputs, out, dir, usage, env)
+}
+
+/// A final October reprocessed after three changes: a higher reserved
+/// capacity (a `Purchase` correction), a new price on the vendor's contract
+/// with a deal line under it, and a corrected usage export (usage and
+/// minimum lines move). Returns the inputs, the output and the two revisions.
+fn corrected_month() -> (tempfile::TempDir, tempfile::TempDir, PathBuf, PathBuf) {
+    let (inputs, out, dir, usage, env) = final_example();
     let edit = |file: &str, from: &str, to: &str| crate::util::edit(inputs.path(), file, from, to);
     edit("directory/contracts.csv", "K-DISTA-DP1,dist-a,dp-1,reserved,20,", "K-DISTA-DP1,dist-a,dp-1,reserved,22,");
     edit("directory/contracts.csv", "K-IC-MSPB,ic,msp-b,pay_per_use,,7.99,", "K-IC-MSPB,ic,msp-b,pay_per_use,,7.89,");
@@ -304,12 +311,7 @@ fn a_month_billed_in_tib_prices_tib_months() {
 
 #[test]
 fn a_correction_for_a_customer_gone_from_the_directory_names_it_by_its_id() {
-    let inputs = example_copy();
-    let out = tempfile::tempdir().unwrap();
-    let (dir, usage) = (inputs.path().join("directory"), inputs.path().join("usage"));
-    let env = [("CAPBILL_NOW", AFTER.to_owned())];
-    let o = capbill_env(&month_args(&dir, &usage, out.path()), &env);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (_inputs, out, dir, usage, env) = final_example();
     // cust-x leaves: its contract and entity go, its storage account moves to cust-y.
     let edit = |file: &str, from: &str, to: &str| crate::util::edit(&dir, file, from, to);
     let drop_line = |file: &str, prefix: &str| {
