@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::model::BillingMonth;
@@ -97,6 +98,12 @@ pub enum NotPublished {
         /// The seller's buyers with statements.
         available: String,
     },
+}
+
+/// The SHA-256 of a file's content, lower-case hex: what a manifest lists
+/// for each output and what readers check against it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
 }
 
 /// Where a month stands.

@@ -246,7 +246,7 @@ pub async fn statement(
     };
     let data = out.get(&key).await?;
     let expected = man.outputs.iter().find(|o| o.file == file).map(|o| o.sha256.as_str());
-    if expected != Some(crate::export::Encoded::new(file.clone(), 0, data.to_vec()).sha256.as_str()) {
+    if expected != Some(manifest::sha256_hex(&data).as_str()) {
         return Err(invalid(format!("{} does not match the checksum its manifest lists", out.describe(&key))));
     }
     std::fs::write(path, &data).map_err(|e| {

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quick_xml::events::Event;
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 
 use super::EinvoiceError;
 use crate::formats;
@@ -189,7 +188,7 @@ pub async fn check(store: &Store, month: BillingMonth) -> Result<Checked, Einvoi
             problems.push(format!("{}: missing", d.file));
             continue;
         };
-        if outputs.get(d.file.as_str()) != Some(&hex::encode(Sha256::digest(&xml)).as_str()) {
+        if outputs.get(d.file.as_str()) != Some(&manifest::sha256_hex(&xml).as_str()) {
             problems.push(format!("{}: its SHA-256 is not the manifest's", d.file));
         }
         problems.extend(check_document(d, &xml, &invoices).into_iter().map(|p| format!("{}: {p}", d.file)));

@@ -42,22 +42,9 @@ pub async fn read_previous(store: &Store, month: BillingMonth, revision: u32) ->
         .and_then(|df| lines_by_invoice(&df))
         .map_err(frame(store.describe(&key)))?;
     let key = format!("{prefix}/invoices.parquet");
-    let invoices = formats::read_parquet(store.get(&key).await?).map_err(frame(store.describe(&key)))?;
-    let mut numbers = BTreeMap::new();
-    if invoices.column("invoice_number").is_ok() {
-        let s = |n: &str| invoices.column(n).and_then(|c| c.str().cloned());
-        let cols = (s("seller_id"), s("buyer_id"), s("currency"), s("invoice_number"));
-        let (Ok(seller), Ok(buyer), Ok(currency), Ok(number)) = cols else {
-            let e = polars::prelude::PolarsError::ColumnNotFound("invoices columns".into());
-            return Err(frame(store.describe(&key))(e));
-        };
-        for i in 0..invoices.height() {
-            if let Some(n) = number.get(i).filter(|n| !n.is_empty()) {
-                let k = |c: &polars::prelude::StringChunked| c.get(i).unwrap_or_default().to_owned();
-                numbers.insert((k(&seller), k(&buyer), k(&currency)), n.to_owned());
-            }
-        }
-    }
+    let numbers = formats::read_parquet(store.get(&key).await?)
+        .and_then(|df| crate::export::invoice_numbers(&df))
+        .map_err(frame(store.describe(&key)))?;
     Ok(Previous { numbers, lines })
 }
 

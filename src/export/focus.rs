@@ -192,24 +192,6 @@ pub fn focus_frame(input: &FocusInput<'_, '_>) -> PolarsResult<DataFrame> {
     build(input, &rows)
 }
 
-/// The e-invoice number of each (seller, buyer, currency) of an `invoices`
-/// table that has one.
-fn invoice_numbers(invoices: Option<&DataFrame>) -> PolarsResult<BTreeMap<(&str, &str, &str), String>> {
-    let mut out = BTreeMap::new();
-    let Some(df) = invoices else { return Ok(out) };
-    let Ok(numbers) = df.column("invoice_number") else { return Ok(out) };
-    let (s, b, c, n) =
-        (df.column("seller_id")?.str()?, df.column("buyer_id")?.str()?, df.column("currency")?.str()?, numbers.str()?);
-    for i in 0..df.height() {
-        if let (Some(s), Some(b), Some(c), Some(n)) = (s.get(i), b.get(i), c.get(i), n.get(i))
-            && !n.is_empty()
-        {
-            out.insert((s, b, c), n.to_owned());
-        }
-    }
-    Ok(out)
-}
-
 /// The text and decimal columns of a `corrections` frame.
 struct CorrectionColumns {
     text: [StringChunked; 6],
@@ -271,11 +253,14 @@ fn datetime_column(name: &str, ms: i64, n: usize) -> Column {
 
 fn build(input: &FocusInput<'_, '_>, rows: &[Row<'_>]) -> PolarsResult<DataFrame> {
     let n = rows.len();
-    let numbers = invoice_numbers(input.invoices)?;
+    let numbers = match input.invoices {
+        Some(df) => super::invoice_numbers(df)?,
+        None => BTreeMap::new(),
+    };
     // A line row is part of the e-invoice of its invoice; a correction row
     // of no single document (the credit note and the new invoice share it).
     let number_of = |r: &Row<'_>| match r.corrects {
-        None => numbers.get(&(r.seller_id, r.buyer_id, r.currency)).cloned(),
+        None => numbers.get(&(r.seller_id.to_owned(), r.buyer_id.to_owned(), r.currency.to_owned())).cloned(),
         Some(_) => None,
     };
     let (month, revision) = (input.month, input.revision);

@@ -23,16 +23,15 @@ mod tables;
 use bytes::Bytes;
 use futures::StreamExt;
 use polars::prelude::PolarsError;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::manifest::{Manifest, OutputFile, latest_key, revision_prefix};
+use crate::manifest::{Manifest, OutputFile, latest_key, revision_prefix, sha256_hex};
 use crate::model::BillingMonth;
 use crate::storage::{StorageError, Store};
 
 pub use manifest::{Provenance, manifest};
 pub use statements::{StatementInputs, statements};
-pub use tables::{Billed, SellerTotal, Tables, Totals, encode_table};
+pub use tables::{Billed, SellerTotal, Tables, Totals, encode_table, invoice_numbers};
 
 /// An export failure.
 #[derive(Debug, Error)]
@@ -88,7 +87,7 @@ impl Encoded {
     /// A file of `rows` rows with content `data`, hashed here: on the
     /// encoding thread, not in turn while the files are written.
     pub fn new(file: String, rows: usize, data: Vec<u8>) -> Self {
-        let sha256 = hex::encode(Sha256::digest(&data));
+        let sha256 = sha256_hex(&data);
         Encoded { file, rows, data, sha256 }
     }
 }

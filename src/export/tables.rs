@@ -199,6 +199,25 @@ fn invoices_frame(lines: &DataFrame) -> PolarsResult<DataFrame> {
         .collect()
 }
 
+/// The e-invoice number of each (seller, buyer, currency) of an `invoices`
+/// frame that has one (spec 5.3); none for a frame without the column
+/// (revisions published before it existed).
+pub fn invoice_numbers(
+    invoices: &DataFrame,
+) -> PolarsResult<std::collections::BTreeMap<(String, String, String), String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(numbers) = invoices.column("invoice_number") else { return Ok(out) };
+    let s = |n: &str| invoices.column(n).and_then(|c| c.str().cloned());
+    let (seller, buyer, currency, number) = (s("seller_id")?, s("buyer_id")?, s("currency")?, numbers.str()?);
+    for i in 0..invoices.height() {
+        if let Some(n) = number.get(i).filter(|n| !n.is_empty()) {
+            let k = |c: &StringChunked| c.get(i).unwrap_or_default().to_owned();
+            out.insert((k(&seller), k(&buyer), k(&currency)), n.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 impl Billed {
     /// Fills the `invoices` column `invoice_number` (spec 5.3) from
     /// `numbers` by (seller, buyer, currency); empty for the others.
