@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::http::{Http, url};
+use super::http::{self, Http, url};
 use super::{BucketUsage, CollectError, OwnerKey};
 use crate::config::CollectSettings;
 
@@ -49,10 +49,7 @@ struct Permissions {
 
 /// Every bucket of the cluster.
 pub(super) async fn list(s: &CollectSettings) -> Result<Vec<BucketUsage>, CollectError> {
-    let endpoint = s.endpoint.as_deref().ok_or_else(|| CollectError::Setting {
-        kind: SOURCE,
-        reason: "no admin API endpoint: set `endpoint` under [collect] or CAPBILL_COLLECT_ENDPOINT (e.g. http://127.0.0.1:3903)".to_owned(),
-    })?;
+    let endpoint = http::endpoint(s, SOURCE, "admin API endpoint", "http://127.0.0.1:3903")?;
     if s.token.is_none() {
         return Err(CollectError::Setting {
             kind: SOURCE,

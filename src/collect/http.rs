@@ -85,3 +85,17 @@ pub(super) fn url(source: &'static str, endpoint: &str, path: &str) -> Result<re
         reason: format!("endpoint {endpoint:?} is not a URL such as http://127.0.0.1:3903 ({e})"),
     })
 }
+
+/// The source's `endpoint` setting; its absence is a setting error that
+/// shows what one looks like.
+pub(super) fn endpoint<'a>(
+    s: &'a CollectSettings,
+    source: &'static str,
+    what: &str,
+    example: &str,
+) -> Result<&'a str, CollectError> {
+    s.endpoint.as_deref().ok_or_else(|| CollectError::Setting {
+        kind: source,
+        reason: format!("no {what}: set `endpoint` under [collect] or CAPBILL_COLLECT_ENDPOINT (e.g. {example})"),
+    })
+}

@@ -19,7 +19,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::http::{Http, url};
+use super::http::{self, Http, url};
 use super::{BucketUsage, CollectError};
 use crate::config::CollectSettings;
 
@@ -27,10 +27,7 @@ const SOURCE: &str = "prometheus";
 
 /// Every bucket the endpoint reports.
 pub(super) async fn list(s: &CollectSettings) -> Result<Vec<BucketUsage>, CollectError> {
-    let endpoint = s.endpoint.as_deref().ok_or_else(|| CollectError::Setting {
-        kind: SOURCE,
-        reason: "no metrics URL: set `endpoint` under [collect] or CAPBILL_COLLECT_ENDPOINT (e.g. http://127.0.0.1:9327/metrics)".to_owned(),
-    })?;
+    let endpoint = http::endpoint(s, SOURCE, "metrics URL", "http://127.0.0.1:9327/metrics")?;
     let target = url(SOURCE, endpoint, "")?;
     let body = Http::new(s, SOURCE)?.get(&target).await?;
     let shown = target.as_str().to_owned();

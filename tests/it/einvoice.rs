@@ -521,19 +521,8 @@ fn on_s3_the_documents_are_the_local_ones_and_numbers_are_taken_create_only_in_t
     let config = fixture().join("capbill.toml");
     let mut env = server.env();
     env.push(("CAPBILL_NOW", AFTER.to_owned()));
-    let args = [
-        "run",
-        "--month",
-        "2026-10",
-        "--config",
-        config.to_str().unwrap(),
-        "--directory",
-        "s3://billing/partner-directory",
-        "--usage",
-        "s3://usage-bucket/exports",
-        "--out",
-        "s3://billing/out",
-    ];
+    let mut args = crate::s3::RUN_ARGS.to_vec();
+    args.extend(["--config", config.to_str().unwrap()]);
     ok(capbill_env(&args, &env));
     let local = Month::new();
     ok(local.run(AFTER));
