@@ -85,6 +85,10 @@ pub struct ConfigArgs {
     /// Skip malformed usage records, reporting each as a finding, instead of stopping.
     #[arg(long)]
     pub skip_bad_records: bool,
+    /// Memory the run aims to stay within, in MiB (overrides `[operations] memory_budget_mib`).
+    #[arg(long, env = "CAPBILL_MEMORY_BUDGET_MIB", value_name = "MIB",
+          value_parser = setting::<u64>("CAPBILL_MEMORY_BUDGET_MIB"))]
+    pub memory_budget_mib: Option<u64>,
     /// S3 connection settings of this invocation.
     #[command(flatten)]
     pub s3: S3Args,
@@ -211,6 +215,7 @@ impl ConfigArgs {
             unit: self.unit.map(Into::into),
             daily_method: self.daily_method.map(Into::into),
             skip_bad_records: self.skip_bad_records,
+            memory_budget_mib: self.memory_budget_mib,
             s3: S3Overrides::from(&self.s3),
             collect: CollectOverrides::default(),
         };

@@ -160,6 +160,8 @@ struct RawOperations {
     grace_days: Option<u32>,
     /// Minutes a run's month lock counts before others may take it over; renewed every third of it while the run goes on (default 10).
     lock_ttl_minutes: Option<u32>,
+    /// Memory a run aims to stay within, in MiB (default 1024): see README "Memory".
+    memory_budget_mib: Option<u64>,
 }
 
 /// `[s3]`: connection settings; each can also be set as `CAPBILL_S3_<NAME>`.
@@ -232,6 +234,8 @@ pub struct Overrides {
     pub daily_method: Option<DailyMethod>,
     /// `--skip-bad-records`.
     pub skip_bad_records: bool,
+    /// `--memory-budget-mib` (or `CAPBILL_MEMORY_BUDGET_MIB`).
+    pub memory_budget_mib: Option<u64>,
     /// `CAPBILL_S3_*` (or `--s3-*`).
     pub s3: S3Overrides,
     /// `CAPBILL_COLLECT_*` (or `--source`).
@@ -438,6 +442,8 @@ pub struct Config {
     pub grace_days: u32,
     /// How long a month lock counts.
     pub lock_ttl: chrono::Duration,
+    /// Bytes of memory a run aims to stay within.
+    pub memory_budget: u64,
     /// The share a currency total may drop against the previous month before a finding.
     pub total_drop_share: Option<Decimal>,
     /// How `capbill collect` reads the storage system.
@@ -445,6 +451,12 @@ pub struct Config {
     /// E-invoicing settings; `None`: no documents, no invoice numbers.
     pub invoicing: Option<Invoicing>,
 }
+
+/// The memory budget of a run unless `memory_budget_mib` says otherwise: 1 GiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+/// The smallest memory budget a run accepts, in MiB.
+const MIN_MEMORY_BUDGET_MIB: u64 = 64;
 
 impl Config {
     /// Reads `path` (or [`DEFAULT_CONFIG`] if it exists) and applies the
@@ -502,6 +514,16 @@ impl Config {
             collect: collect_settings(raw.collect, &overrides.collect)?,
             grace_days: raw.operations.grace_days.unwrap_or(3),
             lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(10).max(1))),
+            memory_budget: match overrides.memory_budget_mib.or(raw.operations.memory_budget_mib) {
+                None => DEFAULT_MEMORY_BUDGET,
+                Some(mib) if (MIN_MEMORY_BUDGET_MIB..=1 << 30).contains(&mib) => mib << 20,
+                Some(mib) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "memory_budget_mib",
+                        reason: format!("{mib} MiB: give at least {MIN_MEMORY_BUDGET_MIB}"),
+                    });
+                }
+            },
             total_drop_share: match (raw.alerts.total_drop_check.unwrap_or(true), raw.alerts.total_drop_share) {
                 (false, _) => None,
                 (true, Some(s)) if s < Decimal::ZERO || s > Decimal::ONE => {

@@ -103,6 +103,7 @@ impl Error {
             Error::Collect(collect::CollectError::Encode(_)) => exit::INTERNAL,
             Error::Collect(e) if e.retry_may_help() => exit::INFRASTRUCTURE,
             Error::Collect(_) => exit::INVALID_INPUT,
+            Error::Meter(meter::MeterError::Spill { .. }) => exit::INFRASTRUCTURE,
             Error::Meter(_) => exit::INTERNAL,
             // Validated input cannot overflow rating (see the directory's
             // bounds): reaching this is a bug, not input to fix.

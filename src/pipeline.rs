@@ -43,6 +43,8 @@ pub struct RunReport {
     pub stages: StageTimes,
     /// Usage records read (of the month).
     pub records: usize,
+    /// Bytes of usage records spilled to local disk while their days were open.
+    pub spilled_bytes: u64,
 }
 
 /// One month to bill.
@@ -208,7 +210,9 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // which reduces every day to daily values as soon as the day is complete.
     let t = Instant::now();
     let meter_opts = MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method };
-    let mut day_meter = meter::DayMeter::new(meter_opts);
+    // A quarter of the memory budget for the records of open days; beyond
+    // it they wait on local disk until their day closes.
+    let mut day_meter = meter::DayMeter::new(meter_opts).spill_above(config.memory_budget / 4);
     // Account ids, in the order accounts are read; metering adds the
     // directory's accounts that have no records.
     let mut accounts = Interner::default();
@@ -218,7 +222,12 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     let usage = ingest::ingest(
         &usage_store,
         plan,
-        IngestOptions { month, skip_bad_records: config.rules.skip_bad_records, concurrency: config.s3.concurrency },
+        IngestOptions {
+            month,
+            skip_bad_records: config.rules.skip_bad_records,
+            concurrency: config.s3.concurrency,
+            memory_budget: config.memory_budget,
+        },
         &mut accounts,
         |batch| {
             let t = Instant::now();
@@ -259,12 +268,14 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     let records_in = usage.records;
     let metered = day_meter.finish(&directory, accounts, &rate::uncontracted_days(&directory, month))?;
     let elapsed_ms = stages.done("meter", t);
+    let spilled_bytes = metered.spilled_bytes;
     tracing::info!(
         stage = "meter",
         elapsed_ms,
         rows_in = records_in,
         rows_out = metered.account_days,
         accounts = metered.account_usage.height(),
+        spilled_bytes = metered.spilled_bytes,
         "usage metered"
     );
 
@@ -427,5 +438,6 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         corrections,
         stages,
         records: records_in,
+        spilled_bytes,
     })))
 }

@@ -577,6 +577,7 @@ mod tests {
             daily_usage: Default::default(),
             uncontracted: Vec::new(),
             findings: Vec::new(),
+            spilled_bytes: 0,
         }
     }
 

@@ -112,6 +112,13 @@ fn published(r: &RunReport) -> String {
         let _ = write!(s, ", {} records outside the month", m.usage.records_outside_month);
     }
     s.push('\n');
+    if r.spilled_bytes > 0 {
+        let _ = writeln!(
+            s,
+            "  {} MiB of usage records spilled to local disk while their days were open (memory_budget_mib)",
+            r.spilled_bytes.div_ceil(1 << 20)
+        );
+    }
     let _ = writeln!(s, "  totals per seller:");
     for t in &r.totals.per_seller {
         let _ = writeln!(s, "    {:<24} {:>14} {}", t.seller_id, t.total, t.currency);

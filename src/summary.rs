@@ -42,6 +42,9 @@ pub struct MonthSummary {
     pub records_outside_month: u64,
     /// Usage objects not read because their key names another month.
     pub pruned_objects: usize,
+    /// Bytes of usage records spilled to local disk while their days were
+    /// open (the memory budget was too small to hold them); 0 otherwise.
+    pub spilled_bytes: u64,
     /// Row counts and findings by kind (published runs).
     pub counts: Option<Counts>,
     /// Totals per currency (published runs).
@@ -63,6 +66,7 @@ impl From<&Outcome> for MonthSummary {
             bytes_read: 0,
             records_outside_month: 0,
             pruned_objects: 0,
+            spilled_bytes: 0,
             counts: None,
             totals: Vec::new(),
             corrections: None,
@@ -81,6 +85,7 @@ impl From<&Outcome> for MonthSummary {
                     bytes_read: m.usage.objects.iter().map(|o| o.size).sum(),
                     records_outside_month: m.usage.records_outside_month,
                     pruned_objects: m.usage.pruned_objects,
+                    spilled_bytes: r.spilled_bytes,
                     counts: Some(m.counts.clone()),
                     totals: m.totals.clone(),
                     corrections: r.corrections.map(|(_, n)| n),

@@ -10,7 +10,9 @@
 use futures::StreamExt;
 use polars::prelude::DataFrame;
 
-use super::sink::RecordSink;
+use std::sync::Arc;
+
+use super::sink::{Bounds, RecordSink};
 use super::{Batch, IngestError, IngestOptions, Ingested, Plan, parquet, partner_api, prune, text};
 use crate::formats::Format;
 use crate::model::{Day, Finding, Interner};
@@ -37,24 +39,10 @@ pub async fn ingest<E: From<IngestError>>(
     mut consume: impl FnMut(Batch) -> Result<(), E>,
 ) -> Result<Ingested, E> {
     let Plan { objects: listed, mut findings, pruned } = plan;
-    let mut order: Vec<(u32, ObjectMeta, Format, Option<Day>)> = listed
-        .into_iter()
-        .enumerate()
-        .map(|(seq, (meta, format))| {
-            let day = match prune::key_date(&meta.key) {
-                Some(prune::KeyDate::Day(d)) => Some(d),
-                _ => None,
-            };
-            (seq as u32, meta, format, day)
-        })
-        .collect();
-    order.sort_by_key(|(seq, _, _, day)| (day.unwrap_or(Day::MIN), *seq));
-    let complete_before = complete_before(&order.iter().map(|o| o.3).collect::<Vec<_>>());
-    let objects_in_key_order = {
-        let mut v: Vec<(u32, ObjectMeta)> = order.iter().map(|(s, m, _, _)| (*s, m.clone())).collect();
-        v.sort_by_key(|(s, _)| *s);
-        v.into_iter().map(|(_, m)| m).collect::<Vec<_>>()
-    };
+    let objects_in_key_order: Vec<ObjectMeta> = listed.iter().map(|(meta, _)| meta.clone()).collect();
+    let mut order = pieces(store, listed, opts).await?;
+    order.sort_by_key(|p| (p.bounds.first_day(), p.seq, p.part.as_ref().map_or(0, |r| r.groups.start)));
+    let complete_before = complete_before(&order.iter().map(|p| p.bounds.first_day()).collect::<Vec<_>>());
 
     // Objects are fetched `concurrency` at a time and parsed on up to
     // `parsers` blocking threads; results are consumed in order.
@@ -64,35 +52,42 @@ pub async fn ingest<E: From<IngestError>>(
     // size. Their share of the budget is taken in key order, so the first
     // object waiting always gets it, and given back once it is parsed, when
     // its buffer is kept to read a later object into.
-    let budget = &tokio::sync::Semaphore::new(FETCH_AHEAD_KIB as usize);
+    let fetch_ahead_kib = u32::try_from(opts.fetch_ahead() / 1024).unwrap_or(u32::MAX).max(1);
+    let budget = &tokio::sync::Semaphore::new(fetch_ahead_kib as usize);
     let spare = &std::sync::Mutex::new(Vec::new());
     let mut parsed = futures::stream::iter(order.into_iter().enumerate())
-        .then(|(i, (seq, meta, format, day))| async move {
-            let share = u32::try_from(meta.size.div_ceil(1024)).unwrap_or(u32::MAX).min(FETCH_AHEAD_KIB);
+        .then(|(i, piece)| async move {
+            let size = piece.part.as_ref().map_or(piece.meta.size, |p| p.bytes.end - p.bytes.start);
+            let share = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).min(fetch_ahead_kib);
             let held = budget.acquire_many(share).await.expect("the budget is never closed");
-            (i, seq, meta, format, day, held)
+            (i, piece, held)
         })
-        .map(|(i, seq, meta, format, day, held)| async move {
+        .map(|(i, piece, held)| async move {
             let buf = spare.lock().expect("never poisoned").pop().unwrap_or_default();
-            let data = store.get_into(&meta.key, buf).await;
-            (i, seq, meta, format, day, data, held)
+            let data = match &piece.part {
+                Some(part) => store.get_range(&piece.meta.key, part.bytes.clone(), &piece.meta.etag, buf).await,
+                None => store.get_into(&piece.meta.key, buf).await,
+            };
+            (i, piece, data, held)
         })
         .buffered(opts.concurrency.max(1))
-        .map(|(i, seq, meta, format, day, data, held)| async move {
+        .map(|(i, piece, data, held)| async move {
             let parsed = match data {
                 Ok(data) => {
-                    let key = meta.key.clone();
-                    let (parsed, data) =
-                        tokio::task::spawn_blocking(move || (parse(&data, format, key, day, opts), data))
-                            .await
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+                    let key = piece.meta.key.clone();
+                    let (bounds, part) = (piece.bounds, piece.part.clone());
+                    let (parsed, data) = tokio::task::spawn_blocking(move || {
+                        (parse(&data, piece.format, key, bounds, part.as_deref(), opts), data)
+                    })
+                    .await
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
                     spare.lock().expect("never poisoned").extend(crate::storage::recycle(data));
                     parsed
                 }
                 Err(e) => Err(IngestError::from(e)),
             };
             drop(held);
-            (i, seq, meta, parsed)
+            (i, piece.seq, piece.meta, parsed)
         })
         .buffered(parsers)
         .boxed();
@@ -116,41 +111,117 @@ pub async fn ingest<E: From<IngestError>>(
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
-/// For objects in streaming order, given the day folder of each (`None`
-/// first, then by day), the day before which no object after each one can
-/// add records: `complete_before[i]` is the first day objects `i+1..` may
-/// still touch. A day folder D may hold records of D−1 (a record at
-/// midnight, or the day before's export written after midnight), so the
-/// next object's day minus one stays open; after an object without a day
-/// folder (which may hold any day) nothing is complete; after the last
-/// object everything is.
-fn complete_before(days: &[Option<Day>]) -> Vec<Day> {
-    let mut complete = vec![Day::MAX; days.len()];
-    for (i, next) in days.iter().enumerate().skip(1) {
-        complete[i - 1] = next.map_or(Day::MIN, |d| d - 1);
+/// For pieces in streaming order (by the first day each may hold), that
+/// first day of each: `complete_before[i]` is the first day pieces `i+1..`
+/// may still touch, the next one's. A day folder D may hold records of D−1
+/// (a record at midnight, or the day before's export written after
+/// midnight), so its first day is D−1; an object without a day folder or
+/// statistics may hold any day, so nothing is complete before it is read;
+/// after the last piece everything is.
+fn complete_before(first_days: &[Day]) -> Vec<Day> {
+    let mut complete = vec![Day::MAX; first_days.len()];
+    for (i, &next) in first_days.iter().enumerate().skip(1) {
+        complete[i - 1] = next;
     }
     complete
 }
 
-/// Most KiB of objects fetched and not yet parsed, unless one object alone
-/// is larger. Four 250 MB partner API exports: two being parsed, two read
-/// ahead. More only costs memory: reading ahead is for waiting on S3, not for
-/// keeping objects that parsers cannot take yet.
-const FETCH_AHEAD_KIB: u32 = 1 << 20;
+/// One read: a whole object, or some row groups of a Parquet object.
+struct Piece {
+    /// The object's position in key order.
+    seq: u32,
+    meta: ObjectMeta,
+    format: Format,
+    /// The days its records may fall on.
+    bounds: Bounds,
+    /// The row groups read, when not the whole object.
+    part: Option<Arc<parquet::RowGroups>>,
+}
+
+/// The plan's objects as the pieces they are read in, in key order.
+///
+/// A Parquet object without a day folder, or larger than a piece, is read
+/// in runs of row groups of about a piece each, whose days the footer's
+/// statistics tell: an export of a whole month, or files named by day in
+/// one folder, are then streamed by day like day folders, and never held
+/// whole. Every other object (and a Parquet object whose time column has
+/// no statistics) is one piece.
+async fn pieces(
+    store: &Store,
+    listed: Vec<(ObjectMeta, Format)>,
+    opts: IngestOptions,
+) -> Result<Vec<Piece>, IngestError> {
+    let piece_bytes = opts.piece_bytes();
+    let split = futures::stream::iter(listed.into_iter().enumerate().map(|(seq, (meta, format))| async move {
+        let seq = seq as u32;
+        let folder = match prune::key_date(&meta.key) {
+            Some(prune::KeyDate::Day(d)) => Some(d),
+            _ => None,
+        };
+        if format != Format::Parquet || (folder.is_some() && meta.size <= piece_bytes) {
+            return Ok(vec![Piece {
+                seq,
+                bounds: folder.map_or(Bounds::Any, Bounds::Folder),
+                part: None,
+                meta,
+                format,
+            }]);
+        }
+        let parts = footer(store, &meta).await?.and_then(|m| parquet::split(&m, meta.size, piece_bytes));
+        // Pieces of a day folder must keep to its days; if they do not, the
+        // object is read whole, and its records outside them are reported.
+        let within = |p: &parquet::RowGroups| folder.is_none_or(|d| p.days.0 >= d - 1 && p.days.1 <= d + 1);
+        match parts {
+            Some(parts) if !parts.is_empty() && parts.iter().all(within) => Ok(parts
+                .into_iter()
+                .map(|p| Piece {
+                    seq,
+                    meta: meta.clone(),
+                    format,
+                    bounds: Bounds::Statistics(p.days.0, p.days.1),
+                    part: Some(Arc::new(p)),
+                })
+                .collect()),
+            _ => Ok(vec![Piece { seq, bounds: folder.map_or(Bounds::Any, Bounds::Folder), part: None, meta, format }]),
+        }
+    }))
+    .buffered(opts.concurrency.max(1))
+    .collect::<Vec<Result<Vec<Piece>, IngestError>>>()
+    .await;
+    let mut pieces = Vec::new();
+    for p in split {
+        pieces.extend(p?);
+    }
+    Ok(pieces)
+}
+
+/// The footer of a Parquet object (`None` if it is not one; the reader
+/// then says why).
+async fn footer(
+    store: &Store,
+    meta: &ObjectMeta,
+) -> Result<Option<Arc<::parquet::file::metadata::ParquetMetaData>>, IngestError> {
+    let tail = |n: u64| store.get_range(&meta.key, meta.size - n.min(meta.size)..meta.size, &meta.etag, Vec::new());
+    match parquet::footer(&tail(parquet::FOOTER_GUESS).await?, meta.size) {
+        Ok(metadata) => Ok(metadata),
+        Err(needed) => Ok(parquet::footer(&tail(needed).await?, meta.size).unwrap_or(None)),
+    }
+}
 
 /// Most objects parsed at once: each holds its decoded records until it is
 /// handed on, so more parsers cost memory without adding much speed.
 const MAX_PARSERS: usize = 4;
 
-/// Parses one object (on a blocking thread) into a sink of its records.
+/// Parses one piece (on a blocking thread) into a sink of its records.
 fn parse(
     data: &bytes::Bytes,
     format: Format,
     key: String,
-    day: Option<Day>,
+    bounds: Bounds,
+    part: Option<&parquet::RowGroups>,
     opts: IngestOptions,
 ) -> Result<RecordSink, IngestError> {
-    let mut sink = RecordSink::new(key, day, opts);
+    let mut sink = RecordSink::new(key, bounds, opts);
     match format {
         Format::Csv => text::read_csv(data.clone(), &mut sink),
         Format::JsonLines => text::read_json_lines(data, &mut sink),
@@ -161,7 +232,10 @@ fn parse(
                 text::read_json_lines(data, &mut sink)
             }
         }
-        Format::Parquet => parquet::read(data.clone(), &mut sink),
+        Format::Parquet => match part {
+            Some(part) => parquet::read_part(data.clone(), part, &mut sink),
+            None => parquet::read(data.clone(), &mut sink),
+        },
     }?;
     Ok(sink)
 }
@@ -191,12 +265,13 @@ pub fn parse_object(
     month: crate::model::BillingMonth,
     skip_bad_records: bool,
 ) -> Result<ParsedObject, IngestError> {
-    let day = match prune::key_date(key) {
-        Some(prune::KeyDate::Day(d)) => Some(d),
-        _ => None,
+    let bounds = match prune::key_date(key) {
+        Some(prune::KeyDate::Day(d)) => Bounds::Folder(d),
+        _ => Bounds::Any,
     };
-    let opts = IngestOptions { month, skip_bad_records, concurrency: 1 };
-    let sink = parse(&data, format, key.to_owned(), day, opts)?;
+    let opts =
+        IngestOptions { month, skip_bad_records, concurrency: 1, memory_budget: crate::config::DEFAULT_MEMORY_BUDGET };
+    let sink = parse(&data, format, key.to_owned(), bounds, None, opts)?;
     let outside_month = sink.outside;
     let (days, findings) = sink.finish(0, &mut Interner::default(), &mut Interner::default())?;
     Ok(ParsedObject { records: days.iter().map(DataFrame::height).sum(), outside_month, findings })
@@ -215,15 +290,15 @@ mod tests {
     fn a_day_stays_open_while_a_later_folder_may_hold_it() {
         // October: a month folder, then the day folders of Sep 30, Oct 1,
         // Oct 30, Oct 31 and Nov 1 (which may hold Oct 31 records).
-        let days = [
-            None,
-            Some(day("2026-09-30")),
-            Some(day("2026-10-01")),
-            Some(day("2026-10-30")),
-            Some(day("2026-10-31")),
-            Some(day("2026-11-01")),
+        let bounds = [
+            Bounds::Any,
+            Bounds::Folder(day("2026-09-30")),
+            Bounds::Folder(day("2026-10-01")),
+            Bounds::Folder(day("2026-10-30")),
+            Bounds::Folder(day("2026-10-31")),
+            Bounds::Folder(day("2026-11-01")),
         ];
-        let c = complete_before(&days);
+        let c = complete_before(&bounds.map(Bounds::first_day));
         // Nothing is complete while objects of any day may follow.
         assert_eq!(c[0], day("2026-09-29"));
         // Oct 1 stays open after Sep 30's folder (which may hold it): Oct
@@ -237,17 +312,40 @@ mod tests {
         assert_eq!(c[5], Day::MAX);
         // Each day stays open until every folder that may hold it is read.
         for (i, &cb) in c.iter().enumerate() {
-            for later in days[i + 1..].iter().flatten() {
-                // Day `later - 1` is still open: it is not before `cb`.
-                assert!(cb < *later, "object {i} closes day {} before the folder of day {later} is read", later - 1);
+            for later in &bounds[i + 1..] {
+                if let Bounds::Folder(later) = later {
+                    // Day `later - 1` is still open: it is not before `cb`.
+                    assert!(
+                        cb < *later,
+                        "object {i} closes day {} before the folder of day {later} is read",
+                        later - 1
+                    );
+                }
             }
         }
     }
 
     #[test]
+    fn statistics_close_a_day_as_soon_as_no_later_piece_starts_before_it() {
+        // Row groups of a month export (no folder): Oct 1–2, Oct 2, Oct 3.
+        let bounds = [
+            Bounds::Statistics(day("2026-10-01"), day("2026-10-02")),
+            Bounds::Statistics(day("2026-10-02"), day("2026-10-02")),
+            Bounds::Statistics(day("2026-10-03"), day("2026-10-03")),
+        ];
+        let c = complete_before(&bounds.map(Bounds::first_day));
+        assert_eq!(c, [day("2026-10-02"), day("2026-10-03"), Day::MAX]);
+    }
+
+    #[test]
     fn nothing_is_complete_before_the_objects_without_a_day() {
-        assert_eq!(complete_before(&[None, None, Some(day("2026-10-05"))]), [Day::MIN, day("2026-10-04"), Day::MAX]);
+        let first = |b: &[Bounds]| b.iter().map(|b| b.first_day()).collect::<Vec<_>>();
+        let d5 = day("2026-10-05");
+        assert_eq!(
+            complete_before(&first(&[Bounds::Any, Bounds::Any, Bounds::Folder(d5)])),
+            [Day::MIN, day("2026-10-04"), Day::MAX]
+        );
         assert_eq!(complete_before(&[]), Vec::<Day>::new());
-        assert_eq!(complete_before(&[Some(day("2026-10-05"))]), [Day::MAX]);
+        assert_eq!(complete_before(&first(&[Bounds::Folder(d5)])), [Day::MAX]);
     }
 }

@@ -135,6 +135,26 @@ pub struct IngestOptions {
     pub skip_bad_records: bool,
     /// Objects fetched at once.
     pub concurrency: usize,
+    /// Bytes of memory the run aims to stay within (`memory_budget_mib`):
+    /// half of it for objects fetched and being parsed, a thirty-second per
+    /// piece of a large Parquet object (metering takes a quarter for the
+    /// records of open days).
+    pub memory_budget: u64,
+}
+
+impl IngestOptions {
+    /// Bytes of objects fetched and not yet parsed, unless one object alone
+    /// is larger: at the default, two partner API exports of 250 MB, one
+    /// for each parser of a 2-core machine. Reading ahead is for waiting on
+    /// S3, not for keeping objects that parsers cannot take yet.
+    pub(crate) fn fetch_ahead(&self) -> u64 {
+        self.memory_budget / 2
+    }
+
+    /// Bytes of a Parquet object read at once when it is read in pieces.
+    pub(crate) fn piece_bytes(&self) -> u64 {
+        (self.memory_budget / 32).max(1 << 20)
+    }
 }
 
 /// The columns of a record frame, in order: account and bucket ids

@@ -34,12 +34,16 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, Length};
+use std::ops::Range;
 
 use super::IngestError;
 use super::sink::{RecordSink, US_PER_DAY};
 use super::text::{layout_of, parse_bytes, parse_instant};
 use crate::formats::{Damaged, decoding};
-use crate::model::Interner;
+use crate::model::{Day, Interner};
 
 /// Rows decoded at once: large enough that a row group's dictionary is
 /// mapped to ids once, small enough to bound the decoded columns' memory.
@@ -67,6 +71,30 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
     let object = sink.object().to_owned();
     let unparsable = |source: Damaged| IngestError::Unparsable { object: object.clone(), source };
     let meta = decoding(|| ArrowReaderMetadata::load(&data, ArrowReaderOptions::new())).map_err(unparsable)?;
+    read_with(data, meta, None, sink)
+}
+
+/// Reads the row groups `part` names from `data`, the object's bytes
+/// `part.bytes` (fetched on their own), numbering rows as in the whole object.
+pub(crate) fn read_part(data: Bytes, part: &RowGroups, sink: &mut RecordSink) -> Result<(), IngestError> {
+    let object = sink.object().to_owned();
+    let unparsable = |source: Damaged| IngestError::Unparsable { object: object.clone(), source };
+    let meta = decoding(|| ArrowReaderMetadata::try_new(part.metadata.clone(), ArrowReaderOptions::new()))
+        .map_err(unparsable)?;
+    let window = Window { start: part.bytes.start, data, len: part.size };
+    read_with(window, meta, Some(part), sink)
+}
+
+/// Decodes the usage columns of `input` (of the row groups of `part`, or
+/// all of them) into the sink.
+fn read_with<R: ChunkReader + 'static>(
+    input: R,
+    meta: ArrowReaderMetadata,
+    part: Option<&RowGroups>,
+    sink: &mut RecordSink,
+) -> Result<(), IngestError> {
+    let object = sink.object().to_owned();
+    let unparsable = |source: Damaged| IngestError::Unparsable { object: object.clone(), source };
     let schema = meta.schema().clone();
     let layout = layout_of(schema.fields().iter().map(|f| f.name().as_str())).map_err(|r| sink.layout(r))?;
     let time = layout.time;
@@ -115,10 +143,14 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         .collect();
     let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
     let mut reader = decoding(|| {
-        ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta)
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
             .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
+            .with_batch_size(BATCH_ROWS);
+        match part {
+            Some(part) => builder.with_row_groups(part.groups.clone().collect()),
+            None => builder,
+        }
+        .build()
     })
     .map_err(unparsable)?;
 
@@ -127,7 +159,7 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
     let mut times = DictionaryTimes::default();
     let mut byte_texts = PerEntry::default();
     let no_bucket = sink.buckets.id("");
-    let mut offset = 0;
+    let mut offset = part.map_or(0, |p| p.first_row);
     while let Some(batch) = decoding(|| reader.next().transpose()).map_err(unparsable)? {
         let n = batch.num_rows();
         let column = |name: &str| batch.column_by_name(name).expect("projected").clone();
@@ -159,6 +191,168 @@ pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError
         offset += n;
     }
     Ok(())
+}
+
+/// Some row groups of one Parquet object, read on their own: what a large
+/// object or one without a day folder is split into, so that its records
+/// are handed on as they are read and the days they fall on can be told
+/// from the footer alone.
+#[derive(Debug, Clone)]
+pub(crate) struct RowGroups {
+    /// The object's footer.
+    pub(crate) metadata: Arc<ParquetMetaData>,
+    /// The object's size in bytes.
+    pub(crate) size: u64,
+    /// Row groups read, in file order.
+    pub(crate) groups: Range<usize>,
+    /// Rows of the object before the first of them.
+    pub(crate) first_row: usize,
+    /// The object's bytes that hold them.
+    pub(crate) bytes: Range<u64>,
+    /// The first and last day their records fall on, from the statistics
+    /// of the time column (the sink holds records to it).
+    pub(crate) days: (Day, Day),
+}
+
+/// Bytes read from the end of a Parquet object for its footer, in one
+/// request: a footer rarely needs more (one more request reads the rest).
+pub(crate) const FOOTER_GUESS: u64 = 64 << 10;
+
+/// The footer of a Parquet object of `size` bytes from its last bytes
+/// `tail`: `Ok(None)` if it cannot be parsed (the reader then reports the
+/// object as it is), `Err(n)` if the footer needs the last `n` bytes.
+pub(crate) fn footer(tail: &Bytes, size: u64) -> Result<Option<Arc<ParquetMetaData>>, u64> {
+    let mut reader = ParquetMetaDataReader::new();
+    match decoding(|| reader.try_parse_sized(tail, size)) {
+        Ok(()) => Ok(decoding(|| reader.finish()).ok().map(Arc::new)),
+        Err(e) => match e.downcast_ref::<ParquetError>() {
+            Some(&ParquetError::NeedMoreData(n)) if n as u64 <= size && n as u64 > tail.len() as u64 => Err(n as u64),
+            _ => Ok(None),
+        },
+    }
+}
+
+/// Splits an object's row groups into runs of about `piece_bytes`, each
+/// with the days its records fall on. `None` when the days cannot be told
+/// from the footer: the time column is text, or a row group has no
+/// minimum and maximum for it; the object is then read whole.
+pub(crate) fn split(metadata: &Arc<ParquetMetaData>, size: u64, piece_bytes: u64) -> Option<Vec<RowGroups>> {
+    let schema = metadata.file_metadata().schema_descr();
+    let names = schema.root_schema().get_fields().iter().map(|f| f.name());
+    let layout = layout_of(names).ok()?;
+    let time = schema.columns().iter().position(|c| c.path().parts() == [layout.time])?;
+    let statistic = TimeStatistic::of(schema.column(time).as_ref())?;
+    let mut pieces: Vec<RowGroups> = Vec::new();
+    let mut first_row = 0;
+    for (i, group) in metadata.row_groups().iter().enumerate() {
+        let rows = usize::try_from(group.num_rows()).ok()?;
+        let stats = group.column(time).statistics();
+        let days = match stats.and_then(|s| Some((s.min_bytes_opt()?, s.max_bytes_opt()?))) {
+            Some((min, max)) => (statistic.day(min)?, statistic.day(max)?),
+            None if rows == 0 => (Day::MAX, Day::MIN),
+            None => return None,
+        };
+        let bytes = group
+            .columns()
+            .iter()
+            .map(|c| c.byte_range())
+            .fold((u64::MAX, 0), |(lo, hi), (start, len)| (lo.min(start), hi.max(start.saturating_add(len))));
+        let bytes = bytes.0.min(bytes.1)..bytes.1;
+        match pieces.last_mut() {
+            Some(p) if p.bytes.end == bytes.start && bytes.end - p.bytes.start <= piece_bytes => {
+                p.groups.end = i + 1;
+                p.bytes.end = bytes.end;
+                p.days = (p.days.0.min(days.0), p.days.1.max(days.1));
+            }
+            _ => pieces.push(RowGroups { metadata: metadata.clone(), size, groups: i..i + 1, first_row, bytes, days }),
+        }
+        first_row += rows;
+    }
+    // Pieces of empty row groups only hold no day.
+    pieces.retain(|p| p.days.0 <= p.days.1);
+    Some(pieces)
+}
+
+/// How the statistics of a time column are read: Parquet stores them
+/// little-endian, as INT32 days (a date) or INT64 ticks (a timestamp).
+#[derive(Debug, Clone, Copy)]
+enum TimeStatistic {
+    /// Days since the epoch.
+    Days,
+    /// Ticks since the epoch, this many a day.
+    Ticks(i128),
+}
+
+impl TimeStatistic {
+    /// How `column`'s statistics give days, as the reader decodes its
+    /// values; `None` for types whose statistics capbill does not read
+    /// (text, INT96).
+    fn of(column: &parquet::schema::types::ColumnDescriptor) -> Option<TimeStatistic> {
+        use parquet::basic::{ConvertedType, LogicalType, TimeUnit as Unit, Type};
+        const MS: i128 = 86_400_000;
+        match (column.physical_type(), column.logical_type_ref(), column.converted_type()) {
+            (Type::INT32, Some(LogicalType::Date), _) | (Type::INT32, None, ConvertedType::DATE) => {
+                Some(TimeStatistic::Days)
+            }
+            (Type::INT64, Some(LogicalType::Timestamp(t)), _) => Some(TimeStatistic::Ticks(match t.unit {
+                Unit::MILLIS => MS,
+                Unit::MICROS => MS * 1_000,
+                Unit::NANOS => MS * 1_000_000,
+            })),
+            (Type::INT64, None, ConvertedType::TIMESTAMP_MILLIS) => Some(TimeStatistic::Ticks(MS)),
+            (Type::INT64, None, ConvertedType::TIMESTAMP_MICROS) => Some(TimeStatistic::Ticks(MS * 1_000)),
+            _ => None,
+        }
+    }
+
+    /// The day of a statistic's value.
+    fn day(self, value: &[u8]) -> Option<Day> {
+        let days = match self {
+            TimeStatistic::Days => i128::from(i32::from_le_bytes(value.try_into().ok()?)),
+            TimeStatistic::Ticks(per_day) => i128::from(i64::from_le_bytes(value.try_into().ok()?)).div_euclid(per_day),
+        };
+        Day::try_from(days).ok()
+    }
+}
+
+/// The bytes of an object that hold some of its row groups, as a reader
+/// of the whole object: arrow-rs asks only for the column chunks of the
+/// row groups it reads, which all lie in the window.
+struct Window {
+    /// Offset of `data` in the object.
+    start: u64,
+    data: Bytes,
+    /// The object's size.
+    len: u64,
+}
+
+impl Length for Window {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for Window {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        let rest = self.data.len() as u64 - start.saturating_sub(self.start).min(self.data.len() as u64);
+        Ok(self.get_bytes(start, rest as usize)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let from = start.checked_sub(self.start).and_then(|o| usize::try_from(o).ok());
+        let to = from.and_then(|f| f.checked_add(length));
+        match (from, to) {
+            (Some(from), Some(to)) if from <= to && to <= self.data.len() => Ok(self.data.slice(from..to)),
+            _ => Err(ParquetError::General(format!(
+                "bytes {start}..+{length} are outside the row groups read ({}..{})",
+                self.start,
+                self.start + self.data.len() as u64
+            ))),
+        }
+    }
 }
 
 /// Malformed values found while decoding a batch: (row index, field, reason).
@@ -369,6 +563,7 @@ fn byte_counts(column: &ArrayRef, texts: &mut PerEntry<Result<u64, String>>, bad
 mod tests {
     use super::*;
     use crate::ingest::IngestOptions;
+    use crate::ingest::sink::Bounds;
     use crate::model::{BillingMonth, Finding, col};
     use arrow_array::{Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
     use polars::prelude::DataFrame;
@@ -421,13 +616,111 @@ mod tests {
         assert_eq!(named_records(plain), expected);
     }
 
+    /// 6 hourly records a day on Oct 2, 3 and 4 in row groups of 4 rows,
+    /// bytes numbering the rows, timestamps in `unit`.
+    fn three_days(text_time: bool) -> Bytes {
+        let hours: Vec<i64> = (0..18).map(|i| OCT2_MS + (i / 6) * 86_400_000 + (i % 6) * 3_600_000).collect();
+        let time: ArrayRef = if text_time {
+            let text: Vec<String> =
+                hours.iter().map(|ms| chrono::DateTime::from_timestamp_millis(*ms).unwrap().to_rfc3339()).collect();
+            Arc::new(StringArray::from(text))
+        } else {
+            Arc::new(TimestampMillisecondArray::from(hours).with_timezone("UTC"))
+        };
+        let groups = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(4));
+        parquet_with(
+            vec![
+                ("storage_account_id", Arc::new(StringArray::from(vec!["sa-1"; 18])) as ArrayRef),
+                ("timestamp", time),
+                ("bytes", Arc::new(Int64Array::from((1..=18).collect::<Vec<_>>()))),
+            ],
+            Some(groups.build()),
+        )
+    }
+
+    /// The footer of a whole object, read from its last bytes as a run does.
+    fn footer_of(data: &Bytes) -> Arc<ParquetMetaData> {
+        let size = data.len() as u64;
+        let tail = |n: u64| data.slice((size - n.min(size)) as usize..);
+        match footer(&tail(16), size) {
+            Ok(m) => m.expect("a footer"),
+            Err(n) => footer(&tail(n), size).unwrap().expect("a footer"),
+        }
+    }
+
+    #[test]
+    fn row_groups_are_split_into_pieces_with_the_days_their_statistics_give() {
+        let data = three_days(false);
+        let meta = footer_of(&data);
+        assert_eq!(meta.num_row_groups(), 5);
+        let oct = |d: i32| "2026-10".parse::<BillingMonth>().unwrap().first_day() + d - 1;
+        // One row group per piece: groups of rows 1-4, 5-8, 9-12, 13-16, 17-18.
+        let pieces = split(&meta, data.len() as u64, 1).unwrap();
+        let got: Vec<_> = pieces.iter().map(|p| (p.groups.clone(), p.first_row, p.days)).collect();
+        assert_eq!(
+            got,
+            [
+                (0..1, 0, (oct(2), oct(2))),
+                (1..2, 4, (oct(2), oct(3))),
+                (2..3, 8, (oct(3), oct(3))),
+                (3..4, 12, (oct(4), oct(4))),
+                (4..5, 16, (oct(4), oct(4))),
+            ]
+        );
+        // Each piece read from its own bytes numbers its rows as the whole
+        // object does (bytes = row number here).
+        for p in &pieces {
+            let window = data.slice(p.bytes.start as usize..p.bytes.end as usize);
+            let month: BillingMonth = "2026-10".parse().unwrap();
+            let opts = IngestOptions { month, skip_bad_records: false, concurrency: 1, memory_budget: 1 << 30 };
+            let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(p.days.0, p.days.1), opts);
+            read_part(window, p, &mut sink).unwrap();
+            let (days, _) = sink.finish(0, &mut Interner::default(), &mut Interner::default()).unwrap();
+            let df = days.into_iter().reduce(|a, b| a.vstack(&b).unwrap()).unwrap();
+            let rows: Vec<u32> = df.column(col::ROW).unwrap().u32().unwrap().into_no_null_iter().collect();
+            let bytes: Vec<u64> = df.column(col::BYTES).unwrap().u64().unwrap().into_no_null_iter().collect();
+            assert_eq!(rows.iter().map(|&r| u64::from(r)).collect::<Vec<_>>(), bytes);
+            assert_eq!(rows[0] as usize, p.first_row + 1);
+        }
+        // A piece as large as the object: one piece of every row group.
+        let whole = split(&meta, data.len() as u64, u64::MAX).unwrap();
+        assert_eq!(whole.len(), 1);
+        assert_eq!((whole[0].groups.clone(), whole[0].days), (0..5, (oct(2), oct(4))));
+    }
+
+    #[test]
+    fn a_text_time_column_tells_no_days_and_the_object_is_read_whole() {
+        let data = three_days(true);
+        assert!(split(&footer_of(&data), data.len() as u64, 1).is_none());
+        assert_eq!(footer(&Bytes::from_static(b"not parquet at all"), 18), Ok(None));
+    }
+
+    #[test]
+    fn a_record_outside_its_row_groups_statistics_is_malformed() {
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let opts = IngestOptions { month, skip_bad_records: false, concurrency: 1, memory_budget: 1 << 30 };
+        let oct2 = month.first_day() + 1;
+        let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(oct2, oct2), opts);
+        let err = sink.push(7, "sa-1", "", (OCT2_MS + 86_400_000) * 1000, 1).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "usage object m.parquet row 7, field timestamp: a record of 2026-10-03 in row groups whose statistics \
+             say their timestamp runs from 2026-10-02 to 2026-10-02: the file's statistics are wrong"
+        );
+    }
+
     /// Reads an object under `dt=2026-10-02`, in skip mode if asked.
     fn read_object(data: Bytes, skip_bad: bool) -> (Result<DataFrame, IngestError>, Vec<Finding>, Interner) {
         let month: BillingMonth = "2026-10".parse().unwrap();
-        let opts = IngestOptions { month, skip_bad_records: skip_bad, concurrency: 1 };
+        let opts = IngestOptions {
+            month,
+            skip_bad_records: skip_bad,
+            concurrency: 1,
+            memory_budget: crate::config::DEFAULT_MEMORY_BUDGET,
+        };
         let (mut accounts, mut buckets) = (Interner::default(), Interner::default());
-        let day = Some(month.first_day() + 1);
-        let mut sink = RecordSink::new("dt=2026-10-02/p.parquet".into(), day, opts);
+        let bounds = Bounds::Folder(month.first_day() + 1);
+        let mut sink = RecordSink::new("dt=2026-10-02/p.parquet".into(), bounds, opts);
         if let Err(e) = read(data, &mut sink) {
             return (Err(e), Vec::new(), accounts);
         }

@@ -504,10 +504,16 @@ impl<'de, F: Field> Visitor<'de> for KeyVisitor<F> {
 mod tests {
     use super::*;
     use crate::ingest::IngestOptions;
+    use crate::ingest::sink::Bounds;
 
     fn sink(skip_bad_records: bool) -> RecordSink {
-        let opts = IngestOptions { month: "2026-10".parse().unwrap(), skip_bad_records, concurrency: 1 };
-        RecordSink::new("export.json".into(), None, opts)
+        let opts = IngestOptions {
+            month: "2026-10".parse().unwrap(),
+            skip_bad_records,
+            concurrency: 1,
+            memory_budget: crate::config::DEFAULT_MEMORY_BUDGET,
+        };
+        RecordSink::new("export.json".into(), Bounds::Any, opts)
     }
 
     /// (account, timestamp, bytes, row) of every kept record, in day then row order.

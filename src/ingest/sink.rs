@@ -20,7 +20,8 @@ pub(crate) struct RecordSink {
     object: String,
     first: Day,
     end: Day,
-    /// Days `[lo, hi]` an object under a day folder may hold.
+    /// What the object (or piece of it) may hold, and days `[lo, hi]` that says.
+    bounds: Bounds,
     partition: Option<(Day, Day)>,
     /// The field a record's time comes from (`timestamp` or `date`), named
     /// when the time falls outside the object's day folder.
@@ -37,6 +38,30 @@ pub(crate) struct RecordSink {
     pub(super) days: Vec<Vec<Chunk>>,
     /// Records read that fall outside the month.
     pub(super) outside: u64,
+}
+
+/// The days an object, or the piece of one being read, may hold records
+/// of; a record of another day is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bounds {
+    /// Any day: nothing tells.
+    Any,
+    /// The object is under the folder of this day: that day's records and
+    /// those of the day before and after (records at midnight).
+    Folder(Day),
+    /// Parquet row groups whose time column's statistics span these days.
+    Statistics(Day, Day),
+}
+
+impl Bounds {
+    /// The first day records may fall on.
+    pub(crate) fn first_day(self) -> Day {
+        match self {
+            Bounds::Any => Day::MIN,
+            Bounds::Folder(d) => d - 1,
+            Bounds::Statistics(lo, _) => lo,
+        }
+    }
 }
 
 /// Records per chunk of a sink. Chunks of this size are allocated and freed
@@ -202,12 +227,17 @@ fn day_text(day: Day) -> String {
 pub(crate) const US_PER_DAY: i64 = 86_400_000_000;
 
 impl RecordSink {
-    pub(super) fn new(object: String, day: Option<Day>, opts: IngestOptions) -> Self {
+    pub(super) fn new(object: String, bounds: Bounds, opts: IngestOptions) -> Self {
         RecordSink {
             object,
             first: opts.month.first_day(),
             end: opts.month.end_day(),
-            partition: day.map(|d| (d - 1, d + 1)),
+            bounds,
+            partition: match bounds {
+                Bounds::Any => None,
+                Bounds::Folder(d) => Some((d - 1, d + 1)),
+                Bounds::Statistics(lo, hi) => Some((lo, hi)),
+            },
             time_field: "timestamp",
             skip_bad: opts.skip_bad_records,
             findings: Vec::new(),
@@ -355,12 +385,21 @@ impl RecordSink {
     }
 
     fn outside_partition(&self, day: Day) -> String {
-        let (lo, _) = self.partition.expect("partitioned");
-        format!(
-            "a record of {} in an object under the folder of {}: a day folder holds that day's records and those of the day before and after",
-            day_text(day),
-            crate::model::date_of(lo + 1)
-        )
+        match self.bounds {
+            Bounds::Folder(d) => format!(
+                "a record of {} in an object under the folder of {}: a day folder holds that day's records and those of the day before and after",
+                day_text(day),
+                crate::model::date_of(d)
+            ),
+            Bounds::Statistics(lo, hi) => format!(
+                "a record of {} in row groups whose statistics say their {} runs from {} to {}: the file's statistics are wrong",
+                day_text(day),
+                self.time_field,
+                day_text(lo),
+                day_text(hi)
+            ),
+            Bounds::Any => unreachable!("no partition without bounds"),
+        }
     }
 
     /// A malformed record: an error, or a finding under `--skip-bad-records`.

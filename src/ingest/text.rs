@@ -379,6 +379,7 @@ fn present<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Value>, D::Error> 
 mod tests {
     use super::*;
     use crate::ingest::IngestOptions;
+    use crate::ingest::sink::Bounds;
     use crate::model::{Interner, col};
 
     #[test]
@@ -413,8 +414,13 @@ mod tests {
     }
 
     fn sink(skip_bad_records: bool) -> RecordSink {
-        let opts = IngestOptions { month: "2026-10".parse().unwrap(), skip_bad_records, concurrency: 1 };
-        RecordSink::new("usage.jsonl".into(), None, opts)
+        let opts = IngestOptions {
+            month: "2026-10".parse().unwrap(),
+            skip_bad_records,
+            concurrency: 1,
+            memory_budget: crate::config::DEFAULT_MEMORY_BUDGET,
+        };
+        RecordSink::new("usage.jsonl".into(), Bounds::Any, opts)
     }
 
     /// Kept records as (row, account, bucket, timestamp, bytes) and the

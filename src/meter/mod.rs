@@ -22,6 +22,7 @@ mod fill;
 mod month;
 mod output;
 mod reduce;
+mod spill;
 mod stream;
 mod tally;
 mod usage;
@@ -40,12 +41,22 @@ const COUNT: &str = "count";
 pub use stream::DayMeter;
 pub use usage::{DailyUsage, EntityDays, EntityUsage, Metered, Uncontracted};
 
-/// A metering failure (a bug: inputs were validated before).
+/// A metering failure: a bug (inputs were validated before), or the local
+/// disk refusing the records of open days.
 #[derive(Debug, Error)]
 pub enum MeterError {
     /// A polars operation failed.
     #[error("metering failed in polars")]
     Polars(#[from] PolarsError),
+    /// Records of open days could not be spilled to, or read back from, local disk.
+    #[error("cannot spill usage records of open days to {}: set TMPDIR to a folder with room, or raise memory_budget_mib", path.display())]
+    Spill {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Settings of metering.

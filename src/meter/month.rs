@@ -171,6 +171,7 @@ pub(super) fn finish_month(
         daily_usage,
         uncontracted: set_apart_usage,
         findings,
+        spilled_bytes: 0,
     })
 }
 

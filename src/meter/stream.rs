@@ -1,8 +1,10 @@
 //! Streaming by day: [`DayMeter`] keeps each day's records only until the
 //! day is complete and hands complete days to the metering thread, where a
-//! [`DayReducer`] reduces them; [`split_by_day`] cuts records of any days
-//! into one frame per day. This module moves days around: it must not
-//! reduce records itself nor look at their values beyond their day.
+//! [`DayReducer`] reduces them; when the open days' records outgrow their
+//! share of memory, it moves them to local disk (`spill`) until they close;
+//! [`split_by_day`] cuts records of any days into one frame per day. This
+//! module moves days around: it must not reduce records itself nor look at
+//! their values beyond their day.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +12,7 @@ use polars::prelude::*;
 
 use super::month::finish_month;
 use super::reduce::DayReducer;
+use super::spill::Spill;
 use super::{MeterError, MeterOptions, Metered};
 use crate::directory::Directory;
 use crate::model::{Day, Interner, col};
@@ -24,6 +27,9 @@ use crate::model::{Day, Interner, col};
 #[derive(Debug)]
 pub struct DayMeter {
     open: BTreeMap<Day, Vec<DataFrame>>,
+    /// Open days' records in memory, in bytes, above which they are spilled.
+    spill_above: u64,
+    spill: Spill,
     days: Option<std::sync::mpsc::SyncSender<Vec<DataFrame>>>,
     worker: Option<std::thread::JoinHandle<Result<DayReducer, MeterError>>>,
 }
@@ -42,7 +48,44 @@ impl DayMeter {
                 Ok(reducer)
             })
             .expect("the metering thread starts");
-        DayMeter { open: BTreeMap::new(), days: Some(tx), worker: Some(worker) }
+        DayMeter {
+            open: BTreeMap::new(),
+            spill_above: u64::MAX,
+            spill: Spill::default(),
+            days: Some(tx),
+            worker: Some(worker),
+        }
+    }
+
+    /// Spills the records of open days to local disk whenever those in
+    /// memory exceed `bytes`, keeping only the latest open day (the one
+    /// being filled); a spilled day is read back whole when it closes.
+    /// Without it, open days stay in memory however large they grow.
+    pub fn spill_above(mut self, bytes: u64) -> Self {
+        self.spill_above = bytes;
+        self
+    }
+
+    /// The records of an open day, spilled ones first (they came first).
+    fn take_day(&mut self, day: Day) -> Result<Vec<DataFrame>, MeterError> {
+        let mut frames = self.spill.take(day)?;
+        frames.extend(self.open.remove(&day).unwrap_or_default());
+        Ok(frames)
+    }
+
+    /// Spills every open day but the latest if those in memory exceed the limit.
+    fn spill_if_over(&mut self) -> Result<(), MeterError> {
+        let held: usize = self.open.values().flatten().map(DataFrame::estimated_size).sum();
+        if held as u64 <= self.spill_above {
+            return Ok(());
+        }
+        let latest = self.open.keys().next_back().copied();
+        let earlier: Vec<Day> = self.open.keys().copied().filter(|&d| Some(d) != latest).collect();
+        for day in earlier {
+            let frames = self.open.remove(&day).expect("listed");
+            self.spill.write(day, frames)?;
+        }
+        Ok(())
     }
 
     /// Hands a complete day to the worker; if it has stopped, its error.
@@ -77,14 +120,16 @@ impl DayMeter {
         if complete_before == Day::MAX {
             // The last records: what is still open is reduced by `finish`,
             // several days at once.
-            return Ok(());
+            return self.spill_if_over();
         }
-        let done: Vec<Day> = self.open.range(..complete_before).map(|(d, _)| *d).collect();
+        let mut done: Vec<Day> = self.open.range(..complete_before).map(|(d, _)| *d).collect();
+        done.extend(self.spill.days().filter(|&d| d < complete_before && !self.open.contains_key(&d)));
+        done.sort_unstable();
         for d in done {
-            let frames = self.open.remove(&d).expect("listed");
+            let frames = self.take_day(d)?;
             self.close(frames)?;
         }
-        Ok(())
+        self.spill_if_over()
     }
 
     /// Meters the remaining days and everything that needs the whole month:
@@ -101,15 +146,27 @@ impl DayMeter {
     /// If `set_apart` does not hold one mask per entity of `dir`.
     pub fn finish(mut self, dir: &Directory, accounts: Interner, set_apart: &[u32]) -> Result<Metered, MeterError> {
         assert_eq!(set_apart.len(), dir.entities.len(), "one set-apart mask per entity");
-        let rest: Vec<Vec<DataFrame>> = std::mem::take(&mut self.open).into_values().collect();
         self.days = None; // ends the worker's loop
         let mut reducer = match self.worker.take().expect("worker").join() {
             Err(panic) => std::panic::resume_unwind(panic),
             Ok(r) => r?,
         };
-        reducer.close_all(rest)?;
+        if self.spill.is_empty() {
+            reducer.close_all(std::mem::take(&mut self.open).into_values().collect())?;
+        } else {
+            // One day in memory at a time.
+            let mut rest: Vec<Day> = self.open.keys().copied().chain(self.spill.days()).collect();
+            rest.sort_unstable();
+            rest.dedup();
+            for d in rest {
+                let frames = self.take_day(d)?;
+                reducer.close(frames)?;
+            }
+        }
         let (daily, conflicts, opts) = reducer.into_days()?;
-        finish_month(daily, conflicts, dir, accounts, set_apart, opts)
+        let mut metered = finish_month(daily, conflicts, dir, accounts, set_apart, opts)?;
+        metered.spilled_bytes = self.spill.written;
+        Ok(metered)
     }
 }
 
@@ -179,6 +236,25 @@ mod tests {
             // The same daily values, whatever ids the accounts got.
             let daily = |m: &Metered| m.daily_usage.frame(&m.accounts).unwrap();
             prop_assert!(daily(&all).equals_missing(&daily(&streamed)));
+
+            // And with every open day but the latest spilled to disk after
+            // each chunk (a budget of nothing).
+            let mut spilled = DayMeter::new(opts(DailyMethod::Mean)).spill_above(0);
+            let mut ids = Interner::default();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let complete_before = chunks.get(i + 1).map_or(i32::MAX, |next| month().first_day() + next[0].2);
+                spilled.push(frame(chunk, &mut ids), complete_before).unwrap();
+            }
+            let spilled = spilled.finish(&d, ids, &set_apart(&d)).unwrap();
+            prop_assert!(all.account_usage.equals_missing(&spilled.account_usage));
+            prop_assert_eq!(kinds(&all), kinds(&spilled));
+            prop_assert!(daily(&all).equals_missing(&daily(&spilled)));
+            // The last chunk's days all stay open until `finish`: with two
+            // or more, all but the latest were spilled.
+            let last: std::collections::BTreeSet<i32> = chunks[chunks.len() - 1].iter().map(|r| r.2).collect();
+            if last.len() > 1 {
+                prop_assert!(spilled.spilled_bytes > 0);
+            }
         }
     }
 }

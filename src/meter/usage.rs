@@ -223,6 +223,9 @@ pub struct Metered {
     pub uncontracted: Vec<Uncontracted>,
     /// `gap_filled`, `no_usage_data`, `unknown_storage_account`, `conflicting_samples`.
     pub findings: Vec<Finding>,
+    /// Bytes of raw records written to local disk while their days were
+    /// open (see [`super::DayMeter::spill_above`]); 0 when they fitted.
+    pub spilled_bytes: u64,
 }
 
 /// A storage account's usage on the days set apart for its owner: those

@@ -79,6 +79,30 @@ impl LocalStore {
         }
     }
 
+    pub(super) fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        mut buf: Vec<u8>,
+    ) -> Result<Bytes, StorageError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path(key);
+        let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
+        let read = |buf: &mut Vec<u8>| -> std::io::Result<()> {
+            let file = std::fs::File::open(&path)?;
+            buf.clear();
+            buf.resize(len, 0);
+            file.read_exact_at(buf, range.start)
+        };
+        match read(&mut buf) {
+            Ok(()) => Ok(Bytes::from(buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StorageError::NotFound { location: path.display().to_string() })
+            }
+            Err(e) => Err(io("read", &path, e)),
+        }
+    }
+
     pub(super) fn get_into(&self, key: &str, mut buf: Vec<u8>) -> Result<Bytes, StorageError> {
         let path = self.path(key);
         let read = |buf: &mut Vec<u8>| -> std::io::Result<()> {

@@ -153,6 +153,23 @@ impl Store {
         }
     }
 
+    /// Bytes `range` of one object, read into `buf` (emptied first), as
+    /// [`Store::get_into`] reads a whole one. On S3 the request carries
+    /// `If-Match: etag` (the tag the listing gave), so the pieces of one
+    /// object read in several requests are all of the same version.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        etag: &str,
+        buf: Vec<u8>,
+    ) -> Result<Bytes, StorageError> {
+        match self {
+            Store::Local(s) => s.get_range(key, range, buf),
+            Store::S3(s) => s.get_range(key, range, etag, buf).await,
+        }
+    }
+
     /// The entity tag of one object (a HEAD request on S3).
     pub async fn etag(&self, key: &str) -> Result<String, StorageError> {
         match self {

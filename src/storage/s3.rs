@@ -287,15 +287,40 @@ impl S3Store {
         Ok(total)
     }
 
-    pub(super) async fn get_into(&self, key: &str, mut buf: Vec<u8>) -> Result<Bytes, StorageError> {
-        let resp = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-            .map_err(|e| self.error("read", &self.url(key), e))?;
+    pub(super) async fn get_into(&self, key: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
+        let request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
+        self.read_body(key, request, buf).await
+    }
+
+    pub(super) async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        etag: &str,
+        buf: Vec<u8>,
+    ) -> Result<Bytes, StorageError> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key)).range(format!(
+            "bytes={}-{}",
+            range.start,
+            range.end - 1
+        ));
+        if !etag.is_empty() {
+            request = request.if_match(format!("\"{etag}\""));
+        }
+        self.read_body(key, request, buf).await
+    }
+
+    /// Sends a GET and reads its body into `buf`.
+    async fn read_body(
+        &self,
+        key: &str,
+        request: aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder,
+        mut buf: Vec<u8>,
+    ) -> Result<Bytes, StorageError> {
+        let resp = request.send().await.map_err(|e| self.error("read", &self.url(key), e))?;
         buf.clear();
         buf.reserve_exact(resp.content_length().map_or(0, |n| usize::try_from(n).unwrap_or(0)));
         let mut body = resp.body;
@@ -466,6 +491,9 @@ impl S3Store {
             }
             ("ExpiredToken" | "TokenRefreshRequired" | "RequestExpired", ..) => {
                 "the credentials have expired: refresh the session token or the web identity token".to_owned()
+            }
+            ("PreconditionFailed", ..) | (_, Some(412), _) => {
+                "the object was replaced while the run read it in pieces: running again is safe".to_owned()
             }
             ("AccessDenied", ..) | (_, Some(403), _) => format!(
                 "access denied: the credentials need s3:ListBucket and s3:GetObject on input prefixes and s3:PutObject on the output prefix of bucket {}",

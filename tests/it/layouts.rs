@@ -9,16 +9,6 @@ use std::process::Output;
 
 use crate::util::*;
 
-/// The example's hourly export, removed from the copy: its header and rows.
-fn take_hourly(usage: &Path) -> (String, Vec<String>) {
-    let src = usage.join("hourly/2026-10/part-0000.csv");
-    let text = std::fs::read_to_string(&src).unwrap();
-    std::fs::remove_file(&src).unwrap();
-    let mut lines = text.lines().map(str::to_owned);
-    let header = lines.next().unwrap();
-    (header, lines.collect())
-}
-
 /// Writes a CSV object under the usage folder.
 fn write_csv(usage: &Path, key: &str, header: &str, rows: &[String]) {
     let p = usage.join(key);
@@ -55,14 +45,16 @@ struct Billed {
 
 /// Bills October with the example's directory and `usage`; it must succeed.
 fn bill(usage: &Path) -> Billed {
+    bill_with(usage, &[])
+}
+
+/// [`bill`] with more flags.
+fn bill_with(usage: &Path, flags: &[&str]) -> Billed {
     let out = tempfile::tempdir().unwrap();
     let summary = out.path().join("summary.json");
-    let o: Output = run_month(
-        &example().join("directory"),
-        usage,
-        &out.path().join("o"),
-        &["--summary-json", summary.to_str().unwrap()],
-    );
+    let mut args = vec!["--summary-json", summary.to_str().unwrap()];
+    args.extend(flags);
+    let o: Output = run_month(&example().join("directory"), usage, &out.path().join("o"), &args);
     assert!(o.status.success(), "{}", stderr(&o));
     let rev = latest_revision(&out.path().join("o"));
     let json = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
@@ -271,4 +263,74 @@ fn a_record_of_a_date_column_outside_its_day_folder_names_the_date_field() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_month_in_one_parquet_file_of_many_row_groups_bills_like_the_month_in_one_csv() {
+    // The hourly export as one Parquet file outside any dated folder, in
+    // row groups of 7 rows: read in pieces of row groups, streamed by the
+    // days their statistics give. A repeated record in a later row group
+    // (last wins, a conflict) must come out as it does from one CSV.
+    let csv = example_copy();
+    let usage = csv.path().join("usage");
+    let (header, mut rows) = take_hourly(&usage);
+    let f: Vec<&str> = rows[3].split(',').collect();
+    let late = format!("{},{},{},{}", f[0], f[1], f[2], f[3].parse::<u64>().unwrap() + 1);
+    rows.push(late);
+    write_csv(&usage, "hourly/2026-10/part-0000.csv", &header, &rows);
+    let in_csv = bill(&usage);
+
+    let pq = example_copy();
+    let usage = pq.path().join("usage");
+    take_hourly(&usage);
+    std::fs::create_dir_all(usage.join("exports")).unwrap();
+    std::fs::write(usage.join("exports/usage-2026-10.parquet"), typed_parquet(&header, &rows, 7)).unwrap();
+    let in_parquet = bill(&usage);
+    assert_same_bills(&in_csv, &in_parquet, "the month is one Parquet file of many row groups");
+    let findings = std::fs::read_to_string(in_parquet.rev.join("findings.csv")).unwrap();
+    assert!(findings.contains("conflicting_samples"), "{findings}");
+    assert!(keys_read(&in_parquet).iter().any(|k| k == "exports/usage-2026-10.parquet"));
+}
+
+#[test]
+fn a_bad_record_in_a_later_row_group_is_named_by_its_row_in_the_file() {
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    let (header, mut rows) = take_hourly(&usage);
+    // Row 40 of the file (the 6th row group of 7 rows) has no bytes.
+    let f: Vec<String> = rows[39].split(',').map(str::to_owned).collect();
+    rows[39] = format!("{},{},{},null", f[0], f[1], f[2]);
+    std::fs::write(usage.join("usage-2026-10.parquet"), typed_parquet(&header, &rows, 7)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&example().join("directory"), &usage, out.path(), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("usage object usage-2026-10.parquet row 40, field bytes: missing"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_month_of_flat_csv_files_over_the_memory_budget_is_spilled_and_bills_the_same() {
+    // The hourly export as one CSV per day, named by the day but in one
+    // folder (nothing tells ingestion their days, so every day stays open
+    // until the last file), plus 24,000 records a day of an account the
+    // directory does not know: about 20 MiB of open records, more than a
+    // quarter of the smallest budget (64 MiB).
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    let (header, rows) = take_hourly(&usage);
+    for day in 1..=31 {
+        let date = format!("2026-10-{day:02}");
+        let mut of_day = rows_at(&rows, &date);
+        of_day
+            .extend((0..24_000).map(|i| format!("{date}T{:02}:00:00Z,sa-not-in-directory,b{},{}", i % 24, i / 24, i)));
+        write_csv(&usage, &format!("flat/usage-{date}.csv"), &header, &of_day);
+    }
+    let spilled = |b: &Billed| b.summary["spilled_bytes"].as_u64().expect("spilled_bytes in the summary");
+    let roomy = bill(&usage);
+    assert_eq!(spilled(&roomy), 0, "1 GiB holds the month");
+    let tight = bill_with(&usage, &["--memory-budget-mib", "64"]);
+    assert_same_bills(&roomy, &tight, "open days are spilled to disk");
+    // Most of the 744,000 records (18 bytes each on disk: the day and the
+    // object are written once per file) went to disk.
+    assert!(spilled(&tight) > 10 << 20, "spilled {} bytes", spilled(&tight));
+    assert!(tight.stdout.contains("MiB of usage records spilled to local disk"), "{}", tight.stdout);
 }

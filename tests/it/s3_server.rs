@@ -33,6 +33,8 @@ pub struct Faults {
     pub puts: AtomicUsize,
     /// When set, every request is dropped without an answer.
     pub gone: AtomicBool,
+    /// GET requests for a byte range that name the object's version (`If-Match`).
+    pub ranged_gets: AtomicUsize,
 }
 
 /// A running server; stops when dropped.
@@ -170,6 +172,10 @@ async fn handle(
     req: http::Request<Incoming>,
 ) -> Result<s3s::HttpResponse, s3s::HttpError> {
     let n = f.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let headers = req.headers();
+    if req.method() == http::Method::GET && headers.contains_key("range") && headers.contains_key("if-match") {
+        f.ranged_gets.fetch_add(1, Ordering::SeqCst);
+    }
     if req.method() == http::Method::PUT || req.method() == http::Method::POST {
         let puts = f.puts.fetch_add(1, Ordering::SeqCst) + 1;
         let allowed = f.puts_allowed.load(Ordering::SeqCst);

@@ -137,3 +137,32 @@ pub fn edit(root: &Path, file: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{file} does not contain {from:?}");
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
+
+/// The example's hourly export, removed from the copy: its header and rows.
+pub fn take_hourly(usage: &Path) -> (String, Vec<String>) {
+    let src = usage.join("hourly/2026-10/part-0000.csv");
+    let text = std::fs::read_to_string(&src).unwrap();
+    std::fs::remove_file(&src).unwrap();
+    let mut lines = text.lines().map(str::to_owned);
+    let header = lines.next().unwrap();
+    (header, lines.collect())
+}
+
+/// Hourly rows as a Parquet object with a typed timestamp column (UTC
+/// microseconds, with the statistics every writer keeps) in row groups of
+/// `group_rows` rows; a `bytes` field `null` is a missing value.
+pub fn typed_parquet(header: &str, rows: &[String], group_rows: usize) -> Vec<u8> {
+    use polars::prelude::*;
+    assert_eq!(header, "timestamp,storage_account_id,bucket,bytes");
+    let fields: Vec<Vec<&str>> = rows.iter().map(|r| r.split(',').collect()).collect();
+    let us = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp_micros();
+    let ts = Column::new("timestamp".into(), fields.iter().map(|f| us(f[0])).collect::<Vec<_>>())
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+        .unwrap();
+    let text = |i: usize, name: &str| Column::new(name.into(), fields.iter().map(|f| f[i]).collect::<Vec<_>>());
+    let bytes = Column::new("bytes".into(), fields.iter().map(|f| f[3].parse::<i64>().ok()).collect::<Vec<_>>());
+    let mut df = DataFrame::new(rows.len(), vec![ts, text(1, "storage_account_id"), text(2, "bucket"), bytes]).unwrap();
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf).with_row_group_size(Some(group_rows)).finish(&mut df).unwrap();
+    buf
+}
