@@ -87,7 +87,7 @@ pub(crate) fn read_part(data: Bytes, part: &RowGroups, sink: &mut RecordSink) ->
 
 /// Decodes the usage columns of `input` (of the row groups of `part`, or
 /// all of them) into the sink.
-fn read_with<R: ChunkReader + 'static>(
+fn read_with<R: ChunkReader + Clone + 'static>(
     input: R,
     meta: ArrowReaderMetadata,
     part: Option<&RowGroups>,
@@ -142,17 +142,23 @@ fn read_with<R: ChunkReader + 'static>(
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
-    let mut reader = decoding(|| {
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS);
-        match part {
-            Some(part) => builder.with_row_groups(part.groups.clone().collect()),
-            None => builder,
-        }
-        .build()
-    })
-    .map_err(unparsable)?;
+    // One reader per row group: a batch that spans two row groups mixes two
+    // dictionaries, which arrow-rs can only hand out by spelling out every
+    // value and hashing it into a new dictionary (most of the time of
+    // reading an export whose row groups are smaller than a batch).
+    let groups: Vec<usize> = match part {
+        Some(part) => part.groups.clone().collect(),
+        None => (0..meta.metadata().num_row_groups()).collect(),
+    };
+    let reader_of = |group: usize| {
+        decoding(|| {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(input.clone(), meta.clone())
+                .with_projection(mask.clone())
+                .with_batch_size(BATCH_ROWS)
+                .with_row_groups(vec![group])
+                .build()
+        })
+    };
 
     let mut accounts = DictionaryIds::default();
     let mut buckets = DictionaryIds::default();
@@ -160,35 +166,41 @@ fn read_with<R: ChunkReader + 'static>(
     let mut byte_texts = PerEntry::default();
     let no_bucket = sink.buckets.id("");
     let mut offset = part.map_or(0, |p| p.first_row);
-    while let Some(batch) = decoding(|| reader.next().transpose()).map_err(unparsable)? {
-        let n = batch.num_rows();
-        let column = |name: &str| batch.column_by_name(name).expect("projected").clone();
-        // Malformed values of this batch: (row index, field, reason).
-        let mut bad: Bad = Vec::new();
-        let account = column(ACCOUNT);
-        missing(&account, ACCOUNT, &mut bad);
-        let account = accounts.map(&account, &mut sink.accounts, 0, Some((ACCOUNT, &mut bad)));
-        let bucket =
-            if layout.bucket { Some(buckets.map(&column(BUCKET), &mut sink.buckets, no_bucket, None)) } else { None };
-        let ts = times.decode(&column(time), time, &mut bad);
-        let bytes = byte_counts(&column(BYTES), &mut byte_texts, &mut bad);
-        let skip = if bad.is_empty() {
-            None
-        } else {
-            // Reported in row order (a stable sort keeps the column order
-            // within a row), one finding per record like every reader: its
-            // first bad field.
-            bad.sort_by_key(|(i, _, _)| *i);
-            let mut skip = vec![false; n];
-            for (i, field, reason) in bad {
-                if !std::mem::replace(&mut skip[i], true) {
-                    sink.bad(offset + i + 1, field, reason)?;
+    for group in groups {
+        let mut reader = reader_of(group).map_err(unparsable)?;
+        while let Some(batch) = decoding(|| reader.next().transpose()).map_err(unparsable)? {
+            let n = batch.num_rows();
+            let column = |name: &str| batch.column_by_name(name).expect("projected").clone();
+            // Malformed values of this batch: (row index, field, reason).
+            let mut bad: Bad = Vec::new();
+            let account = column(ACCOUNT);
+            missing(&account, ACCOUNT, &mut bad);
+            let account = accounts.map(&account, &mut sink.accounts, 0, Some((ACCOUNT, &mut bad)));
+            let bucket = if layout.bucket {
+                Some(buckets.map(&column(BUCKET), &mut sink.buckets, no_bucket, None))
+            } else {
+                None
+            };
+            let ts = times.decode(&column(time), time, &mut bad);
+            let bytes = byte_counts(&column(BYTES), &mut byte_texts, &mut bad);
+            let skip = if bad.is_empty() {
+                None
+            } else {
+                // Reported in row order (a stable sort keeps the column order
+                // within a row), one finding per record like every reader: its
+                // first bad field.
+                bad.sort_by_key(|(i, _, _)| *i);
+                let mut skip = vec![false; n];
+                for (i, field, reason) in bad {
+                    if !std::mem::replace(&mut skip[i], true) {
+                        sink.bad(offset + i + 1, field, reason)?;
+                    }
                 }
-            }
-            Some(skip)
-        };
-        sink.extend(offset + 1, &account, bucket.as_deref(), no_bucket, &ts, &bytes, skip.as_deref())?;
-        offset += n;
+                Some(skip)
+            };
+            sink.extend(offset + 1, &account, bucket.as_deref(), no_bucket, &ts, &bytes, skip.as_deref())?;
+            offset += n;
+        }
     }
     Ok(())
 }
@@ -318,6 +330,7 @@ impl TimeStatistic {
 /// The bytes of an object that hold some of its row groups, as a reader
 /// of the whole object: arrow-rs asks only for the column chunks of the
 /// row groups it reads, which all lie in the window.
+#[derive(Clone)]
 struct Window {
     /// Offset of `data` in the object.
     start: u64,
