@@ -10,14 +10,21 @@ use std::fmt;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
+use aws_config::imds::region::ImdsRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::region::ProfileFileRegionProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation, SharedHttpClient};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::{Builder as HttpClientBuilder, ConnectorBuilder};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -121,10 +128,17 @@ impl Default for S3Settings {
 impl S3Settings {
     /// Builds a client from these settings and the standard AWS environment.
     pub async fn client(&self) -> Client {
+        let http = https_client();
+        // The SDK's default region chain (`or_default_provider`: environment,
+        // default profile, IMDS), its IMDS client on this HTTP client.
+        let imds = ProviderConfig::default().with_http_client(http.clone());
         let region = RegionProviderChain::first_try(self.region.clone().map(Region::new))
-            .or_default_provider()
+            .or_else(EnvironmentVariableRegionProvider::new())
+            .or_else(ProfileFileRegionProvider::new())
+            .or_else(ImdsRegionProvider::builder().configure(&imds).build())
             .or_else(Region::new("us-east-1"));
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
             .region(region)
             .retry_config(
                 RetryConfig::standard()
@@ -162,6 +176,23 @@ impl S3Settings {
             .build();
         Client::from_conf(conf)
     }
+}
+
+/// The SDK's default HTTPS client (hyper 1, rustls 0.23, native roots, proxy
+/// from `HTTPS_PROXY`/`NO_PROXY`), with ring as rustls' crypto instead of
+/// aws-lc: ring is already built for reqwest, aws-lc would be a C build of its
+/// own. Also used by the region and credential providers (IMDS, ECS, STS):
+/// without the SDK's `default-https-client` feature they have no other.
+fn https_client() -> SharedHttpClient {
+    HttpClientBuilder::new().build_with_connector_fn(|settings, components| {
+        let mut conn = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            conn.set_sleep_impl(components.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
 }
 
 /// A bucket prefix as a store.
