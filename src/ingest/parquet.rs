@@ -394,21 +394,48 @@ impl<T> Default for PerEntry<T> {
     }
 }
 
-impl<T> PerEntry<T> {
+impl<T: Clone> PerEntry<T> {
     /// The value of every entry of `dict`'s dictionary, computed by `f` if
     /// the dictionary is not the one seen last.
-    fn of(&mut self, dict: &DictionaryArray<Int32Type>, f: impl FnMut(&str) -> T) -> &[T] {
-        let same = self.values.as_ref().is_some_and(|v| {
-            let (old, new) = (v.as_string::<i32>(), dict.values().as_string::<i32>());
-            Arc::ptr_eq(v, dict.values())
-                || (old.null_count() == 0
-                    && new.null_count() == 0
-                    && old.value_offsets() == new.value_offsets()
-                    && old.value_data() == new.value_data())
-        });
+    ///
+    /// A new dictionary is first matched against the last one in its order:
+    /// an export sorted by time and account starts each row group's
+    /// dictionary at another account and then lists the same accounts in
+    /// the same order (the last dictionary rotated). An entry equal to the
+    /// one after the last match takes its value with one byte comparison;
+    /// only the others go through `f` (a hash lookup, which at 500,000
+    /// accounts misses the cache nearly every time).
+    fn of(&mut self, dict: &DictionaryArray<Int32Type>, mut f: impl FnMut(&str) -> T) -> &[T] {
+        let new = dict.values().as_string::<i32>();
+        let old = self
+            .values
+            .as_ref()
+            .map(|v| v.as_string::<i32>())
+            .filter(|old| old.null_count() == 0 && new.null_count() == 0 && old.len() == self.mapped.len());
+        let same = self.values.as_ref().is_some_and(|v| Arc::ptr_eq(v, dict.values()))
+            || old
+                .is_some_and(|old| old.value_offsets() == new.value_offsets() && old.value_data() == new.value_data());
         if !same {
-            let values = dict.values().as_string::<i32>();
-            self.mapped = (0..values.len()).map(|i| values.value(i)).map(f).collect();
+            self.mapped = match old {
+                Some(old) if !old.is_empty() && !new.is_empty() => {
+                    let n = old.len();
+                    // Where the first entry was in the last dictionary.
+                    let mut next = (0..n).find(|&j| old.value(j) == new.value(0));
+                    let mut mapped = Vec::with_capacity(new.len());
+                    for i in 0..new.len() {
+                        let value = new.value(i);
+                        match next {
+                            Some(j) if old.value(j) == value => {
+                                mapped.push(self.mapped[j].clone());
+                                next = Some((j + 1) % n);
+                            }
+                            _ => mapped.push(f(value)),
+                        }
+                    }
+                    mapped
+                }
+                _ => (0..new.len()).map(|i| new.value(i)).map(f).collect(),
+            };
         }
         self.values = Some(dict.values().clone());
         &self.mapped
@@ -627,6 +654,24 @@ mod tests {
         assert_eq!(named_records(dictionary), expected);
         let plain = parquet_with(columns(), Some(small_groups.set_dictionary_enabled(false).build()));
         assert_eq!(named_records(plain), expected);
+    }
+
+    #[test]
+    fn dictionaries_that_rotate_the_last_one_or_differ_from_it_name_the_same_accounts() {
+        // Row groups of 3 rows: the same accounts rotated, one with a new
+        // account in the middle, one with none of the earlier ones, and one
+        // that repeats an account (whose entry is matched once).
+        let names = ["a", "b", "c", "b", "c", "a", "c", "a", "b", "c", "x", "a", "d", "e", "f", "e", "e", "d"];
+        let n = names.len();
+        let columns = vec![
+            ("storage_account_id", Arc::new(StringArray::from(names.to_vec())) as ArrayRef),
+            ("timestamp", Arc::new(TimestampMillisecondArray::from(vec![OCT2_MS; n]).with_timezone("UTC"))),
+            ("bytes", Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()))),
+        ];
+        let groups = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(3));
+        let data = parquet_with(columns, Some(groups.build()));
+        let expected: Vec<(String, u64)> = names.iter().zip(0u64..).map(|(a, b)| (a.to_string(), b)).collect();
+        assert_eq!(named_records(data), expected);
     }
 
     /// 6 hourly records a day on Oct 2, 3 and 4 in row groups of 4 rows,

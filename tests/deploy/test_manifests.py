@@ -325,6 +325,15 @@ def test_resources_requested_and_limited(container):
     assert parse_quantity(res["limits"]["memory"]) == 2 * 2**30
 
 
+def test_memory_budget_leaves_room_below_the_container_limit(applied, container):
+    config = tomllib.loads(only(applied, "ConfigMap", "capbill-config")["data"]["capbill.toml"])
+    budget = config["operations"]["memory_budget_mib"] * 2**20
+    limit = parse_quantity(container["resources"]["limits"]["memory"])
+    # The budget is what capbill aims at; one day's records, the month's
+    # daily values and the outputs come on top (README "Memory").
+    assert 64 * 2**20 <= budget <= limit // 2, (budget, limit)
+
+
 def test_image_is_pinned_and_pulled(any_container):
     image = any_container["image"]
     assert re.fullmatch(r"[a-z0-9./-]+/capbill(:[0-9][A-Za-z0-9._-]*)?(@sha256:[0-9a-f]{64})?", image), image
@@ -380,7 +389,7 @@ def test_configmap_is_a_valid_capbill_config(applied):
     assert billing["unit"] in {"tb", "tib"}
     assert billing["daily_method"] in {"mean", "max"}
     assert billing["skip_bad_records"] is False
-    assert set(config.get("operations", {})) <= {"grace_days", "lock_ttl_minutes"}
+    assert set(config.get("operations", {})) <= {"grace_days", "lock_ttl_minutes", "memory_budget_mib"}
     s3 = config.get("s3", {})
     allowed = {
         "endpoint_url",

@@ -746,7 +746,8 @@ fn damaged_parquet_that_panics_a_decoder_cannot_be_parsed() {
                 let msg = capbill::error::chain(&e);
                 assert!(msg.starts_with(&format!("usage object {key} cannot be parsed: ")), "{msg}");
                 assert!(
-                    msg.contains("damaged file: the decoder stopped at") || msg.contains("Unexpected struct field type"),
+                    msg.contains("damaged file: the decoder stopped at")
+                        || msg.contains("Unexpected struct field type"),
                     "{msg}"
                 );
             }
