@@ -1,9 +1,11 @@
 -- Reference metering of one month in DuckDB: spec 2, steps 1-4, nothing else
 -- (no rating, no findings). Run by bench/reference_duckdb.py, which picks the
 -- `records` section for the workload's format, then runs `accounts`, `meter`
--- and `totals`, after replacing {usage}, {directory}, {first_day}, {end_day},
--- {start_us} and {end_us} (days since 1970-01-01, microseconds since the epoch;
--- the month is [first_day, end_day)).
+-- and `totals`, after replacing {usage}, {parquet}, {directory}, {first_day},
+-- {end_day}, {start_us} and {end_us} (days since 1970-01-01, microseconds since
+-- the epoch; the month is [first_day, end_day)). {parquet} is the glob of the
+-- hourly layout's files: `usage/hourly/dt=*/*.parquet` (days), `flat/*.parquet`
+-- or `month/*.parquet`.
 --
 -- Every section leaves one relation behind:
 --   records(storage_account_id, bucket, ts_us, bytes)   one row per usage record
@@ -18,7 +20,7 @@
 -- @section records hourly-parquet
 CREATE VIEW records AS
 SELECT storage_account_id, bucket, epoch_us("timestamp") AS ts_us, bytes
-FROM read_parquet('{usage}/hourly/dt=*/*.parquet');
+FROM read_parquet('{parquet}', hive_partitioning = false);
 
 -- @section records daily-json
 -- The partner API export: one record per daily_usage entry, at midnight UTC.
@@ -38,6 +40,12 @@ SELECT storage_account_id, '' AS bucket,
        ("date" - DATE '1970-01-01')::BIGINT * 86400000000 AS ts_us, bytes
 FROM read_csv('{usage}/daily/*/*.csv', header = true,
               columns = {'date': 'DATE', 'storage_account_id': 'VARCHAR', 'bytes': 'UBIGINT'});
+
+-- @section scan
+-- The floor: read every record once, decoding the four columns the metering
+-- needs (each one feeds an aggregate, so none can be skipped), and nothing else.
+SELECT count(*), sum(bytes), sum(length(storage_account_id)), sum(length(bucket)), max(ts_us)
+FROM records;
 
 -- @section accounts
 CREATE VIEW accounts AS

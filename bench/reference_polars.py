@@ -1,12 +1,13 @@
 """Reference metering of one month in Python polars (lazy): spec 2, steps 1-4.
 
 Usage: python bench/reference_polars.py --workload DIR --format hourly-parquet|daily-json|daily-csv
-                                        [--accounts-out FILE.parquet]
+                                        [--layout days|flat|month] [--accounts-out FILE.parquet]
 
 The same computation as bench/reference_duckdb.sql, and the same JSON
 result on stdout: total_byte_days (every account, known or not),
 known_byte_days, observed_byte_days (days with snapshots only, no gap fill),
-accounts, unknown_accounts, filled_days, seconds.
+accounts, unknown_accounts, filled_days, seconds. --layout picks the files of
+an hourly-parquet workload, as in bench/reference_duckdb.py.
 
 1. snapshots: sum of bytes over buckets per (account, timestamp), Int128;
 2. daily value: mean of the day's snapshots, half away from zero, i.e.
@@ -35,10 +36,14 @@ FIRST_DAY = (MONTH_START - EPOCH).days
 END_DAY = (MONTH_END - EPOCH).days
 
 
-def records(fmt: str, usage: Path) -> pl.LazyFrame:
+PARQUET_GLOBS = {"days": "usage/hourly/dt=*/*.parquet", "flat": "flat/*.parquet", "month": "month/*.parquet"}
+
+
+def records(fmt: str, workload: Path, layout: str = "days") -> pl.LazyFrame:
     """account, ts_us (Int64 microseconds since the epoch), bytes."""
+    usage = workload / "usage"
     if fmt == "hourly-parquet":
-        return pl.scan_parquet(usage / "hourly" / "dt=*" / "*.parquet", hive_partitioning=False).select(
+        return pl.scan_parquet(workload / PARQUET_GLOBS[layout], hive_partitioning=False).select(
             pl.col("storage_account_id").alias("account"),
             pl.col("timestamp").dt.epoch("us").alias("ts_us"),
             pl.col("bytes"),
@@ -124,11 +129,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", required=True, type=Path)
     ap.add_argument("--format", required=True, choices=["hourly-parquet", "daily-json", "daily-csv"])
+    ap.add_argument("--layout", choices=sorted(PARQUET_GLOBS), default="days")
     ap.add_argument("--accounts-out", type=Path)
     args = ap.parse_args()
 
     t0 = time.monotonic()
-    usage = meter(records(args.format, args.workload / "usage"), args.workload / "directory").collect()
+    usage = meter(records(args.format, args.workload, args.layout), args.workload / "directory").collect()
     totals = usage.select(
         pl.col("byte_days").sum().alias("total_byte_days"),
         pl.col("byte_days").filter(pl.col("known")).sum().alias("known_byte_days"),
@@ -137,7 +143,7 @@ def main() -> int:
         (~pl.col("known")).sum().alias("unknown_accounts"),
         pl.col("filled_days").sum().alias("filled_days"),
     ).row(0, named=True)
-    result = {"tool": "polars", "polars": pl.__version__, **{k: int(v or 0) for k, v in totals.items()}}
+    result = {"tool": "polars", "polars": pl.__version__, "layout": args.layout, **{k: int(v or 0) for k, v in totals.items()}}
     if args.accounts_out:
         usage.sort("storage_account_id").select(
             "storage_account_id", "known", pl.col("byte_days").cast(pl.Decimal(38, 0)), "observed_days",

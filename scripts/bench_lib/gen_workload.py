@@ -4,7 +4,14 @@ Writes a valid partner directory (spec 1.1) and the usage records of one
 month in one of three layouts:
 
   hourly-parquet  DIR/usage/hourly/dt=2026-10-DD/part-0.parquet
-                  storage_account_id, bucket, timestamp (timestamp[us, UTC]), bytes (int64)
+                  storage_account_id, bucket, timestamp (timestamp[us, UTC]), bytes (int64);
+                  zstd, dictionary-encoded columns, --row-groups row groups per file
+                  (one dictionary per row group and column). --layouts adds the
+                  same records in two more layouts, derived from the day files:
+                    flat   DIR/flat/dt=2026-10-DD.parquet (the day files, hardlinked,
+                           in one folder: no day folders)
+                    month  DIR/month/usage-2026-10.parquet (one file: the day files'
+                           row groups one after the other, day 1 first)
   daily-json      DIR/usage/partner-api/2026-10/export-NNN.json (partner API export)
   daily-csv       DIR/usage/daily/2026-10/part-NNN.csv (date,storage_account_id,bytes)
 
@@ -282,6 +289,81 @@ def size_model(n: int, buckets: int, rng: np.random.Generator) -> tuple[np.ndarr
 # --------------------------------------------------------------------------- writers
 
 
+# Dictionary pages up to this size: pyarrow's default (1 MiB) falls back to plain
+# encoding past ~70,000 distinct ids per row group, and 10 x W-hourly has 500,000.
+DICTIONARY_PAGE_LIMIT = 64 << 20
+LAYOUTS = ("days", "flat", "month")
+
+
+def parquet_options(rows: int, row_groups: int) -> dict:
+    """pyarrow.parquet writer options of the hourly files (and of the month file's row groups)."""
+    return {"compression": "zstd", "use_dictionary": True, "dictionary_pagesize_limit": DICTIONARY_PAGE_LIMIT,
+            "row_group_size": max(1, math.ceil(rows / row_groups))}
+
+
+def day_files(out: Path) -> list[Path]:
+    return sorted((out / "usage" / "hourly").glob("dt=*/part-0.parquet"))
+
+
+def layout_usage(out: Path, layout: str) -> Path:
+    """The folder capbill's --usage names for a layout of an hourly workload."""
+    return {"days": out / "usage", "flat": out / "flat", "month": out / "month"}[layout]
+
+
+def derive_layouts(out: Path, layouts: list[str], stamp: str) -> None:
+    """Adds the flat and month layouts of an hourly workload, from its day files.
+
+    DIR/layout-NAME.json records the workload's stamp (its generation time in
+    workload.json) the layout was made from: a layout without it, or with
+    another stamp, is made again. (It is not in the layout's folder, which
+    capbill reads whole.)
+    """
+    files = day_files(out)
+    for layout in layouts:
+        if layout == "days":
+            continue
+        folder = layout_usage(out, layout)
+        marker = out / f"layout-{layout}.json"
+        if marker.exists():
+            try:
+                if json.loads(marker.read_text()).get("stamp") == stamp:
+                    continue
+            except ValueError:
+                pass
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        t0 = time.monotonic()
+        if layout == "flat":
+            for f in files:
+                target = folder / f"{f.parent.name}.parquet"
+                try:
+                    os.link(f, target)
+                except OSError:
+                    shutil.copyfile(f, target)
+        else:
+            # One file: every day file's row groups, rewritten one by one with the same
+            # rows, row-group sizes and writer options (a dictionary per row group).
+            target = folder / f"usage-{MONTH}.parquet"
+            writer = None
+            for f in files:
+                pf = pq.ParquetFile(f)
+                size = pf.metadata.row_group(0).num_rows
+                for g in range(pf.num_row_groups):
+                    table = pf.read_row_group(g)
+                    if writer is None:
+                        opts = parquet_options(size, 1)
+                        del opts["row_group_size"]
+                        writer = pq.ParquetWriter(target, table.schema, **opts)
+                    writer.write_table(table, row_group_size=size)
+            if writer is not None:
+                writer.close()
+        (marker.with_suffix(".tmp")).write_text(json.dumps(
+            {"layout": layout, "stamp": stamp, "seconds": round(time.monotonic() - t0, 1)}) + "\n")
+        os.replace(marker.with_suffix(".tmp"), marker)
+        print(f"gen-workload: layout {layout} in {folder} ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
+
+
 def write_hourly(out: Path, d: dict, args, rng: np.random.Generator) -> dict:
     ids = all_ids(d)
     n = len(ids)
@@ -313,7 +395,7 @@ def write_hourly(out: Path, d: dict, args, rng: np.random.Generator) -> dict:
         })
         folder = out / "usage" / "hourly" / f"dt={day_str(day)}"
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / "part-0.parquet", compression="zstd")
+        pq.write_table(table, folder / "part-0.parquet", **parquet_options(table.num_rows, args.row_groups))
         rows += table.num_rows
         print(f"  {folder.relative_to(out)}/part-0.parquet: {table.num_rows:,} rows", file=sys.stderr)
     info["records"] = rows
@@ -397,7 +479,16 @@ def params_of(args) -> dict:
          "snapshots_per_day": args.snapshots_per_day, "days": args.days, "format": args.format, "seed": args.seed}
     if args.format != "hourly-parquet":
         p["clients_per_file"] = args.clients_per_file
+    else:
+        # The file shape: changing it regenerates the workload.
+        p["parquet"] = {"row_groups_per_file": args.row_groups, "compression": "zstd", "dictionary": True,
+                        "dictionary_pagesize_limit": DICTIONARY_PAGE_LIMIT}
     return p
+
+
+def stamp_of(meta: dict) -> str:
+    """Identifies one generation of a workload (derived layouts must come from it)."""
+    return f"{meta.get('generated_at', '')}/{meta.get('generation_seconds', '')}"
 
 
 def main(argv=None) -> int:
@@ -411,12 +502,22 @@ def main(argv=None) -> int:
     ap.add_argument("--format", choices=FORMATS, default="hourly-parquet")
     ap.add_argument("--clients-per-file", type=int, default=100_000, help="daily formats: accounts per file")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--row-groups", type=int, default=20, help="hourly-parquet: row groups per day file")
+    ap.add_argument("--layouts", default="days",
+                    help="hourly-parquet: comma-separated layouts to make, of days (always), flat, month")
     ap.add_argument("--force", action="store_true", help="regenerate even if an identical workload exists")
     args = ap.parse_args(argv)
     if not 1 <= args.days <= MONTH_DAYS:
         ap.error("--days must be within 1..31")
     if args.accounts < 10 or args.buckets < 1 or args.snapshots_per_day < 1 or args.clients_per_file < 1:
         ap.error("--accounts >= 10, --buckets >= 1, --snapshots-per-day >= 1, --clients-per-file >= 1")
+    if args.row_groups < 1:
+        ap.error("--row-groups >= 1")
+    layouts = [x for x in args.layouts.split(",") if x]
+    if any(x not in LAYOUTS for x in layouts):
+        ap.error(f"--layouts: each of {', '.join(LAYOUTS)}")
+    if args.format != "hourly-parquet" and set(layouts) - {"days"}:
+        ap.error("--layouts flat and month are for --format hourly-parquet")
 
     out: Path = args.out
     marker = out / "workload.json"
@@ -428,9 +529,11 @@ def main(argv=None) -> int:
             old = {}
         if old.get("params") == params:
             print(f"gen-workload: {out} already holds this workload (use --force to regenerate)")
+            if args.format == "hourly-parquet":
+                derive_layouts(out, layouts, stamp_of(old))
             return 0
     if out.exists():
-        for sub in ("directory", "usage", "workload.json"):
+        for sub in ("directory", "usage", "flat", "month", "layout-flat.json", "layout-month.json", "workload.json"):
             p = out / sub
             if p.is_dir():
                 shutil.rmtree(p)
@@ -454,9 +557,12 @@ def main(argv=None) -> int:
     sizes = {"directory_bytes": du(out / "directory"), "usage_bytes": du(out / "usage")}
     meta = {"params": params, "counts": {**d["counts"], **info}, "sizes": sizes,
             "generation_seconds": round(elapsed, 1), "directory_seconds": round(t_dir, 1)}
+    meta["generated_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, marker)
+    if args.format == "hourly-parquet":
+        derive_layouts(out, layouts, stamp_of(meta))
     c = meta["counts"]
     print(f"gen-workload: {out}  format={args.format} accounts={args.accounts:,} (+{N_UNKNOWN} unknown) "
           f"customers={c['customers']:,} contracts={c['contracts']:,}")

@@ -13,7 +13,7 @@ bench_venv() {
     fi
     local missing=()
     local mod
-    for mod in duckdb polars numpy pyarrow; do
+    for mod in duckdb polars numpy pyarrow matplotlib; do
         "$BENCH_PY" -c "import $mod" 2>/dev/null || missing+=("$mod")
     done
     if ((${#missing[@]})); then
