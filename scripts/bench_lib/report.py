@@ -155,11 +155,14 @@ def main(argv=None) -> int:
             if b is not None:
                 rb = ratio(cb_s, b)
                 goals.append((f"<= {1 + BASELINE_TOLERANCE:.2f} x baseline", rb, rb is not None and rb <= 1 + BASELINE_TOLERANCE))
-        met = "-" if not goals else ("yes" if all(g[2] for g in goals) else "NO")
+        # A goal whose figure was not measured (a tool not run, or failed) is n/a.
+        word = lambda g: "n/a" if g[1] is None else ("met" if g[2] else "NOT met")  # noqa: E731
+        words = [word(g) for g in goals]
+        met = "-" if not goals else ("NO" if "NOT met" in words else ("yes" if all(x == "met" for x in words) else "n/a"))
         for g in goals:
             val = g[1]
             shown = "-" if val is None else (f"{val:,}" if isinstance(val, int) else f"{val:.2f}")
-            target_lines.append(f"  {NAMES.get(w, w):<13} {l:<6} {g[0]:<24} {shown:>8}  {'met' if g[2] else 'NOT met'}")
+            target_lines.append(f"  {NAMES.get(w, w):<13} {l:<6} {g[0]:<24} {shown:>8}  {word(g)}")
 
         line = [NAMES.get(w, w), l, f"{records / 1e6:.1f} M" if records else "-", cell_s(cb), cell_mib(cb),
                 cell_s(dk), cell_mib(dk), cell_s(pl_), cell_mib(pl_), cell_s(ds), cell_s(ps),
