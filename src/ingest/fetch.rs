@@ -13,7 +13,7 @@ use polars::prelude::DataFrame;
 use std::sync::Arc;
 
 use super::sink::{Bounds, RecordSink};
-use super::{Batch, IngestError, IngestOptions, Ingested, Plan, parquet, partner_api, prune, text};
+use super::{Batch, IngestError, IngestOptions, Ingested, Plan, parquet, partner_api, row_groups, text};
 use crate::formats::Format;
 use crate::model::{Day, Finding, Interner};
 use crate::storage::ObjectMeta;
@@ -135,7 +135,7 @@ struct Piece {
     /// The days its records may fall on.
     bounds: Bounds,
     /// The row groups read, when not the whole object.
-    part: Option<Arc<parquet::RowGroups>>,
+    part: Option<Arc<row_groups::RowGroups>>,
 }
 
 /// The plan's objects as the pieces they are read in, in key order.
@@ -154,23 +154,15 @@ async fn pieces(
     let piece_bytes = opts.piece_bytes();
     let split = futures::stream::iter(listed.into_iter().enumerate().map(|(seq, (meta, format))| async move {
         let seq = seq as u32;
-        let folder = match prune::key_date(&meta.key) {
-            Some(prune::KeyDate::Day(d)) => Some(d),
-            _ => None,
-        };
-        if format != Format::Parquet || (folder.is_some() && meta.size <= piece_bytes) {
-            return Ok(vec![Piece {
-                seq,
-                bounds: folder.map_or(Bounds::Any, Bounds::Folder),
-                part: None,
-                meta,
-                format,
-            }]);
+        let bounds = Bounds::of_key(&meta.key);
+        let folder = matches!(bounds, Bounds::Folder(_));
+        if format != Format::Parquet || (folder && meta.size <= piece_bytes) {
+            return Ok(vec![Piece { seq, bounds, part: None, meta, format }]);
         }
-        let parts = footer(store, &meta).await?.and_then(|m| parquet::split(&m, meta.size, piece_bytes));
+        let parts = footer(store, &meta).await?.and_then(|m| row_groups::split(&m, meta.size, piece_bytes));
         // Pieces of a day folder must keep to its days; if they do not, the
         // object is read whole, and its records outside them are reported.
-        let within = |p: &parquet::RowGroups| folder.is_none_or(|d| p.days.0 >= d - 1 && p.days.1 <= d + 1);
+        let within = |p: &row_groups::RowGroups| bounds.days().is_none_or(|(lo, hi)| p.days.0 >= lo && p.days.1 <= hi);
         match parts {
             Some(parts) if !parts.is_empty() && parts.iter().all(within) => Ok(parts
                 .into_iter()
@@ -182,7 +174,7 @@ async fn pieces(
                     part: Some(Arc::new(p)),
                 })
                 .collect()),
-            _ => Ok(vec![Piece { seq, bounds: folder.map_or(Bounds::Any, Bounds::Folder), part: None, meta, format }]),
+            _ => Ok(vec![Piece { seq, bounds, part: None, meta, format }]),
         }
     }))
     .buffered(opts.concurrency.max(1))
@@ -202,9 +194,9 @@ async fn footer(
     meta: &ObjectMeta,
 ) -> Result<Option<Arc<::parquet::file::metadata::ParquetMetaData>>, IngestError> {
     let tail = |n: u64| store.get_range(&meta.key, meta.size - n.min(meta.size)..meta.size, &meta.etag, Vec::new());
-    match parquet::footer(&tail(parquet::FOOTER_GUESS).await?, meta.size) {
+    match row_groups::footer(&tail(row_groups::FOOTER_GUESS).await?, meta.size) {
         Ok(metadata) => Ok(metadata),
-        Err(needed) => Ok(parquet::footer(&tail(needed).await?, meta.size).unwrap_or(None)),
+        Err(needed) => Ok(row_groups::footer(&tail(needed).await?, meta.size).unwrap_or(None)),
     }
 }
 
@@ -218,7 +210,7 @@ fn parse(
     format: Format,
     key: String,
     bounds: Bounds,
-    part: Option<&parquet::RowGroups>,
+    part: Option<&row_groups::RowGroups>,
     opts: IngestOptions,
 ) -> Result<RecordSink, IngestError> {
     let mut sink = RecordSink::new(key, bounds, opts);
@@ -265,10 +257,7 @@ pub fn parse_object(
     month: crate::model::BillingMonth,
     skip_bad_records: bool,
 ) -> Result<ParsedObject, IngestError> {
-    let bounds = match prune::key_date(key) {
-        Some(prune::KeyDate::Day(d)) => Bounds::Folder(d),
-        _ => Bounds::Any,
-    };
+    let bounds = Bounds::of_key(key);
     let opts =
         IngestOptions { month, skip_bad_records, concurrency: 1, memory_budget: crate::config::DEFAULT_MEMORY_BUDGET };
     let sink = parse(&data, format, key.to_owned(), bounds, None, opts)?;

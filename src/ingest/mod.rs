@@ -10,7 +10,8 @@
 //! needs. Metering is not here.
 //!
 //! The work is split by job: [`plan`] lists the location and decides what
-//! is read, `fetch` reads and parses the objects within the memory budget
+//! is read, `row_groups` splits Parquet objects into pieces by their
+//! footer, `fetch` reads and parses the objects within the memory budget
 //! and hands them on in streaming order, `sink` holds one object's records
 //! (bad-record policy, day admission, columnar builders), and the readers
 //! of each encoding (`text`, `parquet`, `partner_api`) turn bytes into
@@ -24,6 +25,7 @@ mod parquet;
 mod partner_api;
 mod plan;
 mod prune;
+mod row_groups;
 mod sink;
 mod text;
 

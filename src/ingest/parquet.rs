@@ -34,16 +34,14 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use parquet::file::reader::{ChunkReader, Length};
-use std::ops::Range;
+use parquet::file::reader::ChunkReader;
 
 use super::IngestError;
+use super::row_groups::RowGroups;
 use super::sink::{RecordSink, US_PER_DAY};
 use super::text::{layout_of, parse_bytes, parse_instant};
-use crate::formats::{Damaged, decoding};
-use crate::model::{Day, Interner};
+use crate::formats::decoding;
+use crate::model::Interner;
 
 /// Rows decoded at once: large enough that a row group's dictionary is
 /// mapped to ids once, small enough to bound the decoded columns' memory.
@@ -68,21 +66,17 @@ fn is_text(t: &DataType) -> bool {
 
 /// Reads one Parquet object.
 pub(crate) fn read(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError> {
-    let object = sink.object().to_owned();
-    let unparsable = |source: Damaged| IngestError::Unparsable { object: object.clone(), source };
-    let meta = decoding(|| ArrowReaderMetadata::load(&data, ArrowReaderOptions::new())).map_err(unparsable)?;
+    let meta =
+        decoding(|| ArrowReaderMetadata::load(&data, ArrowReaderOptions::new())).map_err(|e| sink.unparsable(e))?;
     read_with(data, meta, None, sink)
 }
 
 /// Reads the row groups `part` names from `data`, the object's bytes
 /// `part.bytes` (fetched on their own), numbering rows as in the whole object.
 pub(crate) fn read_part(data: Bytes, part: &RowGroups, sink: &mut RecordSink) -> Result<(), IngestError> {
-    let object = sink.object().to_owned();
-    let unparsable = |source: Damaged| IngestError::Unparsable { object: object.clone(), source };
     let meta = decoding(|| ArrowReaderMetadata::try_new(part.metadata.clone(), ArrowReaderOptions::new()))
-        .map_err(unparsable)?;
-    let window = Window { start: part.bytes.start, data, len: part.size };
-    read_with(window, meta, Some(part), sink)
+        .map_err(|e| sink.unparsable(e))?;
+    read_with(part.window(data), meta, Some(part), sink)
 }
 
 /// Decodes the usage columns of `input` (of the row groups of `part`, or
@@ -93,8 +87,6 @@ fn read_with<R: ChunkReader + Clone + 'static>(
     part: Option<&RowGroups>,
     sink: &mut RecordSink,
 ) -> Result<(), IngestError> {
-    let object = sink.object().to_owned();
-    let unparsable = |source: Damaged| IngestError::Unparsable { object: object.clone(), source };
     let schema = meta.schema().clone();
     let layout = layout_of(schema.fields().iter().map(|f| f.name().as_str())).map_err(|r| sink.layout(r))?;
     let time = layout.time;
@@ -133,7 +125,8 @@ fn read_with<R: ChunkReader + Clone + 'static>(
         .collect();
     let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let options = ArrowReaderOptions::new().with_schema(hinted);
-    let meta = decoding(|| ArrowReaderMetadata::try_new(meta.metadata().clone(), options)).map_err(unparsable)?;
+    let meta =
+        decoding(|| ArrowReaderMetadata::try_new(meta.metadata().clone(), options)).map_err(|e| sink.unparsable(e))?;
     let roots: Vec<usize> = schema
         .fields()
         .iter()
@@ -167,8 +160,8 @@ fn read_with<R: ChunkReader + Clone + 'static>(
     let no_bucket = sink.buckets.id("");
     let mut offset = part.map_or(0, |p| p.first_row);
     for group in groups {
-        let mut reader = reader_of(group).map_err(unparsable)?;
-        while let Some(batch) = decoding(|| reader.next().transpose()).map_err(unparsable)? {
+        let mut reader = reader_of(group).map_err(|e| sink.unparsable(e))?;
+        while let Some(batch) = decoding(|| reader.next().transpose()).map_err(|e| sink.unparsable(e))? {
             let n = batch.num_rows();
             let column = |name: &str| batch.column_by_name(name).expect("projected").clone();
             // Malformed values of this batch: (row index, field, reason).
@@ -203,169 +196,6 @@ fn read_with<R: ChunkReader + Clone + 'static>(
         }
     }
     Ok(())
-}
-
-/// Some row groups of one Parquet object, read on their own: what a large
-/// object or one without a day folder is split into, so that its records
-/// are handed on as they are read and the days they fall on can be told
-/// from the footer alone.
-#[derive(Debug, Clone)]
-pub(crate) struct RowGroups {
-    /// The object's footer.
-    pub(crate) metadata: Arc<ParquetMetaData>,
-    /// The object's size in bytes.
-    pub(crate) size: u64,
-    /// Row groups read, in file order.
-    pub(crate) groups: Range<usize>,
-    /// Rows of the object before the first of them.
-    pub(crate) first_row: usize,
-    /// The object's bytes that hold them.
-    pub(crate) bytes: Range<u64>,
-    /// The first and last day their records fall on, from the statistics
-    /// of the time column (the sink holds records to it).
-    pub(crate) days: (Day, Day),
-}
-
-/// Bytes read from the end of a Parquet object for its footer, in one
-/// request: a footer rarely needs more (one more request reads the rest).
-pub(crate) const FOOTER_GUESS: u64 = 64 << 10;
-
-/// The footer of a Parquet object of `size` bytes from its last bytes
-/// `tail`: `Ok(None)` if it cannot be parsed (the reader then reports the
-/// object as it is), `Err(n)` if the footer needs the last `n` bytes.
-pub(crate) fn footer(tail: &Bytes, size: u64) -> Result<Option<Arc<ParquetMetaData>>, u64> {
-    let mut reader = ParquetMetaDataReader::new();
-    match decoding(|| reader.try_parse_sized(tail, size)) {
-        Ok(()) => Ok(decoding(|| reader.finish()).ok().map(Arc::new)),
-        Err(e) => match e.downcast_ref::<ParquetError>() {
-            Some(&ParquetError::NeedMoreData(n)) if n as u64 <= size && n as u64 > tail.len() as u64 => Err(n as u64),
-            _ => Ok(None),
-        },
-    }
-}
-
-/// Splits an object's row groups into runs of about `piece_bytes`, each
-/// with the days its records fall on. `None` when the days cannot be told
-/// from the footer: the time column is text, or a row group has no
-/// minimum and maximum for it; the object is then read whole.
-pub(crate) fn split(metadata: &Arc<ParquetMetaData>, size: u64, piece_bytes: u64) -> Option<Vec<RowGroups>> {
-    let schema = metadata.file_metadata().schema_descr();
-    let names = schema.root_schema().get_fields().iter().map(|f| f.name());
-    let layout = layout_of(names).ok()?;
-    let time = schema.columns().iter().position(|c| c.path().parts() == [layout.time])?;
-    let statistic = TimeStatistic::of(schema.column(time).as_ref())?;
-    let mut pieces: Vec<RowGroups> = Vec::new();
-    let mut first_row = 0;
-    for (i, group) in metadata.row_groups().iter().enumerate() {
-        let rows = usize::try_from(group.num_rows()).ok()?;
-        let stats = group.column(time).statistics();
-        let days = match stats.and_then(|s| Some((s.min_bytes_opt()?, s.max_bytes_opt()?))) {
-            Some((min, max)) => (statistic.day(min)?, statistic.day(max)?),
-            None if rows == 0 => (Day::MAX, Day::MIN),
-            None => return None,
-        };
-        let bytes = group
-            .columns()
-            .iter()
-            .map(|c| c.byte_range())
-            .fold((u64::MAX, 0), |(lo, hi), (start, len)| (lo.min(start), hi.max(start.saturating_add(len))));
-        let bytes = bytes.0.min(bytes.1)..bytes.1;
-        match pieces.last_mut() {
-            Some(p) if p.bytes.end == bytes.start && bytes.end - p.bytes.start <= piece_bytes => {
-                p.groups.end = i + 1;
-                p.bytes.end = bytes.end;
-                p.days = (p.days.0.min(days.0), p.days.1.max(days.1));
-            }
-            _ => pieces.push(RowGroups { metadata: metadata.clone(), size, groups: i..i + 1, first_row, bytes, days }),
-        }
-        first_row += rows;
-    }
-    // Pieces of empty row groups only hold no day.
-    pieces.retain(|p| p.days.0 <= p.days.1);
-    Some(pieces)
-}
-
-/// How the statistics of a time column are read: Parquet stores them
-/// little-endian, as INT32 days (a date) or INT64 ticks (a timestamp).
-#[derive(Debug, Clone, Copy)]
-enum TimeStatistic {
-    /// Days since the epoch.
-    Days,
-    /// Ticks since the epoch, this many a day.
-    Ticks(i128),
-}
-
-impl TimeStatistic {
-    /// How `column`'s statistics give days, as the reader decodes its
-    /// values; `None` for types whose statistics capbill does not read
-    /// (text, INT96).
-    fn of(column: &parquet::schema::types::ColumnDescriptor) -> Option<TimeStatistic> {
-        use parquet::basic::{ConvertedType, LogicalType, TimeUnit as Unit, Type};
-        const MS: i128 = 86_400_000;
-        match (column.physical_type(), column.logical_type_ref(), column.converted_type()) {
-            (Type::INT32, Some(LogicalType::Date), _) | (Type::INT32, None, ConvertedType::DATE) => {
-                Some(TimeStatistic::Days)
-            }
-            (Type::INT64, Some(LogicalType::Timestamp(t)), _) => Some(TimeStatistic::Ticks(match t.unit {
-                Unit::MILLIS => MS,
-                Unit::MICROS => MS * 1_000,
-                Unit::NANOS => MS * 1_000_000,
-            })),
-            (Type::INT64, None, ConvertedType::TIMESTAMP_MILLIS) => Some(TimeStatistic::Ticks(MS)),
-            (Type::INT64, None, ConvertedType::TIMESTAMP_MICROS) => Some(TimeStatistic::Ticks(MS * 1_000)),
-            _ => None,
-        }
-    }
-
-    /// The day of a statistic's value.
-    fn day(self, value: &[u8]) -> Option<Day> {
-        let days = match self {
-            TimeStatistic::Days => i128::from(i32::from_le_bytes(value.try_into().ok()?)),
-            TimeStatistic::Ticks(per_day) => i128::from(i64::from_le_bytes(value.try_into().ok()?)).div_euclid(per_day),
-        };
-        Day::try_from(days).ok()
-    }
-}
-
-/// The bytes of an object that hold some of its row groups, as a reader
-/// of the whole object: arrow-rs asks only for the column chunks of the
-/// row groups it reads, which all lie in the window.
-#[derive(Clone)]
-struct Window {
-    /// Offset of `data` in the object.
-    start: u64,
-    data: Bytes,
-    /// The object's size.
-    len: u64,
-}
-
-impl Length for Window {
-    fn len(&self) -> u64 {
-        self.len
-    }
-}
-
-impl ChunkReader for Window {
-    type T = bytes::buf::Reader<Bytes>;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        use bytes::Buf;
-        let rest = self.data.len() as u64 - start.saturating_sub(self.start).min(self.data.len() as u64);
-        Ok(self.get_bytes(start, rest as usize)?.reader())
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let from = start.checked_sub(self.start).and_then(|o| usize::try_from(o).ok());
-        let to = from.and_then(|f| f.checked_add(length));
-        match (from, to) {
-            (Some(from), Some(to)) if from <= to && to <= self.data.len() => Ok(self.data.slice(from..to)),
-            _ => Err(ParquetError::General(format!(
-                "bytes {start}..+{length} are outside the row groups read ({}..{})",
-                self.start,
-                self.start + self.data.len() as u64
-            ))),
-        }
-    }
 }
 
 /// Malformed values found while decoding a batch: (row index, field, reason).
@@ -603,9 +433,11 @@ fn byte_counts(column: &ArrayRef, texts: &mut PerEntry<Result<u64, String>>, bad
 mod tests {
     use super::*;
     use crate::ingest::IngestOptions;
+    use crate::ingest::row_groups::{footer, split};
     use crate::ingest::sink::Bounds;
     use crate::model::{BillingMonth, Finding, col};
     use arrow_array::{Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+    use parquet::file::metadata::ParquetMetaData;
     use polars::prelude::DataFrame;
 
     fn parquet(columns: Vec<(&str, ArrayRef)>) -> Bytes {
@@ -711,7 +543,7 @@ mod tests {
         let data = three_days(false);
         let meta = footer_of(&data);
         assert_eq!(meta.num_row_groups(), 5);
-        let oct = |d: i32| "2026-10".parse::<BillingMonth>().unwrap().first_day() + d - 1;
+        let oct = |d: i32| october().first_day() + d - 1;
         // One row group per piece: groups of rows 1-4, 5-8, 9-12, 13-16, 17-18.
         let pieces = split(&meta, data.len() as u64, 1).unwrap();
         let got: Vec<_> = pieces.iter().map(|p| (p.groups.clone(), p.first_row, p.days)).collect();
@@ -729,9 +561,7 @@ mod tests {
         // object does (bytes = row number here).
         for p in &pieces {
             let window = data.slice(p.bytes.start as usize..p.bytes.end as usize);
-            let month: BillingMonth = "2026-10".parse().unwrap();
-            let opts = IngestOptions { month, skip_bad_records: false, concurrency: 1, memory_budget: 1 << 30 };
-            let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(p.days.0, p.days.1), opts);
+            let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(p.days.0, p.days.1), options(false));
             read_part(window, p, &mut sink).unwrap();
             let (days, _) = sink.finish(0, &mut Interner::default(), &mut Interner::default()).unwrap();
             let df = days.into_iter().reduce(|a, b| a.vstack(&b).unwrap()).unwrap();
@@ -755,10 +585,8 @@ mod tests {
 
     #[test]
     fn a_record_outside_its_row_groups_statistics_is_malformed() {
-        let month: BillingMonth = "2026-10".parse().unwrap();
-        let opts = IngestOptions { month, skip_bad_records: false, concurrency: 1, memory_budget: 1 << 30 };
-        let oct2 = month.first_day() + 1;
-        let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(oct2, oct2), opts);
+        let oct2 = october().first_day() + 1;
+        let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(oct2, oct2), options(false));
         let err = sink.push(7, "sa-1", "", (OCT2_MS + 86_400_000) * 1000, 1).unwrap_err().to_string();
         assert_eq!(
             err,
@@ -767,15 +595,20 @@ mod tests {
         );
     }
 
+    fn october() -> BillingMonth {
+        "2026-10".parse().unwrap()
+    }
+
+    /// Ingestion of October, skipping bad records if asked.
+    fn options(skip_bad_records: bool) -> IngestOptions {
+        let memory_budget = crate::config::DEFAULT_MEMORY_BUDGET;
+        IngestOptions { month: october(), skip_bad_records, concurrency: 1, memory_budget }
+    }
+
     /// Reads an object under `dt=2026-10-02`, in skip mode if asked.
     fn read_object(data: Bytes, skip_bad: bool) -> (Result<DataFrame, IngestError>, Vec<Finding>, Interner) {
-        let month: BillingMonth = "2026-10".parse().unwrap();
-        let opts = IngestOptions {
-            month,
-            skip_bad_records: skip_bad,
-            concurrency: 1,
-            memory_budget: crate::config::DEFAULT_MEMORY_BUDGET,
-        };
+        let month = october();
+        let opts = options(skip_bad);
         let (mut accounts, mut buckets) = (Interner::default(), Interner::default());
         let bounds = Bounds::Folder(month.first_day() + 1);
         let mut sink = RecordSink::new("dt=2026-10-02/p.parquet".into(), bounds, opts);

@@ -51,7 +51,7 @@ pub(crate) fn read(data: &[u8], sink: &mut RecordSink) -> Result<(), IngestError
         (Ok(()), _) => Ok(()),
         // The sink refused a record or a client: that error, not serde's.
         (Err(_), Some(e)) => Err(e),
-        (Err(e), None) => Err(IngestError::Unparsable { object: reader.sink.object().to_owned(), source: Box::new(e) }),
+        (Err(e), None) => Err(reader.sink.unparsable(e)),
     }
 }
 

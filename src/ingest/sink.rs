@@ -20,9 +20,8 @@ pub(crate) struct RecordSink {
     object: String,
     first: Day,
     end: Day,
-    /// What the object (or piece of it) may hold, and days `[lo, hi]` that says.
+    /// The days the object (or piece of it) may hold.
     bounds: Bounds,
-    partition: Option<(Day, Day)>,
     /// The field a record's time comes from (`timestamp` or `date`), named
     /// when the time falls outside the object's day folder.
     time_field: &'static str,
@@ -54,13 +53,26 @@ pub(crate) enum Bounds {
 }
 
 impl Bounds {
+    /// What the folders of `key` say: a day folder, or any day.
+    pub(crate) fn of_key(key: &str) -> Bounds {
+        match super::prune::key_date(key) {
+            Some(super::prune::KeyDate::Day(d)) => Bounds::Folder(d),
+            _ => Bounds::Any,
+        }
+    }
+
+    /// The days `[lo, hi]` records may fall on; `None`: any day.
+    pub(crate) fn days(self) -> Option<(Day, Day)> {
+        match self {
+            Bounds::Any => None,
+            Bounds::Folder(d) => Some((d - 1, d + 1)),
+            Bounds::Statistics(lo, hi) => Some((lo, hi)),
+        }
+    }
+
     /// The first day records may fall on.
     pub(crate) fn first_day(self) -> Day {
-        match self {
-            Bounds::Any => Day::MIN,
-            Bounds::Folder(d) => d - 1,
-            Bounds::Statistics(lo, _) => lo,
-        }
+        self.days().map_or(Day::MIN, |(lo, _)| lo)
     }
 }
 
@@ -233,11 +245,6 @@ impl RecordSink {
             first: opts.month.first_day(),
             end: opts.month.end_day(),
             bounds,
-            partition: match bounds {
-                Bounds::Any => None,
-                Bounds::Folder(d) => Some((d - 1, d + 1)),
-                Bounds::Statistics(lo, hi) => Some((lo, hi)),
-            },
             time_field: "timestamp",
             skip_bad: opts.skip_bad_records,
             findings: Vec::new(),
@@ -314,7 +321,7 @@ impl RecordSink {
         skip: Option<&[bool]>,
     ) -> Result<(), IngestError> {
         let n = ts.len();
-        let (lo, hi) = match self.partition {
+        let (lo, hi) = match self.bounds.days() {
             Some((lo, hi)) => (lo.max(self.first), hi.min(self.end - 1)),
             None => (self.first, self.end - 1),
         };
@@ -361,7 +368,7 @@ impl RecordSink {
     #[inline]
     fn admit(&mut self, row: usize, ts_us: i64) -> Result<Option<Day>, IngestError> {
         let day = ts_us.div_euclid(US_PER_DAY) as Day;
-        if let Some((lo, hi)) = self.partition
+        if let Some((lo, hi)) = self.bounds.days()
             && (day < lo || day > hi)
         {
             self.bad(row, self.time_field, self.outside_partition(day))?;
@@ -426,14 +433,19 @@ impl RecordSink {
         }
     }
 
-    /// A layout error for this object.
     /// Names the field records' times come from in this object.
     pub(crate) fn set_time_field(&mut self, field: &'static str) {
         self.time_field = field;
     }
 
+    /// A layout error for this object.
     pub(crate) fn layout(&self, reason: impl Into<String>) -> IngestError {
         IngestError::Layout { object: self.object.clone(), reason: reason.into() }
+    }
+
+    /// This object cannot be parsed as its format, for the parser's reason.
+    pub(crate) fn unparsable(&self, source: impl Into<crate::formats::Damaged>) -> IngestError {
+        IngestError::Unparsable { object: self.object.clone(), source: source.into() }
     }
 
     /// The kept records as frames with the columns of [`record_columns`],

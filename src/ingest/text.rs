@@ -107,7 +107,7 @@ pub(crate) fn read_csv(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestE
             field: "(row)".to_owned(),
             reason: format!("{fields} fields, the header has {expected}"),
         },
-        None => IngestError::Unparsable { object: sink.object().to_owned(), source: Box::new(e) },
+        None => sink.unparsable(e),
     })?;
     let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
     let layout = layout_of(names.iter().copied()).map_err(|r| sink.layout(r))?;

@@ -83,37 +83,33 @@ impl LocalStore {
         &self,
         key: &str,
         range: std::ops::Range<u64>,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
     ) -> Result<Bytes, StorageError> {
         use std::os::unix::fs::FileExt;
-        let path = self.path(key);
         let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
-        let read = |buf: &mut Vec<u8>| -> std::io::Result<()> {
-            let file = std::fs::File::open(&path)?;
-            buf.clear();
+        self.read(key, buf, |file, buf| {
             buf.resize(len, 0);
             file.read_exact_at(buf, range.start)
-        };
-        match read(&mut buf) {
-            Ok(()) => Ok(Bytes::from(buf)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(StorageError::NotFound { location: path.display().to_string() })
-            }
-            Err(e) => Err(io("read", &path, e)),
-        }
+        })
     }
 
-    pub(super) fn get_into(&self, key: &str, mut buf: Vec<u8>) -> Result<Bytes, StorageError> {
+    pub(super) fn get_into(&self, key: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
+        self.read(key, buf, |mut file, buf| {
+            buf.reserve_exact(file.metadata().map_or(0, |m| m.len() as usize));
+            file.read_to_end(buf).map(|_| ())
+        })
+    }
+
+    /// Opens `key` and lets `fill` read from it into `buf` (emptied first).
+    fn read(
+        &self,
+        key: &str,
+        mut buf: Vec<u8>,
+        fill: impl FnOnce(std::fs::File, &mut Vec<u8>) -> std::io::Result<()>,
+    ) -> Result<Bytes, StorageError> {
         let path = self.path(key);
-        let read = |buf: &mut Vec<u8>| -> std::io::Result<()> {
-            let mut file = std::fs::File::open(&path)?;
-            let len = file.metadata().map_or(0, |m| m.len() as usize);
-            buf.clear();
-            buf.reserve_exact(len);
-            file.read_to_end(buf)?;
-            Ok(())
-        };
-        match read(&mut buf) {
+        buf.clear();
+        match std::fs::File::open(&path).and_then(|file| fill(file, &mut buf)) {
             Ok(()) => Ok(Bytes::from(buf)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(StorageError::NotFound { location: path.display().to_string() })
