@@ -2,7 +2,8 @@
 //!
 //! The level comes from `CAPBILL_LOG` (or `RUST_LOG`), `info` by default.
 //! Progress bars for long reads and writes live here too: they are terminal
-//! output, not part of any stage.
+//! output, not part of any stage; so does [`resident_bytes`], which the
+//! export log uses to report what its outputs add to memory.
 
 use std::io::IsTerminal;
 
@@ -68,4 +69,27 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Resident memory of this process now, in bytes (`VmRSS` of
+/// `/proc/self/status`; `None` where there is none). A cheap sample, read a
+/// few hundred times a run at most.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn resident_memory_grows_with_a_touched_allocation() {
+        let before = super::resident_bytes().expect("VmRSS on Linux");
+        let held = std::hint::black_box(vec![1u8; 64 << 20]);
+        let after = super::resident_bytes().expect("VmRSS on Linux");
+        assert!(after >= before + (32 << 20), "{before} -> {after}");
+        drop(held);
+    }
 }

@@ -8,7 +8,7 @@
 //! never publishes anything.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -138,19 +138,42 @@ pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) ->
     (outcomes, first_error)
 }
 
-/// An iterator that adds up the time its `next` takes (statements are
-/// rendered there, interleaved with writing).
+/// An iterator that notes when it was first asked for an item and when it
+/// ran out: statements are rendered as publishing asks for them and written
+/// meanwhile, so the time between is what they cost the run (rendering,
+/// and writing all but the last few in flight). It also samples resident
+/// memory every [`Timed::SAMPLE`] items, for the most they add to it.
 struct Timed<I> {
     inner: I,
-    micros: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    items: usize,
+    span: std::sync::Arc<Span>,
+}
+
+/// What [`Timed`] saw: the first and the last call, and the most resident memory sampled.
+#[derive(Default)]
+struct Span {
+    first: std::sync::OnceLock<Instant>,
+    last: std::sync::OnceLock<Instant>,
+    resident: std::sync::atomic::AtomicU64,
+}
+
+impl<I> Timed<I> {
+    const SAMPLE: usize = 64;
 }
 
 impl<I: Iterator> Iterator for Timed<I> {
     type Item = I::Item;
     fn next(&mut self) -> Option<I::Item> {
-        let t = Instant::now();
+        self.span.first.get_or_init(Instant::now);
         let item = self.inner.next();
-        self.micros.fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        if self.items % Self::SAMPLE == 0 || item.is_none() {
+            let now = crate::logging::resident_bytes().unwrap_or(0);
+            self.span.resident.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.items += 1;
+        if item.is_none() {
+            self.span.last.get_or_init(Instant::now);
+        }
         item
     }
 }
@@ -360,6 +383,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         files.extend(docs);
         entries
     });
+    let resident_before = crate::logging::resident_bytes().unwrap_or(0);
     let t_focus = Instant::now();
     files.extend(export::focus::encode(&export::focus::FocusInput {
         month,
@@ -371,8 +395,9 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         invoices: Some(&tables.invoices),
     })?);
     stages.done("focus", t_focus);
-    // Rendered one by one as they are published; the time spent rendering
-    // is added up apart (the "statements" stage, part of "export").
+    // Rendered a batch at a time as they are published; their time (the
+    // "statements" stage, part of "export") is reading the tables here plus
+    // the span from the first page to the last one handed to the writers.
     let t_statements = Instant::now();
     let statements = export::statements(export::StatementInputs {
         month,
@@ -414,10 +439,15 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // Nothing is written unless this run still holds the month, and
     // `latest.json` only if it still does after the revision is written.
     lock.check().await?;
-    let rendering = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(t_statements.elapsed().as_micros() as u64));
-    let statements = Timed { inner: statements, micros: rendering.clone() };
+    let prepared = t_statements.elapsed();
+    let span = std::sync::Arc::new(Span::default());
+    let statements = Timed { inner: statements, items: 0, span: span.clone() };
     let manifest = export::publish(out, month, revision, files.into_iter().chain(statements), manifest).await?;
-    let statements_ms = rendering.load(std::sync::atomic::Ordering::Relaxed) / 1000;
+    let written = span.first.get().zip(span.last.get()).map_or(Duration::ZERO, |(first, last)| *last - *first);
+    let statements_ms = (prepared + written).as_millis() as u64;
+    // What FOCUS and the statements added to resident memory at most (sampled).
+    let outputs_rss_mib =
+        span.resident.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(resident_before) >> 20;
     stages.0.insert("statements", statements_ms);
     crate::failpoint::reached("before-latest");
     lock.check().await?;
@@ -429,6 +459,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         revision,
         focus_ms = stages.0.get("focus").copied().unwrap_or(0),
         statements_ms,
+        outputs_rss_mib,
         "outputs published"
     );
     Ok(Outcome::Published(Box::new(RunReport {

@@ -131,8 +131,18 @@ pub(super) fn statement_page(ctx: &Context, s: &Statement) -> String {
     } else {
         out.push_str("<h2>Usage</h2>");
     }
+    // Each customer's lines and their sum, per invoice, in one pass.
+    let mut subtotals: std::collections::HashMap<&str, Vec<(usize, Decimal)>> = std::collections::HashMap::new();
+    for (i, inv) in s.invoices.iter().enumerate() {
+        for l in &inv.lines {
+            let per_invoice =
+                subtotals.entry(l.customer_id.as_str()).or_insert_with(|| vec![(0, Decimal::ZERO); s.invoices.len()]);
+            per_invoice[i].0 += 1;
+            per_invoice[i].1 += l.amount;
+        }
+    }
     for c in &s.customers {
-        customer_html(&mut out, ctx, s, c);
+        customer_html(&mut out, ctx, s, c, subtotals.get(c.party.id.as_str()).map_or(&[][..], Vec::as_slice));
     }
     findings_html(&mut out, ctx, s);
     let _ = writeln!(
@@ -247,24 +257,22 @@ fn corrections_html(out: &mut String, ctx: &Context, inv: &Invoice) {
     );
 }
 
-fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer) {
+/// A customer's section; `subtotals` holds its lines' count and sum per invoice of `s`.
+fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer, subtotals: &[(usize, Decimal)]) {
     let _ = write!(
         out,
         "<section class=\"customer\" data-customer=\"{id}\"><h3>{name} <span class=\"id\">{id}</span></h3>",
         id = escape(&c.party.id),
         name = escape(&c.party.name),
     );
-    for inv in &s.invoices {
-        let lines: Vec<_> = inv.lines.iter().filter(|l| l.customer_id == c.party.id).collect();
-        if lines.is_empty() {
+    for (inv, &(n, sub)) in s.invoices.iter().zip(subtotals) {
+        if n == 0 {
             continue;
         }
-        let sub: Decimal = lines.iter().map(|l| l.amount).sum();
         let _ = write!(
             out,
             "<p>{n} line{s} for <span class=\"subtotal\" data-currency=\"{cur}\" data-subtotal=\"{sub}\">{sn} {cur}</span></p>",
-            n = lines.len(),
-            s = if lines.len() == 1 { "" } else { "s" },
+            s = if n == 1 { "" } else { "s" },
             cur = escape(&inv.currency),
             sn = number(&sub),
         );
