@@ -29,6 +29,10 @@ HOURLY_OTHER_VS_DUCKDB = 0.3
 PEAK_MIB = 1024
 LINEAR_TOLERANCE = 0.15
 BASELINE_TOLERANCE = 0.10
+# Target of issue 17: FOCUS and the statements cost under 10 % of a W-hourly
+# run and add at most 100 MiB to memory.
+NEW_OUTPUTS_SHARE = 0.10
+NEW_OUTPUTS_MIB = 100
 
 
 def load(run: Path):
@@ -227,6 +231,26 @@ def main(argv=None) -> int:
     elif not small:
         print("  (none apply to these workloads)")
 
+    # Issue 17: what FOCUS and the statements cost a W-hourly run.
+    costs = []
+    for w, l in groups:
+        if w != "hourly" or small:
+            continue
+        cost = new_outputs(run / w / l / "capbill.stderr")
+        cb_s = num(get(w, l, "capbill"))
+        if cost is None or not cb_s:
+            continue
+        seconds, rss_mib = cost
+        share = seconds / cb_s
+        missed = share >= NEW_OUTPUTS_SHARE or (rss_mib is not None and rss_mib > NEW_OUTPUTS_MIB)
+        word = "NOT met" if missed else ("met" if rss_mib is not None else "n/a (no memory figure)")
+        costs.append(f"  {'W-hourly':<13} {l:<6} {'FOCUS + statements':<24} {share:>7.1%}  {word}"
+                     f"  ({seconds:.2f} of {cb_s:.2f} s; resident memory +{rss_mib if rss_mib is not None else '?'} MiB"
+                     f" at most; targets < {NEW_OUTPUTS_SHARE:.0%}, <= {NEW_OUTPUTS_MIB} MiB)")
+    if costs:
+        print("\ntargets (issue 17; the new outputs' share of the run, from capbill's export log):")
+        print("\n".join(costs))
+
     # capbill's stages, from its JSON log.
     print()
     for w, l in groups:
@@ -267,6 +291,25 @@ def capbill_stages(path: Path) -> str:
             if parts:
                 stages.append("(of which " + ", ".join(parts) + ")")
     return ", ".join(stages)
+
+
+def new_outputs(path: Path) -> tuple[float, int | None] | None:
+    """Seconds FOCUS and the statements took (focus_ms + statements_ms of the
+    export log line: encoding FOCUS, then the span from the first statement
+    rendered to the last one written) and the most they added to resident
+    memory (outputs_rss_mib, sampled), from capbill's JSON log."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and e.get("stage") == "export" and "statements_ms" in e:
+            return (e.get("focus_ms", 0) + e["statements_ms"]) / 1000, e.get("outputs_rss_mib")
+    return None
 
 
 def draw(meta: dict, groups, get, path: Path) -> None:
