@@ -271,6 +271,10 @@ const LOOKAHEAD: usize = 16;
 const SCANS: usize = 2;
 /// Entries not found before matching stops, unless most entries matched.
 const MISSES: usize = 64;
+/// Entries after the last match compared with the old ones at once (their
+/// lengths, then their bytes in one comparison): an unchanged stretch of a
+/// dictionary costs a comparison per this many entries.
+const RUN: usize = 64;
 
 /// The value of every entry of `new` (a dictionary that differs from
 /// `old`, whose entries have the values `old_mapped`), computed by `f` only
@@ -280,9 +284,10 @@ const MISSES: usize = 64;
 /// sorted by time and account starts each row group's dictionary at another
 /// account and then lists the same accounts in the same order (the old
 /// dictionary rotated), give or take accounts that appear or disappear
-/// from one day to the next. An entry equal to one of the [`LOOKAHEAD`]
-/// entries after the last match takes its value with a byte comparison or
-/// a few; only the others go through `f` (a hash lookup, which at 500,000
+/// from one day to the next. A run of entries equal to the [`RUN`] after
+/// the last match takes their values with one byte comparison; an entry
+/// equal to one of the [`LOOKAHEAD`] entries after the last match with a
+/// comparison or a few; only the others go through `f` (a hash lookup, which at 500,000
 /// accounts misses the cache nearly every time). The old dictionary is
 /// searched whole at most [`SCANS`] times, and matching stops after
 /// [`MISSES`] misses that outnumber the matches, so a dictionary unlike the
@@ -290,14 +295,36 @@ const MISSES: usize = 64;
 fn matched<T: Clone>(old: &StringArray, old_mapped: &[T], new: &StringArray, mut f: impl FnMut(&str) -> T) -> Vec<T> {
     let n = old.len();
     let find = |value: &str, from: usize, len: usize| (0..len).map(|k| (from + k) % n).find(|&j| old.value(j) == value);
+    let (old_ends, new_ends) = (old.value_offsets(), new.value_offsets());
+    let (old_text, new_text) = (old.value_data(), new.value_data());
+    // Whether new entries `i..i + k` are old entries `j..j + k` (`j + k <=
+    // n`): the same lengths, and the same bytes in one comparison.
+    let same_run = |i: usize, j: usize, k: usize| {
+        let (a, b) = (old_ends[j], new_ends[i]);
+        (1..=k).all(|t| old_ends[j + t] - a == new_ends[i + t] - b)
+            && old_text[a as usize..old_ends[j + k] as usize] == new_text[b as usize..new_ends[i + k] as usize]
+    };
     // The old entry expected next, after the last match.
     let mut next: Option<usize> = None;
     let (mut hits, mut misses, mut scans) = (0usize, 0usize, 0usize);
     let mut mapped = Vec::with_capacity(new.len());
-    for i in 0..new.len() {
+    let mut i = 0;
+    while i < new.len() {
+        let trying = misses <= MISSES || misses <= hits;
+        if trying && let Some(j) = next {
+            // A run of entries that follow the last match, compared at once.
+            let k = RUN.min(new.len() - i).min(n - j);
+            if k > 1 && same_run(i, j, k) {
+                mapped.extend_from_slice(&old_mapped[j..j + k]);
+                next = Some((j + k) % n);
+                hits += k;
+                i += k;
+                continue;
+            }
+        }
         let value = new.value(i);
         let mut at = None;
-        if misses <= MISSES || misses <= hits {
+        if trying {
             at = next.and_then(|j| find(value, j, LOOKAHEAD.min(n)));
             if at.is_none() && scans < SCANS {
                 scans += 1;
@@ -315,6 +342,7 @@ fn matched<T: Clone>(old: &StringArray, old_mapped: &[T], new: &StringArray, mut
                 misses += 1;
             }
         }
+        i += 1;
     }
     mapped
 }
@@ -607,6 +635,31 @@ mod tests {
         // Shorter, longer, and with a repeated entry.
         check(&rotated[..5], 0);
         check(&[&rotated[..], &["sa-7", "new-3"]].concat(), 1);
+        // Entries compared a run at a time must have the same lengths, not
+        // only the same bytes one after the other.
+        assert_eq!(
+            matching(&["x", "ab", "c", "d"], &["x", "a", "bc", "d"]),
+            (vec!["x", "a", "bc", "d"].into_iter().map(String::from).collect(), 2)
+        );
+    }
+
+    #[test]
+    fn a_long_dictionary_with_scattered_changes_computes_only_its_new_entries() {
+        let names: Vec<String> = (0..5000).map(|i| format!("sa-{}", i * 7)).collect();
+        let old: Vec<&str> = names.iter().map(String::as_str).collect();
+        let added: Vec<String> = (0..40).map(|i| format!("added-{i}")).collect();
+        let mut new: Vec<&str> = Vec::new();
+        for (i, name) in old[1777..].iter().chain(&old[..1777]).enumerate() {
+            if i % 131 == 0 {
+                new.push(&added[i / 131]);
+            }
+            if i % 97 != 5 {
+                new.push(name);
+            }
+        }
+        let (mapped, computed) = matching(&old, &new);
+        assert_eq!(mapped, new);
+        assert_eq!(computed, 39);
     }
 
     /// A Parquet object of one row group per name list (each as long as
