@@ -394,10 +394,26 @@ impl Interner {
         i
     }
 
+    /// An interner without names that hashes names as this one does, so
+    /// that a name hashed once ([`Self::hash`]) can be looked up in both.
+    pub fn empty_like(&self) -> Self {
+        Interner { hasher: self.hasher.clone(), ..Interner::default() }
+    }
+
+    /// The hash of `name`, for [`Self::get_hashed`] and [`Self::id_hashed`]
+    /// (of this interner, or of one made by [`Self::empty_like`]).
+    pub fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
     /// The id of `name`, assigning the next one if it is new.
     pub fn id(&mut self, name: &str) -> u32 {
-        let hash = self.hasher.hash_one(name);
-        if let Some(&id) = self.table.find(hash, |&id| self.name(id) == name) {
+        self.id_hashed(self.hash(name), name)
+    }
+
+    /// [`Self::id`] of a name whose [`Self::hash`] is `hash`.
+    pub fn id_hashed(&mut self, hash: u64, name: &str) -> u32 {
+        if let Some(id) = self.get_hashed(hash, name) {
             return id;
         }
         let id = u32::try_from(self.ends.len()).expect("fewer than 2^32 distinct names");
@@ -410,7 +426,12 @@ impl Interner {
 
     /// The id of `name`, if it has one.
     pub fn get(&self, name: &str) -> Option<u32> {
-        self.table.find(self.hasher.hash_one(name), |&id| self.name(id) == name).copied()
+        self.get_hashed(self.hash(name), name)
+    }
+
+    /// [`Self::get`] of a name whose [`Self::hash`] is `hash`.
+    pub fn get_hashed(&self, hash: u64, name: &str) -> Option<u32> {
+        self.table.find(hash, |&id| self.name(id) == name).copied()
     }
 
     /// The name of `id`.

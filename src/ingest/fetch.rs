@@ -2,7 +2,9 @@
 //! read ahead, parser threads, buffer recycling, and the streaming order
 //! (objects without a day folder first, then by day) with the
 //! [`Batch::complete_before`] promise that follows from it. Dispatches each
-//! object to the reader of its format.
+//! object to the reader of its format, with the run's names as they are
+//! when its parsing begins, and hands objects on in order, when their new
+//! names get run ids.
 //!
 //! It must not look inside records: what a record is and whether it is kept
 //! belongs to the readers and the sink.
@@ -12,6 +14,7 @@ use polars::prelude::DataFrame;
 
 use std::sync::Arc;
 
+use super::names::RunNames;
 use super::sink::{Bounds, RecordSink};
 use super::{Batch, IngestError, IngestOptions, Ingested, Plan, parquet, partner_api, row_groups, text};
 use crate::formats::Format;
@@ -29,8 +32,8 @@ use crate::storage::Store;
 /// malformed. So after the objects of day D, every day before D−1 is
 /// complete, and [`Batch::complete_before`] says so. "Last wins" still
 /// follows key order: each record carries its object's position in it.
-/// Account ids are interned into `accounts`, which the caller hands on to
-/// metering.
+/// Account ids are interned into `accounts` (shared with the parsers
+/// meanwhile, see [`super::names`]), which the caller hands on to metering.
 pub async fn ingest<E: From<IngestError>>(
     store: &Store,
     plan: Plan,
@@ -55,6 +58,8 @@ pub async fn ingest<E: From<IngestError>>(
     let fetch_ahead_kib = u32::try_from(opts.fetch_ahead() / 1024).unwrap_or(u32::MAX).max(1);
     let budget = &tokio::sync::Semaphore::new(fetch_ahead_kib as usize);
     let spare = &std::sync::Mutex::new(Vec::new());
+    let run_names = RunNames::new(std::mem::take(accounts));
+    let names = &run_names;
     let mut parsed = futures::stream::iter(order.into_iter().enumerate())
         .then(|(i, piece)| async move {
             let size = piece.part.as_ref().map_or(piece.meta.size, |p| p.bytes.end - p.bytes.start);
@@ -75,9 +80,9 @@ pub async fn ingest<E: From<IngestError>>(
             let parsed = match data {
                 Ok(data) => {
                     let key = piece.meta.key.clone();
-                    let (bounds, part) = (piece.bounds, piece.part.clone());
+                    let (bounds, part, names) = (piece.bounds, piece.part.clone(), names.clone());
                     let (parsed, data) = tokio::task::spawn_blocking(move || {
-                        (parse(&data, piece.format, key, bounds, part.as_deref(), opts), data)
+                        (parse(&data, piece.format, key, bounds, part.as_deref(), opts, &names), data)
                     })
                     .await
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
@@ -94,19 +99,25 @@ pub async fn ingest<E: From<IngestError>>(
 
     let mut records = 0;
     let mut outside_month = 0;
-    let mut buckets = Interner::default();
-    while let Some((i, seq, meta, parsed)) = parsed.next().await {
-        let sink = parsed?;
-        outside_month += sink.outside;
-        let (days, object_findings) = sink.finish(seq, accounts, &mut buckets).map_err(IngestError::from)?;
-        findings.extend(object_findings);
-        let n: usize = days.iter().map(DataFrame::height).sum();
-        tracing::debug!(object = %meta.key, records = n, days = days.len(), "read usage object");
-        records += n;
-        progress.inc(1);
-        crate::failpoint::reached("ingest");
-        consume(Batch { days, object: meta.key, complete_before: complete_before[i] })?;
+    let read = async {
+        while let Some((i, seq, meta, parsed)) = parsed.next().await {
+            let sink = parsed?;
+            outside_month += sink.outside;
+            let (days, object_findings) = sink.finish(seq).map_err(IngestError::from)?;
+            findings.extend(object_findings);
+            let n: usize = days.iter().map(DataFrame::height).sum();
+            tracing::debug!(object = %meta.key, records = n, days = days.len(), "read usage object");
+            records += n;
+            progress.inc(1);
+            crate::failpoint::reached("ingest");
+            consume(Batch { days, object: meta.key, complete_before: complete_before[i] })?;
+        }
+        Ok::<(), E>(())
     }
+    .await;
+    drop(parsed);
+    *accounts = run_names.accounts.take();
+    read?;
     progress.finish_and_clear();
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
@@ -212,8 +223,9 @@ fn parse(
     bounds: Bounds,
     part: Option<&row_groups::RowGroups>,
     opts: IngestOptions,
+    names: &RunNames,
 ) -> Result<RecordSink, IngestError> {
-    let mut sink = RecordSink::new(key, bounds, opts);
+    let mut sink = RecordSink::new(key, bounds, opts, names);
     match format {
         Format::Csv => text::read_csv(data.clone(), &mut sink),
         Format::JsonLines => text::read_json_lines(data, &mut sink),
@@ -260,9 +272,9 @@ pub fn parse_object(
     let bounds = Bounds::of_key(key);
     let opts =
         IngestOptions { month, skip_bad_records, concurrency: 1, memory_budget: crate::config::DEFAULT_MEMORY_BUDGET };
-    let sink = parse(&data, format, key.to_owned(), bounds, None, opts)?;
+    let sink = parse(&data, format, key.to_owned(), bounds, None, opts, &RunNames::default())?;
     let outside_month = sink.outside;
-    let (days, findings) = sink.finish(0, &mut Interner::default(), &mut Interner::default())?;
+    let (days, findings) = sink.finish(0)?;
     Ok(ParsedObject { records: days.iter().map(DataFrame::height).sum(), outside_month, findings })
 }
 

@@ -12,15 +12,18 @@
 //! The work is split by job: [`plan`] lists the location and decides what
 //! is read, `row_groups` splits Parquet objects into pieces by their
 //! footer, `fetch` reads and parses the objects within the memory budget
-//! and hands them on in streaming order, `sink` holds one object's records
+//! and hands them on in streaming order, `names` turns the names parsers
+//! read into the run's ids (snapshots of the run's interners, and the last
+//! Parquet dictionary mapped to them), `sink` holds one object's records
 //! (bad-record policy, day admission, columnar builders), and the readers
 //! of each encoding (`text`, `parquet`, `partner_api`) turn bytes into
 //! records for the sink. This module holds what they share: options,
 //! errors and what is handed on. It must not decide anything about
-//! metering, and the readers must not know about fetching or the run's
-//! interners.
+//! metering, and the readers must not know about fetching; they see the
+//! run's names only through the sink's `names::PieceNames`.
 
 mod fetch;
+mod names;
 mod parquet;
 mod partner_api;
 mod plan;

@@ -18,6 +18,13 @@
 //! export costs. Text timestamps are parsed once per distinct value the same
 //! way.
 //!
+//! A new dictionary is matched against the one before it (entries in the
+//! same order take its values with one comparison each); the first
+//! dictionary of account ids (and buckets) of a piece is matched against
+//! the last one any parser mapped to the run's ids ([`super::names`]), so a
+//! piece of an export the run has seen the accounts of hashes next to no
+//! name.
+//!
 //! Like every reader, it only hands records (and bad values) to the sink,
 //! which decides what is kept.
 
@@ -29,7 +36,7 @@ use arrow_array::types::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type,
     UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, DictionaryArray};
+use arrow_array::{Array, ArrayRef, DictionaryArray, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
@@ -37,11 +44,11 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::file::reader::ChunkReader;
 
 use super::IngestError;
+use super::names::{Known, PieceNames};
 use super::row_groups::RowGroups;
 use super::sink::{RecordSink, US_PER_DAY};
 use super::text::{layout_of, parse_bytes, parse_instant};
 use crate::formats::decoding;
-use crate::model::Interner;
 
 /// Rows decoded at once: large enough that a row group's dictionary is
 /// mapped to ids once, small enough to bound the decoded columns' memory.
@@ -215,27 +222,20 @@ fn missing<'a>(column: &ArrayRef, name: &'a str, bad: &mut Bad<'a>) {
 /// of its bytes finds.
 struct PerEntry<T> {
     values: Option<ArrayRef>,
-    mapped: Vec<T>,
+    mapped: Arc<Vec<T>>,
 }
 
 impl<T> Default for PerEntry<T> {
     fn default() -> Self {
-        PerEntry { values: None, mapped: Vec::new() }
+        PerEntry { values: None, mapped: Arc::new(Vec::new()) }
     }
 }
 
 impl<T: Clone> PerEntry<T> {
     /// The value of every entry of `dict`'s dictionary, computed by `f` if
-    /// the dictionary is not the one seen last.
-    ///
-    /// A new dictionary is first matched against the last one in its order:
-    /// an export sorted by time and account starts each row group's
-    /// dictionary at another account and then lists the same accounts in
-    /// the same order (the last dictionary rotated). An entry equal to the
-    /// one after the last match takes its value with one byte comparison;
-    /// only the others go through `f` (a hash lookup, which at 500,000
-    /// accounts misses the cache nearly every time).
-    fn of(&mut self, dict: &DictionaryArray<Int32Type>, mut f: impl FnMut(&str) -> T) -> &[T] {
+    /// the dictionary is not the one seen last (see [`matched`]); and
+    /// whether it was not.
+    fn of(&mut self, dict: &DictionaryArray<Int32Type>, f: impl FnMut(&str) -> T) -> (&[T], bool) {
         let new = dict.values().as_string::<i32>();
         let old = self
             .values
@@ -246,34 +246,111 @@ impl<T: Clone> PerEntry<T> {
             || old
                 .is_some_and(|old| old.value_offsets() == new.value_offsets() && old.value_data() == new.value_data());
         if !same {
-            self.mapped = match old {
-                Some(old) if !old.is_empty() && !new.is_empty() => {
-                    let n = old.len();
-                    // Where the first entry was in the last dictionary.
-                    let mut next = (0..n).find(|&j| old.value(j) == new.value(0));
-                    let mut mapped = Vec::with_capacity(new.len());
-                    for i in 0..new.len() {
-                        let value = new.value(i);
-                        match next {
-                            Some(j) if old.value(j) == value => {
-                                mapped.push(self.mapped[j].clone());
-                                next = Some((j + 1) % n);
-                            }
-                            _ => mapped.push(f(value)),
-                        }
-                    }
-                    mapped
-                }
+            self.mapped = Arc::new(match old {
+                Some(old) if !old.is_empty() && !new.is_empty() => matched(old, &self.mapped, new, f),
                 _ => (0..new.len()).map(|i| new.value(i)).map(f).collect(),
-            };
+            });
         }
         self.values = Some(dict.values().clone());
-        &self.mapped
+        (&self.mapped, !same)
+    }
+
+    /// Takes `values` (a dictionary of `Utf8` text) and their `mapped`
+    /// values as the dictionary seen last.
+    fn seed(&mut self, values: ArrayRef, mapped: Arc<Vec<T>>) {
+        self.values = Some(values);
+        self.mapped = mapped;
     }
 }
 
-/// Maps a text column's dictionary keys to interned ids, interning each
-/// dictionary entry once.
+/// Entries compared one by one after the last match before a dictionary is
+/// given up on: a few new or dropped entries between matches are skipped.
+const LOOKAHEAD: usize = 16;
+/// Searches of the whole old dictionary for an entry: to find where the
+/// new one starts, and once more if that entry was new.
+const SCANS: usize = 2;
+/// Entries not found before matching stops, unless most entries matched.
+const MISSES: usize = 64;
+/// Entries after the last match compared with the old ones at once (their
+/// lengths, then their bytes in one comparison): an unchanged stretch of a
+/// dictionary costs a comparison per this many entries.
+const RUN: usize = 64;
+
+/// The value of every entry of `new` (a dictionary that differs from
+/// `old`, whose entries have the values `old_mapped`), computed by `f` only
+/// for the entries it cannot take from `old`.
+///
+/// A new dictionary is matched against the old one in its order: an export
+/// sorted by time and account starts each row group's dictionary at another
+/// account and then lists the same accounts in the same order (the old
+/// dictionary rotated), give or take accounts that appear or disappear
+/// from one day to the next. A run of entries equal to the [`RUN`] after
+/// the last match takes their values with one byte comparison; an entry
+/// equal to one of the [`LOOKAHEAD`] entries after the last match with a
+/// comparison or a few; only the others go through `f` (a hash lookup, which at 500,000
+/// accounts misses the cache nearly every time). The old dictionary is
+/// searched whole at most [`SCANS`] times, and matching stops after
+/// [`MISSES`] misses that outnumber the matches, so a dictionary unlike the
+/// old one costs a few comparisons per entry at most.
+fn matched<T: Clone>(old: &StringArray, old_mapped: &[T], new: &StringArray, mut f: impl FnMut(&str) -> T) -> Vec<T> {
+    let n = old.len();
+    let find = |value: &str, from: usize, len: usize| (0..len).map(|k| (from + k) % n).find(|&j| old.value(j) == value);
+    let (old_ends, new_ends) = (old.value_offsets(), new.value_offsets());
+    let (old_text, new_text) = (old.value_data(), new.value_data());
+    // Whether new entries `i..i + k` are old entries `j..j + k` (`j + k <=
+    // n`): the same lengths, and the same bytes in one comparison.
+    let same_run = |i: usize, j: usize, k: usize| {
+        let (a, b) = (old_ends[j], new_ends[i]);
+        (1..=k).all(|t| old_ends[j + t] - a == new_ends[i + t] - b)
+            && old_text[a as usize..old_ends[j + k] as usize] == new_text[b as usize..new_ends[i + k] as usize]
+    };
+    // The old entry expected next, after the last match.
+    let mut next: Option<usize> = None;
+    let (mut hits, mut misses, mut scans) = (0usize, 0usize, 0usize);
+    let mut mapped = Vec::with_capacity(new.len());
+    let mut i = 0;
+    while i < new.len() {
+        let trying = misses <= MISSES || misses <= hits;
+        if trying && let Some(j) = next {
+            // A run of entries that follow the last match, compared at once.
+            let k = RUN.min(new.len() - i).min(n - j);
+            if k > 1 && same_run(i, j, k) {
+                mapped.extend_from_slice(&old_mapped[j..j + k]);
+                next = Some((j + k) % n);
+                hits += k;
+                i += k;
+                continue;
+            }
+        }
+        let value = new.value(i);
+        let mut at = None;
+        if trying {
+            at = next.and_then(|j| find(value, j, LOOKAHEAD.min(n)));
+            if at.is_none() && scans < SCANS {
+                scans += 1;
+                at = find(value, 0, n);
+            }
+        }
+        match at {
+            Some(j) => {
+                mapped.push(old_mapped[j].clone());
+                next = Some((j + 1) % n);
+                hits += 1;
+            }
+            None => {
+                mapped.push(f(value));
+                misses += 1;
+            }
+        }
+        i += 1;
+    }
+    mapped
+}
+
+/// Maps a text column's dictionary keys to ids, naming each dictionary
+/// entry once. The first dictionary of a piece is matched against the last
+/// one any parser shared (see [`PieceNames::share`]); every new one is
+/// shared in turn.
 #[derive(Default)]
 struct DictionaryIds(PerEntry<Option<u32>>);
 
@@ -281,24 +358,36 @@ impl DictionaryIds {
     /// One id per row; `null_id` for a null. With `required` (the field and
     /// the batch's malformed values), each distinct value is trimmed once
     /// and an empty one is a missing value of its rows, as in CSV (with id
-    /// `null_id`); without it, values are taken as they are.
+    /// `null_id`); without it, values are taken as they are. A column is
+    /// always read with or always without `required`, as what `names`
+    /// shares must be.
     fn map<'a>(
         &mut self,
         column: &ArrayRef,
-        interner: &mut Interner,
+        names: &mut PieceNames,
         null_id: u32,
         required: Option<(&'a str, &mut Bad<'a>)>,
     ) -> Vec<u32> {
         let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
+        if self.0.values.is_none()
+            && let Some(Known { values, ids }) = names.last()
+        {
+            self.0.seed(values, ids);
+        }
         let trim = required.is_some();
-        let ids = self.0.of(dict, |name| {
+        let (_, changed) = self.0.of(dict, |name| {
             if trim {
                 let name = name.trim();
-                (!name.is_empty()).then(|| interner.id(name))
+                (!name.is_empty()).then(|| names.id(name))
             } else {
-                Some(interner.id(name))
+                Some(names.id(name))
             }
         });
+        if changed {
+            let values = self.0.values.clone().expect("just mapped");
+            names.share(Known { values, ids: self.0.mapped.clone() });
+        }
+        let ids: &[Option<u32>] = &self.0.mapped;
         let keys = dict.keys();
         let out: Vec<u32> = if keys.null_count() == 0 {
             keys.values().iter().map(|&k| ids[k as usize].unwrap_or(null_id)).collect()
@@ -353,7 +442,7 @@ impl DictionaryTimes {
             }
             _ => {
                 let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
-                let parsed = self.0.of(dict, parse_instant);
+                let (parsed, _) = self.0.of(dict, parse_instant);
                 let mut out = Vec::with_capacity(dict.len());
                 for (i, k) in dict.keys().iter().enumerate() {
                     out.push(match k.map(|k| &parsed[k as usize]) {
@@ -378,7 +467,7 @@ fn byte_counts(column: &ArrayRef, texts: &mut PerEntry<Result<u64, String>>, bad
     missing(column, BYTES, bad);
     if let DataType::Dictionary(..) = column.data_type() {
         let dict: &DictionaryArray<Int32Type> = column.as_dictionary();
-        let parsed = texts.of(dict, parse_bytes);
+        let (parsed, _) = texts.of(dict, parse_bytes);
         let mut out = Vec::with_capacity(dict.len());
         for (i, k) in dict.keys().iter().enumerate() {
             out.push(match k.map(|k| &parsed[k as usize]) {
@@ -433,9 +522,10 @@ fn byte_counts(column: &ArrayRef, texts: &mut PerEntry<Result<u64, String>>, bad
 mod tests {
     use super::*;
     use crate::ingest::IngestOptions;
+    use crate::ingest::names::RunNames;
     use crate::ingest::row_groups::{footer, split};
     use crate::ingest::sink::Bounds;
-    use crate::model::{BillingMonth, Finding, col};
+    use crate::model::{BillingMonth, Finding, Interner, col};
     use arrow_array::{Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
     use parquet::file::metadata::ParquetMetaData;
     use polars::prelude::DataFrame;
@@ -506,6 +596,158 @@ mod tests {
         assert_eq!(named_records(data), expected);
     }
 
+    /// The values `matched` gives `new` from `old` (each entry's value its
+    /// own text), and how many entries it computed (could not match).
+    fn matching(old: &[&str], new: &[&str]) -> (Vec<String>, usize) {
+        let (old_values, new_values) = (StringArray::from(old.to_vec()), StringArray::from(new.to_vec()));
+        let old_mapped: Vec<String> = old.iter().map(|s| s.to_string()).collect();
+        let mut computed = 0;
+        let mapped = matched(&old_values, &old_mapped, &new_values, |v| {
+            computed += 1;
+            v.to_owned()
+        });
+        (mapped, computed)
+    }
+
+    #[test]
+    fn a_dictionary_takes_the_values_of_the_last_one_rotated_or_with_entries_changed() {
+        let names: Vec<String> = (0..100).map(|i| format!("sa-{i}")).collect();
+        let old: Vec<&str> = names.iter().map(String::as_str).collect();
+        let check = |new: &[&str], computed: usize| {
+            let (mapped, n) = matching(&old, new);
+            assert_eq!(mapped, new.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(n, computed, "{new:?}");
+        };
+        let rotated: Vec<&str> = old[37..].iter().chain(&old[..37]).copied().collect();
+        check(&rotated, 0);
+        // A new first entry, every tenth entry dropped, two more new ones.
+        let mut changed = vec!["new-0"];
+        changed.extend(rotated.iter().enumerate().filter(|(i, _)| i % 10 != 3).map(|(_, s)| *s));
+        changed.insert(50, "new-1");
+        changed.insert(70, "new-2");
+        check(&changed, 3);
+        // 30 entries dropped in a row, more than the lookahead: found again.
+        let gap: Vec<&str> = rotated[..10].iter().chain(&rotated[40..]).copied().collect();
+        check(&gap, 0);
+        // Nothing in common: every entry computed.
+        let other: Vec<String> = (0..100).map(|i| format!("other-{i}")).collect();
+        check(&other.iter().map(String::as_str).collect::<Vec<_>>(), 100);
+        // Shorter, longer, and with a repeated entry.
+        check(&rotated[..5], 0);
+        check(&[&rotated[..], &["sa-7", "new-3"]].concat(), 1);
+        // Entries compared a run at a time must have the same lengths, not
+        // only the same bytes one after the other.
+        assert_eq!(
+            matching(&["x", "ab", "c", "d"], &["x", "a", "bc", "d"]),
+            (vec!["x", "a", "bc", "d"].into_iter().map(String::from).collect(), 2)
+        );
+    }
+
+    #[test]
+    fn a_long_dictionary_with_scattered_changes_computes_only_its_new_entries() {
+        let names: Vec<String> = (0..5000).map(|i| format!("sa-{}", i * 7)).collect();
+        let old: Vec<&str> = names.iter().map(String::as_str).collect();
+        let added: Vec<String> = (0..40).map(|i| format!("added-{i}")).collect();
+        let mut new: Vec<&str> = Vec::new();
+        for (i, name) in old[1777..].iter().chain(&old[..1777]).enumerate() {
+            if i % 131 == 0 {
+                new.push(&added[i / 131]);
+            }
+            if i % 97 != 5 {
+                new.push(name);
+            }
+        }
+        let (mapped, computed) = matching(&old, &new);
+        assert_eq!(mapped, new);
+        assert_eq!(computed, 39);
+    }
+
+    /// A Parquet object of one row group per name list (each as long as
+    /// the first), on Oct 2, bytes numbering the rows; and its pieces of
+    /// one row group each.
+    fn one_piece_per_group(groups: &[&[&str]]) -> (Bytes, Vec<RowGroups>) {
+        let names: Vec<&str> = groups.concat();
+        let n = names.len();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(groups[0].len()))
+            .build();
+        let data = parquet_with(
+            vec![
+                ("storage_account_id", Arc::new(StringArray::from(names)) as ArrayRef),
+                ("timestamp", Arc::new(TimestampMillisecondArray::from(vec![OCT2_MS; n]).with_timezone("UTC"))),
+                ("bytes", Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()))),
+            ],
+            Some(props),
+        );
+        let pieces = split(&footer_of(&data), data.len() as u64, 1).unwrap();
+        assert_eq!(pieces.len(), groups.len());
+        (data, pieces)
+    }
+
+    /// A sink for `piece`, taking the run's names as they are now.
+    fn piece_sink(piece: &RowGroups, run: &RunNames) -> RecordSink {
+        let bounds = Bounds::Statistics(piece.days.0, piece.days.1);
+        RecordSink::new("m.parquet".into(), bounds, options(false), run)
+    }
+
+    fn read_piece(data: &Bytes, piece: &RowGroups, sink: &mut RecordSink) {
+        read_part(data.slice(piece.bytes.start as usize..piece.bytes.end as usize), piece, sink).unwrap();
+    }
+
+    /// The run's account id of every record of a finished piece, in order.
+    fn run_ids(sink: RecordSink) -> Vec<u32> {
+        let (days, _) = sink.finish(0).unwrap();
+        days.iter().flat_map(|df| df.column(col::ACCOUNT_ID).unwrap().u32().unwrap().into_no_null_iter()).collect()
+    }
+
+    // Row groups of 4 rows: the accounts a to d, the same rotated, with c
+    // dropped and x added, and four accounts none of the others name.
+    const PIECES: [&[&str]; 4] =
+        [&["a", "b", "c", "d"], &["c", "d", "a", "b"], &["d", "a", "x", "b"], &["e", "f", "g", "h"]];
+
+    #[test]
+    fn a_piece_matches_its_first_dictionary_against_the_last_one_an_earlier_piece_shared() {
+        let (data, pieces) = one_piece_per_group(&PIECES);
+        let run = RunNames::default();
+        let (mut lookups, mut ids) = (Vec::new(), Vec::new());
+        for p in &pieces {
+            let mut sink = piece_sink(p, &run);
+            read_piece(&data, p, &mut sink);
+            lookups.push(sink.accounts.lookups());
+            ids.extend(run_ids(sink));
+        }
+        // Only the first piece's names, x and the last piece's are hashed.
+        assert_eq!(lookups, [4, 0, 1, 4]);
+        let accounts = run.accounts.take();
+        assert_eq!(ids.iter().map(|&id| accounts.name(id)).collect::<Vec<_>>(), PIECES.concat());
+        assert_eq!(accounts.names().collect::<Vec<_>>(), ["a", "b", "c", "d", "x", "e", "f", "g", "h"]);
+    }
+
+    #[test]
+    fn pieces_read_before_an_earlier_one_is_handed_on_get_the_same_ids() {
+        let (data, pieces) = one_piece_per_group(&PIECES);
+        let run = RunNames::default();
+        // Pieces 1 and 2 begin and are read before piece 0 is handed on:
+        // nothing is shared yet, and every name is new to them.
+        let mut sinks: Vec<RecordSink> = pieces[..3].iter().map(|p| piece_sink(p, &run)).collect();
+        for i in [2, 1, 0] {
+            read_piece(&data, &pieces[i], &mut sinks[i]);
+        }
+        assert_eq!(sinks.iter().map(|s| s.accounts.lookups()).collect::<Vec<_>>(), [4, 4, 4]);
+        let mut ids = Vec::new();
+        for sink in sinks {
+            ids.extend(run_ids(sink));
+        }
+        // Piece 2's dictionary is shared with run ids once it is handed on.
+        assert_eq!(*run.accounts.last().expect("shared").ids, [Some(3), Some(0), Some(4), Some(1)]);
+        let mut last = piece_sink(&pieces[3], &run);
+        read_piece(&data, &pieces[3], &mut last);
+        ids.extend(run_ids(last));
+        let accounts = run.accounts.take();
+        assert_eq!(ids.iter().map(|&id| accounts.name(id)).collect::<Vec<_>>(), PIECES.concat());
+        assert_eq!(accounts.names().collect::<Vec<_>>(), ["a", "b", "c", "d", "x", "e", "f", "g", "h"]);
+    }
+
     /// 6 hourly records a day on Oct 2, 3 and 4 in row groups of 4 rows,
     /// bytes numbering the rows, timestamps in `unit`.
     fn three_days(text_time: bool) -> Bytes {
@@ -561,9 +803,10 @@ mod tests {
         // object does (bytes = row number here).
         for p in &pieces {
             let window = data.slice(p.bytes.start as usize..p.bytes.end as usize);
-            let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(p.days.0, p.days.1), options(false));
+            let bounds = Bounds::Statistics(p.days.0, p.days.1);
+            let mut sink = RecordSink::new("m.parquet".into(), bounds, options(false), &RunNames::default());
             read_part(window, p, &mut sink).unwrap();
-            let (days, _) = sink.finish(0, &mut Interner::default(), &mut Interner::default()).unwrap();
+            let (days, _) = sink.finish(0).unwrap();
             let df = days.into_iter().reduce(|a, b| a.vstack(&b).unwrap()).unwrap();
             let rows: Vec<u32> = df.column(col::ROW).unwrap().u32().unwrap().into_no_null_iter().collect();
             let bytes: Vec<u64> = df.column(col::BYTES).unwrap().u64().unwrap().into_no_null_iter().collect();
@@ -586,7 +829,8 @@ mod tests {
     #[test]
     fn a_record_outside_its_row_groups_statistics_is_malformed() {
         let oct2 = october().first_day() + 1;
-        let mut sink = RecordSink::new("m.parquet".into(), Bounds::Statistics(oct2, oct2), options(false));
+        let bounds = Bounds::Statistics(oct2, oct2);
+        let mut sink = RecordSink::new("m.parquet".into(), bounds, options(false), &RunNames::default());
         let err = sink.push(7, "sa-1", "", (OCT2_MS + 86_400_000) * 1000, 1).unwrap_err().to_string();
         assert_eq!(
             err,
@@ -609,13 +853,12 @@ mod tests {
     fn read_object(data: Bytes, skip_bad: bool) -> (Result<DataFrame, IngestError>, Vec<Finding>, Interner) {
         let month = october();
         let opts = options(skip_bad);
-        let (mut accounts, mut buckets) = (Interner::default(), Interner::default());
         let bounds = Bounds::Folder(month.first_day() + 1);
-        let mut sink = RecordSink::new("dt=2026-10-02/p.parquet".into(), bounds, opts);
+        let mut sink = RecordSink::new("dt=2026-10-02/p.parquet".into(), bounds, opts, &RunNames::default());
         if let Err(e) = read(data, &mut sink) {
-            return (Err(e), Vec::new(), accounts);
+            return (Err(e), Vec::new(), Interner::default());
         }
-        let (days, findings) = sink.finish(0, &mut accounts, &mut buckets).unwrap();
+        let (days, findings, accounts, _) = sink.finish_alone().unwrap();
         let df = days.into_iter().reduce(|a, b| a.vstack(&b).unwrap()).unwrap_or_default();
         (Ok(df), findings, accounts)
     }

@@ -513,20 +513,19 @@ mod tests {
             concurrency: 1,
             memory_budget: crate::config::DEFAULT_MEMORY_BUDGET,
         };
-        RecordSink::new("export.json".into(), Bounds::Any, opts)
+        RecordSink::new("export.json".into(), Bounds::Any, opts, &crate::ingest::names::RunNames::default())
     }
 
     /// (account, timestamp, bytes, row) of every kept record, in day then row order.
     fn records(sink: RecordSink) -> Vec<(String, i64, u64, u32)> {
-        let names: Vec<String> = sink.accounts.names().map(str::to_owned).collect();
         let mut out = Vec::new();
         for c in sink.days.iter().flatten() {
             let ts = match &c.ts {
                 crate::ingest::sink::Values::Same(ts, n) => vec![ts.unwrap(); *n],
                 crate::ingest::sink::Values::Each(ts) => ts.clone(),
             };
-            for i in 0..c.len() {
-                out.push((names[c.account[i] as usize].clone(), ts[i], c.bytes[i], c.row[i]));
+            for (i, &t) in ts.iter().enumerate().take(c.len()) {
+                out.push((sink.accounts.name(c.account[i]).unwrap().to_owned(), t, c.bytes[i], c.row[i]));
             }
         }
         out

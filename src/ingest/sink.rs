@@ -4,18 +4,21 @@
 //! inside the month, else counted), and the columnar builders that sort
 //! records by day as they arrive, in chunks of [`CHUNK_ROWS`].
 //!
-//! It must not parse any encoding (the readers do) nor fetch anything; ids
-//! are this object's own until [`RecordSink::finish`] maps them to the run's.
+//! It must not parse any encoding (the readers do) nor fetch anything. Ids
+//! are the run's, except those of names new to the run, which are the
+//! piece's own (see [`super::names`]) until [`RecordSink::finish`] maps them.
 
 use polars::prelude::*;
 
+use super::names::{PieceNames, RunNames, run_id};
 use super::{IngestError, IngestOptions, record_columns};
-use crate::model::{Day, Finding, FindingKind, Interner, col};
+use crate::model::{Day, Finding, FindingKind, col};
 
 /// Where readers put one object's records: keeps those of the month, counts
 /// the others, decides what a bad record does, and names accounts and
-/// buckets by ids interned for this object (mapped to the run's ids when the
-/// object is handed on, so that objects can be parsed in parallel).
+/// buckets by the run's ids, or for names the run did not know when the
+/// object began, by ids of its own (mapped to the run's when the object is
+/// handed on, so that objects can be parsed in parallel).
 pub(crate) struct RecordSink {
     object: String,
     first: Day,
@@ -27,8 +30,8 @@ pub(crate) struct RecordSink {
     time_field: &'static str,
     skip_bad: bool,
     pub(super) findings: Vec<Finding>,
-    pub(crate) accounts: Interner,
-    pub(crate) buckets: Interner,
+    pub(crate) accounts: PieceNames,
+    pub(crate) buckets: PieceNames,
     /// Kept records by day of the month (index: day − `first`), each day in
     /// chunks of at most [`CHUNK_ROWS`]. Sorting records by day as they are
     /// read costs one index per record; an object that spans the month (a
@@ -112,12 +115,17 @@ impl Chunk {
         CHUNK_ROWS - self.len()
     }
 
-    /// The chunk as a record frame without the object column, its ids mapped
-    /// through `account_ids` and `bucket_ids`.
-    fn into_frame(mut self, account_ids: &[u32], bucket_ids: &[u32]) -> PolarsResult<DataFrame> {
+    /// The chunk as a record frame without the object column, the ids of
+    /// names new to the run mapped to `account_ids` and `bucket_ids` (the
+    /// run ids of the object's new names; `None`: it had none).
+    fn into_frame(mut self, account_ids: Option<&[u32]>, bucket_ids: Option<&[u32]>) -> PolarsResult<DataFrame> {
         let n = self.len();
-        self.account.iter_mut().for_each(|a| *a = account_ids[*a as usize]);
-        self.bucket.map(|b| bucket_ids[b as usize]);
+        if let Some(ids) = account_ids {
+            self.account.iter_mut().for_each(|a| *a = run_id(*a, ids));
+        }
+        if let Some(ids) = bucket_ids {
+            self.bucket.map(|b| run_id(b, ids));
+        }
         DataFrame::new(
             n,
             vec![
@@ -239,7 +247,9 @@ fn day_text(day: Day) -> String {
 pub(crate) const US_PER_DAY: i64 = 86_400_000_000;
 
 impl RecordSink {
-    pub(super) fn new(object: String, bounds: Bounds, opts: IngestOptions) -> Self {
+    /// A sink for one object (or piece) whose names are taken from `names`
+    /// as they are now.
+    pub(super) fn new(object: String, bounds: Bounds, opts: IngestOptions, names: &RunNames) -> Self {
         RecordSink {
             object,
             first: opts.month.first_day(),
@@ -248,8 +258,8 @@ impl RecordSink {
             time_field: "timestamp",
             skip_bad: opts.skip_bad_records,
             findings: Vec::new(),
-            accounts: Interner::default(),
-            buckets: Interner::default(),
+            accounts: names.accounts.piece(),
+            buckets: names.buckets.piece(),
             days: (0..opts.month.days()).map(|_| Vec::new()).collect(),
             outside: 0,
         }
@@ -449,25 +459,33 @@ impl RecordSink {
     }
 
     /// The kept records as frames with the columns of [`record_columns`],
-    /// in day order, each of one day, their ids mapped to the
-    /// run's `accounts` and `buckets`; and the object's findings.
-    pub(super) fn finish(
-        self,
-        object_seq: u32,
-        accounts: &mut Interner,
-        buckets: &mut Interner,
-    ) -> PolarsResult<(Vec<DataFrame>, Vec<Finding>)> {
-        let to_run = |local: &Interner, run: &mut Interner| local.names().map(|n| run.id(n)).collect::<Vec<u32>>();
-        let (account_ids, bucket_ids) = (to_run(&self.accounts, accounts), to_run(&self.buckets, buckets));
+    /// in day order, each of one day, every id the run's (names new to the
+    /// run get their run ids here); and the object's findings. Objects are
+    /// finished in streaming order.
+    pub(super) fn finish(self, object_seq: u32) -> PolarsResult<(Vec<DataFrame>, Vec<Finding>)> {
+        let (account_ids, bucket_ids) = (self.accounts.finish(), self.buckets.finish());
         // A frame per chunk: stacking a day's chunks into one frame would
         // spell out their one-value (scalar) columns.
         let mut days = Vec::new();
         for chunk in self.days.into_iter().flatten() {
-            let mut frame = chunk.into_frame(&account_ids, &bucket_ids)?;
+            let mut frame = chunk.into_frame(account_ids.as_deref(), bucket_ids.as_deref())?;
             let n = frame.height();
             frame.with_column(Column::new_scalar(col::OBJECT.into(), Scalar::from(object_seq), n))?;
             days.push(frame.select(record_columns())?);
         }
         Ok((days, self.findings))
+    }
+}
+
+#[cfg(test)]
+impl RecordSink {
+    /// [`Self::finish`] of a sink whose run names are its own (made with a
+    /// fresh [`RunNames`]), with the run's accounts and buckets.
+    pub(crate) fn finish_alone(
+        self,
+    ) -> PolarsResult<(Vec<DataFrame>, Vec<Finding>, crate::model::Interner, crate::model::Interner)> {
+        let (accounts, buckets) = (self.accounts.run(), self.buckets.run());
+        let (days, findings) = self.finish(0)?;
+        Ok((days, findings, accounts.take(), buckets.take()))
     }
 }

@@ -380,7 +380,7 @@ mod tests {
     use super::*;
     use crate::ingest::IngestOptions;
     use crate::ingest::sink::Bounds;
-    use crate::model::{Interner, col};
+    use crate::model::col;
 
     #[test]
     fn instants() {
@@ -420,7 +420,7 @@ mod tests {
             concurrency: 1,
             memory_budget: crate::config::DEFAULT_MEMORY_BUDGET,
         };
-        RecordSink::new("usage.jsonl".into(), Bounds::Any, opts)
+        RecordSink::new("usage.jsonl".into(), Bounds::Any, opts, &crate::ingest::names::RunNames::default())
     }
 
     /// Kept records as (row, account, bucket, timestamp, bytes) and the
@@ -436,8 +436,7 @@ mod tests {
     ) -> Outcome {
         let mut s = sink(skip_bad_records);
         read(data.as_bytes(), &mut s).map_err(|e| crate::error::chain(&e))?;
-        let (mut accounts, mut buckets) = (Interner::default(), Interner::default());
-        let (days, findings) = s.finish(0, &mut accounts, &mut buckets).unwrap();
+        let (days, findings, accounts, buckets) = s.finish_alone().unwrap();
         let (accounts, buckets): (Vec<&str>, Vec<&str>) = (accounts.names().collect(), buckets.names().collect());
         let mut records = Vec::new();
         for df in days {
