@@ -52,13 +52,13 @@ pub async fn ingest<E: From<IngestError>>(
     // size. Their share of the budget is taken in key order, so the first
     // object waiting always gets it, and given back once it is parsed, when
     // its buffer is kept to read a later object into.
-    let fetch_ahead_kib = u32::try_from(opts.fetch_ahead() / 1024).unwrap_or(u32::MAX).max(1);
+    let largest = order.iter().map(Piece::size).max().unwrap_or(0);
+    let fetch_ahead_kib = u32::try_from(opts.fetch_ahead(largest, parsers) / 1024).unwrap_or(u32::MAX).max(1);
     let budget = &tokio::sync::Semaphore::new(fetch_ahead_kib as usize);
     let spare = &std::sync::Mutex::new(Vec::new());
     let mut parsed = futures::stream::iter(order.into_iter().enumerate())
         .then(|(i, piece)| async move {
-            let size = piece.part.as_ref().map_or(piece.meta.size, |p| p.bytes.end - p.bytes.start);
-            let share = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).min(fetch_ahead_kib);
+            let share = u32::try_from(piece.size().div_ceil(1024)).unwrap_or(u32::MAX).min(fetch_ahead_kib);
             let held = budget.acquire_many(share).await.expect("the budget is never closed");
             (i, piece, held)
         })
@@ -136,6 +136,13 @@ struct Piece {
     bounds: Bounds,
     /// The row groups read, when not the whole object.
     part: Option<Arc<row_groups::RowGroups>>,
+}
+
+impl Piece {
+    /// Bytes read.
+    fn size(&self) -> u64 {
+        self.part.as_ref().map_or(self.meta.size, |p| p.bytes.end - p.bytes.start)
+    }
 }
 
 /// The plan's objects as the pieces they are read in, in key order.

@@ -92,8 +92,9 @@ impl<'a> Tally<'a> {
         Ok(())
     }
 
-    /// Adds the rows of `frames` (daily values) of the accounts marked in
-    /// `complete`; those of the others go to `rest`, to be filled.
+    /// Adds the rows of `frames` (daily values, `UInt64` or `Int128`) of
+    /// the accounts marked in `complete`; those of the others go to `rest`,
+    /// to be filled, with `Int128` values.
     pub(super) fn add_days(
         &mut self,
         frames: Vec<DataFrame>,
@@ -101,6 +102,7 @@ impl<'a> Tally<'a> {
         rest: &mut Vec<DataFrame>,
     ) -> PolarsResult<()> {
         for df in frames {
+            let df = wide_values(df)?;
             let mut others = 0;
             let rows = account_days(&df)?
                 .filter(|&(id, _, _)| {
@@ -143,6 +145,16 @@ impl<'a> Tally<'a> {
             }
         }
     }
+}
+
+/// A frame of daily values with `Int128` values: the reducers keep them as
+/// `UInt64` while the month is read, when they fit.
+fn wide_values(mut df: DataFrame) -> PolarsResult<DataFrame> {
+    if df.column(col::VALUE)?.dtype() != &DataType::Int128 {
+        let wide = df.column(col::VALUE)?.cast(&DataType::Int128)?;
+        df.with_column(wide)?;
+    }
+    Ok(df)
 }
 
 /// The (account id, day, value) rows of a frame of account days.
