@@ -48,10 +48,11 @@ pub async fn ingest<E: From<IngestError>>(
     // `parsers` blocking threads; results are consumed in order.
     let parsers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, MAX_PARSERS);
     let progress = crate::logging::progress_bar(order.len() as u64, "reading usage");
-    // Objects in memory (fetched and not yet parsed) are also bounded by
-    // size. Their share of the budget is taken in key order, so the first
-    // object waiting always gets it, and given back once it is parsed, when
-    // its buffer is kept to read a later object into.
+    // Objects in memory (fetched, or parsed and not yet handed on) are also
+    // bounded by size. Their share of the budget is taken in key order, so
+    // the first object waiting always gets it; once it is parsed its buffer
+    // is kept to read a later object into, and the share is given back
+    // when its records are handed on (they are larger than the bytes read).
     let largest = order.iter().map(Piece::size).max().unwrap_or(0);
     let fetch_ahead_kib = u32::try_from(opts.fetch_ahead(largest, parsers) / 1024).unwrap_or(u32::MAX).max(1);
     let budget = &tokio::sync::Semaphore::new(fetch_ahead_kib as usize);
@@ -86,8 +87,7 @@ pub async fn ingest<E: From<IngestError>>(
                 }
                 Err(e) => Err(IngestError::from(e)),
             };
-            drop(held);
-            (i, piece.seq, piece.meta, parsed)
+            (i, piece.seq, piece.meta, parsed, held)
         })
         .buffered(parsers)
         .boxed();
@@ -95,7 +95,7 @@ pub async fn ingest<E: From<IngestError>>(
     let mut records = 0;
     let mut outside_month = 0;
     let mut buckets = Interner::default();
-    while let Some((i, seq, meta, parsed)) = parsed.next().await {
+    while let Some((i, seq, meta, parsed, held)) = parsed.next().await {
         let sink = parsed?;
         outside_month += sink.outside;
         let (days, object_findings) = sink.finish(seq, accounts, &mut buckets).map_err(IngestError::from)?;
@@ -106,6 +106,7 @@ pub async fn ingest<E: From<IngestError>>(
         progress.inc(1);
         crate::failpoint::reached("ingest");
         consume(Batch { days, object: meta.key, complete_before: complete_before[i] })?;
+        drop(held);
     }
     progress.finish_and_clear();
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })

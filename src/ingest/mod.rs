@@ -145,9 +145,9 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
-    /// Bytes of objects fetched and not yet parsed, unless one object alone
-    /// is larger: two of the largest piece per parser (one being parsed,
-    /// one waiting), at least an eighth of the budget (for many small
+    /// Bytes of objects fetched and whose records are not yet handed on,
+    /// unless one object alone is larger: two of the largest piece per
+    /// parser (one being parsed, one waiting), at least an eighth of the budget (for many small
     /// objects fetched at once) and at most half of it. At the default,
     /// two partner API exports of 250 MB, one for each parser of a 2-core
     /// machine; 128 MiB of Parquet pieces of 32 MiB. Reading ahead is for
