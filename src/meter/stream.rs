@@ -4,7 +4,7 @@
 //! and of closed days not yet reduced) outgrow their share of memory, it
 //! moves the earliest of them to local disk (`spill`) until they close; a
 //! day read back from disk is reduced one range of account ids at a time
-//! when it is larger than a part of that share; [`split_by_day`] cuts
+//! when it is larger than a quarter of that share; [`split_by_day`] cuts
 //! records of any days into one frame per day. This module moves days
 //! around: it must not reduce records itself nor look at their values
 //! beyond their day and account.
