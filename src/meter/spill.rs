@@ -122,10 +122,8 @@ impl Spill {
         let mut files: BTreeMap<u32, BufWriter<File>> = BTreeMap::new();
         for frame in frames {
             for (range, part) in split_by_range(&frame, bits)? {
-                let (path, bytes) = spilled
-                    .ranges
-                    .entry(range)
-                    .or_insert_with(|| (folder.join(format!("day-{day}-{range}.bin")), 0));
+                let (path, bytes) =
+                    spilled.ranges.entry(range).or_insert_with(|| (folder.join(format!("day-{day}-{range}.bin")), 0));
                 let io = |source| MeterError::Spill { path: path.clone(), source };
                 let out = match files.entry(range) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
