@@ -102,7 +102,6 @@ impl<'a> Tally<'a> {
         rest: &mut Vec<DataFrame>,
     ) -> PolarsResult<()> {
         for df in frames {
-            let df = wide_values(df)?;
             let mut others = 0;
             let rows = account_days(&df)?
                 .filter(|&(id, _, _)| {
@@ -113,7 +112,9 @@ impl<'a> Tally<'a> {
                 .map(|(id, day, value)| (id, day, value, true, false));
             self.add_rows(rows);
             if others > 0 {
-                rest.push(df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?.filter(&!complete_mask(&df, complete)?)?);
+                let of_others =
+                    df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?.filter(&!complete_mask(&df, complete)?)?;
+                rest.push(wide_values(of_others)?);
             }
         }
         Ok(())
@@ -157,14 +158,24 @@ fn wide_values(mut df: DataFrame) -> PolarsResult<DataFrame> {
     Ok(df)
 }
 
-/// The (account id, day, value) rows of a frame of account days.
+/// The (account id, day, value) rows of a frame of account days, whose
+/// values are `UInt64` or `Int128`.
 fn account_days(df: &DataFrame) -> PolarsResult<impl Iterator<Item = (u32, Day, i128)> + '_> {
+    let values = df.column(col::VALUE)?;
+    let (narrow, wide) = match values.dtype() {
+        DataType::UInt64 => (Some(values.u64()?), None),
+        _ => (None, Some(values.i128()?)),
+    };
+    let values = narrow
+        .into_iter()
+        .flat_map(|v| v.into_no_null_iter().map(i128::from))
+        .chain(wide.into_iter().flat_map(|v| v.into_no_null_iter()));
     Ok(df
         .column(col::ACCOUNT_ID)?
         .u32()?
         .into_no_null_iter()
         .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
-        .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter())
+        .zip(values)
         .map(|((id, day), value)| (id, day, value)))
 }
 
