@@ -233,8 +233,9 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // which reduces every day to daily values as soon as the day is complete.
     let t = Instant::now();
     let meter_opts = MeterOptions { month, unit: config.rules.unit, daily_method: config.rules.daily_method };
-    // A quarter of the memory budget for the records of open days; beyond
-    // it they wait on local disk until their day closes.
+    // A quarter of the memory budget for the records of open days and of
+    // closed days not yet reduced; beyond it the earliest wait on local
+    // disk until their day closes.
     let mut day_meter = meter::DayMeter::new(meter_opts).spill_above(config.memory_budget / 4);
     // Account ids, in the order accounts are read; metering adds the
     // directory's accounts that have no records.

@@ -51,19 +51,20 @@ pub async fn ingest<E: From<IngestError>>(
     // `parsers` blocking threads; results are consumed in order.
     let parsers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, MAX_PARSERS);
     let progress = crate::logging::progress_bar(order.len() as u64, "reading usage");
-    // Objects in memory (fetched and not yet parsed) are also bounded by
-    // size. Their share of the budget is taken in key order, so the first
-    // object waiting always gets it, and given back once it is parsed, when
-    // its buffer is kept to read a later object into.
-    let fetch_ahead_kib = u32::try_from(opts.fetch_ahead() / 1024).unwrap_or(u32::MAX).max(1);
+    // Objects in memory (fetched, or parsed and not yet handed on) are also
+    // bounded by size. Their share of the budget is taken in key order, so
+    // the first object waiting always gets it; once it is parsed its buffer
+    // is kept to read a later object into, and the share is given back
+    // when its records are handed on (they are larger than the bytes read).
+    let largest = order.iter().map(Piece::size).max().unwrap_or(0);
+    let fetch_ahead_kib = u32::try_from(opts.fetch_ahead(largest, parsers) / 1024).unwrap_or(u32::MAX).max(1);
     let budget = &tokio::sync::Semaphore::new(fetch_ahead_kib as usize);
     let spare = &std::sync::Mutex::new(Vec::new());
     let run_names = RunNames::new(std::mem::take(accounts));
     let names = &run_names;
     let mut parsed = futures::stream::iter(order.into_iter().enumerate())
         .then(|(i, piece)| async move {
-            let size = piece.part.as_ref().map_or(piece.meta.size, |p| p.bytes.end - p.bytes.start);
-            let share = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).min(fetch_ahead_kib);
+            let share = u32::try_from(piece.size().div_ceil(1024)).unwrap_or(u32::MAX).min(fetch_ahead_kib);
             let held = budget.acquire_many(share).await.expect("the budget is never closed");
             (i, piece, held)
         })
@@ -91,8 +92,7 @@ pub async fn ingest<E: From<IngestError>>(
                 }
                 Err(e) => Err(IngestError::from(e)),
             };
-            drop(held);
-            (i, piece.seq, piece.meta, parsed)
+            (i, piece.seq, piece.meta, parsed, held)
         })
         .buffered(parsers)
         .boxed();
@@ -100,7 +100,7 @@ pub async fn ingest<E: From<IngestError>>(
     let mut records = 0;
     let mut outside_month = 0;
     let read = async {
-        while let Some((i, seq, meta, parsed)) = parsed.next().await {
+        while let Some((i, seq, meta, parsed, held)) = parsed.next().await {
             let sink = parsed?;
             outside_month += sink.outside;
             let (days, object_findings) = sink.finish(seq).map_err(IngestError::from)?;
@@ -111,6 +111,7 @@ pub async fn ingest<E: From<IngestError>>(
             progress.inc(1);
             crate::failpoint::reached("ingest");
             consume(Batch { days, object: meta.key, complete_before: complete_before[i] })?;
+            drop(held);
         }
         Ok::<(), E>(())
     }
@@ -147,6 +148,13 @@ struct Piece {
     bounds: Bounds,
     /// The row groups read, when not the whole object.
     part: Option<Arc<row_groups::RowGroups>>,
+}
+
+impl Piece {
+    /// Bytes read.
+    fn size(&self) -> u64 {
+        self.part.as_ref().map_or(self.meta.size, |p| p.bytes.end - p.bytes.start)
+    }
 }
 
 /// The plan's objects as the pieces they are read in, in key order.

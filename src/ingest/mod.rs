@@ -141,19 +141,22 @@ pub struct IngestOptions {
     /// Objects fetched at once.
     pub concurrency: usize,
     /// Bytes of memory the run aims to stay within (`memory_budget_mib`):
-    /// half of it for objects fetched and being parsed, a thirty-second per
+    /// up to half of it for objects fetched and being parsed, a thirty-second per
     /// piece of a large Parquet object (metering takes a quarter for the
     /// records of open days).
     pub memory_budget: u64,
 }
 
 impl IngestOptions {
-    /// Bytes of objects fetched and not yet parsed, unless one object alone
-    /// is larger: at the default, two partner API exports of 250 MB, one
-    /// for each parser of a 2-core machine. Reading ahead is for waiting on
-    /// S3, not for keeping objects that parsers cannot take yet.
-    pub(crate) fn fetch_ahead(&self) -> u64 {
-        self.memory_budget / 2
+    /// Bytes of objects fetched and whose records are not yet handed on,
+    /// unless one object alone is larger: two of the largest piece per
+    /// parser (one being parsed, one waiting), at least an eighth of the budget (for many small
+    /// objects fetched at once) and at most half of it. At the default,
+    /// two partner API exports of 250 MB, one for each parser of a 2-core
+    /// machine; 128 MiB of Parquet pieces of 32 MiB. Reading ahead is for
+    /// waiting on S3, not for keeping objects that parsers cannot take yet.
+    pub(crate) fn fetch_ahead(&self, largest_piece: u64, parsers: usize) -> u64 {
+        largest_piece.saturating_mul(2 * parsers as u64).clamp(self.memory_budget / 8, self.memory_budget / 2)
     }
 
     /// Bytes of a Parquet object read at once when it is read in pieces.

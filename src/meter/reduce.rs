@@ -49,7 +49,7 @@ impl DayReducer {
             }
         };
         tracing::debug!(rows, path, elapsed_ms = t.elapsed().as_millis() as u64, "metered a day");
-        self.daily.push(daily);
+        self.daily.push(narrow(daily)?);
         Ok(())
     }
 
@@ -149,8 +149,9 @@ impl DayReducer {
     }
 
     /// What the month step needs of the reduced days: their daily values
-    /// (frames of account id, day, value), the conflicting records per
-    /// account if any, and the settings.
+    /// (frames of account id, day, value: `UInt64`, or `Int128` for a day
+    /// with a value that does not fit), the conflicting records per account
+    /// if any, and the settings.
     pub(super) fn into_days(self) -> Result<(Vec<DataFrame>, Option<DataFrame>, MeterOptions), MeterError> {
         let conflicts = if self.conflicts.is_empty() {
             None
@@ -164,6 +165,22 @@ impl DayReducer {
         };
         Ok((self.daily, conflicts, self.opts))
     }
+}
+
+/// Daily values as `UInt64` when they all fit (they do unless a day's
+/// snapshots sum above 2^64 bytes): the month's values are held until the
+/// month step, 12 bytes an account day instead of 20 (15 M account days
+/// for 500,000 accounts).
+fn narrow(daily: DataFrame) -> PolarsResult<DataFrame> {
+    let values = daily.column(col::VALUE)?.i128()?;
+    let fits = |v: Option<i128>| v.is_none_or(|v| u64::try_from(v).is_ok());
+    if values.null_count() > 0 || !fits(values.min()) || !fits(values.max()) {
+        return Ok(daily);
+    }
+    let narrow = values.cast(&DataType::UInt64)?.into_column();
+    let mut daily = daily;
+    daily.with_column(narrow)?;
+    Ok(daily)
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
 //! Spilling open days to local disk: when the raw records of the days still
 //! open outgrow their share of the memory budget, [`Spill`] appends them to
-//! one file per day in a temporary folder and reads a day back, whole, when
-//! it closes. The folder is removed when the run ends, on an error too.
+//! files in a temporary folder, one per day and range of account ids
+//! ([`RANGE_BITS`]), and hands a day's files over ([`SpilledDay`]) when it
+//! closes. The folder is removed when the run ends, on an error too.
 //!
 //! A record keeps every column (its object and row among them), so "last
-//! wins" and conflicts are exact whatever was spilled, and a day's frames
-//! come back in the order they arrived. The format is the columns' native
-//! little-endian values, read back only by the process that wrote them.
-//! This module moves record frames to disk and back: it must not look at
-//! their values.
+//! wins" and conflicts are exact whatever was spilled. All records of one
+//! account and day are in one file, in the order they arrived, so a day
+//! larger than memory can be read back and reduced one range of accounts at
+//! a time. The format is the columns' native little-endian values, read back
+//! only by the process that wrote them. This module moves record frames to
+//! disk and back: it must not look at their values beyond the account id
+//! that names a record's range.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,55 +22,60 @@ use polars::prelude::*;
 
 use super::MeterError;
 use crate::ingest::record_columns;
-use crate::model::Day;
+use crate::model::{Day, col};
+
+/// A range of account ids holds `1 << RANGE_BITS` ids: 65,536 accounts of
+/// hourly records with two buckets are about 3 M records, 88 MB, a day.
+pub(super) const RANGE_BITS: u32 = 16;
 
 /// Where spilled days are kept.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Spill {
     /// Created at the first spill.
     folder: Option<tempfile::TempDir>,
     /// Days with records on disk.
-    days: BTreeMap<Day, PathBuf>,
+    days: BTreeMap<Day, SpilledDay>,
+    /// Account ids per range: `1 << bits`.
+    bits: u32,
     /// Bytes written, over the run.
     pub(super) written: u64,
 }
 
-impl Spill {
-    /// The days with records on disk.
-    pub(super) fn days(&self) -> impl Iterator<Item = Day> + '_ {
-        self.days.keys().copied()
+impl Default for Spill {
+    fn default() -> Self {
+        Spill::with_range_bits(RANGE_BITS)
+    }
+}
+
+/// One day's records on disk: a file per range of account ids (the range is
+/// `id >> bits`), each with the bytes written to it. Its files are in the
+/// spill's folder, which outlives it.
+#[derive(Debug, Default)]
+pub(super) struct SpilledDay {
+    ranges: BTreeMap<u32, (PathBuf, u64)>,
+    bits: u32,
+}
+
+impl SpilledDay {
+    /// Bytes on disk.
+    pub(super) fn bytes(&self) -> u64 {
+        self.ranges.values().map(|(_, b)| b).sum()
     }
 
-    /// Whether any day has records on disk.
-    pub(super) fn is_empty(&self) -> bool {
-        self.days.is_empty()
+    /// Account ids per range: `1 << bits`.
+    pub(super) fn bits(&self) -> u32 {
+        self.bits
     }
 
-    /// Appends one day's frames (the columns of [`record_columns`]) to its file.
-    pub(super) fn write(&mut self, day: Day, frames: Vec<DataFrame>) -> Result<(), MeterError> {
-        if self.folder.is_none() {
-            let folder = tempfile::Builder::new()
-                .prefix("capbill-spill-")
-                .tempdir()
-                .map_err(|source| MeterError::Spill { path: std::env::temp_dir(), source })?;
-            tracing::info!(folder = %folder.path().display(), "spilling usage records of open days to local disk");
-            self.folder = Some(folder);
-        }
-        let folder = self.folder.as_ref().expect("created above").path();
-        let path = self.days.entry(day).or_insert_with(|| folder.join(format!("day-{day}.bin"))).clone();
-        let io = |source| MeterError::Spill { path: path.clone(), source };
-        let file = File::options().create(true).append(true).open(&path).map_err(io)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        for frame in frames {
-            self.written += write_frame(&mut out, &frame).map_err(io)?;
-        }
-        out.flush().map_err(io)
+    /// The ranges with records, in order, with their bytes on disk.
+    pub(super) fn ranges(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.ranges.iter().map(|(&r, &(_, b))| (r, b))
     }
 
-    /// Reads one day's spilled frames back, in the order written, and
-    /// removes its file.
-    pub(super) fn take(&mut self, day: Day) -> Result<Vec<DataFrame>, MeterError> {
-        let Some(path) = self.days.remove(&day) else {
+    /// Reads one range's frames back, in the order written, and removes its
+    /// file; none if the range has no records.
+    pub(super) fn take(&mut self, range: u32) -> Result<Vec<DataFrame>, MeterError> {
+        let Some((path, _)) = self.ranges.remove(&range) else {
             return Ok(Vec::new());
         };
         let io = |source| MeterError::Spill { path: path.clone(), source };
@@ -79,6 +87,93 @@ impl Spill {
         std::fs::remove_file(&path).map_err(io)?;
         Ok(frames)
     }
+}
+
+impl Spill {
+    /// A spill whose ranges hold `1 << bits` account ids (tests use small ones).
+    pub(super) fn with_range_bits(bits: u32) -> Self {
+        Spill { folder: None, days: BTreeMap::new(), bits, written: 0 }
+    }
+
+    /// The days with records on disk.
+    pub(super) fn days(&self) -> impl Iterator<Item = Day> + '_ {
+        self.days.keys().copied()
+    }
+
+    /// Whether any day has records on disk.
+    pub(super) fn is_empty(&self) -> bool {
+        self.days.is_empty()
+    }
+
+    /// Appends one day's frames (the columns of [`record_columns`]), each
+    /// cut by range of account ids, to the day's files.
+    pub(super) fn write(&mut self, day: Day, frames: Vec<DataFrame>) -> Result<(), MeterError> {
+        if self.folder.is_none() {
+            let folder = tempfile::Builder::new()
+                .prefix("capbill-spill-")
+                .tempdir()
+                .map_err(|source| MeterError::Spill { path: std::env::temp_dir(), source })?;
+            tracing::info!(folder = %folder.path().display(), "spilling usage records of open days to local disk");
+            self.folder = Some(folder);
+        }
+        let folder = self.folder.as_ref().expect("created above").path();
+        let bits = self.bits;
+        let spilled = self.days.entry(day).or_insert_with(|| SpilledDay { ranges: BTreeMap::new(), bits });
+        let mut files: BTreeMap<u32, BufWriter<File>> = BTreeMap::new();
+        for frame in frames {
+            for (range, part) in split_by_range(&frame, bits)? {
+                let (path, bytes) =
+                    spilled.ranges.entry(range).or_insert_with(|| (folder.join(format!("day-{day}-{range}.bin")), 0));
+                let io = |source| MeterError::Spill { path: path.clone(), source };
+                let out = match files.entry(range) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let file = File::options().create(true).append(true).open(&*path).map_err(io)?;
+                        e.insert(BufWriter::with_capacity(1 << 20, file))
+                    }
+                };
+                let n = write_frame(out, &part).map_err(io)?;
+                *bytes += n;
+                self.written += n;
+            }
+        }
+        for (range, mut out) in files {
+            out.flush().map_err(|source| MeterError::Spill { path: spilled.ranges[&range].0.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// Hands over one day's files (removed from the spill); `None` if the
+    /// day has no records on disk.
+    pub(super) fn take(&mut self, day: Day) -> Option<SpilledDay> {
+        self.days.remove(&day)
+    }
+}
+
+/// The records of `frame` by range of account ids (`id >> bits`): one frame
+/// per range, in range order, each keeping the records' order; a column
+/// that is one scalar stays one.
+pub(super) fn split_by_range(frame: &DataFrame, bits: u32) -> PolarsResult<Vec<(u32, DataFrame)>> {
+    if frame.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let ids = frame.column(col::ACCOUNT_ID)?.u32()?;
+    let range = |id: u32| id.checked_shr(bits).unwrap_or(0);
+    let (lo, hi) = (ids.min().map_or(0, range), ids.max().map_or(0, range));
+    if lo == hi {
+        return Ok(vec![(lo, frame.clone())]);
+    }
+    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); (hi - lo) as usize + 1];
+    for (i, id) in ids.into_no_null_iter().enumerate() {
+        rows[(range(id) - lo) as usize].push(i as IdxSize);
+    }
+    let mut parts = Vec::new();
+    for (r, idx) in (lo..).zip(rows) {
+        if !idx.is_empty() {
+            parts.push((r, frame.take(&IdxCa::from_vec("idx".into(), idx))?));
+        }
+    }
+    Ok(parts)
 }
 
 /// A column as written: one value for every row, or its values.
@@ -205,16 +300,43 @@ mod tests {
         spill.write(20_728, vec![scalars.clone()]).unwrap();
         assert_eq!(spill.days().collect::<Vec<_>>(), [20_728]);
         let folder = spill.folder.as_ref().unwrap().path().to_owned();
-        let back = spill.take(20_728).unwrap();
+        let mut day = spill.take(20_728).unwrap();
+        // Ids below 2^16: one range.
+        assert_eq!(day.ranges().map(|(r, _)| r).collect::<Vec<_>>(), [0]);
+        assert_eq!(day.bytes(), spill.written);
+        let back = day.take(0).unwrap();
         assert_eq!(back.len(), 2);
         assert!(back[0].equals(&spelled), "{:?}", back[0]);
         assert!(back[1].equals(&scalars), "{:?}", back[1]);
         // Scalar columns stay scalar: nothing is spelled out on the way back.
         assert!(back[1].column(col::TS).unwrap().as_scalar_column().is_some());
-        assert!(spill.is_empty() && spill.take(20_728).unwrap().is_empty());
+        assert!(spill.is_empty() && spill.take(20_728).is_none() && day.take(0).unwrap().is_empty());
         assert!(spill.written > 0);
         assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0, "a day read back leaves no file");
         drop(spill);
+        assert!(!folder.exists(), "the folder goes with the spill");
+
+        // Ranges of two ids: 1 | 2, 3 | 8, 9. Each range keeps its records
+        // in the order written, frame after frame.
+        let mut spill = Spill::with_range_bits(1);
+        spill.write(20_728, vec![spelled.clone(), scalars.clone()]).unwrap();
+        spill.write(20_728, vec![spelled.clone()]).unwrap();
+        let folder = spill.folder.as_ref().unwrap().path().to_owned();
+        let mut day = spill.take(20_728).unwrap();
+        assert_eq!(day.ranges().map(|(r, _)| r).collect::<Vec<_>>(), [0, 1, 4]);
+        let rows = |f: &DataFrame, keep: &[u32]| {
+            let ids = f.column(col::ACCOUNT_ID).unwrap().u32().unwrap();
+            f.filter(&ids.into_no_null_iter().map(|a| keep.contains(&a)).collect()).unwrap()
+        };
+        let back = day.take(1).unwrap();
+        assert_eq!(back.len(), 2);
+        assert!(back.iter().all(|f| f.equals(&rows(&spelled, &[2, 3]))));
+        let back = day.take(4).unwrap();
+        assert!(back.len() == 1 && back[0].equals(&scalars));
+        assert!(back[0].column(col::BUCKET).unwrap().as_scalar_column().is_some());
+        assert!(day.take(0).unwrap().iter().all(|f| f.equals(&rows(&spelled, &[1]))));
+        assert_eq!(day.ranges().count(), 0);
+        drop((day, spill));
         assert!(!folder.exists(), "the folder goes with the spill");
     }
 }

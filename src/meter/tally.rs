@@ -92,8 +92,9 @@ impl<'a> Tally<'a> {
         Ok(())
     }
 
-    /// Adds the rows of `frames` (daily values) of the accounts marked in
-    /// `complete`; those of the others go to `rest`, to be filled.
+    /// Adds the rows of `frames` (daily values, `UInt64` or `Int128`) of
+    /// the accounts marked in `complete`; those of the others go to `rest`,
+    /// to be filled, with `Int128` values.
     pub(super) fn add_days(
         &mut self,
         frames: Vec<DataFrame>,
@@ -111,7 +112,9 @@ impl<'a> Tally<'a> {
                 .map(|(id, day, value)| (id, day, value, true, false));
             self.add_rows(rows);
             if others > 0 {
-                rest.push(df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?.filter(&!complete_mask(&df, complete)?)?);
+                let of_others =
+                    df.select([col::ACCOUNT_ID, col::DAY, col::VALUE])?.filter(&!complete_mask(&df, complete)?)?;
+                rest.push(wide_values(of_others)?);
             }
         }
         Ok(())
@@ -145,14 +148,34 @@ impl<'a> Tally<'a> {
     }
 }
 
-/// The (account id, day, value) rows of a frame of account days.
+/// A frame of daily values with `Int128` values: the reducers keep them as
+/// `UInt64` while the month is read, when they fit.
+fn wide_values(mut df: DataFrame) -> PolarsResult<DataFrame> {
+    if df.column(col::VALUE)?.dtype() != &DataType::Int128 {
+        let wide = df.column(col::VALUE)?.cast(&DataType::Int128)?;
+        df.with_column(wide)?;
+    }
+    Ok(df)
+}
+
+/// The (account id, day, value) rows of a frame of account days, whose
+/// values are `UInt64` or `Int128`.
 fn account_days(df: &DataFrame) -> PolarsResult<impl Iterator<Item = (u32, Day, i128)> + '_> {
+    let values = df.column(col::VALUE)?;
+    let (narrow, wide) = match values.dtype() {
+        DataType::UInt64 => (Some(values.u64()?), None),
+        _ => (None, Some(values.i128()?)),
+    };
+    let values = narrow
+        .into_iter()
+        .flat_map(|v| v.into_no_null_iter().map(i128::from))
+        .chain(wide.into_iter().flat_map(|v| v.into_no_null_iter()));
     Ok(df
         .column(col::ACCOUNT_ID)?
         .u32()?
         .into_no_null_iter()
         .zip(df.column(col::DAY)?.i32()?.into_no_null_iter())
-        .zip(df.column(col::VALUE)?.i128()?.into_no_null_iter())
+        .zip(values)
         .map(|((id, day), value)| (id, day, value)))
 }
 

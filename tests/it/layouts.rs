@@ -329,8 +329,10 @@ fn a_month_of_flat_csv_files_over_the_memory_budget_is_spilled_and_bills_the_sam
     assert_eq!(spilled(&roomy), 0, "1 GiB holds the month");
     let tight = bill_with(&usage, &["--memory-budget-mib", "64"]);
     assert_same_bills(&roomy, &tight, "open days are spilled to disk");
-    // Most of the 744,000 records (18 bytes each on disk: the day and the
-    // object are written once per file) went to disk.
-    assert!(spilled(&tight) > 10 << 20, "spilled {} bytes", spilled(&tight));
+    // The 744,000 records (about 28 bytes each in memory, 18 on disk: the
+    // day and the object are written once per file) beyond the 16 MiB
+    // share went to disk: whenever those in memory pass it, the earliest go
+    // until 8 MiB are left.
+    assert!(spilled(&tight) > 4 << 20, "spilled {} bytes", spilled(&tight));
     assert!(tight.stdout.contains("MiB of usage records spilled to local disk"), "{}", tight.stdout);
 }
