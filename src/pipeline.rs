@@ -166,7 +166,7 @@ impl<I: Iterator> Iterator for Timed<I> {
     fn next(&mut self) -> Option<I::Item> {
         self.span.first.get_or_init(Instant::now);
         let item = self.inner.next();
-        if self.items % Self::SAMPLE == 0 || item.is_none() {
+        if self.items.is_multiple_of(Self::SAMPLE) || item.is_none() {
             let now = crate::logging::resident_bytes().unwrap_or(0);
             self.span.resident.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
         }

@@ -548,7 +548,7 @@ mod tests {
         for n in [0, 1, BATCH - 1, BATCH, BATCH + 1, 3 * BATCH + 17] {
             // Uneven work, as pages are: every 7th item takes far longer.
             let slow = |i: usize| {
-                if i % 7 == 0 {
+                if i.is_multiple_of(7) {
                     std::thread::sleep(std::time::Duration::from_micros(200));
                 }
                 format!("page {i}")
