@@ -172,10 +172,10 @@ pub async fn publish(
 /// trip, which a revision of thousands of statements would otherwise pay
 /// one after the other. A local file is created and written without a sync
 /// (one `syncfs` comes after them all) on a blocking thread, while the
-/// next statements are rendered: creating 12,757 files costs the kernel
-/// about as much CPU as rendering them, so both go on at once. Fewer local
-/// writers (one per core) were measured slower: rendering then waited for
-/// the writes instead of overlapping them.
+/// next statement is rendered: creating 12,757 files costs the kernel
+/// about as much CPU as rendering them, so on 2 cores the two overlap.
+/// Fewer local writers (one per core) were measured slower: rendering then
+/// waited for the writes instead of overlapping them.
 const WRITERS: usize = 16;
 
 /// Creates `key` with `data` if it does not exist (see [`Store::put_if_absent`]),

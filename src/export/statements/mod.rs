@@ -293,49 +293,8 @@ impl<'a> Prepared<'a> {
             let page = html::statement_page(&ctx, &statement);
             Encoded::new(statement_file(&seller_id, &buyer_id), 1, page.into_bytes())
         };
-        std::iter::once(index).chain(in_parallel(invoices.into_iter(), page))
+        std::iter::once(index).chain(invoices.into_iter().map(page))
     }
-}
-
-/// Statements rendered (and hashed) at once, on every core: enough to keep
-/// both busy and the writers fed, few enough that memory holds a batch,
-/// not the revision.
-const BATCH: usize = 256;
-
-/// `items` mapped by `f` in order, [`BATCH`] at a time, each batch shared
-/// out among the cores item by item (pages differ in size by a thousand
-/// times: a distributor's against one customer's).
-fn in_parallel<T: Send, U: Send>(
-    mut items: impl Iterator<Item = T>,
-    f: impl Fn(T) -> U + Sync,
-) -> impl Iterator<Item = U> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut ready = std::collections::VecDeque::new();
-    std::iter::from_fn(move || {
-        if ready.is_empty() {
-            let batch: Vec<(usize, T)> = items.by_ref().take(BATCH).enumerate().collect();
-            let queue = std::sync::Mutex::new(batch.into_iter());
-            let work = || {
-                let mut done = Vec::new();
-                loop {
-                    let next = queue.lock().expect("never poisoned").next();
-                    let Some((i, item)) = next else { return done };
-                    done.push((i, f(item)));
-                }
-            };
-            let mut done: Vec<(usize, U)> = std::thread::scope(|s| {
-                let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-                let mut done = work();
-                for h in helpers {
-                    done.extend(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-                }
-                done
-            });
-            done.sort_unstable_by_key(|(i, _)| *i);
-            ready.extend(done.into_iter().map(|(_, u)| u));
-        }
-        ready.pop_front()
-    })
 }
 
 /// A segment of [`encode_segment`] as it goes into a link: its `%` encoded once more.
@@ -542,22 +501,6 @@ fn read_findings(f: &DataFrame) -> PolarsResult<HashMap<&str, Vec<FindingRow>>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pages_rendered_in_parallel_come_out_once_each_in_order() {
-        for n in [0, 1, BATCH - 1, BATCH, BATCH + 1, 3 * BATCH + 17] {
-            // Uneven work, as pages are: every 7th item takes far longer.
-            let slow = |i: usize| {
-                if i.is_multiple_of(7) {
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                }
-                format!("page {i}")
-            };
-            let got: Vec<String> = in_parallel(0..n, slow).collect();
-            let want: Vec<String> = (0..n).map(|i| format!("page {i}")).collect();
-            assert_eq!(got, want, "{n} items");
-        }
-    }
 
     #[test]
     fn segments_are_safe_and_reversible() {
