@@ -396,7 +396,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         invoices: Some(&tables.invoices),
     })?);
     stages.done("focus", t_focus);
-    // Rendered a batch at a time as they are published; their time (the
+    // Rendered one by one as they are published; their time (the
     // "statements" stage, part of "export") is reading the tables here plus
     // the span from the first page to the last one handed to the writers.
     let t_statements = Instant::now();
