@@ -23,6 +23,8 @@ import json
 import sys
 from pathlib import Path
 
+from bench_lib import conclude
+
 SKIPPED = {"manifest.json"}
 SHOWN = ("invoice_lines.csv", "account_usage.csv")
 
@@ -85,13 +87,7 @@ def main(argv=None) -> int:
             print(f"      differs: {f}")
     for name, e in errors.items():
         print(f"  {name:<6} no outputs ({e})")
-    report["ok"] = ok
-    if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
-    if not ok:
-        print("OUTPUTS DIFFER between layouts", file=sys.stderr)
-        return 1
-    return 0
+    return conclude(report, ok, args.json_out, "OUTPUTS DIFFER between layouts")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import polars as pl
 
+from bench_lib import conclude
+
 
 def capbill_usage(out: Path, month: str) -> tuple[pl.DataFrame, int]:
     root = out / f"billing_month={month}"
@@ -95,13 +97,7 @@ def main(argv=None) -> int:
         else:
             print(f"  per account vs {name}: all {joined.height:,} accounts identical")
 
-    report["ok"] = ok
-    if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
-    if not ok:
-        print("BYTE-DAYS MISMATCH between capbill and the reference queries", file=sys.stderr)
-        return 1
-    return 0
+    return conclude(report, ok, args.json_out, "BYTE-DAYS MISMATCH between capbill and the reference queries")
 
 
 if __name__ == "__main__":
