@@ -159,11 +159,11 @@ struct Account {
 
 /// A customer of a statement: its lines' subtotal, its accounts and its daily usage.
 #[derive(Debug, Clone)]
-struct Customer {
+struct Customer<'a> {
     party: Party,
     /// Whether its accounts are those beneath it (it owns none itself).
     beneath: bool,
-    accounts: Vec<Account>,
+    accounts: Vec<&'a Account>,
     /// Sum of its accounts' daily values per day of the month (`None`: no account day).
     daily: Vec<Option<i128>>,
 }
@@ -180,12 +180,12 @@ struct FindingRow {
 
 /// Everything one statement page shows.
 #[derive(Debug, Clone)]
-struct Statement {
+struct Statement<'a> {
     seller: Party,
     buyer: Party,
     reseller: bool,
     invoices: Vec<Invoice>,
-    customers: Vec<Customer>,
+    customers: Vec<Customer<'a>>,
     findings: Vec<FindingRow>,
 }
 
@@ -213,11 +213,23 @@ pub fn statements<'a>(inputs: StatementInputs<'a>) -> Result<impl Iterator<Item 
 /// What the pages are rendered from, read from the tables once.
 struct Prepared<'a> {
     invoices: ByPair,
-    accounts: HashMap<&'a str, Account>,
+    /// The directory's storage accounts: their `account_usage` row and their
+    /// daily values, looked up once (a customer's accounts are shown on its
+    /// own statement and again on every reseller's above it).
+    accounts: Vec<DirAccount>,
     findings: HashMap<&'a str, Vec<FindingRow>>,
-    /// Rows of the directory's accounts, per owning entity.
+    /// Rows of the directory's accounts, per owning entity, in id order.
     owned: Vec<Vec<usize>>,
     ctx: Context,
+}
+
+/// A storage account of the directory, as the statements find it.
+#[derive(Debug, Clone)]
+struct DirAccount {
+    /// Its `account_usage` row, if it has one.
+    usage: Option<Account>,
+    /// Its id in `daily_usage`, if metering saw it.
+    daily: Option<u32>,
 }
 
 impl<'a> Prepared<'a> {
@@ -242,11 +254,19 @@ impl<'a> Prepared<'a> {
             }
         }
         let tables: &'a Tables = inputs.tables;
-        let accounts = read_accounts(&tables.account_usage)?;
+        let mut usage = read_accounts(&tables.account_usage)?;
+        let accounts = dir
+            .accounts
+            .iter()
+            .map(|a| DirAccount { usage: usage.remove(a.id.as_str()), daily: inputs.accounts.get(&a.id) })
+            .collect();
         let findings = read_findings(&tables.findings)?;
         let mut owned: Vec<Vec<usize>> = vec![Vec::new(); dir.entities.len()];
         for (i, a) in dir.accounts.iter().enumerate() {
             owned[a.owner].push(i);
+        }
+        for rows in &mut owned {
+            rows.sort_unstable_by(|&a, &b| dir.accounts[a].id.cmp(&dir.accounts[b].id));
         }
         let (month, revision, status, unit) = (inputs.month, inputs.revision, inputs.status, inputs.unit);
         Ok(Prepared { invoices, accounts, findings, owned, ctx: Context { month, revision, status, unit, corrects } })
@@ -321,34 +341,33 @@ fn party(dir: &Directory, id: &str) -> Party {
 /// A customer's storage accounts (those it owns, or when it owns none,
 /// those beneath it: a reseller billed for its own reservation) and their
 /// daily usage.
-fn customer(
+fn customer<'a>(
     inputs: &StatementInputs<'_>,
     owned: &[Vec<usize>],
-    accounts: &HashMap<&str, Account>,
+    accounts: &'a [DirAccount],
     entity: Option<EntityIdx>,
     party: Party,
-) -> Customer {
+) -> Customer<'a> {
     let dir = inputs.directory;
-    let (mut ids, mut beneath): (Vec<&str>, bool) = (Vec::new(), false);
+    let (mut rows, mut beneath): (Vec<usize>, bool) = (Vec::new(), false);
     if let Some(e) = entity {
-        ids = owned[e].iter().map(|&a| dir.accounts[a].id.as_str()).collect();
-        if ids.is_empty() {
+        rows.clone_from(&owned[e]);
+        if rows.is_empty() {
             beneath = true;
-            ids = dir.subtree(e).into_iter().flat_map(|s| &owned[s]).map(|&a| dir.accounts[a].id.as_str()).collect();
+            rows = dir.subtree(e).into_iter().flat_map(|s| &owned[s]).copied().collect();
+            rows.sort_unstable_by(|&a, &b| dir.accounts[a].id.cmp(&dir.accounts[b].id));
         }
     }
-    ids.sort_unstable();
     let days = inputs.daily_usage.days();
     let mut daily: Vec<Option<i128>> = vec![None; days];
-    for id in &ids {
-        let Some(idx) = inputs.accounts.get(id) else { continue };
+    for idx in rows.iter().filter_map(|&a| accounts[a].daily) {
         for (d, sum) in daily.iter_mut().enumerate() {
             if let Some(v) = inputs.daily_usage.get(idx, d) {
                 *sum = Some(sum.unwrap_or(0).saturating_add(v));
             }
         }
     }
-    let accounts = ids.iter().filter_map(|id| accounts.get(id).cloned()).collect();
+    let accounts = rows.iter().filter_map(|&a| accounts[a].usage.as_ref()).collect();
     Customer { party, beneath, accounts, daily }
 }
 
