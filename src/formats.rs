@@ -135,26 +135,77 @@ pub fn text_columns(df: &DataFrame) -> PolarsResult<DataFrame> {
     DataFrame::new(df.height(), cols)
 }
 
-/// `s` safe in XML and HTML text and quoted attribute values: `& < > " '`
-/// as character references, and the control characters XML 1.0 does not
-/// allow (all below U+0020 but tab, newline and carriage return, and
-/// U+FFFE, U+FFFF) as spaces. Statements and e-invoices both escape with it.
+/// `s` safe in XML and HTML text and quoted attribute values, as a new
+/// string: see [`escape_markup_into`] for the rules. The e-invoices escape
+/// with it.
 pub fn escape_markup(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push(' '),
-            c => out.push(c),
-        }
-    }
+    escape_markup_into(&mut out, s);
     out
 }
+
+/// Appends `s` to `out` safe in XML and HTML text and quoted attribute
+/// values: `& < > " '` as character references, and the control characters
+/// XML 1.0 does not allow (all below U+0020 but tab, newline and carriage
+/// return, and U+FFFE, U+FFFF) as spaces. Statements and e-invoices both
+/// escape with it.
+///
+/// It scans the bytes for the few that need work and copies the clean runs
+/// between them whole: in UTF-8 every byte of a multi-byte character is at
+/// least 0x80, so only ASCII bytes and the lead byte 0xEF of U+FFFE (EF BF BE)
+/// and U+FFFF (EF BF BF) can start something to replace.
+pub fn escape_markup_into(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(s.len());
+    // Start of the clean run not written yet.
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !MARKUP_LOOK[usize::from(b)] {
+            i += 1;
+            continue;
+        }
+        let (with, len) = match b {
+            b'&' => ("&amp;", 1),
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'"' => ("&quot;", 1),
+            b'\'' => ("&#39;", 1),
+            0xEF if matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])) => (" ", 3),
+            // Another character of U+F000 to U+FFFF: kept as it is.
+            0xEF => {
+                i += 1;
+                continue;
+            }
+            // A control character (the table leaves out tab, newline and carriage return).
+            _ => (" ", 1),
+        };
+        out.push_str(&s[run..i]);
+        out.push_str(with);
+        i += len;
+        run = i;
+    }
+    out.push_str(&s[run..]);
+}
+
+/// The bytes [`escape_markup_into`] looks at: `& < > " '`, the control
+/// characters but tab, newline and carriage return, and 0xEF.
+const MARKUP_LOOK: [bool; 256] = {
+    let mut look = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        look[b] = !matches!(b, 0x09 | 0x0A | 0x0D);
+        b += 1;
+    }
+    look[b'&' as usize] = true;
+    look[b'<' as usize] = true;
+    look[b'>' as usize] = true;
+    look[b'"' as usize] = true;
+    look[b'\'' as usize] = true;
+    look[0xEF] = true;
+    look
+};
 
 /// Writes a frame as CSV with a header row. Decimals keep their full scale.
 pub fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
@@ -227,6 +278,53 @@ mod tests {
         assert_eq!(ragged_csv_row(b"a,b\n1,2\n"), None);
         assert_eq!(ragged_csv_row(b"a,b"), None);
         assert_eq!(ragged_csv_row(b""), None);
+    }
+
+    /// The rules of [`escape_markup`] character by character, as they were
+    /// written before it scanned bytes.
+    fn escape_by_char(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                '\t' | '\n' | '\r' => out.push(c),
+                c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push(' '),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn markup_is_escaped_by_the_rules() {
+        let cases = [
+            "",
+            "plain",
+            "a<b>&\"c'/ü",
+            "\u{0}\u{1}\t\n\r\u{1f}\u{7f} end",
+            "x\u{FFFE}y\u{FFFF}z\u{FFFD}\u{F000}\u{FEFF}\u{EFFF}",
+            "\u{FFFF}",
+            "\u{FFFE}&",
+            "日本語 & <タグ> \u{1F600}'",
+        ];
+        for s in cases {
+            assert_eq!(escape_markup(s), escape_by_char(s), "{s:?}");
+            let mut out = String::from("kept:");
+            escape_markup_into(&mut out, s);
+            assert_eq!(out, format!("kept:{}", escape_by_char(s)), "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn markup_escaping_matches_the_rules_for_any_text(s in "(?s).{0,40}", t in "[&<>\"'\t\n\r\x00-\x1f a\u{FFFE}\u{FFFF}\u{FFFD}\u{F000}é]{0,40}") {
+            proptest::prop_assert_eq!(escape_markup(&s), escape_by_char(&s));
+            proptest::prop_assert_eq!(escape_markup(&t), escape_by_char(&t));
+        }
     }
 
     #[test]
