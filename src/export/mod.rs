@@ -139,7 +139,7 @@ pub async fn publish(
                     repeated = Some(format!("{prefix}/{}", f.file));
                     break;
                 }
-                bytes += f.data.len();
+                bytes = bytes.saturating_add(f.data.len().max(1));
                 batch.push(f);
             }
             if batch.is_empty() {
@@ -190,7 +190,7 @@ struct Batching {
     in_flight: usize,
     /// Most files in a batch.
     files: usize,
-    /// A batch closes once it holds this many bytes.
+    /// A batch closes once it holds this many bytes (an empty file counts as one).
     bytes: usize,
 }
 
@@ -198,7 +198,7 @@ impl Batching {
     fn of(store: &Store) -> Self {
         match store {
             Store::Local(_) => Batching { in_flight: 3, files: 64, bytes: 4 << 20 },
-            Store::S3(_) => Batching { in_flight: 16, files: 1, bytes: 0 },
+            Store::S3(_) => Batching { in_flight: 16, files: 1, bytes: usize::MAX },
         }
     }
 }
