@@ -191,11 +191,6 @@ impl LocalStore {
             Err(e) => return Err(io("create", &path, e)),
         };
         file.write_all(data).map_err(|e| io("write", &path, e))?;
-        // Start writing the file back now (asynchronously: POSIX_FADV_DONTNEED
-        // starts writeback of dirty pages without waiting for it), so that the
-        // one sync after all files has little left to wait for. Only a hint.
-        #[cfg(target_os = "linux")]
-        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
         Ok(true)
     }
 
