@@ -139,7 +139,7 @@ pub async fn publish(
                     repeated = Some(format!("{prefix}/{}", f.file));
                     break;
                 }
-                bytes = bytes.saturating_add(f.data.len().max(1));
+                bytes += f.data.len();
                 batch.push(f);
             }
             if batch.is_empty() {
@@ -190,7 +190,7 @@ struct Batching {
     in_flight: usize,
     /// Most files in a batch.
     files: usize,
-    /// A batch closes once it holds this many bytes (an empty file counts as one).
+    /// A batch closes once it holds this many bytes.
     bytes: usize,
 }
 
