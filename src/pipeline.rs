@@ -139,22 +139,32 @@ pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) ->
 }
 
 /// An iterator that notes when it was first asked for an item and when it
-/// ran out: statements are rendered as publishing asks for them and written
-/// meanwhile, so the time between is what they cost the run (rendering,
-/// and writing all but the last few in flight). It also samples resident
-/// memory every [`Timed::SAMPLE`] items, for the most they add to it.
+/// ran out: statements are prepared at the first item, then rendered as
+/// publishing asks for them and written meanwhile, so the time between is
+/// what they cost the run (preparing, rendering, and writing all but the
+/// last few in flight). It also samples resident memory every
+/// [`Timed::SAMPLE`] items, for the most they add to it.
 struct Timed<I> {
     inner: I,
     items: usize,
     span: std::sync::Arc<Span>,
 }
 
-/// What [`Timed`] saw: the first and the last call, and the most resident memory sampled.
+/// What [`Timed`] saw: the first and the last call, and the most resident
+/// memory sampled (after FOCUS too, with the time FOCUS took).
 #[derive(Default)]
 struct Span {
     first: std::sync::OnceLock<Instant>,
     last: std::sync::OnceLock<Instant>,
     resident: std::sync::atomic::AtomicU64,
+    focus: std::sync::OnceLock<Duration>,
+}
+
+impl Span {
+    fn sample(&self) {
+        let now = crate::logging::resident_bytes().unwrap_or(0);
+        self.resident.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl<I> Timed<I> {
@@ -167,8 +177,7 @@ impl<I: Iterator> Iterator for Timed<I> {
         self.span.first.get_or_init(Instant::now);
         let item = self.inner.next();
         if self.items.is_multiple_of(Self::SAMPLE) || item.is_none() {
-            let now = crate::logging::resident_bytes().unwrap_or(0);
-            self.span.resident.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+            self.span.sample();
         }
         self.items += 1;
         if item.is_none() {
@@ -384,23 +393,28 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         files.extend(docs);
         entries
     });
+    // FOCUS and the statements are made only when publishing reaches them,
+    // once the files before them are with the writers (and freed as they
+    // are written), so that memory never holds every output at once.
+    // Their time is the "focus" and "statements" stages, parts of "export".
     let resident_before = crate::logging::resident_bytes().unwrap_or(0);
-    let t_focus = Instant::now();
-    files.extend(export::focus::encode(&export::focus::FocusInput {
-        month,
-        revision,
-        unit: config.rules.unit,
-        lines: &rated.lines,
-        directory: &directory,
-        corrections: corrections_df.as_ref().map(|(prev, df)| (*prev, df)),
-        invoices: Some(&tables.invoices),
-    })?);
-    stages.done("focus", t_focus);
-    // Rendered one by one as they are published; their time (the
-    // "statements" stage, part of "export") is reading the tables here plus
-    // the span from the first page to the last one handed to the writers.
-    let t_statements = Instant::now();
-    let statements = export::statements(export::StatementInputs {
+    let span = std::sync::Arc::new(Span::default());
+    let focus = export::deferred(|| {
+        let t = Instant::now();
+        let files = export::focus::encode(&export::focus::FocusInput {
+            month,
+            revision,
+            unit: config.rules.unit,
+            lines: &rated.lines,
+            directory: &directory,
+            corrections: corrections_df.as_ref().map(|(prev, df)| (*prev, df)),
+            invoices: Some(&tables.invoices),
+        });
+        span.sample();
+        let _ = span.focus.set(t.elapsed());
+        files
+    });
+    let statement_inputs = export::StatementInputs {
         month,
         revision,
         status,
@@ -410,7 +424,9 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         daily_usage: &metered.daily_usage,
         accounts: &metered.accounts,
         corrections: corrections_df.as_ref().map(|(_, df)| df),
-    })?;
+    };
+    let statements =
+        Timed { inner: export::deferred(|| export::statements(statement_inputs)), items: 0, span: span.clone() };
 
     let provenance = Provenance {
         month,
@@ -440,12 +456,12 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // Nothing is written unless this run still holds the month, and
     // `latest.json` only if it still does after the revision is written.
     lock.check().await?;
-    let prepared = t_statements.elapsed();
-    let span = std::sync::Arc::new(Span::default());
-    let statements = Timed { inner: statements, items: 0, span: span.clone() };
-    let manifest = export::publish(out, month, revision, files.into_iter().chain(statements), manifest).await?;
-    let written = span.first.get().zip(span.last.get()).map_or(Duration::ZERO, |(first, last)| *last - *first);
-    let statements_ms = (prepared + written).as_millis() as u64;
+    let files = files.into_iter().map(Ok).chain(focus).chain(statements);
+    let manifest = export::publish(out, month, revision, files, manifest).await?;
+    let focus_ms = span.focus.get().map_or(0, |d| d.as_millis() as u64);
+    stages.0.insert("focus", focus_ms);
+    let statements_ms =
+        span.first.get().zip(span.last.get()).map_or(Duration::ZERO, |(first, last)| *last - *first).as_millis() as u64;
     // What FOCUS and the statements added to resident memory at most (sampled).
     let outputs_rss_mib =
         span.resident.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(resident_before) >> 20;
@@ -458,7 +474,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         stage = "export",
         elapsed_ms,
         revision,
-        focus_ms = stages.0.get("focus").copied().unwrap_or(0),
+        focus_ms,
         statements_ms,
         outputs_rss_mib,
         "outputs published"

@@ -101,15 +101,18 @@ impl Encoded {
 ///
 /// `files` are taken as they are written, a few batches at a time (see
 /// [`Batching`]) and listed in their order: a producer of many files (the
-/// statements) renders each only when it is its turn, so memory holds a
-/// few of them, not all.
+/// statements) renders each only when it is its turn, and files made late
+/// ([`deferred`]) are made once those before them are written and freed,
+/// so memory holds a few of them, not all. A file that cannot be made
+/// stops the run once the writes under way have ended; without a manifest
+/// nothing of it is published.
 ///
 /// `manifest` arrives without outputs; they are filled in here from the bytes written.
 pub async fn publish(
     store: &Store,
     month: BillingMonth,
     revision: u32,
-    files: impl IntoIterator<Item = Encoded>,
+    files: impl IntoIterator<Item = Result<Encoded, ExportError>>,
     mut manifest: Manifest,
 ) -> Result<Manifest, ExportError> {
     let prefix = revision_prefix(month, revision);
@@ -129,14 +132,22 @@ pub async fn publish(
     let batching = Batching::of(store);
     let mut names = std::collections::HashSet::new();
     let mut writing = futures::stream::FuturesOrdered::new();
-    let mut repeated = None;
+    // Why no further file is taken: a name given twice, or a file that could not be made.
+    let mut stopped = None;
     loop {
-        while repeated.is_none() && writing.len() < batching.in_flight {
+        while stopped.is_none() && writing.len() < batching.in_flight {
             let (mut batch, mut bytes) = (Vec::new(), 0);
             while batch.len() < batching.files && bytes < batching.bytes {
-                let Some(f) = files.next() else { break };
+                let f = match files.next() {
+                    Some(Ok(f)) => f,
+                    Some(Err(e)) => {
+                        stopped = Some(e);
+                        break;
+                    }
+                    None => break,
+                };
                 if !names.insert(f.file.clone()) {
-                    repeated = Some(format!("{prefix}/{}", f.file));
+                    stopped = Some(exists(&format!("{prefix}/{}", f.file)));
                     break;
                 }
                 bytes += f.data.len();
@@ -148,6 +159,8 @@ pub async fn publish(
             writing.push_back(write_batch(store, &prefix, batch));
         }
         let Some(written) = writing.next().await else { break };
+        // Files made late (`deferred`) add to the length as they are made.
+        progress.set_length(progress.position() + (writing.len() * batching.files + files.size_hint().0) as u64);
         for (written, key, output) in written {
             progress.inc(1);
             if !written? {
@@ -158,8 +171,8 @@ pub async fn publish(
             crate::failpoint::reached(&format!("export:{}", manifest.outputs.len()));
         }
     }
-    if let Some(key) = repeated {
-        return Err(exists(&key));
+    if let Some(e) = stopped {
+        return Err(e);
     }
     // The files were written without a sync each: one barrier makes them
     // all durable before the manifest that publishes them.
@@ -170,6 +183,22 @@ pub async fn publish(
     }
     progress.finish_and_clear();
     Ok(manifest)
+}
+
+/// Files made only when [`publish`] reaches them: `make` runs at the first
+/// item asked for, so the files before them are with the writers by then,
+/// each freed once written (the tables' encodings before FOCUS is built,
+/// FOCUS before the statements are prepared).
+pub fn deferred<I: IntoIterator<Item = Encoded>>(
+    make: impl FnOnce() -> Result<I, ExportError>,
+) -> impl Iterator<Item = Result<Encoded, ExportError>> {
+    std::iter::once_with(make).flat_map(|made| {
+        let (files, failed) = match made {
+            Ok(files) => (Some(files.into_iter()), None),
+            Err(e) => (None, Some(e)),
+        };
+        files.into_iter().flatten().map(Ok).chain(failed.map(Err))
+    })
 }
 
 /// How [`publish`] groups files into writes.
@@ -261,10 +290,10 @@ mod tests {
         .unwrap()
     }
 
-    fn files(content: &str) -> Vec<Encoded> {
+    fn files(content: &str) -> Vec<Result<Encoded, ExportError>> {
         ["invoices.csv", "invoice_lines.csv"]
             .iter()
-            .map(|f| Encoded::new((*f).to_owned(), 1, content.as_bytes().to_vec()))
+            .map(|f| Ok(Encoded::new((*f).to_owned(), 1, content.as_bytes().to_vec())))
             .collect()
     }
 
@@ -302,7 +331,7 @@ mod tests {
 
         // Two files of the same name in one publish: the second is refused.
         let mut twice = files("a");
-        twice.push(Encoded::new("invoices.csv".into(), 1, b"b".to_vec()));
+        twice.push(Ok(Encoded::new("invoices.csv".into(), 1, b"b".to_vec())));
         let err = publish(&store, month, 3, twice, manifest(3)).await.unwrap_err();
         assert!(
             matches!(&err, ExportError::Exists { revision: 3, location } if location.ends_with("invoices.csv")),
@@ -310,5 +339,30 @@ mod tests {
         );
         assert_eq!(&store.get(&format!("{}/invoices.csv", revision_prefix(month, 3))).await.unwrap()[..], b"a");
         assert!(store.get_opt(&format!("{}/manifest.json", revision_prefix(month, 3))).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_deferred_file_is_made_when_publishing_reaches_it_and_its_failure_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(LocalStore::new(dir.path().to_path_buf()));
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let made = std::cell::Cell::new(false);
+        let later = deferred(|| {
+            made.set(true);
+            Ok(vec![Encoded::new("focus.csv".into(), 1, b"f".to_vec())])
+        });
+        assert!(!made.get(), "made only when asked for");
+        let ok = publish(&store, month, 1, files("a").into_iter().chain(later), manifest(1)).await.unwrap();
+        assert!(made.get());
+        let written: Vec<_> = ok.outputs.iter().map(|o| o.file.as_str()).collect();
+        assert_eq!(written, ["invoices.csv", "invoice_lines.csv", "focus.csv"]);
+
+        let failing = deferred(|| -> Result<Vec<Encoded>, ExportError> {
+            Err(ExportError::Encode { table: "focus", source: PolarsError::ComputeError("broken".into()) })
+        });
+        let err = publish(&store, month, 2, files("b").into_iter().chain(failing), manifest(2)).await.unwrap_err();
+        assert!(matches!(err, ExportError::Encode { table: "focus", .. }), "{err:?}");
+        let prefix = revision_prefix(month, 2);
+        assert!(store.get_opt(&format!("{prefix}/manifest.json")).await.unwrap().is_none(), "nothing is published");
     }
 }
