@@ -20,13 +20,13 @@ use crate::manifest::MonthStatus;
 
 /// One statement as the index lists it.
 #[derive(Debug, Clone)]
-pub(super) struct IndexEntry {
-    pub(super) seller: Party,
-    pub(super) buyer: Party,
+pub(super) struct IndexEntry<'a> {
+    pub(super) seller: Party<'a>,
+    pub(super) buyer: Party<'a>,
     /// Relative link from the index.
     pub(super) href: String,
     /// Total per currency.
-    pub(super) totals: Vec<(String, Decimal)>,
+    pub(super) totals: Vec<(&'a str, Decimal)>,
     /// Whether the statement shows corrections.
     pub(super) corrected: bool,
 }
@@ -137,11 +137,11 @@ fn status_badge(out: &mut String, status: MonthStatus) {
 /// A party's box; `role` is markup-safe (`from` or `to`).
 fn party_html(out: &mut String, role: &str, p: &Party) {
     let _ = write!(out, "<div class=\"party\" id=\"{role}\" data-id=\"");
-    escape_into(out, &p.id);
+    escape_into(out, p.id);
     let _ = write!(out, "\"><div class=\"role\">{role}</div><div class=\"name\">");
-    escape_into(out, &p.name);
+    escape_into(out, p.name);
     out.push_str("</div><div class=\"id\">");
-    escape_into(out, &p.id);
+    escape_into(out, p.id);
     out.push_str("</div><div class=\"sub\">");
     escape_into(out, p.kind);
     out.push_str("</div></div>");
@@ -153,9 +153,9 @@ pub(super) fn statement_page(ctx: &Context, s: &Statement) -> String {
     // The month is digits and a dash: nothing in it to escape.
     head(&mut out, |out| {
         let _ = write!(out, "Statement {} · ", ctx.month);
-        escape_into(out, &s.seller.name);
+        escape_into(out, s.seller.name);
         out.push_str(" → ");
-        escape_into(out, &s.buyer.name);
+        escape_into(out, s.buyer.name);
     });
     let _ = write!(
         out,
@@ -188,13 +188,13 @@ pub(super) fn statement_page(ctx: &Context, s: &Statement) -> String {
     for (i, inv) in s.invoices.iter().enumerate() {
         for l in &inv.lines {
             let per_invoice =
-                subtotals.entry(l.customer_id.as_str()).or_insert_with(|| vec![(0, Decimal::ZERO); s.invoices.len()]);
+                subtotals.entry(l.customer_id).or_insert_with(|| vec![(0, Decimal::ZERO); s.invoices.len()]);
             per_invoice[i].0 += 1;
             per_invoice[i].1 += l.amount;
         }
     }
     for c in &s.customers {
-        customer_html(&mut out, ctx, s, c, subtotals.get(c.party.id.as_str()).map_or(&[][..], Vec::as_slice));
+        customer_html(&mut out, ctx, s, c, subtotals.get(c.party.id).map_or(&[][..], Vec::as_slice));
     }
     findings_html(&mut out, ctx, s);
     let _ = writeln!(
@@ -215,13 +215,13 @@ fn amount_html(out: &mut String, amount: &Decimal, currency: &str) {
 }
 
 fn invoice_html(out: &mut String, ctx: &Context, inv: &Invoice) {
-    let cur = inv.currency.as_str();
+    let cur = inv.currency;
     out.push_str("<section class=\"invoice\" data-currency=\"");
     escape_into(out, cur);
     out.push_str("\"><h2>Invoice in ");
     escape_into(out, cur);
     out.push_str("</h2>");
-    if let Some(n) = &inv.number {
+    if let Some(n) = inv.number {
         out.push_str("<p class=\"sub\">E-invoice <span class=\"invoice-number\" data-number=\"");
         escape_into(out, n);
         out.push_str("\">");
@@ -238,23 +238,23 @@ fn invoice_html(out: &mut String, ctx: &Context, inv: &Invoice) {
         );
         for l in &inv.lines {
             let _ = write!(out, "<tr class=\"line\" data-amount=\"{}\"><td>", l.amount);
-            escape_into(out, &l.customer_name);
+            escape_into(out, l.customer_name);
             out.push_str("<div class=\"id\">");
-            escape_into(out, &l.customer_id);
+            escape_into(out, l.customer_id);
             out.push_str("</div></td><td class=\"id\">");
-            escape_into(out, &l.contract_id);
+            escape_into(out, l.contract_id);
             out.push_str("</td><td>");
-            escape_into(out, &l.charge);
+            escape_into(out, l.charge);
             let _ = write!(out, "</td><td class=\"n\">{}</td><td class=\"n\">", l.days);
             number_into(out, &l.quantity);
             out.push_str(" <span class=\"sub\">");
-            escape_into(out, &l.unit);
+            escape_into(out, l.unit);
             out.push_str("</span></td><td class=\"n\">");
             number_into(out, &l.unit_price);
             out.push_str("</td><td class=\"n\">");
             number_into(out, &l.amount);
             out.push_str("</td><td class=\"id\">");
-            escape_into(out, l.deal_id.as_deref().unwrap_or(""));
+            escape_into(out, l.deal_id.unwrap_or(""));
             out.push_str("</td></tr>");
         }
         out.push_str("</tbody>");
@@ -281,7 +281,7 @@ fn invoice_html(out: &mut String, ctx: &Context, inv: &Invoice) {
 }
 
 fn corrections_html(out: &mut String, ctx: &Context, inv: &Invoice) {
-    let cur = inv.currency.as_str();
+    let cur = inv.currency;
     let against = |out: &mut String| {
         if let Some(r) = ctx.corrects {
             let _ = write!(out, " against revision {r}");
@@ -308,11 +308,11 @@ fn corrections_html(out: &mut String, ctx: &Context, inv: &Invoice) {
     );
     for c in &inv.corrections {
         let _ = write!(out, "<tr class=\"correction\" data-amount=\"{}\"><td class=\"id\">", c.amount);
-        escape_into(out, &c.customer_id);
+        escape_into(out, c.customer_id);
         out.push_str("</td><td class=\"id\">");
-        escape_into(out, &c.contract_id);
+        escape_into(out, c.contract_id);
         out.push_str("</td><td>");
-        escape_into(out, &c.charge);
+        escape_into(out, c.charge);
         out.push_str("</td><td class=\"n\">");
         number_into(out, &c.quantity_before);
         out.push_str("</td><td class=\"n\">");
@@ -341,11 +341,11 @@ fn corrections_html(out: &mut String, ctx: &Context, inv: &Invoice) {
 /// A customer's section; `subtotals` holds its lines' count and sum per invoice of `s`.
 fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer, subtotals: &[(usize, Decimal)]) {
     out.push_str("<section class=\"customer\" data-customer=\"");
-    escape_into(out, &c.party.id);
+    escape_into(out, c.party.id);
     out.push_str("\"><h3>");
-    escape_into(out, &c.party.name);
+    escape_into(out, c.party.name);
     out.push_str(" <span class=\"id\">");
-    escape_into(out, &c.party.id);
+    escape_into(out, c.party.id);
     out.push_str("</span></h3>");
     for (inv, &(n, sub)) in s.invoices.iter().zip(subtotals) {
         if n == 0 {
@@ -353,9 +353,9 @@ fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer, s
         }
         let _ =
             write!(out, "<p>{n} line{} for <span class=\"subtotal\" data-currency=\"", if n == 1 { "" } else { "s" });
-        escape_into(out, &inv.currency);
+        escape_into(out, inv.currency);
         let _ = write!(out, "\" data-subtotal=\"{sub}\">");
-        amount_html(out, &sub, &inv.currency);
+        amount_html(out, &sub, inv.currency);
         out.push_str("</span></p>");
     }
     if c.beneath {
@@ -363,7 +363,7 @@ fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer, s
             "<p class=\"sub\">It owns no storage account: the usage shown is that of every account beneath it.</p>",
         );
     }
-    daily_chart(out, &c.daily, ctx.month, ctx.unit, &c.party.name);
+    daily_chart(out, &c.daily, ctx.month, ctx.unit, c.party.name);
     if c.accounts.is_empty() {
         out.push_str("<p class=\"sub\">No storage account with usage in this month.</p>");
     } else {
@@ -375,9 +375,9 @@ fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer, s
         out.push_str("s</th><th class=\"n\">Days observed</th><th class=\"n\">Days filled</th></tr></thead><tbody>");
         for a in &c.accounts {
             out.push_str("<tr><td class=\"id\">");
-            escape_into(out, &a.id);
+            escape_into(out, a.id);
             out.push_str("</td><td>");
-            escape_into(out, &a.company);
+            escape_into(out, a.company);
             out.push_str("</td><td class=\"n\">");
             number_into(out, &a.byte_days);
             out.push_str("</td><td class=\"n\">");
@@ -394,7 +394,7 @@ fn findings_html(out: &mut String, ctx: &Context, s: &Statement) {
     out.push_str("<h2>Findings</h2>");
     if s.findings.is_empty() {
         out.push_str("<p>No finding concerns ");
-        escape_into(out, &s.buyer.name);
+        escape_into(out, s.buyer.name);
         out.push_str(" or anyone beneath it.</p>");
         return;
     }
@@ -406,11 +406,11 @@ fn findings_html(out: &mut String, ctx: &Context, s: &Statement) {
     out.push_str("s</th></tr></thead><tbody>");
     for f in &s.findings {
         out.push_str("<tr class=\"finding\"><td>");
-        escape_into(out, &f.kind);
+        escape_into(out, f.kind);
         out.push_str("</td><td class=\"id\">");
-        escape_into(out, &f.subject_id);
+        escape_into(out, f.subject_id);
         out.push_str("</td><td>");
-        escape_into(out, &f.detail);
+        escape_into(out, f.detail);
         out.push_str("</td><td class=\"n\">");
         if let Some(d) = &f.byte_days {
             number_into(out, d);
@@ -447,15 +447,15 @@ pub(super) fn index_page(ctx: &Context, entries: &[IndexEntry]) -> String {
     );
     for e in entries {
         out.push_str("<tr><td>");
-        escape_into(&mut out, &e.seller.name);
+        escape_into(&mut out, e.seller.name);
         out.push_str("<div class=\"id\">");
-        escape_into(&mut out, &e.seller.id);
+        escape_into(&mut out, e.seller.id);
         out.push_str("</div></td><td><a href=\"");
         escape_into(&mut out, &e.href);
         out.push_str("\">");
-        escape_into(&mut out, &e.buyer.name);
+        escape_into(&mut out, e.buyer.name);
         out.push_str("</a><div class=\"id\">");
-        escape_into(&mut out, &e.buyer.id);
+        escape_into(&mut out, e.buyer.id);
         out.push_str("</div></td><td class=\"n\">");
         // One total per currency, a line each.
         for (i, (cur, t)) in e.totals.iter().enumerate() {

@@ -13,6 +13,10 @@
 //! `chart` draws a daily usage chart; nothing here rates, rounds amounts or
 //! decides what is billed.
 //!
+//! What a statement shows borrows its text from those frames and from the
+//! directory, which outlive the pages: ids, names, currencies and the other
+//! string values are `&str` into their columns, read once and never copied.
+//!
 //! File names: every id is one path segment, percent-encoded byte by byte
 //! (UTF-8) except `A-Z a-z 0-9 _ -`, with upper-case hex ([`encode_segment`],
 //! reversed by [`decode_segment`]): `dp 1/ä.` is `dp%201%2F%C3%A4%2E`. No
@@ -98,35 +102,36 @@ pub fn decode_segment(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A party of an invoice.
-#[derive(Debug, Clone)]
-struct Party {
-    id: String,
-    name: String,
+/// A party of an invoice: the directory's entity, or only its id when the
+/// directory does not have it.
+#[derive(Debug, Clone, Copy)]
+struct Party<'a> {
+    id: &'a str,
+    name: &'a str,
     kind: &'static str,
 }
 
-/// One invoice line as the statement shows it.
+/// One invoice line as the statement shows it (its text borrowed from `invoice_lines`).
 #[derive(Debug, Clone)]
-struct Line {
-    customer_id: String,
-    customer_name: String,
-    contract_id: String,
-    charge: String,
+struct Line<'a> {
+    customer_id: &'a str,
+    customer_name: &'a str,
+    contract_id: &'a str,
+    charge: &'a str,
     quantity: Decimal,
-    unit: String,
+    unit: &'a str,
     unit_price: Decimal,
     amount: Decimal,
     days: u32,
-    deal_id: Option<String>,
+    deal_id: Option<&'a str>,
 }
 
-/// One correction line of the invoice.
+/// One correction line of the invoice (its text borrowed from `corrections`).
 #[derive(Debug, Clone)]
-struct Correction {
-    customer_id: String,
-    contract_id: String,
-    charge: String,
+struct Correction<'a> {
+    customer_id: &'a str,
+    contract_id: &'a str,
+    charge: &'a str,
     quantity_before: Decimal,
     quantity_after: Decimal,
     amount_before: Decimal,
@@ -136,21 +141,21 @@ struct Correction {
 
 /// One invoice (one currency) of a statement.
 #[derive(Debug, Clone)]
-struct Invoice {
-    currency: String,
+struct Invoice<'a> {
+    currency: &'a str,
     /// The e-invoice number of a final revision's document, if it has one.
-    number: Option<String>,
+    number: Option<&'a str>,
     /// The `invoices` table's total (zero for an invoice only corrections name).
     total: Decimal,
-    lines: Vec<Line>,
-    corrections: Vec<Correction>,
+    lines: Vec<Line<'a>>,
+    corrections: Vec<Correction<'a>>,
 }
 
-/// A storage account row of `account_usage`.
+/// A storage account row of `account_usage` (its text borrowed from the table).
 #[derive(Debug, Clone)]
-struct Account {
-    id: String,
-    company: String,
+struct Account<'a> {
+    id: &'a str,
+    company: &'a str,
     byte_days: Decimal,
     tb_months: Decimal,
     observed_days: u32,
@@ -160,20 +165,20 @@ struct Account {
 /// A customer of a statement: its lines' subtotal, its accounts and its daily usage.
 #[derive(Debug, Clone)]
 struct Customer<'a> {
-    party: Party,
+    party: Party<'a>,
     /// Whether its accounts are those beneath it (it owns none itself).
     beneath: bool,
-    accounts: Vec<&'a Account>,
+    accounts: Vec<&'a Account<'a>>,
     /// Sum of its accounts' daily values per day of the month (`None`: no account day).
     daily: Vec<Option<i128>>,
 }
 
-/// A finding row.
-#[derive(Debug, Clone)]
-struct FindingRow {
-    kind: String,
-    subject_id: String,
-    detail: String,
+/// A finding row (its text borrowed from `findings`).
+#[derive(Debug, Clone, Copy)]
+struct FindingRow<'a> {
+    kind: &'a str,
+    subject_id: &'a str,
+    detail: &'a str,
     byte_days: Option<Decimal>,
     tb_months: Option<Decimal>,
 }
@@ -181,12 +186,12 @@ struct FindingRow {
 /// Everything one statement page shows.
 #[derive(Debug, Clone)]
 struct Statement<'a> {
-    seller: Party,
-    buyer: Party,
+    seller: Party<'a>,
+    buyer: Party<'a>,
     reseller: bool,
-    invoices: Vec<Invoice>,
+    invoices: Vec<Invoice<'a>>,
     customers: Vec<Customer<'a>>,
-    findings: Vec<FindingRow>,
+    findings: Vec<FindingRow<'a>>,
 }
 
 /// The page's frame: month, revision, status, unit, corrected revision.
@@ -210,14 +215,15 @@ pub fn statements<'a>(inputs: StatementInputs<'a>) -> Result<impl Iterator<Item 
     Ok(prepared.files(inputs))
 }
 
-/// What the pages are rendered from, read from the tables once.
+/// What the pages are rendered from, read from the tables once; its text
+/// borrows theirs.
 struct Prepared<'a> {
-    invoices: ByPair,
+    invoices: ByPair<'a>,
     /// The directory's storage accounts: their `account_usage` row and their
     /// daily values, looked up once (a customer's accounts are shown on its
     /// own statement and again on every reseller's above it).
-    accounts: Vec<DirAccount>,
-    findings: HashMap<&'a str, Vec<FindingRow>>,
+    accounts: Vec<DirAccount<'a>>,
+    findings: HashMap<&'a str, Vec<FindingRow<'a>>>,
     /// Rows of the directory's accounts, per owning entity, in id order.
     owned: Vec<Vec<usize>>,
     ctx: Context,
@@ -225,9 +231,9 @@ struct Prepared<'a> {
 
 /// A storage account of the directory, as the statements find it.
 #[derive(Debug, Clone)]
-struct DirAccount {
+struct DirAccount<'a> {
     /// Its `account_usage` row, if it has one.
-    usage: Option<Account>,
+    usage: Option<Account<'a>>,
     /// Its id in `daily_usage`, if metering saw it.
     daily: Option<u32>,
 }
@@ -242,14 +248,13 @@ impl<'a> Prepared<'a> {
             corrects = if c.height() > 0 { c.column("corrects_revision")?.u32()?.get(0) } else { None };
             for (key, corrections) in read_corrections(c)? {
                 let (seller, buyer, currency) = key;
-                let invoice =
-                    invoices.entry((seller, buyer)).or_default().entry(currency.clone()).or_insert_with(|| Invoice {
-                        currency,
-                        number: None,
-                        total: Decimal::ZERO,
-                        lines: Vec::new(),
-                        corrections: Vec::new(),
-                    });
+                let invoice = invoices.entry((seller, buyer)).or_default().entry(currency).or_insert_with(|| Invoice {
+                    currency,
+                    number: None,
+                    total: Decimal::ZERO,
+                    lines: Vec::new(),
+                    corrections: Vec::new(),
+                });
                 invoice.corrections = corrections;
             }
         }
@@ -278,40 +283,36 @@ impl<'a> Prepared<'a> {
         let index: Vec<html::IndexEntry> = self
             .invoices
             .iter()
-            .map(|((seller, buyer), by_currency)| html::IndexEntry {
+            .map(|(&(seller, buyer), by_currency)| html::IndexEntry {
                 seller: party(dir, seller),
                 buyer: party(dir, buyer),
                 href: format!("{}/{}.html", href_segment(seller), href_segment(buyer)),
-                totals: by_currency.values().map(|i| (i.currency.clone(), i.total)).collect(),
+                totals: by_currency.values().map(|i| (i.currency, i.total)).collect(),
                 corrected: by_currency.values().any(|i| !i.corrections.is_empty()),
             })
             .collect();
         let index_page = html::index_page(&self.ctx, &index);
         let index = Encoded::new(format!("{FOLDER}/index.html"), index.len(), index_page.into_bytes());
         let Prepared { invoices, accounts, findings, owned, ctx } = self;
-        let page = move |((seller_id, buyer_id), by_currency): ((String, String), BTreeMap<String, Invoice>)| {
+        let page = move |((seller_id, buyer_id), by_currency): ((&'a str, &'a str), BTreeMap<&'a str, Invoice<'a>>)| {
             let invoices: Vec<Invoice> = by_currency.into_values().collect();
             let mut seen = std::collections::HashSet::new();
-            let customer_ids: Vec<&str> = invoices
-                .iter()
-                .flat_map(|i| &i.lines)
-                .map(|l| l.customer_id.as_str())
-                .filter(|c| seen.insert(*c))
-                .collect();
+            let customer_ids: Vec<&str> =
+                invoices.iter().flat_map(|i| &i.lines).map(|l| l.customer_id).filter(|c| seen.insert(*c)).collect();
             let customers = customer_ids
                 .iter()
-                .map(|c| customer(&inputs, &owned, &accounts, dir.entity(c), party(dir, c)))
+                .map(|&c| customer(&inputs, &owned, &accounts, dir.entity(c), party(dir, c)))
                 .collect();
             let statement = Statement {
-                seller: party(dir, &seller_id),
-                buyer: party(dir, &buyer_id),
-                reseller: dir.entity(&buyer_id).is_some_and(|b| dir.entities[b].kind != EntityKind::Customer),
-                findings: concerning(dir, &owned, &findings, dir.entity(&buyer_id)),
+                seller: party(dir, seller_id),
+                buyer: party(dir, buyer_id),
+                reseller: dir.entity(buyer_id).is_some_and(|b| dir.entities[b].kind != EntityKind::Customer),
+                findings: concerning(dir, &owned, &findings, dir.entity(buyer_id)),
                 customers,
                 invoices,
             };
             let page = html::statement_page(&ctx, &statement);
-            Encoded::new(statement_file(&seller_id, &buyer_id), 1, page.into_bytes())
+            Encoded::new(statement_file(seller_id, buyer_id), 1, page.into_bytes())
         };
         std::iter::once(index).chain(invoices.into_iter().map(page))
     }
@@ -322,7 +323,8 @@ fn href_segment(id: &str) -> String {
     encode_segment(id).replace('%', "%25")
 }
 
-fn party(dir: &Directory, id: &str) -> Party {
+/// The party of an id: the directory's, or the id alone when the directory does not have it.
+fn party<'a>(dir: &'a Directory, id: &'a str) -> Party<'a> {
     match dir.entity(id) {
         Some(e) => {
             let e = &dir.entities[e];
@@ -332,9 +334,9 @@ fn party(dir: &Directory, id: &str) -> Party {
                 EntityKind::ChannelPartner => "channel partner",
                 EntityKind::Customer => "customer",
             };
-            Party { id: e.id.clone(), name: e.name.clone(), kind }
+            Party { id: &e.id, name: &e.name, kind }
         }
-        None => Party { id: id.to_owned(), name: id.to_owned(), kind: "" },
+        None => Party { id, name: id, kind: "" },
     }
 }
 
@@ -344,9 +346,9 @@ fn party(dir: &Directory, id: &str) -> Party {
 fn customer<'a>(
     inputs: &StatementInputs<'_>,
     owned: &[Vec<usize>],
-    accounts: &'a [DirAccount],
+    accounts: &'a [DirAccount<'a>],
     entity: Option<EntityIdx>,
-    party: Party,
+    party: Party<'a>,
 ) -> Customer<'a> {
     let dir = inputs.directory;
     let (mut rows, mut beneath): (Vec<usize>, bool) = (Vec::new(), false);
@@ -375,146 +377,173 @@ fn customer<'a>(
 
 /// The findings whose subject is the buyer, an entity beneath it, or a
 /// storage account one of them owns; in the findings' order.
-fn concerning(
+fn concerning<'a>(
     dir: &Directory,
     owned: &[Vec<usize>],
-    findings: &HashMap<&str, Vec<FindingRow>>,
+    findings: &HashMap<&str, Vec<FindingRow<'a>>>,
     buyer: Option<EntityIdx>,
-) -> Vec<FindingRow> {
+) -> Vec<FindingRow<'a>> {
     let Some(buyer) = buyer else { return Vec::new() };
     let mut subjects = BTreeSet::new();
     for e in dir.subtree(buyer) {
         subjects.insert(dir.entities[e].id.as_str());
         subjects.extend(owned[e].iter().map(|&a| dir.accounts[a].id.as_str()));
     }
-    let mut out: Vec<FindingRow> = subjects.into_iter().filter_map(|s| findings.get(s)).flatten().cloned().collect();
-    out.sort_by(|a, b| (&a.kind, &a.subject_id, &a.detail).cmp(&(&b.kind, &b.subject_id, &b.detail)));
+    let mut out: Vec<FindingRow> = subjects.into_iter().filter_map(|s| findings.get(s)).flatten().copied().collect();
+    out.sort_by_key(|f| (f.kind, f.subject_id, f.detail));
     out
 }
 
-type ByPair = BTreeMap<(String, String), BTreeMap<String, Invoice>>;
+/// The invoices of a revision by (seller, buyer) and currency, their text borrowed from its tables.
+type ByPair<'a> = BTreeMap<(&'a str, &'a str), BTreeMap<&'a str, Invoice<'a>>>;
 
-fn text(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
-    Ok(df.column(name)?.str()?.iter().map(|v| v.map(str::to_owned)).collect())
+/// Zips iterators into one of flat tuples, as `itertools::izip!` does:
+/// `zip!(a, b, c)` yields `(a, b, c)` where `a.zip(b).zip(c)` yields `((a, b), c)`.
+macro_rules! zip {
+    (@flat $p:pat => $tuple:expr) => { |$p| $tuple };
+    (@flat $p:pat => ($($tuple:tt)*), $_next:expr $(, $rest:expr)*) => {
+        zip!(@flat ($p, b) => ($($tuple)*, b) $(, $rest)*)
+    };
+    ($first:expr $(, $rest:expr)* $(,)?) => {
+        IntoIterator::into_iter($first)$(.zip($rest))*.map(zip!(@flat a => (a) $(, $rest)*))
+    };
 }
 
-fn texts(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
-    Ok(text(df, name)?.into_iter().map(Option::unwrap_or_default).collect())
+/// A string column's values, borrowed from the frame (`None` for a null).
+fn text<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item = Option<&'a str>> + use<'a>> {
+    Ok(df.column(name)?.str()?.iter())
+}
+
+/// A string column's values, borrowed from the frame (`""` for a null).
+fn texts<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item = &'a str> + use<'a>> {
+    Ok(text(df, name)?.map(Option::unwrap_or_default))
+}
+
+/// A `u32` column's values (0 for a null).
+fn counts<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item = u32> + use<'a>> {
+    Ok(df.column(name)?.u32()?.iter().map(Option::unwrap_or_default))
 }
 
 /// The invoices of the `invoices` table with their lines, by (seller, buyer) and currency.
-fn read_invoices(inputs: &StatementInputs<'_>) -> PolarsResult<ByPair> {
+fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByPair<'a>> {
     let inv = &inputs.tables.invoices;
-    let (sellers, buyers, currencies) = (texts(inv, "seller_id")?, texts(inv, "buyer_id")?, texts(inv, "currency")?);
-    let totals = formats::decimals(inv, "total")?;
-    let numbers = text(inv, "invoice_number")?;
+    let rows = zip!(
+        texts(inv, "seller_id")?,
+        texts(inv, "buyer_id")?,
+        texts(inv, "currency")?,
+        text(inv, "invoice_number")?,
+        formats::decimals(inv, "total")?,
+    );
     let mut out: ByPair = BTreeMap::new();
-    for i in 0..inv.height() {
+    for (seller, buyer, currency, number, total) in rows {
         let invoice = Invoice {
-            currency: currencies[i].clone(),
-            number: numbers[i].clone().filter(|n| !n.is_empty()),
-            total: totals[i],
+            currency,
+            number: number.filter(|n| !n.is_empty()),
+            total,
             lines: Vec::new(),
             corrections: Vec::new(),
         };
-        out.entry((sellers[i].clone(), buyers[i].clone())).or_default().insert(currencies[i].clone(), invoice);
+        out.entry((seller, buyer)).or_default().insert(currency, invoice);
     }
     let l = &inputs.tables.invoice_lines;
-    let (sellers, buyers, currencies) = (texts(l, "seller_id")?, texts(l, "buyer_id")?, texts(l, "currency")?);
-    let (customers, names, contracts) =
-        (texts(l, "customer_id")?, texts(l, "customer_name")?, texts(l, "contract_id")?);
-    let (charges, units, deals) = (texts(l, "charge")?, texts(l, "unit")?, text(l, "deal_id")?);
-    let (quantities, prices, amounts) =
-        (formats::decimals(l, "quantity")?, formats::decimals(l, "unit_price")?, formats::decimals(l, "amount")?);
-    let days: Vec<u32> = l.column("days")?.u32()?.iter().map(Option::unwrap_or_default).collect();
-    for i in 0..l.height() {
+    let keys = zip!(texts(l, "seller_id")?, texts(l, "buyer_id")?, texts(l, "currency")?);
+    let lines = zip!(
+        texts(l, "customer_id")?,
+        texts(l, "customer_name")?,
+        texts(l, "contract_id")?,
+        texts(l, "charge")?,
+        formats::decimals(l, "quantity")?,
+        texts(l, "unit")?,
+        formats::decimals(l, "unit_price")?,
+        formats::decimals(l, "amount")?,
+        counts(l, "days")?,
+        text(l, "deal_id")?,
+    );
+    for ((seller, buyer, currency), line) in keys.zip(lines) {
+        let (customer_id, customer_name, contract_id, charge, quantity, unit, unit_price, amount, days, deal_id) = line;
         let invoice = out
-            .get_mut(&(sellers[i].clone(), buyers[i].clone()))
-            .and_then(|c| c.get_mut(&currencies[i]))
+            .get_mut(&(seller, buyer))
+            .and_then(|c| c.get_mut(currency))
             .ok_or_else(|| PolarsError::ComputeError("an invoice line without its invoice".into()))?;
         invoice.lines.push(Line {
-            customer_id: customers[i].clone(),
-            customer_name: names[i].clone(),
-            contract_id: contracts[i].clone(),
-            charge: charges[i].clone(),
-            quantity: quantities[i],
-            unit: units[i].clone(),
-            unit_price: prices[i],
-            amount: amounts[i],
-            days: days[i],
-            deal_id: deals[i].clone(),
+            customer_id,
+            customer_name,
+            contract_id,
+            charge,
+            quantity,
+            unit,
+            unit_price,
+            amount,
+            days,
+            deal_id,
         });
     }
     Ok(out)
 }
 
-type CorrectionsByInvoice = BTreeMap<(String, String, String), Vec<Correction>>;
+type CorrectionsByInvoice<'a> = BTreeMap<(&'a str, &'a str, &'a str), Vec<Correction<'a>>>;
 
-fn read_corrections(c: &DataFrame) -> PolarsResult<CorrectionsByInvoice> {
-    let (sellers, buyers, currencies) = (texts(c, "seller_id")?, texts(c, "buyer_id")?, texts(c, "currency")?);
-    let (customers, contracts, charges) = (texts(c, "customer_id")?, texts(c, "contract_id")?, texts(c, "charge")?);
+fn read_corrections(c: &DataFrame) -> PolarsResult<CorrectionsByInvoice<'_>> {
+    let keys = zip!(texts(c, "seller_id")?, texts(c, "buyer_id")?, texts(c, "currency")?);
     let dec = |n| formats::decimals(c, n);
-    let (qb, qa, ab, aa, a) =
-        (dec("quantity_before")?, dec("quantity_after")?, dec("amount_before")?, dec("amount_after")?, dec("amount")?);
+    let corrections = zip!(
+        texts(c, "customer_id")?,
+        texts(c, "contract_id")?,
+        texts(c, "charge")?,
+        dec("quantity_before")?,
+        dec("quantity_after")?,
+        dec("amount_before")?,
+        dec("amount_after")?,
+        dec("amount")?,
+    );
     let mut out: CorrectionsByInvoice = BTreeMap::new();
-    for i in 0..c.height() {
-        out.entry((sellers[i].clone(), buyers[i].clone(), currencies[i].clone())).or_default().push(Correction {
-            customer_id: customers[i].clone(),
-            contract_id: contracts[i].clone(),
-            charge: charges[i].clone(),
-            quantity_before: qb[i],
-            quantity_after: qa[i],
-            amount_before: ab[i],
-            amount_after: aa[i],
-            amount: a[i],
+    for (key, correction) in keys.zip(corrections) {
+        let (customer_id, contract_id, charge, quantity_before, quantity_after, amount_before, amount_after, amount) =
+            correction;
+        out.entry(key).or_default().push(Correction {
+            customer_id,
+            contract_id,
+            charge,
+            quantity_before,
+            quantity_after,
+            amount_before,
+            amount_after,
+            amount,
         });
     }
     Ok(out)
 }
 
-fn read_accounts(au: &DataFrame) -> PolarsResult<HashMap<&str, Account>> {
-    let ids = au.column("storage_account_id")?.str()?;
-    let companies = text(au, "company_name")?;
-    let (byte_days, tb) = (formats::decimals(au, "byte_days")?, formats::decimals(au, "tb_months")?);
-    let observed = au.column("observed_days")?.u32()?;
-    let filled = au.column("filled_days")?.u32()?;
+/// The rows of `account_usage` by account id (a row without an id is left out).
+fn read_accounts(au: &DataFrame) -> PolarsResult<HashMap<&str, Account<'_>>> {
+    let rows = zip!(
+        text(au, "storage_account_id")?,
+        texts(au, "company_name")?,
+        formats::decimals(au, "byte_days")?,
+        formats::decimals(au, "tb_months")?,
+        counts(au, "observed_days")?,
+        counts(au, "filled_days")?,
+    );
     let mut out = HashMap::with_capacity(au.height());
-    for (i, id) in ids.iter().enumerate() {
+    for (id, company, byte_days, tb_months, observed_days, filled_days) in rows {
         let Some(id) = id else { continue };
-        out.insert(
-            id,
-            Account {
-                id: id.to_owned(),
-                company: companies[i].clone().unwrap_or_default(),
-                byte_days: byte_days[i],
-                tb_months: tb[i],
-                observed_days: observed.get(i).unwrap_or(0),
-                filled_days: filled.get(i).unwrap_or(0),
-            },
-        );
+        out.insert(id, Account { id, company, byte_days, tb_months, observed_days, filled_days });
     }
     Ok(out)
 }
 
-fn read_findings(f: &DataFrame) -> PolarsResult<HashMap<&str, Vec<FindingRow>>> {
-    let subjects = f.column("subject_id")?.str()?;
-    let (kinds, details) = (texts(f, "kind")?, texts(f, "detail")?);
+/// The findings by subject, in the table's order.
+fn read_findings(f: &DataFrame) -> PolarsResult<HashMap<&str, Vec<FindingRow<'_>>>> {
     let nulls = |n: &str| -> PolarsResult<Vec<Option<Decimal>>> {
         let c = f.column(n)?;
         let values = formats::decimals(f, n)?;
         Ok(values.into_iter().zip(c.is_not_null().iter()).map(|(v, ok)| ok.unwrap_or(false).then_some(v)).collect())
     };
-    let (byte_days, tb) = (nulls("byte_days")?, nulls("tb_months")?);
+    let rows =
+        zip!(texts(f, "subject_id")?, texts(f, "kind")?, texts(f, "detail")?, nulls("byte_days")?, nulls("tb_months")?);
     let mut out: HashMap<&str, Vec<FindingRow>> = HashMap::new();
-    for (i, s) in subjects.iter().enumerate() {
-        let s = s.unwrap_or_default();
-        out.entry(s).or_default().push(FindingRow {
-            kind: kinds[i].clone(),
-            subject_id: s.to_owned(),
-            detail: details[i].clone(),
-            byte_days: byte_days[i],
-            tb_months: tb[i],
-        });
+    for (subject_id, kind, detail, byte_days, tb_months) in rows {
+        out.entry(subject_id).or_default().push(FindingRow { kind, subject_id, detail, byte_days, tb_months });
     }
     Ok(out)
 }
