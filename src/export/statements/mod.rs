@@ -247,9 +247,8 @@ impl<'a> Prepared<'a> {
             // A reprocess that changed no line has an empty corrections frame.
             corrects = if c.height() > 0 { c.column("corrects_revision")?.u32()?.get(0) } else { None };
             for (key, corrections) in read_corrections(c)? {
-                let (seller, buyer, currency) = key;
-                let invoice = invoices.entry((seller, buyer)).or_default().entry(currency).or_insert_with(|| Invoice {
-                    currency,
+                let invoice = invoices.entry(key).or_insert_with(|| Invoice {
+                    currency: key.2,
                     number: None,
                     total: Decimal::ZERO,
                     lines: Vec::new(),
@@ -258,14 +257,9 @@ impl<'a> Prepared<'a> {
                 invoice.corrections = corrections;
             }
         }
-        let tables: &'a Tables = inputs.tables;
-        let mut usage = read_accounts(&tables.account_usage)?;
-        let accounts = dir
-            .accounts
-            .iter()
-            .map(|a| DirAccount { usage: usage.remove(a.id.as_str()), daily: inputs.accounts.get(&a.id) })
-            .collect();
-        let findings = read_findings(&tables.findings)?;
+        let invoices = by_pair(invoices);
+        let accounts = read_accounts(inputs)?;
+        let findings = read_findings(&inputs.tables.findings)?;
         let mut owned: Vec<Vec<usize>> = vec![Vec::new(); dir.entities.len()];
         for (i, a) in dir.accounts.iter().enumerate() {
             owned[a.owner].push(i);
@@ -283,19 +277,18 @@ impl<'a> Prepared<'a> {
         let index: Vec<html::IndexEntry> = self
             .invoices
             .iter()
-            .map(|(&(seller, buyer), by_currency)| html::IndexEntry {
+            .map(|&((seller, buyer), ref invoices)| html::IndexEntry {
                 seller: party(dir, seller),
                 buyer: party(dir, buyer),
                 href: format!("{}/{}.html", href_segment(seller), href_segment(buyer)),
-                totals: by_currency.values().map(|i| (i.currency, i.total)).collect(),
-                corrected: by_currency.values().any(|i| !i.corrections.is_empty()),
+                totals: invoices.iter().map(|i| (i.currency, i.total)).collect(),
+                corrected: invoices.iter().any(|i| !i.corrections.is_empty()),
             })
             .collect();
         let index_page = html::index_page(&self.ctx, &index);
         let index = Encoded::new(format!("{FOLDER}/index.html"), index.len(), index_page.into_bytes());
         let Prepared { invoices, accounts, findings, owned, ctx } = self;
-        let page = move |((seller_id, buyer_id), by_currency): ((&'a str, &'a str), BTreeMap<&'a str, Invoice<'a>>)| {
-            let invoices: Vec<Invoice> = by_currency.into_values().collect();
+        let page = move |((seller_id, buyer_id), invoices): ((&'a str, &'a str), Vec<Invoice<'a>>)| {
             let mut seen = std::collections::HashSet::new();
             let customer_ids: Vec<&str> =
                 invoices.iter().flat_map(|i| &i.lines).map(|l| l.customer_id).filter(|c| seen.insert(*c)).collect();
@@ -394,8 +387,25 @@ fn concerning<'a>(
     out
 }
 
-/// The invoices of a revision by (seller, buyer) and currency, their text borrowed from its tables.
-type ByPair<'a> = BTreeMap<(&'a str, &'a str), BTreeMap<&'a str, Invoice<'a>>>;
+/// The invoices of a revision by (seller, buyer, currency), their text borrowed from its tables.
+type ByInvoice<'a> = BTreeMap<(&'a str, &'a str, &'a str), Invoice<'a>>;
+
+/// The invoices of a revision per (seller, buyer), in that order, each
+/// pair's in currency order: one statement each. (A `Vec` per pair, not a
+/// map: most pairs have one invoice, and a map would hold room for eleven.)
+type ByPair<'a> = Vec<((&'a str, &'a str), Vec<Invoice<'a>>)>;
+
+/// [`ByInvoice`]'s invoices grouped per pair, in the same order.
+fn by_pair(invoices: ByInvoice<'_>) -> ByPair<'_> {
+    let mut pairs: ByPair = Vec::with_capacity(invoices.len());
+    for ((seller, buyer, _), invoice) in invoices {
+        match pairs.last_mut() {
+            Some((pair, of_pair)) if *pair == (seller, buyer) => of_pair.push(invoice),
+            _ => pairs.push(((seller, buyer), vec![invoice])),
+        }
+    }
+    pairs
+}
 
 /// Zips iterators into one of flat tuples, as `itertools::izip!` does:
 /// `zip!(a, b, c)` yields `(a, b, c)` where `a.zip(b).zip(c)` yields `((a, b), c)`.
@@ -424,8 +434,8 @@ fn counts<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item 
     Ok(df.column(name)?.u32()?.iter().map(Option::unwrap_or_default))
 }
 
-/// The invoices of the `invoices` table with their lines, by (seller, buyer) and currency.
-fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByPair<'a>> {
+/// The invoices of the `invoices` table with their lines.
+fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>> {
     let inv = &inputs.tables.invoices;
     let rows = zip!(
         texts(inv, "seller_id")?,
@@ -434,7 +444,7 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByPair<'a>> {
         text(inv, "invoice_number")?,
         formats::decimals(inv, "total")?,
     );
-    let mut out: ByPair = BTreeMap::new();
+    let mut out: ByInvoice = BTreeMap::new();
     for (seller, buyer, currency, number, total) in rows {
         let invoice = Invoice {
             currency,
@@ -443,10 +453,19 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByPair<'a>> {
             lines: Vec::new(),
             corrections: Vec::new(),
         };
-        out.entry((seller, buyer)).or_default().insert(currency, invoice);
+        out.insert((seller, buyer, currency), invoice);
     }
     let l = &inputs.tables.invoice_lines;
-    let keys = zip!(texts(l, "seller_id")?, texts(l, "buyer_id")?, texts(l, "currency")?);
+    let keys = || -> PolarsResult<_> { Ok(zip!(texts(l, "seller_id")?, texts(l, "buyer_id")?, texts(l, "currency")?)) };
+    // Each invoice's lines are counted first, so that it gets room for just them.
+    let mut per_invoice: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    for key in keys()? {
+        *per_invoice.entry(key).or_default() += 1;
+    }
+    for (key, invoice) in &mut out {
+        invoice.lines.reserve_exact(per_invoice.get(key).copied().unwrap_or(0));
+    }
+    drop(per_invoice);
     let lines = zip!(
         texts(l, "customer_id")?,
         texts(l, "customer_name")?,
@@ -459,12 +478,10 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByPair<'a>> {
         counts(l, "days")?,
         text(l, "deal_id")?,
     );
-    for ((seller, buyer, currency), line) in keys.zip(lines) {
+    for (key, line) in keys()?.zip(lines) {
         let (customer_id, customer_name, contract_id, charge, quantity, unit, unit_price, amount, days, deal_id) = line;
-        let invoice = out
-            .get_mut(&(seller, buyer))
-            .and_then(|c| c.get_mut(currency))
-            .ok_or_else(|| PolarsError::ComputeError("an invoice line without its invoice".into()))?;
+        let invoice =
+            out.get_mut(&key).ok_or_else(|| PolarsError::ComputeError("an invoice line without its invoice".into()))?;
         invoice.lines.push(Line {
             customer_id,
             customer_name,
@@ -514,8 +531,19 @@ fn read_corrections(c: &DataFrame) -> PolarsResult<CorrectionsByInvoice<'_>> {
     Ok(out)
 }
 
-/// The rows of `account_usage` by account id (a row without an id is left out).
-fn read_accounts(au: &DataFrame) -> PolarsResult<HashMap<&str, Account<'_>>> {
+/// The directory's storage accounts, in its order, with their
+/// `account_usage` row (an id's last; a row of an id the directory does not
+/// have is left out) and their id in `daily_usage`.
+fn read_accounts<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<Vec<DirAccount<'a>>> {
+    let dir = inputs.directory;
+    let mut accounts: Vec<DirAccount> =
+        dir.accounts.iter().map(|a| DirAccount { usage: None, daily: inputs.accounts.get(&a.id) }).collect();
+    // Each id's place in the directory (its first, should the directory name it twice).
+    let mut place: HashMap<&str, usize> = HashMap::with_capacity(dir.accounts.len());
+    for (i, a) in dir.accounts.iter().enumerate() {
+        place.entry(a.id.as_str()).or_insert(i);
+    }
+    let au = &inputs.tables.account_usage;
     let rows = zip!(
         text(au, "storage_account_id")?,
         texts(au, "company_name")?,
@@ -524,12 +552,12 @@ fn read_accounts(au: &DataFrame) -> PolarsResult<HashMap<&str, Account<'_>>> {
         counts(au, "observed_days")?,
         counts(au, "filled_days")?,
     );
-    let mut out = HashMap::with_capacity(au.height());
     for (id, company, byte_days, tb_months, observed_days, filled_days) in rows {
         let Some(id) = id else { continue };
-        out.insert(id, Account { id, company, byte_days, tb_months, observed_days, filled_days });
+        let Some(&i) = place.get(id) else { continue };
+        accounts[i].usage = Some(Account { id, company, byte_days, tb_months, observed_days, filled_days });
     }
-    Ok(out)
+    Ok(accounts)
 }
 
 /// The findings by subject, in the table's order.
