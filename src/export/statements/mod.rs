@@ -206,8 +206,10 @@ struct Context {
 
 /// The statements of a revision and their index, as files of the revision.
 ///
-/// The tables are read here, so that a failure stops the run before
-/// anything is written; each page is rendered only when the returned
+/// The tables are read here, so that a failure stops publishing before
+/// any statement is written (the pipeline calls this only once the files
+/// before the statements are with the writers, see
+/// [`super::deferred`]); each page is rendered only when the returned
 /// iterator reaches it (the index first, then the pages in seller and buyer
 /// order), so that publishing holds a few pages in memory, not all of them.
 pub fn statements<'a>(inputs: StatementInputs<'a>) -> Result<impl Iterator<Item = Encoded> + 'a, ExportError> {
