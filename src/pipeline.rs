@@ -373,7 +373,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     }
     findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let tables = billed.with_findings(&findings)?;
-    let mut files = tables.encode()?;
+    // The files after the tables, made before publishing (small).
+    let mut files = Vec::new();
 
     // A final revision after an earlier final one carries corrections.
     let mut corrections = None;
@@ -393,9 +394,10 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         files.extend(docs);
         entries
     });
-    // FOCUS and the statements are made only when publishing reaches them,
-    // once the files before them are with the writers (and freed as they
-    // are written), so that memory never holds every output at once.
+    // The tables, FOCUS and the statements are made only when publishing
+    // reaches them, once the files before them are with the writers (and
+    // freed as they are written), so that memory never holds every output
+    // at once.
     // Their time is the "focus" and "statements" stages, parts of "export".
     let resident_before = crate::logging::resident_bytes().unwrap_or(0);
     let span = std::sync::Arc::new(Span::default());
@@ -456,7 +458,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // Nothing is written unless this run still holds the month, and
     // `latest.json` only if it still does after the revision is written.
     lock.check().await?;
-    let files = files.into_iter().map(Ok).chain(focus).chain(statements);
+    let files = tables.encode().chain(files.into_iter().map(Ok)).chain(focus).chain(statements);
     let manifest = export::publish(out, month, revision, files, manifest).await?;
     let focus_ms = span.focus.get().map_or(0, |d| d.as_millis() as u64);
     stages.0.insert("focus", focus_ms);

@@ -119,22 +119,11 @@ impl Tables {
         ]
     }
 
-    /// Encodes every table as Parquet and CSV.
-    ///
-    /// The eight files are encoded (and hashed) at once, one thread each:
-    /// polars's writers use the cores only part of the time (a large table's
-    /// Parquet is compressed column by column, its CSV written batch by
-    /// batch).
-    pub fn encode(&self) -> Result<Vec<Encoded>, ExportError> {
-        std::thread::scope(|scope| {
-            let jobs: Vec<_> = self
-                .named()
-                .into_iter()
-                .flat_map(|(name, df)| ENCODERS.map(|(ext, write)| (name, df, ext, write)))
-                .map(|(name, df, ext, write)| scope.spawn(move || encode_one(name, df, ext, write)))
-                .collect();
-            jobs.into_iter().map(|job| job.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-        })
+    /// Encodes every table as Parquet and CSV, one table when publishing
+    /// reaches it ([`super::deferred`]), so that memory holds one table's
+    /// files besides those being written, not all eight.
+    pub fn encode(&self) -> impl Iterator<Item = Result<Encoded, ExportError>> + '_ {
+        self.named().into_iter().flat_map(|(name, df)| super::deferred(move || encode_table(name, df)))
     }
 }
 
@@ -149,9 +138,16 @@ fn encode_one(name: &'static str, df: &DataFrame, ext: &str, write: Encoder) -> 
     Ok(Encoded::new(format!("{name}.{ext}"), df.height(), data))
 }
 
-/// A further table of a revision (`corrections`), as Parquet and CSV.
+/// A table as Parquet and CSV (every table, and `corrections`).
+///
+/// The two files are encoded at once, one thread each:
+/// polars's writers use the cores only part of the time (a large table's
+/// Parquet is compressed column by column, its CSV written batch by batch).
 pub fn encode_table(name: &'static str, df: &DataFrame) -> Result<Vec<Encoded>, ExportError> {
-    ENCODERS.into_iter().map(|(ext, write)| encode_one(name, df, ext, write)).collect()
+    std::thread::scope(|scope| {
+        let jobs = ENCODERS.map(|(ext, write)| scope.spawn(move || encode_one(name, df, ext, write)));
+        jobs.into_iter().map(|job| job.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
 }
 
 fn enc(table: &'static str) -> impl Fn(PolarsError) -> ExportError {
