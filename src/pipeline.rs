@@ -397,8 +397,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // The tables, FOCUS and the statements are made only when publishing
     // reaches them, once the files before them are with the writers (and
     // freed as they are written), so that memory never holds every output
-    // at once.
-    // Their time is the "focus" and "statements" stages, parts of "export".
+    // at once. FOCUS's time and the statements' span are the "focus" and
+    // "statements" stages, parts of "export".
     let resident_before = crate::logging::resident_bytes().unwrap_or(0);
     let span = std::sync::Arc::new(Span::default());
     let focus = export::deferred(|| {

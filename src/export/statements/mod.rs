@@ -30,6 +30,7 @@ mod html;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use itertools::izip;
 use polars::prelude::*;
 use rust_decimal::Decimal;
 
@@ -409,18 +410,6 @@ fn by_pair(invoices: ByInvoice<'_>) -> ByPair<'_> {
     pairs
 }
 
-/// Zips iterators into one of flat tuples, as `itertools::izip!` does:
-/// `zip!(a, b, c)` yields `(a, b, c)` where `a.zip(b).zip(c)` yields `((a, b), c)`.
-macro_rules! zip {
-    (@flat $p:pat => $tuple:expr) => { |$p| $tuple };
-    (@flat $p:pat => ($($tuple:tt)*), $_next:expr $(, $rest:expr)*) => {
-        zip!(@flat ($p, b) => ($($tuple)*, b) $(, $rest)*)
-    };
-    ($first:expr $(, $rest:expr)* $(,)?) => {
-        IntoIterator::into_iter($first)$(.zip($rest))*.map(zip!(@flat a => (a) $(, $rest)*))
-    };
-}
-
 /// A string column's values, borrowed from the frame (`None` for a null).
 fn text<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item = Option<&'a str>> + use<'a>> {
     Ok(df.column(name)?.str()?.iter())
@@ -439,7 +428,7 @@ fn counts<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item 
 /// The invoices of the `invoices` table with their lines.
 fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>> {
     let inv = &inputs.tables.invoices;
-    let rows = zip!(
+    let rows = izip!(
         texts(inv, "seller_id")?,
         texts(inv, "buyer_id")?,
         texts(inv, "currency")?,
@@ -458,7 +447,8 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>
         out.insert((seller, buyer, currency), invoice);
     }
     let l = &inputs.tables.invoice_lines;
-    let keys = || -> PolarsResult<_> { Ok(zip!(texts(l, "seller_id")?, texts(l, "buyer_id")?, texts(l, "currency")?)) };
+    let keys =
+        || -> PolarsResult<_> { Ok(izip!(texts(l, "seller_id")?, texts(l, "buyer_id")?, texts(l, "currency")?)) };
     // Each invoice's lines are counted first, so that it gets room for just them.
     let mut per_invoice: HashMap<(&str, &str, &str), usize> = HashMap::new();
     for key in keys()? {
@@ -468,7 +458,7 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>
         invoice.lines.reserve_exact(per_invoice.get(key).copied().unwrap_or(0));
     }
     drop(per_invoice);
-    let lines = zip!(
+    let lines = izip!(
         texts(l, "customer_id")?,
         texts(l, "customer_name")?,
         texts(l, "contract_id")?,
@@ -503,9 +493,9 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>
 type CorrectionsByInvoice<'a> = BTreeMap<(&'a str, &'a str, &'a str), Vec<Correction<'a>>>;
 
 fn read_corrections(c: &DataFrame) -> PolarsResult<CorrectionsByInvoice<'_>> {
-    let keys = zip!(texts(c, "seller_id")?, texts(c, "buyer_id")?, texts(c, "currency")?);
+    let keys = izip!(texts(c, "seller_id")?, texts(c, "buyer_id")?, texts(c, "currency")?);
     let dec = |n| formats::decimals(c, n);
-    let corrections = zip!(
+    let corrections = izip!(
         texts(c, "customer_id")?,
         texts(c, "contract_id")?,
         texts(c, "charge")?,
@@ -546,7 +536,7 @@ fn read_accounts<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<Vec<DirAccoun
         place.entry(a.id.as_str()).or_insert(i);
     }
     let au = &inputs.tables.account_usage;
-    let rows = zip!(
+    let rows = izip!(
         text(au, "storage_account_id")?,
         texts(au, "company_name")?,
         formats::decimals(au, "byte_days")?,
@@ -569,8 +559,13 @@ fn read_findings(f: &DataFrame) -> PolarsResult<HashMap<&str, Vec<FindingRow<'_>
         let values = formats::decimals(f, n)?;
         Ok(values.into_iter().zip(c.is_not_null().iter()).map(|(v, ok)| ok.unwrap_or(false).then_some(v)).collect())
     };
-    let rows =
-        zip!(texts(f, "subject_id")?, texts(f, "kind")?, texts(f, "detail")?, nulls("byte_days")?, nulls("tb_months")?);
+    let rows = izip!(
+        texts(f, "subject_id")?,
+        texts(f, "kind")?,
+        texts(f, "detail")?,
+        nulls("byte_days")?,
+        nulls("tb_months")?
+    );
     let mut out: HashMap<&str, Vec<FindingRow>> = HashMap::new();
     for (subject_id, kind, detail, byte_days, tb_months) in rows {
         out.entry(subject_id).or_default().push(FindingRow { kind, subject_id, detail, byte_days, tb_months });
