@@ -425,33 +425,31 @@ fn counts<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item 
     Ok(df.column(name)?.u32()?.iter().map(Option::unwrap_or_default))
 }
 
+/// Each row's invoice: its (seller, buyer, currency), as the `invoices`,
+/// `invoice_lines` and `corrections` tables name it.
+fn invoice_keys<'a>(df: &'a DataFrame) -> PolarsResult<impl Iterator<Item = (&'a str, &'a str, &'a str)> + use<'a>> {
+    Ok(izip!(texts(df, "seller_id")?, texts(df, "buyer_id")?, texts(df, "currency")?))
+}
+
 /// The invoices of the `invoices` table with their lines.
 fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>> {
     let inv = &inputs.tables.invoices;
-    let rows = izip!(
-        texts(inv, "seller_id")?,
-        texts(inv, "buyer_id")?,
-        texts(inv, "currency")?,
-        text(inv, "invoice_number")?,
-        formats::decimals(inv, "total")?,
-    );
+    let rows = izip!(invoice_keys(inv)?, text(inv, "invoice_number")?, formats::decimals(inv, "total")?);
     let mut out: ByInvoice = BTreeMap::new();
-    for (seller, buyer, currency, number, total) in rows {
+    for (key, number, total) in rows {
         let invoice = Invoice {
-            currency,
+            currency: key.2,
             number: number.filter(|n| !n.is_empty()),
             total,
             lines: Vec::new(),
             corrections: Vec::new(),
         };
-        out.insert((seller, buyer, currency), invoice);
+        out.insert(key, invoice);
     }
     let l = &inputs.tables.invoice_lines;
-    let keys =
-        || -> PolarsResult<_> { Ok(izip!(texts(l, "seller_id")?, texts(l, "buyer_id")?, texts(l, "currency")?)) };
     // Each invoice's lines are counted first, so that it gets room for just them.
     let mut per_invoice: HashMap<(&str, &str, &str), usize> = HashMap::new();
-    for key in keys()? {
+    for key in invoice_keys(l)? {
         *per_invoice.entry(key).or_default() += 1;
     }
     for (key, invoice) in &mut out {
@@ -470,7 +468,7 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>
         counts(l, "days")?,
         text(l, "deal_id")?,
     );
-    for (key, line) in keys()?.zip(lines) {
+    for (key, line) in invoice_keys(l)?.zip(lines) {
         let (customer_id, customer_name, contract_id, charge, quantity, unit, unit_price, amount, days, deal_id) = line;
         let invoice =
             out.get_mut(&key).ok_or_else(|| PolarsError::ComputeError("an invoice line without its invoice".into()))?;
@@ -493,7 +491,6 @@ fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>
 type CorrectionsByInvoice<'a> = BTreeMap<(&'a str, &'a str, &'a str), Vec<Correction<'a>>>;
 
 fn read_corrections(c: &DataFrame) -> PolarsResult<CorrectionsByInvoice<'_>> {
-    let keys = izip!(texts(c, "seller_id")?, texts(c, "buyer_id")?, texts(c, "currency")?);
     let dec = |n| formats::decimals(c, n);
     let corrections = izip!(
         texts(c, "customer_id")?,
@@ -506,7 +503,7 @@ fn read_corrections(c: &DataFrame) -> PolarsResult<CorrectionsByInvoice<'_>> {
         dec("amount")?,
     );
     let mut out: CorrectionsByInvoice = BTreeMap::new();
-    for (key, correction) in keys.zip(corrections) {
+    for (key, correction) in invoice_keys(c)?.zip(corrections) {
         let (customer_id, contract_id, charge, quantity_before, quantity_after, amount_before, amount_after, amount) =
             correction;
         out.entry(key).or_default().push(Correction {
