@@ -384,19 +384,8 @@ const DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 /// The FOCUS export as Parquet and CSV. The CSV writes date/times in
 /// FOCUS's format; everything else is encoded as every other table.
 pub fn encode(input: &FocusInput<'_, '_>) -> Result<Vec<Encoded>, ExportError> {
-    let enc = |source| ExportError::Encode { table: TABLE, source };
-    let mut df = focus_frame(input).map_err(enc)?;
-    let (parquet, csv) = std::thread::scope(|scope| {
-        let mut copy = df.clone();
-        let parquet = scope.spawn(move || formats::write_parquet(&mut copy));
-        let csv = write_csv(&mut df);
-        (parquet.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), csv)
-    });
-    let rows = df.height();
-    Ok(vec![
-        Encoded::new(format!("{TABLE}.parquet"), rows, parquet.map_err(enc)?),
-        Encoded::new(format!("{TABLE}.csv"), rows, csv.map_err(enc)?),
-    ])
+    let df = focus_frame(input).map_err(|source| ExportError::Encode { table: TABLE, source })?;
+    super::tables::encode_formats(TABLE, &df, [("parquet", formats::write_parquet), ("csv", write_csv)])
 }
 
 fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {

@@ -128,7 +128,7 @@ impl Tables {
 }
 
 /// Encodes a frame as one file format.
-type Encoder = fn(&mut DataFrame) -> PolarsResult<Vec<u8>>;
+pub(super) type Encoder = fn(&mut DataFrame) -> PolarsResult<Vec<u8>>;
 
 /// Every output table is written in these formats, in this order.
 const ENCODERS: [(&str, Encoder); 2] = [("parquet", formats::write_parquet), ("csv", formats::write_csv)];
@@ -139,13 +139,21 @@ fn encode_one(name: &'static str, df: &DataFrame, ext: &str, write: Encoder) -> 
 }
 
 /// A table as Parquet and CSV (every table, and `corrections`).
-///
-/// The two files are encoded at once, one thread each:
-/// polars's writers use the cores only part of the time (a large table's
-/// Parquet is compressed column by column, its CSV written batch by batch).
 pub fn encode_table(name: &'static str, df: &DataFrame) -> Result<Vec<Encoded>, ExportError> {
+    encode_formats(name, df, ENCODERS)
+}
+
+/// A table as the files of `encoders` (`name.ext` each, in their order),
+/// encoded at once, one thread each: polars's writers use the cores only
+/// part of the time (a large table's Parquet is compressed column by
+/// column, its CSV written batch by batch). FOCUS passes its own CSV writer.
+pub(super) fn encode_formats(
+    name: &'static str,
+    df: &DataFrame,
+    encoders: [(&str, Encoder); 2],
+) -> Result<Vec<Encoded>, ExportError> {
     std::thread::scope(|scope| {
-        let jobs = ENCODERS.map(|(ext, write)| scope.spawn(move || encode_one(name, df, ext, write)));
+        let jobs = encoders.map(|(ext, write)| scope.spawn(move || encode_one(name, df, ext, write)));
         jobs.into_iter().map(|job| job.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     })
 }
