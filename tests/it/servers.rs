@@ -90,17 +90,67 @@ pub fn weed_binary() -> PathBuf {
     binary("CAPBILL_WEED", tools().join("seaweedfs-venv/bin/weed"), "SeaweedFS (weed)")
 }
 
-/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then freed).
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then freed),
+/// for a server started next.
+///
+/// They are drawn at random below the kernel's ephemeral range
+/// (`ip_local_port_range`): a port from that range (what binding port 0
+/// gives) can be taken as the local end of any outgoing connection before the
+/// server binds it, and `weed mini` opens many connections between its own
+/// components while it starts (CI saw its S3 port taken that way). Random
+/// draws keep two tests starting servers at once apart; a port taken anyway
+/// restarts the server ([`start_retrying`]).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOWEST);
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(n);
+    let mut draws = 0;
+    while listeners.len() < n {
+        draws += 1;
+        let port = if span < 1000 || draws > 1000 {
+            0 // no room below the ephemeral range: let the kernel choose
+        } else {
+            LOWEST + u32::from_le_bytes(random_bytes::<4>()) % span
+        };
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            listeners.push(l);
+        }
+    }
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// Starts a server with `attempt`, again (at most three times in all) while it
+/// exits because one of its ports was taken between [`free_ports`] and its
+/// bind; any other failure panics with `attempt`'s message.
+fn start_retrying<S>(name: &str, mut attempt: impl FnMut() -> Result<S, String>) -> S {
+    const ATTEMPTS: usize = 3;
+    let mut n = 1;
+    loop {
+        match attempt() {
+            Ok(server) => return server,
+            Err(e) if n < ATTEMPTS && e.contains("address already in use") => {
+                eprintln!("{name}: a port was taken before it bound it; starting it again on other ports:\n{e}");
+                n += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// `N` random bytes.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    b
 }
 
 /// 32 random bytes as 64 hex digits.
 fn random_hex() -> String {
-    let mut b = [0u8; 32];
-    File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
-    hex::encode(b)
+    hex::encode(random_bytes::<32>())
 }
 
 /// Object content of `size` bytes: not compressible, different per name.
@@ -147,8 +197,18 @@ impl Server {
 
     /// Panics with the log's tail if the process has exited.
     fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}); last lines of {}:\n{}", self.name, self.log.display(), self.tail());
+        if let Err(e) = self.alive() {
+            panic!("{e}");
+        }
+    }
+
+    /// An error with the log's tail if the process has exited.
+    fn alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                Err(format!("{} exited ({status}); last lines of {}:\n{}", self.name, self.log.display(), self.tail()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -158,14 +218,20 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Calls `probe` until it returns a value, the process dies, or `timeout`.
-    fn wait_for<T>(&mut self, what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    /// Calls `probe` until it returns a value (`Ok`), the process exits
+    /// (`Err` with its log's tail), or `timeout` (panics).
+    fn wait_for<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> Result<T, String> {
         let start = Instant::now();
         loop {
             if let Some(v) = probe() {
-                return v;
+                return Ok(v);
             }
-            self.check_alive();
+            self.alive()?;
             if start.elapsed() > timeout {
                 panic!(
                     "{}: {what}: not after {timeout:?}; last lines of {}:\n{}",
@@ -309,6 +375,11 @@ pub struct Garage {
 impl Garage {
     /// Starts a node, assigns and applies its layout, and waits until S3 works.
     pub fn start() -> Garage {
+        start_retrying("garage", Garage::try_start)
+    }
+
+    /// [`Garage::start`] once: `Err` if the node exits while it starts.
+    fn try_start() -> Result<Garage, String> {
         let bin = garage_binary();
         let dir = tempfile::tempdir().unwrap();
         let [rpc, s3, admin] = free_ports(3)[..] else { unreachable!() };
@@ -359,14 +430,14 @@ impl Garage {
             http: http(),
             dir,
         };
-        g.setup_layout();
-        g
+        g.setup_layout()?;
+        Ok(g)
     }
 
-    fn setup_layout(&mut self) {
+    fn setup_layout(&mut self) -> Result<(), String> {
         let status = self.wait_for("admin API answers GetClusterStatus", START_TIMEOUT, |g| {
             g.try_admin(reqwest::Method::GET, "/v2/GetClusterStatus", None).ok()
-        });
+        })?;
         self.node_id = status["nodes"]
             .as_array()
             .and_then(|n| n.first())
@@ -383,16 +454,23 @@ impl Garage {
         self.wait_for("/health says operational", START_TIMEOUT, |g| {
             let r = g.rt.block_on(async { g.http.get(format!("{}/health", g.admin_endpoint)).send().await }).ok()?;
             r.status().is_success().then_some(())
-        });
+        })
     }
 
-    fn wait_for<T>(&mut self, what: &str, timeout: Duration, mut probe: impl FnMut(&Garage) -> Option<T>) -> T {
+    /// Calls `probe` until it returns a value (`Ok`), the node exits (`Err`
+    /// with its log's tail), or `timeout` (panics).
+    fn wait_for<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut(&Garage) -> Option<T>,
+    ) -> Result<T, String> {
         let start = Instant::now();
         loop {
             if let Some(v) = probe(self) {
-                return v;
+                return Ok(v);
             }
-            self.server.check_alive();
+            self.server.alive()?;
             if start.elapsed() > timeout {
                 panic!("garage: {what}: not after {timeout:?}; last lines of its log:\n{}", self.server.tail());
             }
@@ -501,6 +579,7 @@ impl Garage {
             let b = g.bucket_info(&id);
             (b["objects"].as_i64() == Some(objects) && b["bytes"].as_i64() == Some(bytes)).then_some(b)
         })
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Client settings of `key`.
@@ -584,6 +663,11 @@ pub struct BucketMetrics {
 impl SeaweedFs {
     /// Starts the server and waits until S3 and the metrics answer (about 1 s).
     pub fn start() -> SeaweedFs {
+        start_retrying("weed mini", SeaweedFs::try_start)
+    }
+
+    /// [`SeaweedFs::start`] once: `Err` if the server exits while it starts.
+    fn try_start() -> Result<SeaweedFs, String> {
         let bin = weed_binary();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -647,11 +731,11 @@ impl SeaweedFs {
                 .collect(),
             dir,
         };
-        sw.wait_ready();
-        sw
+        sw.wait_ready()?;
+        Ok(sw)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let (rt, http) = (&self.rt, &self.http);
         let (s3, metrics) = (self.s3_endpoint.clone(), self.metrics_url.clone());
         self.server.wait_for("S3 answers and metrics are served", START_TIMEOUT, || {
@@ -661,12 +745,13 @@ impl SeaweedFs {
                 let b = http.get(&metrics).send().await.ok()?;
                 (a.status().as_u16() == 403 && b.status().is_success()).then_some(())
             })
-        });
+        })?;
         // The S3 gateway may accept connections before its identities are
         // loaded: wait until the key lists buckets.
         let c = self.rt.block_on(self.s3_settings().client());
         let rt = &self.rt;
-        self.server.wait_for("the S3 key is accepted", START_TIMEOUT, || rt.block_on(c.list_buckets().send()).ok());
+        self.server.wait_for("the S3 key is accepted", START_TIMEOUT, || rt.block_on(c.list_buckets().send()).ok())?;
+        Ok(())
     }
 
     /// The server's temporary folder (identities, log, data).
@@ -876,6 +961,41 @@ fn seaweedfs_metrics_show_the_size_of_a_bucket() {
     eprintln!("SeaweedFS metrics of 3 objects ({total} bytes) and a part of 10000 bytes: {m:?}");
     // 48 bytes per file and 8 per volume.
     assert!(m.size_bytes < (total + 10_000 + 1024) as f64, "{m:?}");
+}
+
+#[test]
+fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let ports = free_ports(40);
+    let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+    assert_eq!(distinct.len(), 40, "{ports:?}");
+    for p in &ports {
+        assert!((10_000..low).contains(p), "port {p} is not in 10000..{low}");
+        std::net::TcpListener::bind(("127.0.0.1", *p)).unwrap_or_else(|e| panic!("port {p}: {e}"));
+    }
+}
+
+#[test]
+fn a_server_whose_port_was_taken_is_started_again_and_other_failures_are_not() {
+    let mut calls = 0;
+    let started = start_retrying("fake", || {
+        calls += 1;
+        if calls < 3 { Err("listen tcp 127.0.0.1:1: bind: address already in use".to_owned()) } else { Ok(calls) }
+    });
+    assert_eq!(started, 3);
+    let taken_thrice =
+        std::panic::catch_unwind(|| start_retrying("fake", || Err::<(), _>("bind: address already in use".to_owned())));
+    assert!(taken_thrice.is_err(), "three taken ports in a row must fail the test");
+    let mut other = 0;
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        start_retrying("fake", || {
+            other += 1;
+            Err::<(), _>("fake exited (exit status: 1)".to_owned())
+        })
+    }));
+    assert!(crashed.is_err());
+    assert_eq!(other, 1, "a failure other than a taken port is not retried");
 }
 
 #[test]
