@@ -28,7 +28,7 @@
 mod chart;
 mod html;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use itertools::izip;
 use polars::prelude::*;
@@ -222,14 +222,31 @@ pub fn statements<'a>(inputs: StatementInputs<'a>) -> Result<impl Iterator<Item 
 /// borrows theirs.
 struct Prepared<'a> {
     invoices: ByPair<'a>,
-    /// The directory's storage accounts: their `account_usage` row and their
-    /// daily values, looked up once (a customer's accounts are shown on its
-    /// own statement and again on every reseller's above it).
+    lookup: Lookup<'a>,
+    ctx: Context,
+}
+
+/// What a page looks up about customers and buyers: the directory's
+/// accounts and findings per entity, each found once for every page (a
+/// customer's accounts, daily usage and findings are shown on its own
+/// statement and again on every reseller's above it).
+struct Lookup<'a> {
+    directory: &'a Directory,
+    /// The directory's storage accounts, in its order.
     accounts: Vec<DirAccount<'a>>,
-    findings: HashMap<&'a str, Vec<FindingRow<'a>>>,
     /// Rows of the directory's accounts, per owning entity, in id order.
     owned: Vec<Vec<usize>>,
-    ctx: Context,
+    /// Each directory account's place in id order (so that accounts are
+    /// put in id order by comparing numbers, not their ids).
+    rank: Vec<u32>,
+    /// Each account-owning entity's daily usage.
+    daily: OwnerDaily,
+    /// The findings of each subject, in the table's order.
+    findings: Vec<Vec<FindingRow<'a>>>,
+    /// The place in `findings` of each entity's id and of each account's
+    /// id (`None`: no finding names it).
+    entity_findings: Vec<Option<u32>>,
+    account_findings: Vec<Option<u32>>,
 }
 
 /// A storage account of the directory, as the statements find it.
@@ -243,7 +260,6 @@ struct DirAccount<'a> {
 
 impl<'a> Prepared<'a> {
     fn new(inputs: &StatementInputs<'a>) -> PolarsResult<Self> {
-        let dir = inputs.directory;
         let mut invoices = read_invoices(inputs)?;
         let mut corrects = None;
         if let Some(c) = inputs.corrections {
@@ -261,17 +277,9 @@ impl<'a> Prepared<'a> {
             }
         }
         let invoices = by_pair(invoices);
-        let accounts = read_accounts(inputs)?;
-        let findings = read_findings(&inputs.tables.findings)?;
-        let mut owned: Vec<Vec<usize>> = vec![Vec::new(); dir.entities.len()];
-        for (i, a) in dir.accounts.iter().enumerate() {
-            owned[a.owner].push(i);
-        }
-        for rows in &mut owned {
-            rows.sort_unstable_by(|&a, &b| dir.accounts[a].id.cmp(&dir.accounts[b].id));
-        }
+        let lookup = Lookup::new(inputs)?;
         let (month, revision, status, unit) = (inputs.month, inputs.revision, inputs.status, inputs.unit);
-        Ok(Prepared { invoices, accounts, findings, owned, ctx: Context { month, revision, status, unit, corrects } })
+        Ok(Prepared { invoices, lookup, ctx: Context { month, revision, status, unit, corrects } })
     }
 
     /// The index, then each statement, rendered when it is its turn.
@@ -290,28 +298,194 @@ impl<'a> Prepared<'a> {
             .collect();
         let index_page = html::index_page(&self.ctx, &index);
         let index = Encoded::new(format!("{FOLDER}/index.html"), index.len(), index_page.into_bytes());
-        let Prepared { invoices, accounts, findings, owned, ctx } = self;
+        let Prepared { invoices, lookup, ctx } = self;
         let page = move |((seller_id, buyer_id), invoices): ((&'a str, &'a str), Vec<Invoice<'a>>)| {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = HashSet::new();
             let customer_ids: Vec<&str> =
                 invoices.iter().flat_map(|i| &i.lines).map(|l| l.customer_id).filter(|c| seen.insert(*c)).collect();
-            let customers = customer_ids
-                .iter()
-                .map(|&c| customer(&inputs, &owned, &accounts, dir.entity(c), party(dir, c)))
-                .collect();
+            let customers = customer_ids.iter().map(|&c| lookup.customer(c)).collect();
             let statement = Statement {
                 seller: party(dir, seller_id),
                 buyer: party(dir, buyer_id),
                 reseller: dir.entity(buyer_id).is_some_and(|b| dir.entities[b].kind != EntityKind::Customer),
-                findings: concerning(dir, &owned, &findings, dir.entity(buyer_id)),
+                findings: lookup.concerning(dir.entity(buyer_id)),
                 customers,
                 invoices,
             };
             let page = html::statement_page(&ctx, &statement);
             Encoded::new(statement_file(seller_id, buyer_id), 1, page.into_bytes())
         };
-        std::iter::once(index).chain(invoices.into_iter().map(page))
+        std::iter::once(index).chain(render_in_chunks(invoices, page))
     }
+}
+
+impl<'a> Lookup<'a> {
+    fn new(inputs: &StatementInputs<'a>) -> PolarsResult<Self> {
+        let dir = inputs.directory;
+        let accounts = read_accounts(inputs)?;
+        let mut by_id: Vec<usize> = (0..dir.accounts.len()).collect();
+        by_id.sort_by(|&a, &b| dir.accounts[a].id.cmp(&dir.accounts[b].id));
+        let mut rank = vec![0u32; by_id.len()];
+        let mut owned: Vec<Vec<usize>> = vec![Vec::new(); dir.entities.len()];
+        for (place, &a) in by_id.iter().enumerate() {
+            rank[a] = place as u32;
+            owned[dir.accounts[a].owner].push(a);
+        }
+        let daily = OwnerDaily::new(inputs, &owned, &accounts);
+        let (subjects, findings): (HashMap<&str, u32>, Vec<Vec<FindingRow>>) = read_findings(&inputs.tables.findings)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (subject, rows))| ((subject, i as u32), rows))
+            .unzip();
+        let entity_findings = dir.entities.iter().map(|e| subjects.get(e.id.as_str()).copied()).collect();
+        let account_findings = dir.accounts.iter().map(|a| subjects.get(a.id.as_str()).copied()).collect();
+        Ok(Lookup { directory: dir, accounts, owned, rank, daily, findings, entity_findings, account_findings })
+    }
+
+    /// A customer's storage accounts (those it owns, or when it owns none,
+    /// those beneath it: a reseller billed for its own reservation) and
+    /// their daily usage.
+    fn customer<'s>(&'s self, id: &'a str) -> Customer<'s> {
+        let dir = self.directory;
+        let (mut rows, mut beneath): (Vec<usize>, bool) = (Vec::new(), false);
+        let mut daily = vec![None; self.daily.days];
+        if let Some(e) = dir.entity(id) {
+            rows.clone_from(&self.owned[e]);
+            if rows.is_empty() {
+                beneath = true;
+                for s in dir.subtree(e) {
+                    rows.extend_from_slice(&self.owned[s]);
+                    self.daily.add_into(s, &mut daily);
+                }
+                rows.sort_unstable_by_key(|&a| self.rank[a]);
+            } else {
+                self.daily.add_into(e, &mut daily);
+            }
+        }
+        let accounts = rows.iter().filter_map(|&a| self.accounts[a].usage.as_ref()).collect();
+        Customer { party: party(dir, id), beneath, accounts, daily }
+    }
+
+    /// The findings whose subject is the buyer, an entity beneath it, or a
+    /// storage account one of them owns; sorted by kind, subject and detail.
+    fn concerning(&self, buyer: Option<EntityIdx>) -> Vec<FindingRow<'a>> {
+        let Some(buyer) = buyer else { return Vec::new() };
+        // A subject once, should an entity and an account have the same id.
+        let mut seen = HashSet::new();
+        let mut out: Vec<FindingRow> = Vec::new();
+        for e in self.directory.subtree(buyer) {
+            let accounts = self.owned[e].iter().map(|&a| self.account_findings[a]);
+            for subject in std::iter::once(self.entity_findings[e]).chain(accounts).flatten() {
+                if seen.insert(subject) {
+                    out.extend_from_slice(&self.findings[subject as usize]);
+                }
+            }
+        }
+        // Stable: a subject's findings of the same kind and detail stay in the table's order.
+        out.sort_by_key(|f| (f.kind, f.subject_id, f.detail));
+        out
+    }
+}
+
+/// Each account-owning entity's daily usage: the sum of its accounts' daily
+/// values per day of the month, added up once for all pages.
+struct OwnerDaily {
+    days: usize,
+    /// Each entity's row in `sums` (`NO_ROW`: it owns no account).
+    row: Vec<u32>,
+    /// One row of `days` sums per account-owning entity, [`OwnerDaily::NONE`]
+    /// where none of its accounts has a value (daily values are not negative).
+    sums: Vec<i128>,
+}
+
+impl OwnerDaily {
+    const NONE: i128 = i128::MIN;
+    const NO_ROW: u32 = u32::MAX;
+
+    fn new(inputs: &StatementInputs<'_>, owned: &[Vec<usize>], accounts: &[DirAccount<'_>]) -> Self {
+        let (usage, days) = (inputs.daily_usage, inputs.daily_usage.days());
+        let mut rows = 0;
+        let row: Vec<u32> = owned
+            .iter()
+            .map(|o| {
+                if o.is_empty() {
+                    return Self::NO_ROW;
+                }
+                rows += 1;
+                rows - 1
+            })
+            .collect();
+        let mut sums = vec![Self::NONE; rows as usize * days];
+        // Day by day: the daily values are stored day-major.
+        for day in 0..days {
+            for (a, account) in inputs.directory.accounts.iter().enumerate() {
+                let Some(v) = accounts[a].daily.and_then(|id| usage.get(id, day)) else { continue };
+                let sum = &mut sums[row[account.owner] as usize * days + day];
+                *sum = if *sum == Self::NONE { v } else { sum.saturating_add(v) };
+            }
+        }
+        OwnerDaily { days, row, sums }
+    }
+
+    /// Adds entity `e`'s daily sums into `daily` (a day none of its accounts
+    /// has stays as it was).
+    fn add_into(&self, e: EntityIdx, daily: &mut [Option<i128>]) {
+        let row = self.row[e];
+        if row == Self::NO_ROW {
+            return;
+        }
+        let sums = &self.sums[row as usize * self.days..][..self.days];
+        for (day, &v) in daily.iter_mut().zip(sums) {
+            if v != Self::NONE {
+                *day = Some(day.unwrap_or(0).saturating_add(v));
+            }
+        }
+    }
+}
+
+/// Pages rendered per chunk and thread: a chunk of the 12,757 W-hourly
+/// statements is about 1 MB of pages and 1 ms of work on each thread.
+const CHUNK_PER_THREAD: usize = 64;
+
+/// `render` of each item, in order, a chunk at a time, each chunk on every
+/// core: the chunk's items are taken one by one by this thread and the
+/// others (so that a large page does not leave a thread idle), and the
+/// chunk is handed out once all of it is rendered. Rendering is most of a
+/// statement's cost and is pure, so the pages are the same bytes on any
+/// number of threads; publishing asks for the next chunk while the writers
+/// write the last one.
+fn render_in_chunks<T: Send, R: Send>(items: Vec<T>, render: impl Fn(T) -> R + Sync) -> impl Iterator<Item = R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = CHUNK_PER_THREAD * threads;
+    let mut items = items.into_iter();
+    std::iter::from_fn(move || {
+        let chunk: Vec<std::sync::Mutex<Option<T>>> =
+            items.by_ref().take(chunk).map(|t| std::sync::Mutex::new(Some(t))).collect();
+        if chunk.is_empty() {
+            return None;
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(slot) = chunk.get(i) else { return done };
+                let item = slot.lock().unwrap_or_else(|e| e.into_inner()).take().expect("each item is taken once");
+                done.push((i, render(item)));
+            }
+        };
+        let mut rendered: Vec<(usize, R)> = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.min(chunk.len())).map(|_| scope.spawn(work)).collect();
+            let mut all = work();
+            for h in helpers {
+                all.extend(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            }
+            all
+        });
+        rendered.sort_unstable_by_key(|(i, _)| *i);
+        Some(rendered.into_iter().map(|(_, r)| r))
+    })
+    .flatten()
 }
 
 /// A segment of [`encode_segment`] as it goes into a link: its `%` encoded once more.
@@ -334,60 +508,6 @@ fn party<'a>(dir: &'a Directory, id: &'a str) -> Party<'a> {
         }
         None => Party { id, name: id, kind: "" },
     }
-}
-
-/// A customer's storage accounts (those it owns, or when it owns none,
-/// those beneath it: a reseller billed for its own reservation) and their
-/// daily usage.
-fn customer<'a>(
-    inputs: &StatementInputs<'_>,
-    owned: &[Vec<usize>],
-    accounts: &'a [DirAccount<'a>],
-    entity: Option<EntityIdx>,
-    party: Party<'a>,
-) -> Customer<'a> {
-    let dir = inputs.directory;
-    let (mut rows, mut beneath): (Vec<usize>, bool) = (Vec::new(), false);
-    if let Some(e) = entity {
-        rows.clone_from(&owned[e]);
-        if rows.is_empty() {
-            beneath = true;
-            rows = dir.subtree(e).into_iter().flat_map(|s| &owned[s]).copied().collect();
-            rows.sort_unstable_by(|&a, &b| dir.accounts[a].id.cmp(&dir.accounts[b].id));
-        }
-    }
-    // Day by day: the daily values are stored day-major, and a customer's
-    // accounts mostly have nearby ids, so this reads a few cache lines a
-    // day instead of one per account and day.
-    let ids: Vec<u32> = rows.iter().filter_map(|&a| accounts[a].daily).collect();
-    let daily = (0..inputs.daily_usage.days())
-        .map(|d| {
-            ids.iter()
-                .filter_map(|&id| inputs.daily_usage.get(id, d))
-                .fold(None, |sum: Option<i128>, v| Some(sum.unwrap_or(0).saturating_add(v)))
-        })
-        .collect();
-    let accounts = rows.iter().filter_map(|&a| accounts[a].usage.as_ref()).collect();
-    Customer { party, beneath, accounts, daily }
-}
-
-/// The findings whose subject is the buyer, an entity beneath it, or a
-/// storage account one of them owns; in the findings' order.
-fn concerning<'a>(
-    dir: &Directory,
-    owned: &[Vec<usize>],
-    findings: &HashMap<&str, Vec<FindingRow<'a>>>,
-    buyer: Option<EntityIdx>,
-) -> Vec<FindingRow<'a>> {
-    let Some(buyer) = buyer else { return Vec::new() };
-    let mut subjects = BTreeSet::new();
-    for e in dir.subtree(buyer) {
-        subjects.insert(dir.entities[e].id.as_str());
-        subjects.extend(owned[e].iter().map(|&a| dir.accounts[a].id.as_str()));
-    }
-    let mut out: Vec<FindingRow> = subjects.into_iter().filter_map(|s| findings.get(s)).flatten().copied().collect();
-    out.sort_by_key(|f| (f.kind, f.subject_id, f.detail));
-    out
 }
 
 /// The invoices of a revision by (seller, buyer, currency), their text borrowed from its tables.
@@ -573,6 +693,25 @@ fn read_findings(f: &DataFrame) -> PolarsResult<HashMap<&str, Vec<FindingRow<'_>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_rendered_on_every_core_come_out_in_order_each_once() {
+        for n in [0, 1, 63, 64, 65, 1000] {
+            let items: Vec<u64> = (0..n).collect();
+            // Uneven work, so that threads finish items out of order.
+            let render = |i: u64| (0..(i % 7) * 2000).fold(i, |h, k| h.wrapping_mul(31).wrapping_add(k)) ^ i << 40;
+            let expected: Vec<u64> = items.iter().map(|&i| render(i)).collect();
+            assert_eq!(render_in_chunks(items, render).collect::<Vec<_>>(), expected, "{n} items");
+        }
+    }
+
+    #[test]
+    fn a_panic_while_rendering_a_chunk_reaches_the_caller() {
+        let caught = std::panic::catch_unwind(|| {
+            render_in_chunks((0..300).collect(), |i: u32| if i == 250 { panic!("page {i}") } else { i }).count()
+        });
+        assert!(caught.is_err());
+    }
 
     #[test]
     fn segments_are_safe_and_reversible() {
