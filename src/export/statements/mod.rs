@@ -210,9 +210,10 @@ struct Context {
 /// The tables are read here, so that a failure stops publishing before
 /// any statement is written (the pipeline calls this only once the files
 /// before the statements are with the writers, see
-/// [`super::deferred`]); each page is rendered only when the returned
-/// iterator reaches it (the index first, then the pages in seller and buyer
-/// order), so that publishing holds a few pages in memory, not all of them.
+/// [`super::deferred`]); pages are rendered only when the returned
+/// iterator reaches them (the index first, then the pages in seller and
+/// buyer order, a chunk at a time on every core: [`render_in_chunks`]), so
+/// that publishing holds a few hundred pages in memory, not all of them.
 pub fn statements<'a>(inputs: StatementInputs<'a>) -> Result<impl Iterator<Item = Encoded> + 'a, ExportError> {
     let prepared = Prepared::new(&inputs).map_err(|source| ExportError::Encode { table: "statements", source })?;
     Ok(prepared.files(inputs))
@@ -282,7 +283,7 @@ impl<'a> Prepared<'a> {
         Ok(Prepared { invoices, lookup, ctx: Context { month, revision, status, unit, corrects } })
     }
 
-    /// The index, then each statement, rendered when it is its turn.
+    /// The index, then each statement, rendered when its chunk's turn comes.
     fn files(self, inputs: StatementInputs<'a>) -> impl Iterator<Item = Encoded> + 'a {
         let dir = inputs.directory;
         let index: Vec<html::IndexEntry> = self
