@@ -9,9 +9,12 @@
 //! (`account_usage`), the findings that concern the buyer, each customer's
 //! daily usage (metering's [`DailyUsage`]) and, in a reprocessed final
 //! month, the corrections the pipeline hands over as the `corrections`
-//! frame (export must not read revisions itself). `html` renders a page,
-//! `chart` draws a daily usage chart; nothing here rates, rounds amounts or
-//! decides what is billed.
+//! frame (export must not read revisions itself). `read` reads those
+//! tables, `lookup` finds once what pages look up about customers and
+//! buyers, this module puts each statement together and renders pages on
+//! every core (`render_in_chunks`), `html` renders a page, `chart` draws
+//! a daily usage chart; nothing here rates, rounds amounts or decides what
+//! is billed.
 //!
 //! What a statement shows borrows its text from those frames and from the
 //! directory, which outlive the pages: ids, names, currencies and the other
@@ -27,19 +30,21 @@
 
 mod chart;
 mod html;
+mod lookup;
+mod read;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
-use itertools::izip;
 use polars::prelude::*;
 use rust_decimal::Decimal;
 
 use super::{Encoded, ExportError, Tables};
-use crate::directory::{Directory, EntityIdx, EntityKind};
-use crate::formats;
+use crate::directory::{Directory, EntityKind};
 use crate::manifest::MonthStatus;
 use crate::meter::DailyUsage;
 use crate::model::{BillingMonth, Interner, Unit};
+use lookup::Lookup;
+use read::{ByPair, by_pair, read_corrections, read_invoices};
 
 /// The folder of the statements within a revision.
 pub const FOLDER: &str = "statements";
@@ -212,7 +217,7 @@ struct Context {
 /// before the statements are with the writers, see
 /// [`super::deferred`]); pages are rendered only when the returned
 /// iterator reaches them (the index first, then the pages in seller and
-/// buyer order, a chunk at a time on every core: [`render_in_chunks`]), so
+/// buyer order, a chunk at a time on every core: `render_in_chunks`), so
 /// that publishing holds a few hundred pages in memory, not all of them.
 pub fn statements<'a>(inputs: StatementInputs<'a>) -> Result<impl Iterator<Item = Encoded> + 'a, ExportError> {
     let prepared = Prepared::new(&inputs).map_err(|source| ExportError::Encode { table: "statements", source })?;
@@ -225,38 +230,6 @@ struct Prepared<'a> {
     invoices: ByPair<'a>,
     lookup: Lookup<'a>,
     ctx: Context,
-}
-
-/// What a page looks up about customers and buyers: the directory's
-/// accounts and findings per entity, each found once for every page (a
-/// customer's accounts, daily usage and findings are shown on its own
-/// statement and again on every reseller's above it).
-struct Lookup<'a> {
-    directory: &'a Directory,
-    /// The directory's storage accounts, in its order.
-    accounts: Vec<DirAccount<'a>>,
-    /// Rows of the directory's accounts, per owning entity, in id order.
-    owned: Vec<Vec<usize>>,
-    /// Each directory account's place in id order (so that accounts are
-    /// put in id order by comparing numbers, not their ids).
-    rank: Vec<u32>,
-    /// Each account-owning entity's daily usage.
-    daily: OwnerDaily,
-    /// The findings of each subject, in the table's order.
-    findings: Vec<Vec<FindingRow<'a>>>,
-    /// The place in `findings` of each entity's id and of each account's
-    /// id (`None`: no finding names it).
-    entity_findings: Vec<Option<u32>>,
-    account_findings: Vec<Option<u32>>,
-}
-
-/// A storage account of the directory, as the statements find it.
-#[derive(Debug, Clone)]
-struct DirAccount<'a> {
-    /// Its `account_usage` row, if it has one.
-    usage: Option<Account<'a>>,
-    /// Its id in `daily_usage`, if metering saw it.
-    daily: Option<u32>,
 }
 
 impl<'a> Prepared<'a> {
@@ -317,130 +290,6 @@ impl<'a> Prepared<'a> {
             Encoded::new(statement_file(seller_id, buyer_id), 1, page.into_bytes())
         };
         std::iter::once(index).chain(render_in_chunks(invoices, page))
-    }
-}
-
-impl<'a> Lookup<'a> {
-    fn new(inputs: &StatementInputs<'a>) -> PolarsResult<Self> {
-        let dir = inputs.directory;
-        let accounts = read_accounts(inputs)?;
-        let mut by_id: Vec<usize> = (0..dir.accounts.len()).collect();
-        by_id.sort_by(|&a, &b| dir.accounts[a].id.cmp(&dir.accounts[b].id));
-        let mut rank = vec![0u32; by_id.len()];
-        let mut owned: Vec<Vec<usize>> = vec![Vec::new(); dir.entities.len()];
-        for (place, &a) in by_id.iter().enumerate() {
-            rank[a] = place as u32;
-            owned[dir.accounts[a].owner].push(a);
-        }
-        let daily = OwnerDaily::new(inputs, &owned, &accounts);
-        let (subjects, findings): (HashMap<&str, u32>, Vec<Vec<FindingRow>>) = read_findings(&inputs.tables.findings)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, (subject, rows))| ((subject, i as u32), rows))
-            .unzip();
-        let entity_findings = dir.entities.iter().map(|e| subjects.get(e.id.as_str()).copied()).collect();
-        let account_findings = dir.accounts.iter().map(|a| subjects.get(a.id.as_str()).copied()).collect();
-        Ok(Lookup { directory: dir, accounts, owned, rank, daily, findings, entity_findings, account_findings })
-    }
-
-    /// A customer's storage accounts (those it owns, or when it owns none,
-    /// those beneath it: a reseller billed for its own reservation) and
-    /// their daily usage.
-    fn customer<'s>(&'s self, id: &'a str) -> Customer<'s> {
-        let dir = self.directory;
-        let (mut rows, mut beneath): (Vec<usize>, bool) = (Vec::new(), false);
-        let mut daily = vec![None; self.daily.days];
-        if let Some(e) = dir.entity(id) {
-            rows.clone_from(&self.owned[e]);
-            if rows.is_empty() {
-                beneath = true;
-                for s in dir.subtree(e) {
-                    rows.extend_from_slice(&self.owned[s]);
-                    self.daily.add_into(s, &mut daily);
-                }
-                rows.sort_unstable_by_key(|&a| self.rank[a]);
-            } else {
-                self.daily.add_into(e, &mut daily);
-            }
-        }
-        let accounts = rows.iter().filter_map(|&a| self.accounts[a].usage.as_ref()).collect();
-        Customer { party: party(dir, id), beneath, accounts, daily }
-    }
-
-    /// The findings whose subject is the buyer, an entity beneath it, or a
-    /// storage account one of them owns; sorted by kind, subject and detail.
-    fn concerning(&self, buyer: Option<EntityIdx>) -> Vec<FindingRow<'a>> {
-        let Some(buyer) = buyer else { return Vec::new() };
-        // A subject once, should an entity and an account have the same id.
-        let mut seen = HashSet::new();
-        let mut out: Vec<FindingRow> = Vec::new();
-        for e in self.directory.subtree(buyer) {
-            let accounts = self.owned[e].iter().map(|&a| self.account_findings[a]);
-            for subject in std::iter::once(self.entity_findings[e]).chain(accounts).flatten() {
-                if seen.insert(subject) {
-                    out.extend_from_slice(&self.findings[subject as usize]);
-                }
-            }
-        }
-        // Stable: a subject's findings of the same kind and detail stay in the table's order.
-        out.sort_by_key(|f| (f.kind, f.subject_id, f.detail));
-        out
-    }
-}
-
-/// Each account-owning entity's daily usage: the sum of its accounts' daily
-/// values per day of the month, added up once for all pages.
-struct OwnerDaily {
-    days: usize,
-    /// Each entity's row in `sums` (`NO_ROW`: it owns no account).
-    row: Vec<u32>,
-    /// One row of `days` sums per account-owning entity, [`OwnerDaily::NONE`]
-    /// where none of its accounts has a value (daily values are not negative).
-    sums: Vec<i128>,
-}
-
-impl OwnerDaily {
-    const NONE: i128 = i128::MIN;
-    const NO_ROW: u32 = u32::MAX;
-
-    fn new(inputs: &StatementInputs<'_>, owned: &[Vec<usize>], accounts: &[DirAccount<'_>]) -> Self {
-        let (usage, days) = (inputs.daily_usage, inputs.daily_usage.days());
-        let mut rows = 0;
-        let row: Vec<u32> = owned
-            .iter()
-            .map(|o| {
-                if o.is_empty() {
-                    return Self::NO_ROW;
-                }
-                rows += 1;
-                rows - 1
-            })
-            .collect();
-        let mut sums = vec![Self::NONE; rows as usize * days];
-        // Day by day: the daily values are stored day-major.
-        for day in 0..days {
-            for (a, account) in inputs.directory.accounts.iter().enumerate() {
-                let Some(v) = accounts[a].daily.and_then(|id| usage.get(id, day)) else { continue };
-                let sum = &mut sums[row[account.owner] as usize * days + day];
-                *sum = if *sum == Self::NONE { v } else { sum.saturating_add(v) };
-            }
-        }
-        OwnerDaily { days, row, sums }
-    }
-
-    /// Adds entity `e`'s daily sums into `daily` (a day none of its accounts
-    /// has stays as it was).
-    fn add_into(&self, e: EntityIdx, daily: &mut [Option<i128>]) {
-        let row = self.row[e];
-        if row == Self::NO_ROW {
-            return;
-        }
-        let sums = &self.sums[row as usize * self.days..][..self.days];
-        for (day, &v) in daily.iter_mut().zip(sums) {
-            if v != Self::NONE {
-                *day = Some(day.unwrap_or(0).saturating_add(v));
-            }
-        }
     }
 }
 
@@ -509,186 +358,6 @@ fn party<'a>(dir: &'a Directory, id: &'a str) -> Party<'a> {
         }
         None => Party { id, name: id, kind: "" },
     }
-}
-
-/// The invoices of a revision by (seller, buyer, currency), their text borrowed from its tables.
-type ByInvoice<'a> = BTreeMap<(&'a str, &'a str, &'a str), Invoice<'a>>;
-
-/// The invoices of a revision per (seller, buyer), in that order, each
-/// pair's in currency order: one statement each. (A `Vec` per pair, not a
-/// map: most pairs have one invoice, and a map would hold room for eleven.)
-type ByPair<'a> = Vec<((&'a str, &'a str), Vec<Invoice<'a>>)>;
-
-/// [`ByInvoice`]'s invoices grouped per pair, in the same order.
-fn by_pair(invoices: ByInvoice<'_>) -> ByPair<'_> {
-    let mut pairs: ByPair = Vec::with_capacity(invoices.len());
-    for ((seller, buyer, _), invoice) in invoices {
-        match pairs.last_mut() {
-            Some((pair, of_pair)) if *pair == (seller, buyer) => of_pair.push(invoice),
-            _ => pairs.push(((seller, buyer), vec![invoice])),
-        }
-    }
-    pairs
-}
-
-/// A string column's values, borrowed from the frame (`None` for a null).
-fn text<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item = Option<&'a str>> + use<'a>> {
-    Ok(df.column(name)?.str()?.iter())
-}
-
-/// A string column's values, borrowed from the frame (`""` for a null).
-fn texts<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item = &'a str> + use<'a>> {
-    Ok(text(df, name)?.map(Option::unwrap_or_default))
-}
-
-/// A `u32` column's values (0 for a null).
-fn counts<'a>(df: &'a DataFrame, name: &str) -> PolarsResult<impl Iterator<Item = u32> + use<'a>> {
-    Ok(df.column(name)?.u32()?.iter().map(Option::unwrap_or_default))
-}
-
-/// Each row's invoice: its (seller, buyer, currency), as the `invoices`,
-/// `invoice_lines` and `corrections` tables name it.
-fn invoice_keys<'a>(df: &'a DataFrame) -> PolarsResult<impl Iterator<Item = (&'a str, &'a str, &'a str)> + use<'a>> {
-    Ok(izip!(texts(df, "seller_id")?, texts(df, "buyer_id")?, texts(df, "currency")?))
-}
-
-/// The invoices of the `invoices` table with their lines.
-fn read_invoices<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<ByInvoice<'a>> {
-    let inv = &inputs.tables.invoices;
-    let rows = izip!(invoice_keys(inv)?, text(inv, "invoice_number")?, formats::decimals(inv, "total")?);
-    let mut out: ByInvoice = BTreeMap::new();
-    for (key, number, total) in rows {
-        let invoice = Invoice {
-            currency: key.2,
-            number: number.filter(|n| !n.is_empty()),
-            total,
-            lines: Vec::new(),
-            corrections: Vec::new(),
-        };
-        out.insert(key, invoice);
-    }
-    let l = &inputs.tables.invoice_lines;
-    // Each invoice's lines are counted first, so that it gets room for just them.
-    let mut per_invoice: HashMap<(&str, &str, &str), usize> = HashMap::new();
-    for key in invoice_keys(l)? {
-        *per_invoice.entry(key).or_default() += 1;
-    }
-    for (key, invoice) in &mut out {
-        invoice.lines.reserve_exact(per_invoice.get(key).copied().unwrap_or(0));
-    }
-    drop(per_invoice);
-    let lines = izip!(
-        texts(l, "customer_id")?,
-        texts(l, "customer_name")?,
-        texts(l, "contract_id")?,
-        texts(l, "charge")?,
-        formats::decimals(l, "quantity")?,
-        texts(l, "unit")?,
-        formats::decimals(l, "unit_price")?,
-        formats::decimals(l, "amount")?,
-        counts(l, "days")?,
-        text(l, "deal_id")?,
-    );
-    for (key, line) in invoice_keys(l)?.zip(lines) {
-        let (customer_id, customer_name, contract_id, charge, quantity, unit, unit_price, amount, days, deal_id) = line;
-        let invoice =
-            out.get_mut(&key).ok_or_else(|| PolarsError::ComputeError("an invoice line without its invoice".into()))?;
-        invoice.lines.push(Line {
-            customer_id,
-            customer_name,
-            contract_id,
-            charge,
-            quantity,
-            unit,
-            unit_price,
-            amount,
-            days,
-            deal_id,
-        });
-    }
-    Ok(out)
-}
-
-type CorrectionsByInvoice<'a> = BTreeMap<(&'a str, &'a str, &'a str), Vec<Correction<'a>>>;
-
-fn read_corrections(c: &DataFrame) -> PolarsResult<CorrectionsByInvoice<'_>> {
-    let dec = |n| formats::decimals(c, n);
-    let corrections = izip!(
-        texts(c, "customer_id")?,
-        texts(c, "contract_id")?,
-        texts(c, "charge")?,
-        dec("quantity_before")?,
-        dec("quantity_after")?,
-        dec("amount_before")?,
-        dec("amount_after")?,
-        dec("amount")?,
-    );
-    let mut out: CorrectionsByInvoice = BTreeMap::new();
-    for (key, correction) in invoice_keys(c)?.zip(corrections) {
-        let (customer_id, contract_id, charge, quantity_before, quantity_after, amount_before, amount_after, amount) =
-            correction;
-        out.entry(key).or_default().push(Correction {
-            customer_id,
-            contract_id,
-            charge,
-            quantity_before,
-            quantity_after,
-            amount_before,
-            amount_after,
-            amount,
-        });
-    }
-    Ok(out)
-}
-
-/// The directory's storage accounts, in its order, with their
-/// `account_usage` row (an id's last; a row of an id the directory does not
-/// have is left out) and their id in `daily_usage`.
-fn read_accounts<'a>(inputs: &StatementInputs<'a>) -> PolarsResult<Vec<DirAccount<'a>>> {
-    let dir = inputs.directory;
-    let mut accounts: Vec<DirAccount> =
-        dir.accounts.iter().map(|a| DirAccount { usage: None, daily: inputs.accounts.get(&a.id) }).collect();
-    // Each id's place in the directory (its first, should the directory name it twice).
-    let mut place: HashMap<&str, usize> = HashMap::with_capacity(dir.accounts.len());
-    for (i, a) in dir.accounts.iter().enumerate() {
-        place.entry(a.id.as_str()).or_insert(i);
-    }
-    let au = &inputs.tables.account_usage;
-    let rows = izip!(
-        text(au, "storage_account_id")?,
-        texts(au, "company_name")?,
-        formats::decimals(au, "byte_days")?,
-        formats::decimals(au, "tb_months")?,
-        counts(au, "observed_days")?,
-        counts(au, "filled_days")?,
-    );
-    for (id, company, byte_days, tb_months, observed_days, filled_days) in rows {
-        let Some(id) = id else { continue };
-        let Some(&i) = place.get(id) else { continue };
-        accounts[i].usage = Some(Account { id, company, byte_days, tb_months, observed_days, filled_days });
-    }
-    Ok(accounts)
-}
-
-/// The findings by subject, in the table's order.
-fn read_findings(f: &DataFrame) -> PolarsResult<HashMap<&str, Vec<FindingRow<'_>>>> {
-    let nulls = |n: &str| -> PolarsResult<Vec<Option<Decimal>>> {
-        let c = f.column(n)?;
-        let values = formats::decimals(f, n)?;
-        Ok(values.into_iter().zip(c.is_not_null().iter()).map(|(v, ok)| ok.unwrap_or(false).then_some(v)).collect())
-    };
-    let rows = izip!(
-        texts(f, "subject_id")?,
-        texts(f, "kind")?,
-        texts(f, "detail")?,
-        nulls("byte_days")?,
-        nulls("tb_months")?
-    );
-    let mut out: HashMap<&str, Vec<FindingRow>> = HashMap::new();
-    for (subject_id, kind, detail, byte_days, tb_months) in rows {
-        out.entry(subject_id).or_default().push(FindingRow { kind, subject_id, detail, byte_days, tb_months });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
