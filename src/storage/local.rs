@@ -180,12 +180,19 @@ impl LocalStore {
     /// at once into one folder do not queue on its lock twice.
     pub(super) fn put_if_absent_unsynced(&self, key: &str, data: &[u8]) -> Result<bool, StorageError> {
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        // `mkdir` of an existing folder still takes its parent's lock: look first.
-        if !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-        }
-        let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&path);
+        // The folder is made only when the file cannot be created for want
+        // of it: one system call per file where its folder exists (most of
+        // a revision's statements), where a look first cost two.
+        let opened = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+                create()
+            }
+            other => other,
+        };
+        let mut file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io("create", &path, e)),
@@ -350,6 +357,38 @@ mod tests {
         let names: Vec<_> =
             std::fs::read_dir(dir.path().join("m/revision=1")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["invoices.csv"], "the losing write leaves nothing behind");
+    }
+
+    #[test]
+    fn unsynced_create_only_writes_make_missing_folders_once_and_refuse_existing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("out"));
+        // Eight threads write into folders none of which exists yet, two
+        // threads per folder: each makes the folder it needs or finds it made.
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let store = &store;
+                s.spawn(move || {
+                    let key = format!("rev/statements/seller {}/buyer {t}.html", t % 4);
+                    assert!(store.put_if_absent_unsynced(&key, key.as_bytes()).unwrap(), "{key}");
+                });
+            }
+        });
+        for t in 0..8 {
+            let key = format!("rev/statements/seller {}/buyer {t}.html", t % 4);
+            assert_eq!(&store.get_into(&key, Vec::new()).unwrap()[..], key.as_bytes());
+        }
+        assert!(!store.put_if_absent_unsynced("rev/statements/seller 0/buyer 0.html", b"again").unwrap());
+        assert_eq!(
+            &store.get_into("rev/statements/seller 0/buyer 0.html", Vec::new()).unwrap()[..],
+            b"rev/statements/seller 0/buyer 0.html",
+            "the existing file is left as it was"
+        );
+        // A file where a folder is needed is an error naming the path, not a retry loop.
+        std::fs::write(dir.path().join("out/rev/blocked"), b"").unwrap();
+        let err = store.put_if_absent_unsynced("rev/blocked/x.html", b"").unwrap_err();
+        assert!(matches!(err, StorageError::Io { action: "create", .. }), "{err:?}");
+        assert!(err.to_string().contains("blocked"), "{err}");
     }
 
     #[test]
