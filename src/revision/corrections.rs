@@ -81,30 +81,40 @@ pub fn lines_by_key(df: &DataFrame) -> PolarsResult<BTreeMap<LineKey, LineValues
 
 /// Lines that differ between `before` and `after`, in key order. A line
 /// only in `before` appears with its values negated, one only in `after`
-/// appears whole; unchanged lines do not appear.
+/// appears whole; unchanged lines do not appear. A line whose currency
+/// changed is two changes, as it moved from one invoice to another (an
+/// invoice is per seller, buyer and currency): the old line negated in its
+/// currency, then the new one whole in its own, so that the changes of
+/// each invoice sum to the change of its total.
 pub fn line_changes(before: &BTreeMap<LineKey, LineValues>, after: &BTreeMap<LineKey, LineValues>) -> Vec<LineChange> {
     let mut keys: Vec<&LineKey> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter()
-        .filter_map(|k| {
-            let (b, a) = (before.get(k), after.get(k));
-            if b == a {
-                return None;
+    let change = |key: &LineKey, b: Option<&LineValues>, a: Option<&LineValues>| {
+        let zero = (Decimal::ZERO, Decimal::ZERO);
+        let (qb, ab) = b.map_or(zero, |v| (v.quantity, v.amount));
+        let (qa, aa) = a.map_or(zero, |v| (v.quantity, v.amount));
+        LineChange {
+            key: key.clone(),
+            currency: a.or(b).map(|v| v.currency.clone()).unwrap_or_default(),
+            quantity_before: qb,
+            quantity_after: qa,
+            amount_before: ab,
+            amount_after: aa,
+        }
+    };
+    let mut changes = Vec::new();
+    for k in keys {
+        match (before.get(k), after.get(k)) {
+            (b, a) if b == a => {}
+            (Some(b), Some(a)) if b.currency != a.currency => {
+                changes.push(change(k, Some(b), None));
+                changes.push(change(k, None, Some(a)));
             }
-            let zero = (Decimal::ZERO, Decimal::ZERO);
-            let (qb, ab) = b.map_or(zero, |v| (v.quantity, v.amount));
-            let (qa, aa) = a.map_or(zero, |v| (v.quantity, v.amount));
-            Some(LineChange {
-                key: k.clone(),
-                currency: a.or(b).map(|v| v.currency.clone()).unwrap_or_default(),
-                quantity_before: qb,
-                quantity_after: qa,
-                amount_before: ab,
-                amount_after: aa,
-            })
-        })
-        .collect()
+            (b, a) => changes.push(change(k, b, a)),
+        }
+    }
+    changes
 }
 
 /// The `corrections` output: line differences of `revision` against `corrects`.
@@ -211,5 +221,32 @@ mod tests {
         let (b, a) = inv[&("s".to_owned(), "b".to_owned(), "EUR".to_owned())];
         assert_eq!(a - b, total);
         assert!(line_changes(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_line_whose_currency_changed_leaves_one_invoice_and_joins_another() {
+        let before: BTreeMap<_, _> =
+            [(key("x", "usage"), v("1.000000", "9.90")), (key("y", "usage"), v("2.000000", "19.80"))].into();
+        let mut usd = v("1.000000", "11.00");
+        usd.currency = "USD".into();
+        let after: BTreeMap<_, _> = [(key("x", "usage"), usd), (key("y", "usage"), v("2.000000", "19.80"))].into();
+        let changes = line_changes(&before, &after);
+        let rows: Vec<_> = changes
+            .iter()
+            .map(|c| {
+                (c.key.2.as_str(), c.currency.as_str(), c.quantity_delta().to_string(), c.amount_delta().to_string())
+            })
+            .collect();
+        let expected = [("x", "EUR", "-1.000000", "-9.90"), ("x", "USD", "1.000000", "11.00")];
+        assert_eq!(rows, expected.map(|(a, b, c, d)| (a, b, c.to_owned(), d.to_owned())));
+        // Each invoice's corrections sum to the change of its total.
+        for ((seller, buyer, currency), (b, a)) in invoice_changes(&before, &after) {
+            let sum: Decimal = changes
+                .iter()
+                .filter(|c| c.key.0 == seller && c.key.1 == buyer && c.currency == currency)
+                .map(LineChange::amount_delta)
+                .sum();
+            assert_eq!(sum, a - b, "{currency}");
+        }
     }
 }

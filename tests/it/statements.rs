@@ -266,6 +266,36 @@ fn an_invoice_a_reprocess_removed_keeps_a_statement_of_its_corrections() {
 }
 
 #[test]
+fn a_contract_whose_currency_changed_corrects_the_invoice_it_left_and_the_one_it_joined() {
+    // cust-z's contract is billed in USD from the reprocess on: its line
+    // leaves the EUR invoice (which is then empty) and joins a USD one.
+    let (_inputs, _out, rev1, rev2) = reprocessed(
+        "directory/contracts.csv",
+        "K-MSPB-Z,msp-b,cust-z,pay_per_use,,12.00,,1,EUR,",
+        "K-MSPB-Z,msp-b,cust-z,pay_per_use,,12.00,,1,USD,",
+    );
+    let pair = ("msp-b".to_owned(), "cust-z".to_owned());
+    let (before, after) = (&invoices(&rev1)[&pair], &invoices(&rev2)[&pair]);
+    assert_eq!(before.keys().collect::<Vec<_>>(), ["EUR"]);
+    assert_eq!(after.keys().collect::<Vec<_>>(), ["USD"]);
+    // Per invoice (seller, buyer, currency) the corrections sum to the change of its total.
+    let corrections =
+        project(&rev2.join("corrections.csv"), &["seller_id", "buyer_id", "currency", "amount"].map(String::from));
+    let mine: Vec<_> = corrections.iter().filter(|c| (&c[0], &c[1]) == (&pair.0, &pair.1)).collect();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    for cur in ["EUR", "USD"] {
+        let change: Decimal = mine.iter().filter(|c| c[2] == cur).map(|c| dec(&c[3])).sum();
+        let total = |t: &BTreeMap<String, Decimal>| t.get(cur).copied().unwrap_or(Decimal::ZERO);
+        assert_eq!(change, total(after) - total(before), "{cur}");
+    }
+    // The statement shows both: the EUR invoice cancelled, the USD one new.
+    assert_corrections_shown(&rev1, &rev2);
+    let html = std::fs::read_to_string(rev2.join(statement_file(&pair.0, &pair.1))).unwrap();
+    let eur = tags_with(&html, "id=\"total-EUR\"");
+    assert_eq!(attr(eur[0], "data-total").as_deref(), Some("0.00"), "an emptied invoice's total has its cents");
+}
+
+#[test]
 fn the_statement_command_names_a_statement_copies_it_and_says_what_is_missing() {
     let out = tempfile::tempdir().unwrap();
     let rev = run_example(out.path(), AFTER);

@@ -243,7 +243,8 @@ impl<'a> Prepared<'a> {
                 let invoice = invoices.entry(key).or_insert_with(|| Invoice {
                     currency: key.2,
                     number: None,
-                    total: Decimal::ZERO,
+                    // Written as every total is, with its cents ("0.00").
+                    total: Decimal::new(0, crate::money::AMOUNT_SCALE),
                     lines: Vec::new(),
                     corrections: Vec::new(),
                 });
