@@ -222,16 +222,34 @@ pub fn write_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
 }
 
 /// Decimal columns are written with this precision (Parquet `DECIMAL(38, s)`).
-pub const DECIMAL_PRECISION: usize = 38;
+pub const DECIMAL_PRECISION: usize = money::DECIMAL_DIGITS as usize;
 
 /// A `Decimal(38, scale)` column from exact values (each widened to `scale`).
+/// A value that would lose a digit at `scale`, or needs more than 38
+/// digits, is an error naming the column: it is never written rounded.
 pub fn decimal_column(
     name: &str,
     values: impl IntoIterator<Item = Option<Decimal>>,
     scale: u32,
 ) -> PolarsResult<Column> {
-    let mantissas: Vec<Option<i128>> =
-        values.into_iter().map(|v| v.map(|d| money::with_scale(d, scale).mantissa())).collect();
+    exact_decimal_column(name, values.into_iter().map(|v| v.map(money::Exact::of)), scale)
+}
+
+/// [`decimal_column`] of values that may need more digits than a [`Decimal`] holds.
+pub fn exact_decimal_column(
+    name: &str,
+    values: impl IntoIterator<Item = Option<money::Exact>>,
+    scale: u32,
+) -> PolarsResult<Column> {
+    let mantissas = values
+        .into_iter()
+        .map(|v| v.map(|e| e.mantissa_at(scale, "value")).transpose())
+        .collect::<Result<Vec<Option<i128>>, _>>()
+        .map_err(|_| {
+            PolarsError::ComputeError(
+                format!("a value of {name} does not fit DECIMAL({}, {scale})", money::DECIMAL_DIGITS).into(),
+            )
+        })?;
     Ok(Int128Chunked::from_iter_options(name.into(), mantissas.into_iter())
         .into_decimal(DECIMAL_PRECISION, scale as usize)?
         .into_series()

@@ -191,6 +191,59 @@ pub fn with_scale(mut value: Decimal, scale: u32) -> Decimal {
     value
 }
 
+/// Digits of a Parquet/Arrow `DECIMAL(38, s)`: every decimal column capbill writes.
+pub const DECIMAL_DIGITS: u32 = 38;
+
+/// An exact decimal `mantissa / 10^scale` that may need more than the 28
+/// digits of a [`Decimal`]: the product of two of them, such as a FOCUS
+/// list cost (a price × a quantity, up to 30 digits), which [`Decimal`]
+/// arithmetic would round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exact {
+    /// The unscaled integer.
+    pub mantissa: i128,
+    /// Decimal places.
+    pub scale: u32,
+}
+
+impl Exact {
+    /// A decimal as it is.
+    pub fn of(value: Decimal) -> Self {
+        Exact { mantissa: value.mantissa(), scale: value.scale() }
+    }
+
+    /// `a × b`, exactly: the product of the mantissas at the sum of the scales.
+    pub fn product(a: Decimal, b: Decimal) -> Result<Self, MoneyError> {
+        let overflow = MoneyError::Overflow { what: "product" };
+        Ok(Exact {
+            mantissa: a.mantissa().checked_mul(b.mantissa()).ok_or(overflow)?,
+            scale: a.scale().checked_add(b.scale()).ok_or(overflow)?,
+        })
+    }
+
+    /// The mantissa written with exactly `scale` decimals, as a
+    /// `DECIMAL(38, scale)` stores it. Never rounds: a value that would lose
+    /// a digit at that scale, or needs more than 38 digits, is
+    /// [`MoneyError::Overflow`] of `what`.
+    pub fn mantissa_at(self, scale: u32, what: &'static str) -> Result<i128, MoneyError> {
+        let overflow = MoneyError::Overflow { what };
+        let m = match scale.checked_sub(self.scale) {
+            Some(wider) => self.mantissa.checked_mul(pow10(wider, what)?).ok_or(overflow)?,
+            None => {
+                let drop = pow10(self.scale.saturating_sub(scale), what)?;
+                if self.mantissa.checked_rem(drop) != Some(0) {
+                    return Err(overflow);
+                }
+                self.mantissa.checked_div(drop).ok_or(overflow)?
+            }
+        };
+        if m.unsigned_abs() >= 10u128.pow(DECIMAL_DIGITS) {
+            return Err(overflow);
+        }
+        Ok(m)
+    }
+}
+
 /// Polars expression: the whole-byte mean `sum / count`, half away from zero.
 ///
 /// Both inputs are non-negative integers (`Int128` sums of `u64` bytes), so
@@ -205,6 +258,25 @@ pub fn mean_half_away_expr(sum: Expr, count: Expr) -> Expr {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn exact_products_keep_every_digit_and_refuse_what_a_decimal_38_cannot_hold() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        // 10^8 TB-months at the directory's highest price (10^17 − 100):
+        // 29 digits at scale 12, beyond a Decimal's 28, kept whole.
+        let p = Exact::product(d("100000000.000000"), d("999999999.999999")).unwrap();
+        assert_eq!(p.mantissa_at(12, "cost").unwrap(), 99_999_999_999_999_900_000_000_000_000);
+        assert_eq!(p.mantissa_at(14, "cost").unwrap(), 9_999_999_999_999_990_000_000_000_000_000);
+        // One more decimal in the quantity: 30 digits.
+        let q = Exact::product(d("100000000.123456"), d("999999999.999999")).unwrap();
+        assert_eq!(q.mantissa_at(12, "cost").unwrap(), 100_000_000_123_455_899_999_999_876_544);
+        // Narrower only where the digits dropped are zeros.
+        assert_eq!(Exact::of(d("140.00")).mantissa_at(0, "amount").unwrap(), 140);
+        assert!(Exact::of(d("140.05")).mantissa_at(1, "amount").is_err());
+        // 38 digits at most.
+        assert!(Exact::of(Decimal::MAX).mantissa_at(10, "x").is_err());
+        assert_eq!(Exact::of(Decimal::MAX).mantissa_at(9, "x").unwrap(), Decimal::MAX.mantissa() * 10i128.pow(9));
+    }
     use std::str::FromStr;
 
     fn d(s: &str) -> Decimal {

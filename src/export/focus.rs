@@ -17,9 +17,9 @@ use rust_decimal::Decimal;
 
 use super::{Encoded, ExportError};
 use crate::directory::Directory;
-use crate::formats::{self, decimal_column};
+use crate::formats::{self, decimal_column, exact_decimal_column};
 use crate::model::{BillingMonth, Day, InvoiceLine, Unit};
-use crate::money::{AMOUNT_SCALE, QUANTITY_SCALE};
+use crate::money::{AMOUNT_SCALE, Exact, QUANTITY_SCALE};
 
 /// The name of the output (`focus.parquet`, `focus.csv`).
 pub const TABLE: &str = "focus";
@@ -68,8 +68,9 @@ struct Row<'a> {
     quantity: Decimal,
     list_price: Option<Decimal>,
     contracted_price: Option<Decimal>,
-    list_cost: Decimal,
-    contracted_cost: Decimal,
+    /// Exact products (a price × a quantity can need more digits than a `Decimal`).
+    list_cost: Exact,
+    contracted_cost: Exact,
     billed: Decimal,
     days: Option<u32>,
     deal_id: Option<&'a str>,
@@ -146,9 +147,8 @@ pub fn focus_frame(input: &FocusInput<'_, '_>) -> PolarsResult<DataFrame> {
             .collect()
     };
     let product = |price: Decimal, quantity: Decimal| {
-        price
-            .checked_mul(quantity)
-            .ok_or_else(|| PolarsError::ComputeError(format!("{price} × {quantity} does not fit a decimal").into()))
+        Exact::product(price, quantity)
+            .map_err(|_| PolarsError::ComputeError(format!("{price} × {quantity} does not fit a decimal").into()))
     };
     let mut rows: Vec<Row<'_>> = input
         .lines
@@ -228,8 +228,8 @@ impl CorrectionColumns {
                 quantity: self.quantity[i],
                 list_price: None,
                 contracted_price: None,
-                list_cost: amount,
-                contracted_cost: amount,
+                list_cost: Exact::of(amount),
+                contracted_cost: Exact::of(amount),
                 billed: amount,
                 days: None,
                 deal_id: None,
@@ -303,12 +303,12 @@ fn build(input: &FocusInput<'_, '_>, rows: &[Row<'_>]) -> PolarsResult<DataFrame
         Column::new("CommitmentDiscountStatus".into(), vec![None::<&str>; n]),
         decimal_column("ConsumedQuantity", rows.iter().map(Row::consumed), QUANTITY_SCALE)?,
         Column::new("ConsumedUnit".into(), rows.iter().map(|r| r.consumed().map(|_| unit)).collect::<Vec<_>>()),
-        decimal_column("ContractedCost", rows.iter().map(|r| Some(r.contracted_cost)), cost_scale)?,
+        exact_decimal_column("ContractedCost", rows.iter().map(|r| Some(r.contracted_cost)), cost_scale)?,
         decimal_column("ContractedUnitPrice", rows.iter().map(|r| r.contracted_price), price_scale)?,
         decimal_column("EffectiveCost", rows.iter().map(effective_cost), AMOUNT_SCALE)?,
         Column::new("InvoiceId".into(), owned(&|r| r.invoice_id(month, revision))),
         Column::new("InvoiceIssuerName".into(), text(|r| r.seller_name)),
-        decimal_column("ListCost", rows.iter().map(|r| Some(r.list_cost)), cost_scale)?,
+        exact_decimal_column("ListCost", rows.iter().map(|r| Some(r.list_cost)), cost_scale)?,
         decimal_column("ListUnitPrice", rows.iter().map(|r| r.list_price), price_scale)?,
         // Prices are in the billing currency: the pricing-currency columns
         // repeat it and its prices (FOCUS: they MAY be present).
@@ -498,6 +498,6 @@ mod tests {
         directory.contracts[0].unit_price = Decimal::MAX;
         let lines = [line(Decimal::new(1_000_000, 0), Some("DR-1"))];
         let err = focus_frame(&input(&lines, &directory)).unwrap_err();
-        assert!(err.to_string().contains("does not fit a decimal"), "{err}");
+        assert!(err.to_string().contains("does not fit"), "{err}");
     }
 }

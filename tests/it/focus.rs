@@ -343,6 +343,61 @@ fn a_correction_for_a_customer_gone_from_the_directory_names_it_by_its_id() {
 
 /// The validator: `CAPBILL_FOCUS_VALIDATOR` (set by scripts/test), else
 /// where scripts/test installs it.
+/// `text` (`-12.3400`) as an integer at `scale` decimals, exactly, however many digits.
+fn mantissa_at(text: &str, scale: u32) -> i128 {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    assert!(frac.len() as u32 <= scale, "{text} has more than {scale} decimals");
+    let digits = format!("{int}{frac}{}", "0".repeat(scale as usize - frac.len()));
+    digits.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn list_and_contracted_costs_are_exact_beyond_the_digits_of_a_decimal() {
+    // The largest reservation and price the directory accepts: the cost
+    // 10^8 × 999,999,999.999999 has 29 digits at 12 decimals, more than a
+    // rust_decimal holds; it must be written whole, not rounded or mis-scaled.
+    let inputs = example_copy();
+    let contracts = inputs.path().join("directory/contracts.csv");
+    let text = std::fs::read_to_string(&contracts).unwrap();
+    let from = "K-IC-DISTA,ic,dist-a,reserved,50,6.00,7.50,";
+    assert!(text.contains(from));
+    std::fs::write(&contracts, text.replace(from, "K-IC-DISTA,ic,dist-a,reserved,100000000,999999999.999999,7.50,"))
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    let cols = [
+        "x_ContractId",
+        "x_Charge",
+        "PricingQuantity",
+        "ListUnitPrice",
+        "ContractedUnitPrice",
+        "ListCost",
+        "ContractedCost",
+        "BilledCost",
+    ]
+    .map(String::from);
+    let rows = project(&rev.join("focus.csv"), &cols);
+    let reserved: Vec<_> = rows.iter().filter(|r| r[0] == "K-IC-DISTA" && r[1] == "reserved").collect();
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(reserved[0][5], "99999999999999900.000000000000", "10^8 × 999,999,999.999999");
+    for r in &rows {
+        let (quantity, price_scale) = (mantissa_at(&r[2], 6), r[3].split_once('.').map_or(0, |(_, f)| f.len() as u32));
+        let cost_scale = 6 + price_scale;
+        for (price, cost) in [(&r[3], &r[5]), (&r[4], &r[6])] {
+            assert_eq!(mantissa_at(cost, cost_scale), quantity * mantissa_at(price, price_scale), "{r:?}");
+        }
+    }
+    // The reservation's amount itself is rated as always, to the cent, and
+    // the Parquet holds the same cost.
+    let df = formats::read_parquet(Bytes::from(std::fs::read(rev.join("focus.parquet")).unwrap())).unwrap();
+    let list = df.column("ListCost").unwrap().decimal().unwrap().clone();
+    let at = rows.iter().position(|r| r[0] == "K-IC-DISTA" && r[1] == "reserved").unwrap();
+    assert_eq!(list.physical().get(at), Some(99_999_999_999_999_900_000_000_000_000));
+    assert_eq!(reserved[0][7], "99999999999999900.00");
+}
+
 fn validator() -> PathBuf {
     let path = std::env::var_os("CAPBILL_FOCUS_VALIDATOR").map(PathBuf::from).unwrap_or_else(|| {
         let tools = std::env::var_os("CAPBILL_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
