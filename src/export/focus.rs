@@ -84,7 +84,8 @@ impl Row<'_> {
     }
 
     fn invoice_id(&self, month: BillingMonth, revision: u32) -> String {
-        let base = format!("{month}/{}/{}/{}/r{revision}", self.seller_id, self.buyer_id, self.currency);
+        let (seller, buyer) = (invoice_id_part(self.seller_id), invoice_id_part(self.buyer_id));
+        let base = format!("{month}/{seller}/{buyer}/{}/r{revision}", self.currency);
         match self.corrects {
             Some(prev) => format!("{base}-corrects-r{prev}"),
             None => base,
@@ -236,6 +237,18 @@ impl CorrectionColumns {
                 corrects: Some(prev),
             }
         })
+    }
+}
+
+/// An id as a part of `InvoiceId`: `%` and `/` percent-encoded (`x/y` →
+/// `x%2Fy`), so that the parts split back unambiguously and two invoices
+/// never share an id (sellers `x` and `x/y`, buyers `y/z` and `z`, would
+/// otherwise both give `x/y/z`). Any other id is written as it is.
+fn invoice_id_part(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.contains(['%', '/']) {
+        std::borrow::Cow::Owned(id.replace('%', "%25").replace('/', "%2F"))
+    } else {
+        std::borrow::Cow::Borrowed(id)
     }
 }
 
@@ -488,6 +501,18 @@ mod tests {
         );
         let back = formats::read_parquet(bytes::Bytes::from(files[0].data.clone())).unwrap();
         assert_eq!(back.width(), header.trim_end().split(',').count());
+    }
+
+    #[test]
+    fn invoice_ids_stay_distinct_when_ids_hold_slashes_or_percent_signs() {
+        assert_eq!(invoice_id_part("msp-b"), "msp-b");
+        assert_eq!(invoice_id_part("x/y"), "x%2Fy");
+        assert_eq!(invoice_id_part("50%/a"), "50%25%2Fa");
+        // (seller, buyer) pairs whose ids joined by `/` read the same.
+        let pairs = [("x", "y/z"), ("x/y", "z"), ("x%2Fy", "z")];
+        let ids: std::collections::BTreeSet<String> =
+            pairs.iter().map(|(s, b)| format!("{}/{}", invoice_id_part(s), invoice_id_part(b))).collect();
+        assert_eq!(ids.len(), pairs.len(), "{ids:?}");
     }
 
     #[test]

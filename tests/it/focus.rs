@@ -310,6 +310,31 @@ fn a_month_billed_in_tib_prices_tib_months() {
 }
 
 #[test]
+fn ids_with_slashes_give_every_invoice_its_own_invoice_id() {
+    // Joined by `/`, (x, y/z) and (x/y, z) read the same: x/y/z.
+    let inputs = example_copy();
+    for (from, to) in [("dist-a", "x"), ("dp-1", "y/z"), ("msp-b", "x/y"), ("cust-z", "z")] {
+        rename(inputs.path(), from, to);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    let rows =
+        project(&rev.join("focus.csv"), &["InvoiceId", "x_SellerId", "x_BuyerId", "BillingCurrency"].map(String::from));
+    let mut invoice_of: BTreeMap<String, std::collections::BTreeSet<(String, String, String)>> = BTreeMap::new();
+    for r in &rows {
+        invoice_of.entry(r[0].clone()).or_default().insert((r[1].clone(), r[2].clone(), r[3].clone()));
+    }
+    for (id, invoices) in &invoice_of {
+        assert_eq!(invoices.len(), 1, "{id} stands for {invoices:?}");
+    }
+    assert_eq!(invoice_of.len(), invoice_totals(&rev).len(), "one InvoiceId per invoice");
+    assert!(invoice_of.contains_key("2026-10/x/y%2Fz/EUR/r1") && invoice_of.contains_key("2026-10/x%2Fy/z/EUR/r1"));
+    assert_ties_out(&rev, &focus_rows(&rev));
+}
+
+#[test]
 fn a_correction_for_a_customer_gone_from_the_directory_names_it_by_its_id() {
     let (_inputs, out, dir, usage, env) = final_example();
     // cust-x leaves: its contract and entity go, its storage account moves to cust-y.

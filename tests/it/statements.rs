@@ -136,15 +136,6 @@ fn every_invoice_has_a_statement_in_the_manifest_whose_totals_are_the_invoices()
     assert!(dist.contains(">gap_filled<") && dist.contains(">sa-y2<"), "usage and findings beneath dist-a");
 }
 
-/// Replaces every occurrence of `from` in the directory tables.
-fn rename(inputs: &Path, from: &str, to: &str) {
-    for t in ["entities", "storage_accounts", "contracts", "deals"] {
-        let p = inputs.join(format!("directory/{t}.csv"));
-        let text = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(&p, text.replace(from, to)).unwrap();
-    }
-}
-
 #[test]
 fn ids_with_spaces_slashes_markup_and_unicode_are_escaped_and_encoded_reversibly() {
     let inputs = example_copy();

@@ -91,6 +91,16 @@ pub fn example_copy() -> tempfile::TempDir {
     dir
 }
 
+/// Replaces every occurrence of `from` in the directory tables of a copy
+/// of the example (`example_copy`): an id or a name, renamed everywhere.
+pub fn rename(inputs: &Path, from: &str, to: &str) {
+    for t in ["entities", "storage_accounts", "contracts", "deals"] {
+        let p = inputs.join(format!("directory/{t}.csv"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+    }
+}
+
 /// A CSV file as a header and text rows (empty fields as "").
 pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
