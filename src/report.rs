@@ -212,8 +212,9 @@ pub async fn statement(
     revision: Option<u32>,
     output: Option<&std::path::Path>,
 ) -> Result<String, Error> {
-    use crate::export::statements::{FOLDER, decode_segment, statement_file};
+    use crate::export::statements::{FOLDER, statement_file};
     use crate::manifest::NotPublished;
+    use crate::storage::decode_key_segment;
     let out = Store::open(&config.out, &config.s3).await?;
     let revisions = manifest::complete_revisions(&out, month).await?;
     let Some(&last) = revisions.last() else {
@@ -228,25 +229,28 @@ pub async fn statement(
         None => manifest::read_latest(&out, month).await?.map_or(last, |l| l.revision),
     };
     let man = manifest::read_manifest(&out, month, revision).await?;
-    // (seller, buyer) of every statement the manifest lists.
-    let listed: Vec<(String, String)> = man
+    // The (seller, buyer) segments of every statement the manifest lists,
+    // compared as segments: a long id's is shortened and cannot be decoded.
+    let listed: Vec<(&str, &str)> = man
         .outputs
         .iter()
-        .filter_map(|o| {
-            let (s, b) = o.file.strip_prefix(FOLDER)?.strip_prefix('/')?.strip_suffix(".html")?.split_once('/')?;
-            Some((decode_segment(s)?, decode_segment(b)?))
-        })
+        .filter_map(|o| o.file.strip_prefix(FOLDER)?.strip_prefix('/')?.strip_suffix(".html")?.split_once('/'))
         .collect();
-    if !listed.iter().any(|(s, _)| s == seller) {
-        let available = listing(listed.iter().map(|(s, _)| s.clone()).collect());
+    let shown = |segment: &str| decode_key_segment(segment).unwrap_or_else(|| segment.to_owned());
+    let file = statement_file(seller, buyer);
+    let (seller_segment, buyer_segment) = file
+        .strip_prefix(FOLDER)
+        .and_then(|f| f.strip_prefix('/')?.strip_suffix(".html")?.split_once('/'))
+        .expect("a statement file is statements/<seller>/<buyer>.html");
+    if !listed.iter().any(|(s, _)| *s == seller_segment) {
+        let available = listing(listed.iter().map(|(s, _)| shown(s)).collect());
         return Err(NotPublished::Seller { seller: seller.to_owned(), month, revision, available }.into());
     }
-    if !listed.iter().any(|(s, b)| s == seller && b == buyer) {
-        let available = listing(listed.iter().filter(|(s, _)| s == seller).map(|(_, b)| b.clone()).collect());
+    if !listed.contains(&(seller_segment, buyer_segment)) {
+        let available = listing(listed.iter().filter(|(s, _)| *s == seller_segment).map(|(_, b)| shown(b)).collect());
         let (seller, buyer) = (seller.to_owned(), buyer.to_owned());
         return Err(NotPublished::Buyer { buyer, seller, month, revision, available }.into());
     }
-    let file = statement_file(seller, buyer);
     let key = format!("{}/{file}", manifest::revision_prefix(month, revision));
     let Some(path) = output else {
         return Ok(format!("{}\n", out.describe(&key)));

@@ -95,19 +95,7 @@ impl EinvoiceError {
     }
 }
 
-/// `s` as one segment of an object key or file name: letters, digits, `-`
-/// and `_` stay, every other byte is `%XX` (so an id never adds a folder,
-/// and `.` or `..` never name one). Ids of the example are unchanged.
-pub fn key_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => out.push(b as char),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use crate::storage::key_segment;
 
 /// An invoice: seller id, buyer id, currency.
 pub type InvoiceKey = (String, String, String);
@@ -246,12 +234,4 @@ pub(crate) fn plan_documents(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_single_key_segments() {
-        assert_eq!(key_segment("dist-a"), "dist-a");
-        assert_eq!(key_segment("msp_b-2026-3"), "msp_b-2026-3");
-        assert_eq!(key_segment("../x/y"), "%2E%2E%2Fx%2Fy");
-        assert_eq!(key_segment("a b.c"), "a%20b%2Ec");
-    }
 }

@@ -7,6 +7,7 @@
 
 mod local;
 pub mod s3;
+mod segment;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use thiserror::Error;
 
 pub use local::LocalStore;
 pub use s3::{S3Settings, S3Store};
+pub use segment::{MAX_SEGMENT_BYTES, decode_key_segment, key_segment};
 
 /// A run location as given in flags or configuration: a local path or `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]

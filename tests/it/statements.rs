@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use capbill::export::statements::{decode_segment, encode_segment, statement_file};
+use capbill::export::statements::statement_file;
+use capbill::storage::{decode_key_segment, key_segment};
 use rust_decimal::Decimal;
 
 use crate::util::*;
@@ -150,9 +151,9 @@ fn ids_with_spaces_slashes_markup_and_unicode_are_escaped_and_encoded_reversibly
     let file = statement_file(seller, buyer);
     assert_eq!(file, "statements/dp%2F1%20%3Ca%3E/cust%20x%26%27%2F%C3%A4%2E%2E%20y.html");
     let segments: Vec<_> =
-        file.trim_end_matches(".html").split('/').skip(1).map(|s| decode_segment(s).unwrap()).collect();
+        file.trim_end_matches(".html").split('/').skip(1).map(|s| decode_key_segment(s).unwrap()).collect();
     assert_eq!(segments, [seller, buyer]);
-    assert_eq!(encode_segment(buyer), file.split('/').nth(2).unwrap().trim_end_matches(".html"));
+    assert_eq!(key_segment(buyer), file.split('/').nth(2).unwrap().trim_end_matches(".html"));
     let html = std::fs::read_to_string(rev.join(&file)).unwrap();
     assert!(html.contains("Xylo &lt;b&gt;&amp;amp; \u{2603}"), "names are escaped");
     assert!(html.contains("cust x&amp;&#39;/ä.. y") && html.contains("dp/1 &lt;a&gt;"), "ids are escaped");
@@ -284,6 +285,40 @@ fn a_contract_whose_currency_changed_corrects_the_invoice_it_left_and_the_one_it
     let html = std::fs::read_to_string(rev2.join(statement_file(&pair.0, &pair.1))).unwrap();
     let eur = tags_with(&html, "id=\"total-EUR\"");
     assert_eq!(attr(eur[0], "data-total").as_deref(), Some("0.00"), "an emptied invoice's total has its cents");
+}
+
+#[test]
+fn ids_too_long_for_a_file_name_get_a_shortened_one_the_statement_command_finds() {
+    // 251 bytes of id, and 28 CJK characters that encode to 252: longer than
+    // a file system's 255-byte name once `.html` is added.
+    let inputs = example_copy();
+    let (long, cjk) = ("w".repeat(251), "日".repeat(28));
+    rename(inputs.path(), "cust-w", &long);
+    rename(inputs.path(), "cust-x", &cjk);
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    let index = std::fs::read_to_string(rev.join("statements/index.html")).unwrap();
+    let invoices = invoices(&rev);
+    for (seller, buyer) in [("msp-b", long.as_str()), ("dp-1", cjk.as_str())] {
+        let file = statement_file(seller, buyer);
+        let name = file.rsplit('/').next().unwrap();
+        assert!(name.len() <= 255 && name.contains('~'), "{name}");
+        let html = std::fs::read_to_string(rev.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_totals(&html, &file, &invoices[&(seller.to_owned(), buyer.to_owned())]);
+        let href = file.strip_prefix("statements/").unwrap().replace('%', "%25");
+        assert!(index.contains(&format!("href=\"{href}\"")), "the index links {file}");
+        let args = ["statement", "--out", out.path().to_str().unwrap(), "--month", "2026-10", "--seller", seller];
+        let o = capbill(&[&args[..], &["--buyer", buyer]].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), rev.join(&file).to_str().unwrap());
+    }
+    // A long id that is not a buyer there is still told apart.
+    let other = format!("{}x", "w".repeat(251));
+    let args = ["statement", "--out", out.path().to_str().unwrap(), "--month", "2026-10", "--seller", "msp-b"];
+    let o = capbill(&[&args[..], &["--buyer", other.as_str()]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[test]
