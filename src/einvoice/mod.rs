@@ -230,8 +230,3 @@ pub(crate) fn plan_documents(
         .collect();
     Ok(Planned { drafts, findings })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

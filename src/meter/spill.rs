@@ -2,7 +2,11 @@
 //! open outgrow their share of the memory budget, [`Spill`] appends them to
 //! files in a temporary folder, one per day and range of account ids
 //! ([`RANGE_BITS`]), and hands a day's files over ([`SpilledDay`]) when it
-//! closes. The folder is removed when the run ends, on an error too.
+//! closes. The folder is removed when the run ends, on an error too. A run
+//! that is killed (SIGTERM from a scheduler, SIGKILL from the OOM killer)
+//! cannot remove it: the run holds a lock on the folder while it lives
+//! (`flock`, which the kernel drops with the process), and the next run
+//! that spills removes every folder whose lock is free ([`sweep_abandoned`]).
 //!
 //! A record keeps every column (its object and row among them), so "last
 //! wins" and conflicts are exact whatever was spilled. All records of one
@@ -28,11 +32,19 @@ use crate::model::{Day, col};
 /// hourly records with two buckets are about 3 M records, 88 MB, a day.
 pub(super) const RANGE_BITS: u32 = 16;
 
+/// Spill folders are named `capbill-spill-XXXXXX` in the temporary folder.
+const FOLDER_PREFIX: &str = "capbill-spill-";
+/// The file in a spill folder its run holds locked while it lives.
+const OWNER_LOCK: &str = "owner.lock";
+/// A folder whose lock is free is left alone while it changed within this
+/// long: a run locks its folder right after creating it.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where spilled days are kept.
 #[derive(Debug)]
 pub(super) struct Spill {
-    /// Created at the first spill.
-    folder: Option<tempfile::TempDir>,
+    /// Created at the first spill, with its lock file held (see [`OWNER_LOCK`]).
+    folder: Option<(tempfile::TempDir, File)>,
     /// Days with records on disk.
     days: BTreeMap<Day, SpilledDay>,
     /// Account ids per range: `1 << bits`.
@@ -109,14 +121,21 @@ impl Spill {
     /// cut by range of account ids, to the day's files.
     pub(super) fn write(&mut self, day: Day, frames: Vec<DataFrame>) -> Result<(), MeterError> {
         if self.folder.is_none() {
+            let temp = std::env::temp_dir();
+            sweep_abandoned(&temp);
             let folder = tempfile::Builder::new()
-                .prefix("capbill-spill-")
-                .tempdir()
-                .map_err(|source| MeterError::Spill { path: std::env::temp_dir(), source })?;
+                .prefix(FOLDER_PREFIX)
+                .tempdir_in(&temp)
+                .map_err(|source| MeterError::Spill { path: temp.clone(), source })?;
+            let lock = folder.path().join(OWNER_LOCK);
+            let io = |source| MeterError::Spill { path: lock.clone(), source };
+            let owner = File::create(&lock).map_err(io)?;
+            rustix::fs::flock(&owner, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .map_err(|e| io(e.into()))?;
             tracing::info!(folder = %folder.path().display(), "spilling usage records of open days to local disk");
-            self.folder = Some(folder);
+            self.folder = Some((folder, owner));
         }
-        let folder = self.folder.as_ref().expect("created above").path();
+        let folder = self.folder.as_ref().expect("created above").0.path();
         let bits = self.bits;
         let spilled = self.days.entry(day).or_insert_with(|| SpilledDay { ranges: BTreeMap::new(), bits });
         let mut files: BTreeMap<u32, BufWriter<File>> = BTreeMap::new();
@@ -147,6 +166,36 @@ impl Spill {
     /// day has no records on disk.
     pub(super) fn take(&mut self, day: Day) -> Option<SpilledDay> {
         self.days.remove(&day)
+    }
+}
+
+/// Removes the spill folders under `temp` that no run holds: left by runs
+/// that were killed before they could remove them. A folder whose lock is
+/// held is in use; one without a lock file, or that changed within the
+/// last ten seconds, may be a run's that is only starting; both are left alone.
+/// Failures are logged and skipped: sweeping is housekeeping, not the run's work.
+pub(super) fn sweep_abandoned(temp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with(FOLDER_PREFIX) || !path.is_dir() {
+            continue;
+        }
+        let Ok(lock) = File::open(path.join(OWNER_LOCK)) else { continue };
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue; // a live run holds it
+        }
+        let recent = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().map_or(true, |age| age < ABANDONED_AFTER))
+            .unwrap_or(true);
+        if recent {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::warn!(folder = %path.display(), "removed the spill folder of a run that was killed"),
+            Err(e) => tracing::warn!(folder = %path.display(), error = %e, "cannot remove an abandoned spill folder"),
+        }
     }
 }
 
@@ -268,8 +317,50 @@ mod tests {
     use crate::model::col;
 
     #[test]
-    fn spilled_frames_come_back_equal_in_the_order_written() {
-        let spelled = DataFrame::new(
+    fn only_folders_no_live_run_holds_and_that_no_run_just_made_are_swept() {
+        let temp = tempfile::tempdir().unwrap();
+        let make = |name: &str, lock: bool, age_s: u64| {
+            let dir = temp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("day-1-0.bin"), b"records").unwrap();
+            if lock {
+                File::create(dir.join(OWNER_LOCK)).unwrap();
+            }
+            let then = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+            File::open(&dir).unwrap().set_modified(then).unwrap();
+            dir
+        };
+        let abandoned = make("capbill-spill-dead01", true, 3600);
+        let held = make("capbill-spill-live01", true, 3600);
+        let fresh = make("capbill-spill-new001", true, 0);
+        let unlocked = make("capbill-spill-old001", false, 3600);
+        let other = make("someone-else", true, 3600);
+        // A live run holds its lock (a second open file, as another process would).
+        let holder = File::open(held.join(OWNER_LOCK)).unwrap();
+        rustix::fs::flock(&holder, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        sweep_abandoned(temp.path());
+        assert!(!abandoned.exists(), "a folder no run holds is removed");
+        for kept in [&held, &fresh, &unlocked, &other] {
+            assert!(kept.join("day-1-0.bin").exists(), "{} is kept", kept.display());
+        }
+        drop(holder);
+    }
+
+    #[test]
+    fn a_spill_holds_its_folder_locked_until_it_is_dropped() {
+        let mut spill = Spill::with_range_bits(4);
+        spill.write(20_728, vec![spelled()]).unwrap();
+        let folder = spill.folder.as_ref().unwrap().0.path().to_path_buf();
+        let probe = File::open(folder.join(OWNER_LOCK)).unwrap();
+        assert!(rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err(), "held");
+        drop(probe);
+        drop(spill);
+        assert!(!folder.exists(), "removed when the run ends");
+    }
+
+    /// Three records with every column spelled out but the day and object.
+    fn spelled() -> DataFrame {
+        DataFrame::new(
             3,
             vec![
                 Column::new(col::ACCOUNT_ID.into(), [1u32, 2, 3]),
@@ -281,7 +372,12 @@ mod tests {
                 Column::new(col::ROW.into(), [1u32, 2, 3]),
             ],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn spilled_frames_come_back_equal_in_the_order_written() {
+        let spelled = spelled();
         let scalars = DataFrame::new(
             2,
             vec![
@@ -299,7 +395,7 @@ mod tests {
         spill.write(20_728, vec![spelled.clone()]).unwrap();
         spill.write(20_728, vec![scalars.clone()]).unwrap();
         assert_eq!(spill.days().collect::<Vec<_>>(), [20_728]);
-        let folder = spill.folder.as_ref().unwrap().path().to_owned();
+        let folder = spill.folder.as_ref().unwrap().0.path().to_owned();
         let mut day = spill.take(20_728).unwrap();
         // Ids below 2^16: one range.
         assert_eq!(day.ranges().map(|(r, _)| r).collect::<Vec<_>>(), [0]);
@@ -312,7 +408,8 @@ mod tests {
         assert!(back[1].column(col::TS).unwrap().as_scalar_column().is_some());
         assert!(spill.is_empty() && spill.take(20_728).is_none() && day.take(0).unwrap().is_empty());
         assert!(spill.written > 0);
-        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0, "a day read back leaves no file");
+        let left: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [OWNER_LOCK], "a day read back leaves no file but the run's lock");
         drop(spill);
         assert!(!folder.exists(), "the folder goes with the spill");
 
@@ -321,7 +418,7 @@ mod tests {
         let mut spill = Spill::with_range_bits(1);
         spill.write(20_728, vec![spelled.clone(), scalars.clone()]).unwrap();
         spill.write(20_728, vec![spelled.clone()]).unwrap();
-        let folder = spill.folder.as_ref().unwrap().path().to_owned();
+        let folder = spill.folder.as_ref().unwrap().0.path().to_owned();
         let mut day = spill.take(20_728).unwrap();
         assert_eq!(day.ranges().map(|(r, _)| r).collect::<Vec<_>>(), [0, 1, 4]);
         let rows = |f: &DataFrame, keep: &[u32]| {
