@@ -260,12 +260,22 @@ pub async fn statement(
     if expected != Some(manifest::sha256_hex(&data).as_str()) {
         return Err(invalid(format!("{} does not match the checksum its manifest lists", out.describe(&key))));
     }
-    std::fs::write(path, &data).map_err(|e| {
+    // Written beside the path and moved onto it: a reader never sees half a
+    // page, and a symbolic link there is replaced, not followed (it could
+    // point into a published revision, whose files are never rewritten).
+    let cannot = |e: std::io::Error| {
         Error::Config(ConfigError::Invalid {
             setting: "output",
             reason: format!("cannot write {}: {e}", path.display()),
         })
-    })?;
+    };
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new().prefix(".capbill-statement-").tempfile_in(folder).map_err(cannot)?;
+    std::io::Write::write_all(&mut tmp, &data).map_err(cannot)?;
+    tmp.persist(path).map_err(|e| cannot(e.error))?;
     Ok(format!("{}\n", path.display()))
 }
 

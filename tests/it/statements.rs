@@ -373,6 +373,27 @@ fn the_statement_command_names_a_statement_copies_it_and_says_what_is_missing() 
         &["--month", "2026-09", "--seller", "ic", "--buyer", "msp-b"],
         "billing month 2026-09 has no published revision under",
     );
+
+    // `--output` a symbolic link into the revision: the link is replaced,
+    // the published file it pointed at is left as it was.
+    #[cfg(unix)]
+    {
+        let manifest = rev.join("manifest.json");
+        let before = std::fs::read(&manifest).unwrap();
+        let link = out.path().join("link.html");
+        std::os::unix::fs::symlink(&manifest, &link).unwrap();
+        let o = cmd(&["--month", "2026-10", "--seller", "ic", "--buyer", "msp-b", "--output", link.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(std::fs::read(&manifest).unwrap(), before, "the revision's manifest is untouched");
+        assert!(!std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+        assert_eq!(std::fs::read(&link).unwrap(), std::fs::read(&file).unwrap());
+        let strays: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".capbill-statement-"))
+            .collect();
+        assert!(strays.is_empty(), "no temporary file is left: {strays:?}");
+    }
 }
 
 /// The browser: `CAPBILL_CHROMIUM` (set by scripts/test), else `chromium` on PATH.
