@@ -167,6 +167,14 @@ impl Unit {
             Unit::Tib => "TiB-month",
         }
     }
+
+    /// The unit of a capacity (`reserved_tb`): `TB` or `TiB`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Unit::Tb => "TB",
+            Unit::Tib => "TiB",
+        }
+    }
 }
 
 /// How a day's snapshots become the daily value.

@@ -399,10 +399,11 @@ impl<'a, 'u> Ctx<'a, 'u> {
                     && deal.valid_to.is_none_or(|t| t > self.first)
             });
             if !has_deal {
+                // In the configured unit, as `used` and `reserved_tb` are.
                 let detail = if used > DEAL_THRESHOLD_TB {
-                    format!("{used} TB-month used")
+                    format!("{used} {} used", self.unit.line_unit())
                 } else {
-                    format!("{reserved} TB reserved")
+                    format!("{reserved} {} reserved", self.unit.symbol())
                 };
                 out.push(
                     Finding::new(FindingKind::DealRegistrationMissing, id, format!("{detail} and no approved deal"))
@@ -437,18 +438,19 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 if allocated.is_zero() {
                     continue;
                 }
+                let tb = self.unit.symbol();
                 let detail = match dir.contract_on(e, day).map(|k| &k.model) {
                     Some(Model::PayPerUse { .. }) => Some(format!(
-                        "on {}: children hold {allocated} TB of reserved contracts under a pay-per-use contract",
+                        "on {}: children hold {allocated} {tb} of reserved contracts under a pay-per-use contract",
                         date_of(day)
                     )),
                     Some(Model::Reserved { reserved_tb, .. }) if allocated > *reserved_tb => Some(format!(
-                        "on {}: children hold {allocated} TB reserved, above the {reserved_tb} TB reserved by {}",
+                        "on {}: children hold {allocated} {tb} reserved, above the {reserved_tb} {tb} reserved by {}",
                         date_of(day),
                         entity.id
                     )),
                     None => Some(format!(
-                        "on {}: children hold {allocated} TB reserved while {} has no contract",
+                        "on {}: children hold {allocated} {tb} reserved while {} has no contract",
                         date_of(day),
                         entity.id
                     )),
@@ -704,6 +706,26 @@ mod tests {
         assert_eq!((usage.days, usage.quantity, usage.amount), (21, dec("68.419355"), dec("677.35")));
         let deal = r.findings.iter().find(|f| f.kind == FindingKind::DealRegistrationMissing).unwrap();
         assert_eq!((deal.subject_id.as_str(), deal.tb_months), ("c", Some(dec("101.000000"))));
+    }
+
+    #[test]
+    fn findings_name_quantities_in_the_configured_unit() {
+        // c also holds a reserved contract under p's pay-per-use one: an allocation finding.
+        let k = CONTRACTS.replace(
+            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,",
+            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,2026-10-16",
+        ) + "K3R,p,c,reserved,10,9.00,11.00,,EUR,2026-10-16,\n";
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        // 111 TiB every day: 111 TiB-months, above 100 of the configured unit.
+        let tib: Vec<(usize, i128)> = (0..31).map(|i| (i, 111 << 40)).collect();
+        let m = metered_with(&dir, &[("c", &tib)]);
+        for (unit, expected) in [(Unit::Tib, "111.000000 TiB-month used"), (Unit::Tb, "122.045791 TB-month used")] {
+            let r = rate(&dir, &m, RateOptions { month: month(), unit }).unwrap();
+            let deal = r.findings.iter().find(|f| f.kind == FindingKind::DealRegistrationMissing).unwrap();
+            assert!(deal.detail.starts_with(expected), "{unit:?}: {}", deal.detail);
+            let allocation = r.findings.iter().find(|f| f.kind == FindingKind::AllocationExceedsReserved).unwrap();
+            assert!(allocation.detail.contains(&format!(" {} ", unit.symbol())), "{unit:?}: {}", allocation.detail);
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 #                            its own virtualenv $CAPBILL_TOOLS/focus-validator-2.2.1
 #                            (it needs Python 3.12: the newest 3.12 of pyenv)
 #   CAPBILL_CHROMIUM         headless Chromium, the Debian package
+#   CAPBILL_PDFTOTEXT        pdftotext (Debian poppler-utils), to read the
+#                            text of the PDFs Chromium prints
 #
 # Reruns only check what is installed; they touch no network.
 
@@ -49,10 +51,25 @@ tools_install_chromium() {
     export CAPBILL_CHROMIUM
 }
 
+tools_install_pdftotext() {
+    if [[ -z "${CAPBILL_PDFTOTEXT:-}" ]]; then
+        CAPBILL_PDFTOTEXT="$(command -v pdftotext || true)"
+        if [[ -z "$CAPBILL_PDFTOTEXT" ]]; then
+            tools_log "pdftotext not found, installing the Debian package poppler-utils"
+            local sudo=""
+            [[ "$(id -u)" -eq 0 ]] || sudo="sudo"
+            $sudo apt-get install -y poppler-utils || { $sudo apt-get update && $sudo apt-get install -y poppler-utils; }
+            CAPBILL_PDFTOTEXT="$(command -v pdftotext)"
+        fi
+    fi
+    export CAPBILL_PDFTOTEXT
+}
+
 # Installs what is missing and exports the tools' paths.
 tools_install() {
     export CAPBILL_TOOLS="${CAPBILL_TOOLS:-$HOME/.cache/capbill-tools}"
     mkdir -p "$CAPBILL_TOOLS"
     tools_install_focus_validator
     tools_install_chromium
+    tools_install_pdftotext
 }

@@ -443,6 +443,65 @@ fn render(browser: &str, page: &Path, args: &[String]) -> Vec<u8> {
     o.stdout
 }
 
+/// The text of a PDF, laid out as printed: `CAPBILL_PDFTOTEXT` (set by
+/// scripts/test), else `pdftotext` on PATH.
+fn pdf_text(pdf: &Path) -> String {
+    let tool = std::env::var("CAPBILL_PDFTOTEXT").unwrap_or_else(|_| "pdftotext".to_owned());
+    let o = std::process::Command::new(&tool)
+        .args(["-layout", pdf.to_str().unwrap(), "-"])
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} does not start ({e}): install poppler-utils (scripts/test does)"));
+    assert!(o.status.success(), "{tool}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// An amount as a page shows it: thousands separated by commas (`1,260.34`).
+fn shown_amount(amount: Decimal) -> String {
+    let text = format!("{:.2}", amount.abs());
+    let (int, frac) = text.split_once('.').unwrap();
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{}{grouped}.{frac}", if amount.is_sign_negative() { "-" } else { "" })
+}
+
+#[test]
+fn a_printed_statement_wraps_long_ids_and_names_instead_of_cutting_off_the_amounts() {
+    // A 71-character contract id and a 300-character name without a space:
+    // before, the table ran past the A4 page and the amounts were cut off.
+    let browser = chromium();
+    let inputs = example_copy();
+    let contract = format!("K-{}", "0123456789".repeat(7)[..69].to_owned());
+    let name = "Z".repeat(300);
+    rename(inputs.path(), "K-MSPB-Z", &contract);
+    rename(inputs.path(), "Zephyr Clinics", &name);
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    let invoices = invoices(&rev);
+    let shots = tempfile::tempdir().unwrap();
+    for (seller, buyer) in [("msp-b", "cust-z"), ("ic", "msp-b")] {
+        let file = statement_file(seller, buyer);
+        let pdf = shots.path().join(format!("{buyer}.pdf"));
+        render(&browser, &rev.join(&file), &[format!("--print-to-pdf={}", pdf.display())]);
+        let text = pdf_text(&pdf);
+        for (cur, total) in &invoices[&(seller.to_owned(), buyer.to_owned())] {
+            let shown = format!("{} {cur}", shown_amount(*total));
+            assert!(text.contains(&shown), "{file}: the printed page lacks its total {shown}:\n{text}");
+            // The total is printed once, not again at the foot of every page.
+            assert_eq!(text.matches("Total (").count(), 1, "{file}:\n{text}");
+        }
+        for header in ["Unit price", "Amount", "Deal"] {
+            assert!(text.contains(header), "{file}: column {header} is cut off:\n{text}");
+        }
+    }
+}
+
 /// Width and height of a PNG image, from its header.
 fn png_size(data: &[u8]) -> (u32, u32) {
     assert!(data.starts_with(b"\x89PNG\r\n\x1a\n") && &data[12..16] == b"IHDR", "not a PNG image");

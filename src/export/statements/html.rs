@@ -104,7 +104,8 @@ h3{font-size:11pt;margin:5mm 0 1.5mm}\
 .party .name{font-size:12pt;font-weight:600}.id,code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:9pt}\
 table{border-collapse:collapse;width:100%;margin:1mm 0 3mm}th,td{padding:1.2mm 1.5mm;text-align:left;vertical-align:top}\
 thead th{border-bottom:1.5px solid #57606a;font-size:8.5pt;color:#57606a;font-weight:600}\
-tbody td{border-bottom:1px solid #eaeef2}td.id{white-space:nowrap}td.n,th.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}\
+tbody td{border-bottom:1px solid #eaeef2}td.id{white-space:nowrap}td.id.long{white-space:normal}\
+td:first-child,td:nth-child(2),.party,h3,p{overflow-wrap:anywhere}td.n,th.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}\
 tfoot td,tfoot th{border-top:1.5px solid #57606a;font-weight:600}tr.total td,tr.total th{font-size:11pt}\
 .sub{color:#57606a;font-size:8.5pt}.neg{color:#a40e26}\
 svg.chart{width:100%;height:auto;max-width:170mm;display:block}\
@@ -114,8 +115,20 @@ svg text{font-size:10px;fill:#57606a}svg .ylabel{text-anchor:end}svg .xlabel{tex
 footer{margin-top:8mm;color:#57606a;font-size:8.5pt;border-top:1px solid #d0d7de;padding-top:2mm}\
 a{color:#0969da}\
 @media print{body{padding:0;max-width:none}a{color:inherit;text-decoration:none}.noprint{display:none}\
-tr{break-inside:avoid;page-break-inside:avoid}thead{display:table-header-group}\
+tr{break-inside:avoid;page-break-inside:avoid}thead{display:table-header-group}tfoot{display:table-row-group}\
 h2,h3{break-after:avoid;page-break-after:avoid}}";
+
+/// Ids longer than this many characters may wrap in a table cell; shorter
+/// ones stay on one line (`K-IC-MSPB`, not `K-IC-` and `MSPB`).
+const LONG_ID: usize = 24;
+
+/// A table cell with an id, up to its closing tag: kept on one line unless
+/// it is long, which wraps anywhere rather than push the amounts off an A4 page.
+fn id_cell(out: &mut String, id: &str) {
+    let long = id.len() > LONG_ID && id.chars().nth(LONG_ID).is_some();
+    out.push_str(if long { "<td class=\"id long\">" } else { "<td class=\"id\">" });
+    escape_into(out, id);
+}
 
 /// The start of a page up to its `<body>`, with the title that `title` writes (escaped).
 fn head(out: &mut String, title: impl FnOnce(&mut String)) {
@@ -241,8 +254,8 @@ fn invoice_html(out: &mut String, ctx: &Context, inv: &Invoice) {
             escape_into(out, l.customer_name);
             out.push_str("<div class=\"id\">");
             escape_into(out, l.customer_id);
-            out.push_str("</div></td><td class=\"id\">");
-            escape_into(out, l.contract_id);
+            out.push_str("</div></td>");
+            id_cell(out, l.contract_id);
             out.push_str("</td><td>");
             escape_into(out, l.charge);
             let _ = write!(out, "</td><td class=\"n\">{}</td><td class=\"n\">", l.days);
@@ -253,8 +266,8 @@ fn invoice_html(out: &mut String, ctx: &Context, inv: &Invoice) {
             number_into(out, &l.unit_price);
             out.push_str("</td><td class=\"n\">");
             number_into(out, &l.amount);
-            out.push_str("</td><td class=\"id\">");
-            escape_into(out, l.deal_id.unwrap_or(""));
+            out.push_str("</td>");
+            id_cell(out, l.deal_id.unwrap_or(""));
             out.push_str("</td></tr>");
         }
         out.push_str("</tbody>");
@@ -262,11 +275,12 @@ fn invoice_html(out: &mut String, ctx: &Context, inv: &Invoice) {
     if inv.lines.is_empty() {
         out.push_str("<table class=\"lines\">");
     }
+    let n = inv.lines.len();
     let _ = write!(
         out,
-        "<tfoot><tr class=\"total\"><th colspan=\"6\">Total ({} lines)</th>\
+        "<tfoot><tr class=\"total\"><th colspan=\"6\">Total ({n} line{})</th>\
          <td class=\"n invoice-total\" id=\"total-",
-        inv.lines.len()
+        if n == 1 { "" } else { "s" }
     );
     escape_into(out, cur);
     out.push_str("\" data-currency=\"");
@@ -307,10 +321,10 @@ fn corrections_html(out: &mut String, ctx: &Context, inv: &Invoice) {
          <th class=\"n\">Amount issued</th><th class=\"n\">Amount now</th><th class=\"n\">Change</th></tr></thead><tbody>",
     );
     for c in &inv.corrections {
-        let _ = write!(out, "<tr class=\"correction\" data-amount=\"{}\"><td class=\"id\">", c.amount);
-        escape_into(out, c.customer_id);
-        out.push_str("</td><td class=\"id\">");
-        escape_into(out, c.contract_id);
+        let _ = write!(out, "<tr class=\"correction\" data-amount=\"{}\">", c.amount);
+        id_cell(out, c.customer_id);
+        out.push_str("</td>");
+        id_cell(out, c.contract_id);
         out.push_str("</td><td>");
         escape_into(out, c.charge);
         out.push_str("</td><td class=\"n\">");
@@ -374,8 +388,8 @@ fn customer_html(out: &mut String, ctx: &Context, s: &Statement, c: &Customer, s
         out.push_str(ctx.unit.line_unit());
         out.push_str("s</th><th class=\"n\">Days observed</th><th class=\"n\">Days filled</th></tr></thead><tbody>");
         for a in &c.accounts {
-            out.push_str("<tr><td class=\"id\">");
-            escape_into(out, a.id);
+            out.push_str("<tr>");
+            id_cell(out, a.id);
             out.push_str("</td><td>");
             escape_into(out, a.company);
             out.push_str("</td><td class=\"n\">");
@@ -407,8 +421,8 @@ fn findings_html(out: &mut String, ctx: &Context, s: &Statement) {
     for f in &s.findings {
         out.push_str("<tr class=\"finding\"><td>");
         escape_into(out, f.kind);
-        out.push_str("</td><td class=\"id\">");
-        escape_into(out, f.subject_id);
+        out.push_str("</td>");
+        id_cell(out, f.subject_id);
         out.push_str("</td><td>");
         escape_into(out, f.detail);
         out.push_str("</td><td class=\"n\">");
