@@ -234,14 +234,17 @@ fn parse(
     names: &RunNames,
 ) -> Result<RecordSink, IngestError> {
     let mut sink = RecordSink::new(key, bounds, opts, names);
+    // A UTF-8 byte order mark (Windows tools write one) is not part of the
+    // JSON; the CSV reader skips it itself.
+    let json = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     match format {
         Format::Csv => text::read_csv(data.clone(), &mut sink),
-        Format::JsonLines => text::read_json_lines(data, &mut sink),
+        Format::JsonLines => text::read_json_lines(json, &mut sink),
         Format::Json => {
-            if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                partner_api::read(data, &mut sink)
+            if json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                partner_api::read(json, &mut sink)
             } else {
-                text::read_json_lines(data, &mut sink)
+                text::read_json_lines(json, &mut sink)
             }
         }
         Format::Parquet => match part {

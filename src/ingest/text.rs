@@ -49,7 +49,13 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     if s.starts_with('-') {
         return Err(format!("{s:?} is negative"));
     }
-    s.parse::<u64>().map_err(|_| format!("{s:?} is not an unsigned 64-bit integer"))
+    s.parse::<u64>().map_err(|_| {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{s:?} is above {}, the largest byte count", u64::MAX)
+        } else {
+            format!("{s:?} is not an unsigned 64-bit integer")
+        }
+    })
 }
 
 /// A JSON value as a byte count.
@@ -58,6 +64,9 @@ pub(crate) fn json_bytes(v: &Value) -> Result<u64, String> {
         Value::Number(n) => n.as_u64().ok_or_else(|| {
             if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) {
                 format!("{n} is negative")
+            } else if n.as_f64().is_some_and(|f| f.fract() == 0.0) {
+                // A whole number JSON could not hold as an integer: above 2^64 − 1.
+                format!("{n} is above {}, the largest byte count", u64::MAX)
             } else {
                 format!("{n} is not a whole number of bytes")
             }
@@ -100,15 +109,25 @@ pub(crate) fn layout_of<'a>(names: impl IntoIterator<Item = &'a str> + Clone) ->
 
 /// Reads a CSV object.
 pub(crate) fn read_csv(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestError> {
+    let ragged = |sink: &RecordSink, (row, fields, expected): (usize, usize, usize)| IngestError::Record {
+        object: sink.object().to_owned(),
+        row,
+        field: "(row)".to_owned(),
+        reason: format!("{fields} fields, the header has {expected}"),
+    };
     let df = formats::read_csv_text(data.clone()).map_err(|e| match formats::ragged_csv_row(&data) {
-        Some((row, fields, expected)) => IngestError::Record {
-            object: sink.object().to_owned(),
-            row,
-            field: "(row)".to_owned(),
-            reason: format!("{fields} fields, the header has {expected}"),
-        },
+        Some(r) => ragged(sink, r),
         None => sink.unparsable(e),
     })?;
+    // A row with fewer fields than the header reads as nulls in its last
+    // columns, its values under the wrong names: named as what it is, not
+    // as a bad value of another field. Looked for only when the last column
+    // has a null (an empty last field has one too).
+    if df.columns().last().is_some_and(|c| c.null_count() > 0)
+        && let Some(r) = formats::ragged_csv_row(&data)
+    {
+        return Err(ragged(sink, r));
+    }
     let names: Vec<&str> = df.get_column_names().into_iter().map(|n| n.as_str()).collect();
     let layout = layout_of(names.iter().copied()).map_err(|r| sink.layout(r))?;
     sink.set_time_field(layout.time);
@@ -497,6 +516,14 @@ mod tests {
             (line(r#""bytes": -5"#), "row 1, field bytes: -5 is negative"),
             (line(r#""bytes": "-5""#), "row 1, field bytes: \"-5\" is negative"),
             (line(r#""bytes": 1.5"#), "row 1, field bytes: 1.5 is not a whole number of bytes"),
+            (
+                line(r#""bytes": 18446744073709551616"#),
+                "row 1, field bytes: 1.8446744073709552e+19 is above 18446744073709551615, the largest byte count",
+            ),
+            (
+                line(r#""bytes": "18446744073709551616""#),
+                "row 1, field bytes: \"18446744073709551616\" is above 18446744073709551615, the largest byte count",
+            ),
             (line(r#""bytes": null"#), "row 1, field bytes: missing"),
             (line(r#""bytes": [1]"#), "row 1, field bytes: [1] is not a number"),
             (line(r#""bytes": "x""#), "row 1, field bytes: \"x\" is not an unsigned 64-bit integer"),

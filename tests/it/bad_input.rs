@@ -151,6 +151,11 @@ fn malformed_records_stop_the_run_naming_object_row_and_field() {
         &["usage object daily/2026-10/sa-x1.csv row 3, field (row): 4 fields, the header has 3"],
     );
     refused(
+        "short usage row",
+        &[(DAILY, "2026-10-03,sa-x1,400002000000", "2026-10-03,400002000000")],
+        &["usage object daily/2026-10/sa-x1.csv row 3, field (row): 2 fields, the header has 3"],
+    );
+    refused(
         "unknown layout",
         &[(DAILY, "date,storage_account_id,bytes", "day,storage_account_id,bytes")],
         &["usage object daily/2026-10/sa-x1.csv: unknown column layout [day, storage_account_id, bytes]"],

@@ -57,13 +57,22 @@ fn encodings() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             )
         })
         .collect();
-    vec![
+    let text = vec![
         ("usage.csv", format!("storage_account_id,date,bytes\n{csv}").into_bytes(), "storage_account_id"),
         ("usage.jsonl", jsonl.into_bytes(), "storage_account_id"),
         ("usage.json", format!("[{}]", clients.join(",\n")).into_bytes(), "client_id (client [1], daily_usage[0])"),
+    ];
+    // The same texts as Windows tools write them: with a UTF-8 byte order mark.
+    let names = ["bom-usage.csv", "bom-usage.jsonl", "bom-usage.json"];
+    let bom =
+        text.iter().zip(names).map(|((_, data, field), name)| (name, [&b"\xEF\xBB\xBF"[..], data].concat(), *field));
+    let mut all: Vec<_> = bom.collect();
+    all.splice(0..0, text);
+    all.extend([
         ("dictionary.parquet", parquet(true), "storage_account_id"),
         ("plain.parquet", parquet(false), "storage_account_id"),
-    ]
+    ]);
+    all
 }
 
 /// What a run billed: its account usage rows and its findings other than the skipped record.
