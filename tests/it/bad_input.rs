@@ -205,11 +205,33 @@ fn skip_bad_records_turns_each_into_a_finding() {
 fn unknown_objects_become_findings() {
     let ex = example_copy();
     std::fs::write(ex.path().join("usage/notes.txt"), "not usage").unwrap();
+    // A failed Spark job's partial output and its markers: an attempt at a
+    // usage object under `_temporary/`, a `_SUCCESS` and a `.crc`.
+    let daily = ex.path().join("usage/daily/2026-10/sa-x1.csv");
+    let partial = ex.path().join("usage/_temporary/0/task_1/sa-x1.csv");
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    let text = std::fs::read_to_string(&daily).unwrap();
+    assert!(text.contains("2026-10-03,sa-x1,400002000000"));
+    // Partial and different: read, it would change sa-x1's usage.
+    std::fs::write(&partial, text.replace("2026-10-03,sa-x1,400002000000", "2026-10-03,sa-x1,900002000000")).unwrap();
+    std::fs::write(ex.path().join("usage/daily/2026-10/_SUCCESS"), "").unwrap();
+    std::fs::write(ex.path().join("usage/daily/2026-10/.sa-x1.csv.crc"), "crc").unwrap();
     let out = tempfile::tempdir().unwrap();
     let o = run_month(&ex.path().join("directory"), &ex.path().join("usage"), out.path(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let rows = project(&latest_revision(out.path()).join("findings.csv"), &["kind", "subject_id"].map(String::from));
-    assert!(rows.contains(&vec!["skipped_object".to_owned(), "notes.txt".to_owned()]), "{rows:?}");
+    let rev = latest_revision(out.path());
+    let rows = project(&rev.join("findings.csv"), &["kind", "subject_id"].map(String::from));
+    for key in ["notes.txt", "_temporary/0/task_1/sa-x1.csv", "daily/2026-10/_SUCCESS", "daily/2026-10/.sa-x1.csv.crc"]
+    {
+        assert!(rows.contains(&vec!["skipped_object".to_owned(), key.to_owned()]), "{key}: {rows:?}");
+    }
+    // The partial copy is not read: sa-x1 is billed as in the example.
+    let usage = |rev: &std::path::Path| {
+        project(&rev.join("account_usage.csv"), &["storage_account_id", "byte_days"].map(String::from))
+    };
+    let plain = tempfile::tempdir().unwrap();
+    assert!(run_month(&example().join("directory"), &example().join("usage"), plain.path(), &[]).status.success());
+    assert_eq!(usage(&rev), usage(&latest_revision(plain.path())));
 }
 
 #[test]
