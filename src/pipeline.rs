@@ -230,6 +230,22 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         Decision::Refuse { revision, changes } => return Err(Error::ReprocessRefused { month, revision, changes }),
         Decision::Bill(new) => new,
     };
+    // A final month is corrected in the unit it was issued in: corrections
+    // subtract quantities, and TB-months less TiB-months mean nothing.
+    if let Some(issued) = new.corrects.and_then(|r| history.iter().find(|m| m.revision == r)) {
+        let unit = serde_json::to_value(config.rules.unit).expect("a unit serialises");
+        if let Some(was) = issued.settings.get("unit").filter(|was| **was != unit) {
+            return Err(crate::config::ConfigError::Invalid {
+                setting: "unit",
+                reason: format!(
+                    "revision {} of {month} was issued in {was} and this run bills in {unit}; a final month is \
+                     corrected in the unit it was issued in (set unit = {was} to reprocess it)",
+                    issued.revision
+                ),
+            }
+            .into());
+        }
+    }
 
     // The directory is parsed and validated on its own thread while usage is
     // read: reading usage needs none of it. Its errors still come first.

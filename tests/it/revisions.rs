@@ -235,6 +235,22 @@ fn a_changed_price_is_corrected_line_by_line() {
 }
 
 #[test]
+fn a_final_month_is_corrected_only_in_the_unit_it_was_issued_in() {
+    let m = Month::new();
+    ok(&m.run(AFTER));
+    // Corrections subtract quantities: TiB-months less TB-months mean nothing.
+    let o = m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "bill in TiB", "--unit", "tib"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("unit") && err.contains("revision 1 of 2026-10 was issued in \"tb\""), "{err}");
+    assert!(!m.revision(2).exists(), "nothing is published");
+    // In its own unit the reprocess goes through.
+    m.edit("usage/daily/2026-10/sa-x1.csv", "2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000");
+    ok(&m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "late export", "--unit", "tb"]));
+    assert_eq!(m.manifest(2)["corrects_revision"], 1);
+}
+
+#[test]
 fn an_account_moved_to_another_customer_moves_its_lines() {
     let m = Month::new();
     ok(&m.run(AFTER));
