@@ -255,6 +255,8 @@ fn an_invoice_a_reprocess_removed_keeps_a_statement_of_its_corrections() {
     assert_eq!(assert_corrections_shown(&rev1, &rev2), 7, "six invoices and the one removed");
     let gone = std::fs::read_to_string(rev2.join(statement_file("msp-b", "cust-z"))).unwrap();
     assert!(gone.contains("No lines in this revision."));
+    // Its usage heading says why it is empty rather than stand alone.
+    assert!(gone.contains("<h2>Usage</h2><p>No usage is billed on this statement in this revision.</p>"), "{gone}");
 }
 
 #[test]

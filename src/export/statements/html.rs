@@ -209,6 +209,9 @@ pub(super) fn statement_page(ctx: &Context, s: &Statement) -> String {
     for c in &s.customers {
         customer_html(&mut out, ctx, s, c, subtotals.get(c.party.id).map_or(&[][..], Vec::as_slice));
     }
+    if s.customers.is_empty() {
+        out.push_str("<p>No usage is billed on this statement in this revision.</p>");
+    }
     findings_html(&mut out, ctx, s);
     let _ = writeln!(
         out,
