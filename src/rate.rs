@@ -608,6 +608,15 @@ mod tests {
         Decimal::from_str(s).unwrap()
     }
 
+    /// The contracts, with c switching from pay-per-use (K3, to Oct 16) to
+    /// reserved capacity (K3R, from Oct 16) under p.
+    fn switch_on_the_16th() -> String {
+        CONTRACTS.replace(
+            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,",
+            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,2026-10-16",
+        ) + "K3R,p,c,reserved,10,9.00,11.00,,EUR,2026-10-16,\n"
+    }
+
     #[test]
     fn overage_only_above_the_allowance() {
         let dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
@@ -670,10 +679,7 @@ mod tests {
 
     #[test]
     fn mid_month_switch_splits_the_days() {
-        let k = CONTRACTS.replace(
-            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,",
-            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,2026-10-16",
-        ) + "K3R,p,c,reserved,10,9.00,11.00,,EUR,2026-10-16,\n";
+        let k = switch_on_the_16th();
         let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
         let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(12))]));
         let usage = r.lines.iter().find(|l| l.contract_id == "K3").unwrap();
@@ -711,10 +717,7 @@ mod tests {
     #[test]
     fn findings_name_quantities_in_the_configured_unit() {
         // c also holds a reserved contract under p's pay-per-use one: an allocation finding.
-        let k = CONTRACTS.replace(
-            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,",
-            "K3,p,c,pay_per_use,,9.90,,,EUR,2026-01-01,2026-10-16",
-        ) + "K3R,p,c,reserved,10,9.00,11.00,,EUR,2026-10-16,\n";
+        let k = switch_on_the_16th();
         let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
         // 111 TiB every day: 111 TiB-months, above 100 of the configured unit.
         let tib: Vec<(usize, i128)> = (0..31).map(|i| (i, 111 << 40)).collect();

@@ -37,33 +37,32 @@ PY
     export CAPBILL_FOCUS_VALIDATOR="$venv/bin/focus-validator"
 }
 
-tools_install_chromium() {
-    if [[ -z "${CAPBILL_CHROMIUM:-}" ]]; then
-        CAPBILL_CHROMIUM="$(command -v chromium || command -v chromium-browser || true)"
-        if [[ -z "$CAPBILL_CHROMIUM" ]]; then
-            tools_log "chromium not found, installing the Debian package"
+# Sets the variable named $1 to the path of the first of the commands $3...
+# found, else installs the Debian package $2 and takes its command $3.
+tools_find_or_apt() {
+    local var="$1" package="$2"
+    shift 2
+    if [[ -z "${!var:-}" ]]; then
+        local found="" cmd
+        for cmd in "$@"; do
+            found="$(command -v "$cmd" || true)"
+            [[ -n "$found" ]] && break
+        done
+        if [[ -z "$found" ]]; then
+            tools_log "$1 not found, installing the Debian package $package"
             local sudo=""
             [[ "$(id -u)" -eq 0 ]] || sudo="sudo"
-            $sudo apt-get install -y chromium || { $sudo apt-get update && $sudo apt-get install -y chromium; }
-            CAPBILL_CHROMIUM="$(command -v chromium)"
+            $sudo apt-get install -y "$package" || { $sudo apt-get update && $sudo apt-get install -y "$package"; }
+            found="$(command -v "$1")"
         fi
+        printf -v "$var" '%s' "$found"
     fi
-    export CAPBILL_CHROMIUM
+    export "${var?}"
 }
 
-tools_install_pdftotext() {
-    if [[ -z "${CAPBILL_PDFTOTEXT:-}" ]]; then
-        CAPBILL_PDFTOTEXT="$(command -v pdftotext || true)"
-        if [[ -z "$CAPBILL_PDFTOTEXT" ]]; then
-            tools_log "pdftotext not found, installing the Debian package poppler-utils"
-            local sudo=""
-            [[ "$(id -u)" -eq 0 ]] || sudo="sudo"
-            $sudo apt-get install -y poppler-utils || { $sudo apt-get update && $sudo apt-get install -y poppler-utils; }
-            CAPBILL_PDFTOTEXT="$(command -v pdftotext)"
-        fi
-    fi
-    export CAPBILL_PDFTOTEXT
-}
+tools_install_chromium() { tools_find_or_apt CAPBILL_CHROMIUM chromium chromium chromium-browser; }
+
+tools_install_pdftotext() { tools_find_or_apt CAPBILL_PDFTOTEXT poppler-utils pdftotext; }
 
 # Installs what is missing and exports the tools' paths.
 tools_install() {

@@ -316,10 +316,7 @@ fn ids_with_slashes_give_every_invoice_its_own_invoice_id() {
     for (from, to) in [("dist-a", "x"), ("dp-1", "y/z"), ("msp-b", "x/y"), ("cust-z", "z")] {
         rename(inputs.path(), from, to);
     }
-    let out = tempfile::tempdir().unwrap();
-    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rev = latest_revision(out.path());
+    let (_out, rev) = bill_copy(inputs.path());
     let rows =
         project(&rev.join("focus.csv"), &["InvoiceId", "x_SellerId", "x_BuyerId", "BillingCurrency"].map(String::from));
     let mut invoice_of: BTreeMap<String, std::collections::BTreeSet<(String, String, String)>> = BTreeMap::new();
@@ -388,10 +385,7 @@ fn list_and_contracted_costs_are_exact_beyond_the_digits_of_a_decimal() {
     assert!(text.contains(from));
     std::fs::write(&contracts, text.replace(from, "K-IC-DISTA,ic,dist-a,reserved,100000000,999999999.999999,7.50,"))
         .unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rev = latest_revision(out.path());
+    let (_out, rev) = bill_copy(inputs.path());
     let cols = [
         "x_ContractId",
         "x_Charge",

@@ -144,10 +144,7 @@ fn ids_with_spaces_slashes_markup_and_unicode_are_escaped_and_encoded_reversibly
     rename(inputs.path(), "dp-1", seller);
     rename(inputs.path(), "cust-x", buyer);
     rename(inputs.path(), "Xylo Logistics", "Xylo <b>&amp; \u{2603}");
-    let out = tempfile::tempdir().unwrap();
-    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rev = latest_revision(out.path());
+    let (_out, rev) = bill_copy(inputs.path());
     let file = statement_file(seller, buyer);
     assert_eq!(file, "statements/dp%2F1%20%3Ca%3E/cust%20x%26%27%2F%C3%A4%2E%2E%20y.html");
     let segments: Vec<_> =
@@ -297,10 +294,7 @@ fn ids_too_long_for_a_file_name_get_a_shortened_one_the_statement_command_finds(
     let (long, cjk) = ("w".repeat(251), "日".repeat(28));
     rename(inputs.path(), "cust-w", &long);
     rename(inputs.path(), "cust-x", &cjk);
-    let out = tempfile::tempdir().unwrap();
-    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rev = latest_revision(out.path());
+    let (out, rev) = bill_copy(inputs.path());
     let index = std::fs::read_to_string(rev.join("statements/index.html")).unwrap();
     let invoices = invoices(&rev);
     for (seller, buyer) in [("msp-b", long.as_str()), ("dp-1", cjk.as_str())] {
@@ -481,10 +475,7 @@ fn a_printed_statement_wraps_long_ids_and_names_instead_of_cutting_off_the_amoun
     let name = "Z".repeat(300);
     rename(inputs.path(), "K-MSPB-Z", &contract);
     rename(inputs.path(), "Zephyr Clinics", &name);
-    let out = tempfile::tempdir().unwrap();
-    let o = run_month(&inputs.path().join("directory"), &inputs.path().join("usage"), out.path(), &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rev = latest_revision(out.path());
+    let (_out, rev) = bill_copy(inputs.path());
     let invoices = invoices(&rev);
     let shots = tempfile::tempdir().unwrap();
     for (seller, buyer) in [("msp-b", "cust-z"), ("ic", "msp-b")] {

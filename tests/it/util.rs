@@ -91,6 +91,17 @@ pub fn example_copy() -> tempfile::TempDir {
     dir
 }
 
+/// Bills October from a copy of the example (`example_copy`, perhaps
+/// edited) into a new folder; the run must succeed. The folder (kept while
+/// it is held) and its latest revision.
+pub fn bill_copy(inputs: &Path) -> (tempfile::TempDir, PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let o = run_month(&inputs.join("directory"), &inputs.join("usage"), out.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rev = latest_revision(out.path());
+    (out, rev)
+}
+
 /// Replaces every occurrence of `from` in the directory tables of a copy
 /// of the example (`example_copy`): an id or a name, renamed everywhere.
 pub fn rename(inputs: &Path, from: &str, to: &str) {
