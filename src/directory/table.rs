@@ -248,8 +248,14 @@ impl<'a> Col<'a> {
     }
 
     /// A required id not seen before in this column (`seen` holds those seen).
+    /// An id is printable text: a control character (a NUL, a tab, an escape)
+    /// is a damaged export, and would name files and documents unreadably.
     pub(super) fn unique_id(self, row: usize, seen: &mut HashSet<&'a str>, p: &mut Problems) -> Option<&'a str> {
         let id = self.required(row, p)?;
+        if let Some(c) = id.chars().find(|c| c.is_control()) {
+            let reason = format!("holds the control character U+{:04X}; ids are printable text", u32::from(c));
+            p.row(self.table, Some(row), self.name, Some(id.to_owned()), reason);
+        }
         if !seen.insert(id) {
             p.row(self.table, Some(row), self.name, Some(id.to_owned()), "duplicate id".to_owned());
         }

@@ -33,6 +33,13 @@ fn directory_validation_errors_name_table_row_column_and_value() {
         &["entities.csv row 5, column parent_id = \"dp-9\": unknown parent"],
     );
     refused(
+        "control character in an id",
+        &[(A, "sa-x1,Xylo Logistics,cust-x", "sa-\u{1b}x1,Xylo Logistics,cust-x")],
+        &[
+            "storage_accounts.csv row 1, column storage_account_id = \"sa-\\u{1b}x1\": holds the control character U+001B; ids are printable text",
+        ],
+    );
+    refused(
         "unknown owner",
         &[(A, "sa-x1,Xylo Logistics,cust-x", "sa-x1,Xylo Logistics,cust-q")],
         &["storage_accounts.csv row 1, column owner_id = \"cust-q\": unknown entity"],
