@@ -218,17 +218,34 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         rules_version: RULES_VERSION.to_owned(),
     };
     let history = manifest::history(out, month).await?;
-    let latest = manifest::read_latest(out, month).await?.map(|l| l.revision);
+    let mut latest = manifest::read_latest(out, month).await?.map(|l| l.revision);
     let clock = revision::status_at(month, req.now, config.grace_days);
-    let new = match revision::decide(&history, latest, &fingerprint, clock, &req.mode) {
-        Decision::Adopt(newest) => {
-            lock.check().await?;
-            export::write_latest(out, month, newest).await?;
-            return Ok(Outcome::Adopted { month, revision: newest.revision, status: newest.status });
+    // A complete revision an interrupted run left unpublished is published
+    // first; the run then decides from it.
+    let mut adopted = None;
+    let new = loop {
+        match revision::decide(&history, latest, &fingerprint, clock, &req.mode) {
+            Decision::Adopt(newest) => {
+                lock.check().await?;
+                export::write_latest(out, month, newest).await?;
+                tracing::warn!(
+                    revision = newest.revision,
+                    status = newest.status.as_str(),
+                    "published a complete revision that an interrupted run left without latest.json"
+                );
+                adopted = Some(newest);
+                latest = Some(newest.revision);
+            }
+            // What the interrupted run published is what this run would bill.
+            Decision::Unchanged { revision, status } => {
+                return Ok(match adopted {
+                    Some(newest) => Outcome::Adopted { month, revision: newest.revision, status: newest.status },
+                    None => Outcome::Unchanged { month, revision, status },
+                });
+            }
+            Decision::Refuse { revision, changes } => return Err(Error::ReprocessRefused { month, revision, changes }),
+            Decision::Bill(new) => break new,
         }
-        Decision::Unchanged { revision, status } => return Ok(Outcome::Unchanged { month, revision, status }),
-        Decision::Refuse { revision, changes } => return Err(Error::ReprocessRefused { month, revision, changes }),
-        Decision::Bill(new) => new,
     };
     // A final month is corrected in the unit it was issued in: corrections
     // subtract quantities, and TB-months less TiB-months mean nothing.

@@ -148,8 +148,8 @@ impl Fingerprint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'h> {
     /// A run killed between its manifest and `latest.json` left a complete,
-    /// unpublished revision that is exactly what this run would bill:
-    /// point `latest.json` at it.
+    /// unpublished revision: point `latest.json` at it, then decide again
+    /// from it (it is what this run would bill when that says `Unchanged`).
     Adopt(&'h Manifest),
     /// Inputs, configuration and status match the latest revision: nothing to publish.
     Unchanged {
@@ -193,11 +193,15 @@ pub fn decide<'h>(
     mode: &Mode,
 ) -> Decision<'h> {
     let latest = latest.and_then(|l| history.iter().find(|m| m.revision == l));
-    // An interrupted run left a complete revision newer than latest.json.
+    // A run killed between its manifest and latest.json left a complete
+    // revision newer than the one latest.json names. A final one took its
+    // document numbers and wrote its documents, so it is published first,
+    // whatever this run's inputs: as if that run had ended. This run then
+    // decides from it (unchanged, refused, or a revision on top of it that
+    // corrects it), so that no correction ever names a revision finance
+    // was never given.
     if let Some(newest) = history.last()
         && latest.is_none_or(|l| l.revision < newest.revision)
-        && fingerprint.changes_since(&Fingerprint::of(newest)).is_empty()
-        && newest.status == latest.map_or(clock, |l| clock.max(l.status))
     {
         return Decision::Adopt(newest);
     }
@@ -212,12 +216,14 @@ pub fn decide<'h>(
             return Decision::Refuse { revision: l.revision, changes };
         }
     }
-    let previous_final = history.iter().rev().find(|m| m.status == MonthStatus::Final).map(|m| m.revision);
+    // The final revision corrected is the one readers follow: status never
+    // goes down, so a final latest is the newest final revision published.
+    let issued_final = latest.filter(|l| l.status == MonthStatus::Final).map(|l| l.revision);
     Decision::Bill(NewRevision {
         revision: history.last().map_or(1, |m| m.revision + 1),
         status,
         previous: latest.map(|l| l.revision),
-        corrects: previous_final.filter(|_| status == MonthStatus::Final),
+        corrects: issued_final.filter(|_| status == MonthStatus::Final),
     })
 }
 
@@ -306,15 +312,32 @@ mod tests {
     }
 
     #[test]
-    fn an_unpublished_complete_revision_is_adopted_when_it_matches() {
+    fn an_unpublished_complete_revision_is_adopted_first_and_decided_from() {
         let h = [revision(1, Provisional, "a"), revision(2, Provisional, "b")];
-        // latest.json still names 1; revision 2 was made from these very inputs.
-        assert_eq!(decide(&h, Some(1), &fingerprint("b"), Provisional, &Mode::Run), Decision::Adopt(&h[1]));
-        // Different inputs: bill revision 3 on top of it.
-        let d = decide(&h, Some(1), &fingerprint("c"), Provisional, &Mode::Run);
-        let new = NewRevision { revision: 3, status: Provisional, previous: Some(1), corrects: None };
+        // latest.json still names 1: revision 2 is published first, whatever the inputs.
+        for f in ["b", "c"] {
+            assert_eq!(decide(&h, Some(1), &fingerprint(f), Provisional, &Mode::Run), Decision::Adopt(&h[1]));
+        }
+        // Then, from it: the same inputs are unchanged, others bill revision 3 on top of it.
+        let d = decide(&h, Some(2), &fingerprint("b"), Provisional, &Mode::Run);
+        assert_eq!(d, Decision::Unchanged { revision: 2, status: Provisional });
+        let d = decide(&h, Some(2), &fingerprint("c"), Provisional, &Mode::Run);
+        let new = NewRevision { revision: 3, status: Provisional, previous: Some(2), corrects: None };
         assert_eq!(d, Decision::Bill(new));
         // No latest.json at all (killed before the first one was written).
         assert_eq!(decide(&h[..1], None, &fingerprint("a"), Provisional, &Mode::Run), Decision::Adopt(&h[0]));
+    }
+
+    #[test]
+    fn a_final_revision_left_unpublished_is_what_later_changes_correct() {
+        // Revision 2 (final, its documents written) was left without latest.json.
+        let h = [revision(1, Provisional, "a"), revision(2, Final, "a")];
+        assert_eq!(decide(&h, Some(1), &fingerprint("b"), Final, &Mode::Run), Decision::Adopt(&h[1]));
+        // Published, it is final: changed inputs need a reprocess, which corrects it.
+        let d = decide(&h, Some(2), &fingerprint("b"), Final, &Mode::Run);
+        assert_eq!(d, Decision::Refuse { revision: 2, changes: vec!["the partner directory changed".to_owned()] });
+        let reprocess = Mode::Reprocess { reason: "late export".into() };
+        let d = decide(&h, Some(2), &fingerprint("b"), Final, &reprocess);
+        assert_eq!(d, Decision::Bill(NewRevision { revision: 3, status: Final, previous: Some(2), corrects: Some(2) }));
     }
 }

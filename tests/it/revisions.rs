@@ -535,3 +535,30 @@ fn a_run_killed_before_latest_is_completed_by_the_next_run() {
     assert_eq!(m.latest()["revision"], 2);
     assert!(!m.revision(3).exists());
 }
+
+#[test]
+fn a_final_revision_left_unpublished_is_published_and_corrected_not_skipped() {
+    // The first final run is killed after its manifest, before latest.json:
+    // revision 2 is complete (its documents would be written) but unpublished.
+    let m = Month::new();
+    ok(&m.run(GRACE));
+    let mut child =
+        spawn_at_failpoint(&m.args("run", &["--month", "2026-10"]), &[("CAPBILL_NOW", AFTER.into())], "before-latest");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(m.latest()["revision"], 1);
+    assert_eq!(m.manifest(2)["status"], "final");
+    // Late usage arrives. A plain run publishes revision 2 as that run would
+    // have, and then refuses to change a final month without a reprocess.
+    m.edit("usage/daily/2026-10/sa-x1.csv", "2026-10-20,sa-x1,400019000000", "2026-10-20,sa-x1,900019000000");
+    let o = m.run(AFTER);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("revision 2"), "{}", stderr(&o));
+    assert_eq!(m.latest()["revision"], 2, "the complete revision is published, not skipped");
+    assert!(!m.revision(3).exists());
+    // The reprocess corrects revision 2, the one now issued.
+    ok(&m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "late export"]));
+    let man = m.manifest(3);
+    assert_eq!((man["previous_revision"].clone(), man["corrects_revision"].clone()), (2.into(), 2.into()));
+    assert_eq!(assert_corrections(&m, 2, 3), 2);
+}
