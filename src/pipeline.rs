@@ -285,6 +285,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // Time ingestion spent handing records to the meter: waiting while the
     // metering thread is still busy with a day.
     let mut metering = std::time::Duration::ZERO;
+    crate::failpoint::reached("planned");
     let usage = ingest::ingest(
         &usage_store,
         plan,

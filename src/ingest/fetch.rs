@@ -72,7 +72,7 @@ pub async fn ingest<E: From<IngestError>>(
             let buf = spare.lock().expect("never poisoned").pop().unwrap_or_default();
             let data = match &piece.part {
                 Some(part) => store.get_range(&piece.meta.key, part.bytes.clone(), &piece.meta.etag, buf).await,
-                None => store.get_into(&piece.meta.key, buf).await,
+                None => store.get_version(&piece.meta.key, &piece.meta.etag, buf).await,
             };
             (i, piece, data, held)
         })

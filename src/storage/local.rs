@@ -79,25 +79,58 @@ impl LocalStore {
         }
     }
 
+    /// Bytes `range` of the file, which must still have the tag `etag`
+    /// (none if empty) once they are read.
     pub(super) fn get_range(
         &self,
         key: &str,
         range: std::ops::Range<u64>,
+        etag: &str,
         buf: Vec<u8>,
     ) -> Result<Bytes, StorageError> {
         use std::os::unix::fs::FileExt;
         let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
-        self.read(key, buf, |file, buf| {
+        self.read_version(key, etag, buf, |file, buf| {
             buf.resize(len, 0);
             file.read_exact_at(buf, range.start)
         })
     }
 
     pub(super) fn get_into(&self, key: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
-        self.read(key, buf, |mut file, buf| {
+        self.get_version(key, "", buf)
+    }
+
+    /// The whole file, which must still have the tag `etag` (none if empty)
+    /// once it is read.
+    pub(super) fn get_version(&self, key: &str, etag: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
+        self.read_version(key, etag, buf, |file, buf| {
             buf.reserve_exact(file.metadata().map_or(0, |m| m.len() as usize));
-            file.read_to_end(buf).map(|_| ())
+            (&*file).read_to_end(buf).map(|_| ())
         })
+    }
+
+    /// [`LocalStore::read`], then the tag of the file read (the open file,
+    /// whatever has been renamed over its name since) compared with `etag`:
+    /// a file written to after it was listed is [`StorageError::Changed`].
+    fn read_version(
+        &self,
+        key: &str,
+        etag: &str,
+        buf: Vec<u8>,
+        fill: impl FnOnce(&std::fs::File, &mut Vec<u8>) -> std::io::Result<()>,
+    ) -> Result<Bytes, StorageError> {
+        let mut read_tag = None;
+        let data = self.read(key, buf, |file, buf| {
+            fill(&file, buf)?;
+            read_tag = Some(file.metadata().map(|m| self::etag(&m))?);
+            Ok(())
+        })?;
+        match read_tag {
+            Some(tag) if !etag.is_empty() && tag != etag => {
+                Err(StorageError::Changed { location: self.path(key).display().to_string() })
+            }
+            _ => Ok(data),
+        }
     }
 
     /// Opens `key` and lets `fill` read from it into `buf` (emptied first).

@@ -91,6 +91,12 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// An object changed after the listing the run's plan (and manifest) came from.
+    #[error("{location} changed after it was listed: running again reads (and bills) the new version")]
+    Changed {
+        /// Full path or URL.
+        location: String,
+    },
     /// An S3 request failed; the hint says what to check.
     #[error("cannot {action} {location}: {hint}")]
     S3 {
@@ -155,10 +161,22 @@ impl Store {
         }
     }
 
-    /// Bytes `range` of one object, read into `buf` (emptied first), as
-    /// [`Store::get_into`] reads a whole one. On S3 the request carries
-    /// `If-Match: etag` (the tag the listing gave), so the pieces of one
-    /// object read in several requests are all of the same version.
+    /// The whole content of the version of one object that the listing
+    /// named by `etag`, read into `buf` as [`Store::get_into`] reads it: on
+    /// S3 the request carries `If-Match: etag`, locally the file read must
+    /// still have that tag, so that what is billed is what the manifest
+    /// records. Another version is [`StorageError::Changed`].
+    pub async fn get_version(&self, key: &str, etag: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
+        match self {
+            Store::Local(s) => s.get_version(key, etag, buf),
+            Store::S3(s) => s.get_version(key, etag, buf).await,
+        }
+    }
+
+    /// Bytes `range` of the version `etag` of one object, read into `buf`
+    /// (emptied first), as [`Store::get_version`] reads a whole one, so the
+    /// pieces of one object read in several requests are all of the version
+    /// listed.
     pub async fn get_range(
         &self,
         key: &str,
@@ -167,7 +185,7 @@ impl Store {
         buf: Vec<u8>,
     ) -> Result<Bytes, StorageError> {
         match self {
-            Store::Local(s) => s.get_range(key, range, buf),
+            Store::Local(s) => s.get_range(key, range, etag, buf),
             Store::S3(s) => s.get_range(key, range, etag, buf).await,
         }
     }

@@ -321,7 +321,15 @@ impl S3Store {
     }
 
     pub(super) async fn get_into(&self, key: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
-        let request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
+        self.get_version(key, "", buf).await
+    }
+
+    /// The whole object, with `If-Match: etag` unless `etag` is empty.
+    pub(super) async fn get_version(&self, key: &str, etag: &str, buf: Vec<u8>) -> Result<Bytes, StorageError> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
+        if !etag.is_empty() {
+            request = request.if_match(format!("\"{etag}\""));
+        }
         self.read_body(key, request, buf).await
     }
 
@@ -526,7 +534,7 @@ impl S3Store {
                 "the credentials have expired: refresh the session token or the web identity token".to_owned()
             }
             ("PreconditionFailed", ..) | (_, Some(412), _) => {
-                "the object was replaced while the run read it in pieces: running again is safe".to_owned()
+                "the object changed after it was listed: running again reads (and bills) the new version".to_owned()
             }
             ("AccessDenied", ..) | (_, Some(403), _) => format!(
                 "access denied: the credentials need s3:ListBucket and s3:GetObject on input prefixes and s3:PutObject on the output prefix of bucket {}",

@@ -562,3 +562,24 @@ fn a_final_revision_left_unpublished_is_published_and_corrected_not_skipped() {
     assert_eq!((man["previous_revision"].clone(), man["corrects_revision"].clone()), (2.into(), 2.into()));
     assert_eq!(assert_corrections(&m, 2, 3), 2);
 }
+
+#[test]
+fn an_object_changed_after_it_was_listed_is_not_billed_silently() {
+    // The run lists the usage, then pauses before reading it; meanwhile an
+    // export is rewritten (ten times the bytes). The manifest would name the
+    // listed version: billing the new one silently would disagree with it.
+    let m = Month::new();
+    let file = m.inputs.path().join("usage/daily/2026-10/sa-x1.csv");
+    let (code, log) = pause_and_resume(&m, GRACE, "planned", || {
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace(",400019000000", ",4000190000000")).unwrap();
+    });
+    assert_eq!(code, Some(3), "{log}");
+    assert!(log.contains("sa-x1.csv changed after it was listed"), "{log}");
+    assert!(!m.month_dir().join("latest.json").exists(), "nothing is published");
+    // Run again: the new version is listed, read and recorded.
+    ok(&m.run(GRACE));
+    let objects = m.manifest(1)["usage"]["objects"].clone();
+    let listed = objects.as_array().unwrap().iter().find(|o| o["key"] == "daily/2026-10/sa-x1.csv").unwrap().clone();
+    assert_eq!(listed["size"], std::fs::metadata(&file).unwrap().len());
+}

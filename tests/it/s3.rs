@@ -60,6 +60,10 @@ fn example_from_a_bucket_bills_exactly_like_the_local_folder() {
     let objects = manifest["usage"]["objects"].as_array().unwrap();
     assert_eq!(objects.len(), 4);
     assert!(objects.iter().all(|o| o["etag"].as_str().is_some_and(|e| e.len() == 32)), "{objects:?}");
+    // Each usage object is read as the version listed (`If-Match` its ETag),
+    // so that what is billed is what the manifest records.
+    let versions = server.faults.whole_version_gets.load(Ordering::SeqCst);
+    assert_eq!(versions, 4, "whole-object GETs naming their version");
     assert_eq!(manifest["usage"]["location"], "s3://usage-bucket/exports");
     assert!(server.bucket("billing").join(MONTH_LATEST).exists());
 }

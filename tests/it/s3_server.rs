@@ -35,6 +35,8 @@ pub struct Faults {
     pub gone: AtomicBool,
     /// GET requests for a byte range that name the object's version (`If-Match`).
     pub ranged_gets: AtomicUsize,
+    /// GET requests for a whole object that name the object's version (`If-Match`).
+    pub whole_version_gets: AtomicUsize,
 }
 
 /// A running server; stops when dropped.
@@ -173,8 +175,11 @@ async fn handle(
 ) -> Result<s3s::HttpResponse, s3s::HttpError> {
     let n = f.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let headers = req.headers();
-    if req.method() == http::Method::GET && headers.contains_key("range") && headers.contains_key("if-match") {
-        f.ranged_gets.fetch_add(1, Ordering::SeqCst);
+    if req.method() == http::Method::GET && headers.contains_key("if-match") {
+        match headers.contains_key("range") {
+            true => f.ranged_gets.fetch_add(1, Ordering::SeqCst),
+            false => f.whole_version_gets.fetch_add(1, Ordering::SeqCst),
+        };
     }
     if req.method() == http::Method::PUT || req.method() == http::Method::POST {
         let puts = f.puts.fetch_add(1, Ordering::SeqCst) + 1;
