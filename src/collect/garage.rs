@@ -2,7 +2,8 @@
 //! (Garage 2.5 or later), page by page with the admin token.
 //!
 //! `offset` names the first bucket of a page (inclusive), so each next page
-//! starts at the last bucket seen, which is dropped when it comes again. A
+//! starts at the last bucket seen, which is dropped when it comes again
+//! (and one more bucket is asked for, so that a page of one advances). A
 //! bucket's name is its first global alias in sorted order, else its id
 //! (local aliases are per key and not unique). Its bytes are the complete
 //! objects' bytes (`bytes`); unfinished multipart uploads
@@ -63,8 +64,12 @@ pub(super) async fn list(s: &CollectSettings) -> Result<Vec<BucketUsage>, Collec
     let mut offset: Option<String> = None;
     let progress = crate::logging::spinner("listing Garage buckets");
     loop {
+        // A page after the first starts with the last bucket seen again:
+        // one more is asked for, so that every page brings `page_size` new
+        // ones (with a page of one, a page would otherwise bring none).
+        let limit = s.page_size + usize::from(offset.is_some());
         let mut page_url = base.clone();
-        page_url.query_pairs_mut().append_pair("limit", &s.page_size.to_string());
+        page_url.query_pairs_mut().append_pair("limit", &limit.to_string());
         if let Some(o) = &offset {
             page_url.query_pairs_mut().append_pair("offset", o);
         }
@@ -72,7 +77,7 @@ pub(super) async fn list(s: &CollectSettings) -> Result<Vec<BucketUsage>, Collec
         let malformed = |reason: String| CollectError::Malformed { url: page_url.as_str().to_owned(), reason };
         let page: Vec<BucketInfo> =
             serde_json::from_slice(&body).map_err(|e| malformed(format!("not a ListBucketsInfo answer: {e}")))?;
-        let full = page.len() >= s.page_size;
+        let full = page.len() >= limit;
         let mut new = 0usize;
         for b in page {
             if offset.as_deref() == Some(b.id.as_str()) {
@@ -86,8 +91,11 @@ pub(super) async fn list(s: &CollectSettings) -> Result<Vec<BucketUsage>, Collec
             new += 1;
         }
         progress.inc(new as u64);
-        if !full || new == 0 {
+        if !full {
             break;
+        }
+        if new == 0 {
+            return Err(malformed("a full page brought no new bucket: the pagination did not advance".to_owned()));
         }
     }
     progress.finish_and_clear();

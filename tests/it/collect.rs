@@ -214,6 +214,29 @@ fn s3_list_sums_every_object_and_the_billing_run_bills_exactly_those_bytes() {
 }
 
 #[test]
+fn garage_pages_of_any_size_bring_every_bucket() {
+    // With a page of one, a page after the first held only the bucket
+    // already seen: the listing stopped after one bucket, silently.
+    let src = ScriptedHttp::start(|pq, _| (200, garage_page(7, pq)));
+    let dir = directory(&["sa-0", "sa-1", "sa-2"], &[]);
+    for page_size in [1, 2, 3, 6, 7, 8] {
+        let work = tempfile::tempdir().unwrap();
+        let cfg = config(work.path(), &format!("page_size = {page_size}"));
+        let usage = work.path().join("usage");
+        let env = [
+            ("CAPBILL_COLLECT_SOURCE", "garage".to_owned()),
+            ("CAPBILL_COLLECT_ENDPOINT", src.url.clone()),
+            ("CAPBILL_COLLECT_TOKEN", "t".to_owned()),
+        ];
+        let o = collect(&usage, dir.path(), FIRST, &["--config", cfg.to_str().unwrap()], &env);
+        assert!(o.status.success(), "page_size {page_size}: {}", stderr(&o));
+        let key = "collected/dt=2026-10-14/snapshot-2026-10-14T05-00-00Z.parquet";
+        let (rows, _) = snapshot_rows(&usage.join(key));
+        assert_eq!(rows.len(), 7, "page_size {page_size}: {rows:?}");
+    }
+}
+
+#[test]
 fn garage_pages_are_followed_from_the_last_bucket_seen_and_the_token_is_sent_but_never_written() {
     const TOKEN: &str = "s3cr3t-admin-token-do-not-log";
     let src = ScriptedHttp::start(|pq, auth| {
@@ -240,10 +263,10 @@ fn garage_pages_are_followed_from_the_last_bucket_seen_and_the_token_is_sent_but
     assert_eq!(
         seen,
         [
+            // Each next page starts at the last bucket seen: one more is asked for.
             "/v2/ListBucketsInfo?limit=3",
-            "/v2/ListBucketsInfo?limit=3&offset=id002",
-            "/v2/ListBucketsInfo?limit=3&offset=id004",
-            "/v2/ListBucketsInfo?limit=3&offset=id006",
+            "/v2/ListBucketsInfo?limit=4&offset=id002",
+            "/v2/ListBucketsInfo?limit=4&offset=id005",
         ]
     );
     let key = "collected/dt=2026-10-14/snapshot-2026-10-14T05-00-00Z.parquet";
