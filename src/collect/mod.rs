@@ -201,12 +201,28 @@ pub async fn collect(config: &Config, now: DateTime<Utc>) -> Result<Collected, C
         SourceKind::Prometheus => prometheus::list(settings).await?,
         SourceKind::S3List => s3list::list(settings, &config.s3).await?,
     };
-    let (rows, unattributed) = attribute(buckets, &mappings);
+    let (mut rows, unattributed) = attribute(buckets, &mappings);
     for u in &unattributed {
         tracing::warn!(bucket = %u.bucket, reason = %u.reason, bytes = u.bytes, "bucket not attributed to a storage account");
     }
-    let data = snapshot::encode(&rows, timestamp).map_err(CollectError::Encode)?;
     let store = Store::open(&config.usage, &config.s3).await?;
+    // A bucket of the previous snapshot that is gone (deleted, or no longer
+    // that account's) is written with 0 bytes: nothing would tell billing
+    // that it stopped, and it would fill the month on from its last size.
+    let now: std::collections::HashSet<(&str, &str)> =
+        rows.iter().map(|r| (r.account.as_str(), r.bucket.as_str())).collect();
+    let gone: Vec<(String, String)> = snapshot::previous_buckets(&store, &settings.prefix, timestamp)
+        .await?
+        .into_iter()
+        .filter(|(a, b)| !now.contains(&(a.as_str(), b.as_str())))
+        .collect();
+    for (account, bucket) in gone {
+        tracing::info!(%account, %bucket, "bucket gone since the previous snapshot: written with 0 bytes");
+        rows.push(Row { account, bucket, bytes: 0, unfinished_bytes: None });
+    }
+    rows.sort();
+    rows.dedup();
+    let data = snapshot::encode(&rows, timestamp).map_err(CollectError::Encode)?;
     let key = snapshot::write(&store, &settings.prefix, timestamp, data).await?;
     let mut accounts: Vec<&str> =
         rows.iter().map(|r| r.account.as_str()).filter(|a| !a.starts_with(UNATTRIBUTED_PREFIX)).collect();

@@ -9,6 +9,12 @@
 //! do not overwrite each other: the second is written as `…Z-2.parquet`
 //! (then `-3`, …). Their records share account, bucket and timestamp, so
 //! billing keeps one of them (spec 2.1) and reports a conflict if they differ.
+//!
+//! [`previous_buckets`] reads back the newest earlier snapshot (of the same
+//! or the previous day), so that a bucket gone since it is written once
+//! more, with 0 bytes: billing fills a missing day from the last value
+//! seen (spec 2.3), and a deleted bucket would otherwise be billed at its
+//! last size until the end of the month.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -71,6 +77,49 @@ pub(super) async fn write(
         kind: "snapshot",
         reason: format!("{MAX_SAME_SECOND} snapshots of {timestamp} exist already under {prefix}"),
     })
+}
+
+/// The (account, bucket) pairs with bytes of the newest snapshot taken
+/// before `timestamp`, looked for in its day's folder and the day before
+/// (none if there is none there): what the next snapshot must still account for.
+pub(super) async fn previous_buckets(
+    store: &Store,
+    prefix: &str,
+    timestamp: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, CollectError> {
+    let mut newest = None;
+    for day in [timestamp - chrono::Duration::days(1), timestamp] {
+        let folder = format!("{prefix}/dt={}/", day.format("%Y-%m-%d"));
+        let listed = match store.list(&folder).await {
+            Ok(objects) => objects,
+            Err(crate::storage::StorageError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let current = snapshot_key(prefix, timestamp, 1);
+        newest = listed
+            .into_iter()
+            .map(|o| o.key)
+            .filter(|k| k.ends_with(".parquet") && k.as_str() < current.as_str())
+            .max()
+            .or(newest);
+    }
+    let Some(key) = newest else { return Ok(Vec::new()) };
+    let unreadable = |e: PolarsError| CollectError::Malformed {
+        url: store.describe(&key),
+        reason: format!("the previous snapshot cannot be read: {e}"),
+    };
+    let df = crate::formats::read_parquet(store.get(&key).await?).map_err(unreadable)?;
+    let column = |name: &str| df.column(name).and_then(|c| c.str().cloned()).map_err(unreadable);
+    let (accounts, buckets) = (column("storage_account_id")?, column("bucket")?);
+    let bytes = df.column("bytes").and_then(|c| c.u64().cloned()).map_err(unreadable)?;
+    // A bucket already written with 0 bytes has nothing left to stop.
+    Ok(accounts
+        .iter()
+        .zip(buckets.iter())
+        .zip(bytes.iter())
+        .filter(|(_, b)| b.is_some_and(|b| b > 0))
+        .filter_map(|((a, b), _)| Some((a?.to_owned(), b?.to_owned())))
+        .collect())
 }
 
 #[cfg(test)]

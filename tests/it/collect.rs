@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use hyper::body::Incoming;
@@ -211,6 +212,52 @@ fn s3_list_sums_every_object_and_the_billing_run_bills_exactly_those_bytes() {
         findings.contains(&("unknown_storage_account".into(), "unattributed:orphan".into(), "5".into())),
         "the unattributed bucket is billed to nobody and reported with its byte-days (one observed day): {findings:?}"
     );
+}
+
+#[test]
+fn an_account_whose_last_bucket_was_deleted_is_billed_until_then_not_for_the_month() {
+    // sa-2 owns b002 and b005. The day after the first snapshot both are
+    // deleted: sa-2 is in no bucket of the second one. Billing fills a day
+    // without a value from the last one seen, so without a record saying
+    // "0 bytes now" sa-2 would be billed 2,007 bytes for the rest of October.
+    let deleted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gone = deleted.clone();
+    let src = ScriptedHttp::start(move |pq, _| {
+        let page: Vec<serde_json::Value> = serde_json::from_str(&garage_page(7, pq)).unwrap();
+        let kept: Vec<_> = page
+            .into_iter()
+            .filter(|b| !(gone.load(Ordering::SeqCst) && ["id002", "id005"].contains(&b["id"].as_str().unwrap())))
+            .collect();
+        (200, serde_json::to_string(&kept).unwrap())
+    });
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(work.path(), "");
+    let dir = directory(&["sa-0", "sa-1", "sa-2"], &[]);
+    let usage = work.path().join("usage");
+    let env = [
+        ("CAPBILL_COLLECT_SOURCE", "garage".to_owned()),
+        ("CAPBILL_COLLECT_ENDPOINT", src.url.clone()),
+        ("CAPBILL_COLLECT_TOKEN", "t".to_owned()),
+    ];
+    let args = ["--config", cfg.to_str().unwrap()];
+    assert!(collect(&usage, dir.path(), FIRST, &args, &env).status.success());
+    deleted.store(true, Ordering::SeqCst);
+    let next_day = "2026-10-15T05:00:00Z";
+    let o = collect(&usage, dir.path(), next_day, &args, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (rows, _) = snapshot_rows(&usage.join("collected/dt=2026-10-15/snapshot-2026-10-15T05-00-00Z.parquet"));
+    for bucket in ["b002", "b005"] {
+        assert!(rows.contains(&("sa-2".to_owned(), bucket.to_owned(), 0)), "{bucket} written with 0 bytes: {rows:?}");
+    }
+    // A third snapshot does not repeat what was already gone.
+    let o = collect(&usage, dir.path(), "2026-10-15T06:00:00Z", &args, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (rows, _) = snapshot_rows(&usage.join("collected/dt=2026-10-15/snapshot-2026-10-15T06-00-00Z.parquet"));
+    assert!(!rows.iter().any(|(a, ..)| a == "sa-2"), "{rows:?}");
+    // Billed: 2,007 bytes on Oct 1–14 (filled back from the 14th), 0 from the 15th.
+    let (byte_days, _) = bill(dir.path(), &usage);
+    assert_eq!(byte_days.get("sa-2"), Some(&(2_007 * 14)));
+    assert_eq!(byte_days.get("sa-0"), Some(&((1000 + 1003 + 1006) * OCTOBER_DAYS)));
 }
 
 #[test]
