@@ -119,6 +119,8 @@ impl Error {
             }
             Error::Einvoice(e) => e.storage().map_or(exit::INTERNAL, |_| exit::INFRASTRUCTURE),
             Error::NotPublished(_) => exit::INVALID_INPUT,
+            // Retrying cannot help: the output needs another server.
+            Error::Storage(storage::StorageError::NoConditionalWrites { .. }) => exit::INVALID_INPUT,
             Error::Storage(_) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Held { .. } | LockError::Lost { .. }) => exit::LOCK_HELD,
             Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,

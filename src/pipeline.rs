@@ -94,6 +94,7 @@ pub enum Outcome {
 pub async fn bill_month(config: &Config, req: &Request) -> Result<Outcome, Error> {
     use futures::FutureExt;
     let out = Store::open(&config.out, &config.s3).await?;
+    out.require_create_only().await?;
     let lock = MonthLock::acquire(&out, req.month, req.mode.command(), config.lock_ttl).await?;
     let renewal = lock.start_renewal();
     let result = std::panic::AssertUnwindSafe(bill_locked(config, req, &out, &lock))

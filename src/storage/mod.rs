@@ -97,6 +97,16 @@ pub enum StorageError {
         /// Full path or URL.
         location: String,
     },
+    /// The S3 server accepted a second create-only write of one key.
+    #[error(
+        "{location}: the S3 server wrote an object twice under a create-only write (it ignores If-None-Match: *); \
+         there, two runs could both publish a month and a document number could be taken twice. Publish to a \
+         server that honours conditional writes (AWS S3, MinIO, SeaweedFS, Ceph RGW)"
+    )]
+    NoConditionalWrites {
+        /// The probe object's URL.
+        location: String,
+    },
     /// An S3 request failed; the hint says what to check.
     #[error("cannot {action} {location}: {hint}")]
     S3 {
@@ -187,6 +197,31 @@ impl Store {
         match self {
             Store::Local(s) => s.get_range(key, range, etag, buf),
             Store::S3(s) => s.get_range(key, range, etag, buf).await,
+        }
+    }
+
+    /// Checks that the store refuses a second create-only write of one key,
+    /// which every create-only write relies on (the month lock, revision
+    /// files, document numbers). Local files always do (`O_EXCL`); an S3
+    /// server is asked with a probe object under `_capbill/`, written twice
+    /// and deleted. A server that ignores `If-None-Match: *` (Garage 2.5
+    /// does) is [`StorageError::NoConditionalWrites`].
+    pub async fn require_create_only(&self) -> Result<(), StorageError> {
+        let Store::S3(s) = self else { return Ok(()) };
+        // A listing first: a missing bucket is named as such (some servers
+        // would create it on a PUT).
+        s.list("_capbill/").await?;
+        let key = format!(
+            "_capbill/create-only-probe-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        );
+        let first = s.put_if_absent(&key, Bytes::from_static(b"1")).await?;
+        let second = s.put_if_absent(&key, Bytes::from_static(b"2")).await?;
+        s.delete(&key).await?;
+        match (first, second) {
+            (true, false) => Ok(()),
+            _ => Err(StorageError::NoConditionalWrites { location: self.describe(&key) }),
         }
     }
 

@@ -69,6 +69,29 @@ fn example_from_a_bucket_bills_exactly_like_the_local_folder() {
 }
 
 #[test]
+fn a_server_that_ignores_create_only_writes_is_refused_before_anything_is_written() {
+    // Garage 2.5 ignores If-None-Match: * on PUT: there the month lock and
+    // the revision files would not be create-only.
+    let server = example_server();
+    server.faults.ignore_if_none_match.store(true, Ordering::SeqCst);
+    let o = run_s3(&server, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ignores If-None-Match"), "{}", stderr(&o));
+    let out = server.bucket("billing").join("out");
+    let left: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "nothing is left under the output: {left:?}");
+    // The same server honouring it: the run publishes.
+    server.faults.ignore_if_none_match.store(false, Ordering::SeqCst);
+    let o = run_s3(&server, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn checksum_mode_when_required_works_too() {
     let server = example_server();
     let o = run_s3(&server, &[("CAPBILL_S3_CHECKSUM", "when_required".to_owned())]);

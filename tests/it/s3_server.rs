@@ -37,6 +37,12 @@ pub struct Faults {
     pub ranged_gets: AtomicUsize,
     /// GET requests for a whole object that name the object's version (`If-Match`).
     pub whole_version_gets: AtomicUsize,
+    /// When set, a create-only PUT (`If-None-Match: *`) overwrites, as on
+    /// Garage 2.5, which ignores the header: the object is removed before
+    /// the request is served (the header itself is signed and stays).
+    pub ignore_if_none_match: AtomicBool,
+    /// The server's root folder (a bucket per folder).
+    pub root: std::sync::OnceLock<PathBuf>,
 }
 
 /// A running server; stops when dropped.
@@ -74,6 +80,7 @@ impl S3Server {
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
         let faults = Arc::new(Faults::default());
+        faults.root.set(root.path().to_path_buf()).expect("set once");
         let f = faults.clone();
         let server = Loopback::start(move |req| {
             let (svc, f) = (service.clone(), f.clone());
@@ -174,6 +181,14 @@ async fn handle(
     req: http::Request<Incoming>,
 ) -> Result<s3s::HttpResponse, s3s::HttpError> {
     let n = f.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if f.ignore_if_none_match.load(Ordering::SeqCst)
+        && req.method() == http::Method::PUT
+        && req.headers().contains_key("if-none-match")
+        && let Some(root) = f.root.get()
+    {
+        // Path-style `/bucket/key`; the tests' keys need no decoding.
+        let _ = std::fs::remove_file(root.join(req.uri().path().trim_start_matches('/')));
+    }
     let headers = req.headers();
     if req.method() == http::Method::GET && headers.contains_key("if-match") {
         match headers.contains_key("range") {
