@@ -278,6 +278,13 @@ pub struct Document {
     pub vat: Decimal,
     /// Net plus VAT.
     pub gross: Decimal,
+    /// The VAT category it was issued with (UNCL 5305: `S`, `AE`, `O`), so
+    /// that a credit note can cancel it with the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_category: Option<String>,
+    /// The rate of that category in percent (none for `O`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_rate: Option<Decimal>,
 }
 
 /// `latest.json`: the newest complete revision of a month.

@@ -370,7 +370,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         findings.extend(planned.findings.iter().cloned());
         if status == MonthStatus::Final {
             let previous = match corrects {
-                Some(prev) => Some(einvoice::read_previous(out, month, prev).await?),
+                Some(prev) => Some(einvoice::read_previous(out, month, prev, &history).await?),
                 None => None,
             };
             let issuance = einvoice::issuance(&directory, settings, &invoices, &planned, previous.as_ref())?;

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
+use super::tax::Category;
 use super::ubl::{self, Header};
 use super::{DocLine, Draft, EinvoiceError, InvoiceKey, Planned, lines_by_invoice, plan_documents};
 use crate::config::Invoicing;
@@ -30,11 +31,21 @@ pub struct Previous {
     pub numbers: BTreeMap<InvoiceKey, String>,
     /// Lines of every invoice.
     pub lines: BTreeMap<InvoiceKey, Vec<DocLine>>,
+    /// The VAT category each invoice number was issued with, from the
+    /// manifests of the month's revisions.
+    pub categories: BTreeMap<String, Category>,
 }
 
 /// Reads what revision `revision` of `month` issued. A revision published
 /// before e-invoices existed has no `invoice_number` column: nothing issued.
-pub async fn read_previous(store: &Store, month: BillingMonth, revision: u32) -> Result<Previous, EinvoiceError> {
+/// `history` (the month's revisions) gives the VAT category each invoice
+/// number was issued with, in whichever revision issued it.
+pub async fn read_previous(
+    store: &Store,
+    month: BillingMonth,
+    revision: u32,
+    history: &[crate::manifest::Manifest],
+) -> Result<Previous, EinvoiceError> {
     let prefix = revision_prefix(month, revision);
     let frame = |what: String| move |source| EinvoiceError::Frame { what: what.clone(), source };
     let key = format!("{prefix}/invoice_lines.parquet");
@@ -45,7 +56,13 @@ pub async fn read_previous(store: &Store, month: BillingMonth, revision: u32) ->
     let numbers = formats::read_parquet(store.get(&key).await?)
         .and_then(|df| crate::export::invoice_numbers(&df))
         .map_err(frame(store.describe(&key)))?;
-    Ok(Previous { numbers, lines })
+    let categories = history
+        .iter()
+        .flat_map(|m| &m.documents)
+        .filter(|d| d.kind == DocumentKind::Invoice)
+        .filter_map(|d| Some((d.number.clone(), Category::from_code(d.vat_category.as_deref()?, d.vat_rate)?)))
+        .collect();
+    Ok(Previous { numbers, lines, categories })
 }
 
 /// One document to publish.
@@ -88,7 +105,17 @@ pub fn issuance(
         .filter(|k| current.get(*k) != previous.lines.get(*k))
         .map(|k| (k.clone(), previous.lines.get(k).cloned().unwrap_or_default()))
         .collect();
-    let credits = plan_documents(directory, &credited, settings, "credit note")?;
+    let mut credits = plan_documents(directory, &credited, settings, "credit note")?;
+    // A credit note cancels the issued invoice in full (spec 5.4): with the
+    // VAT category and rate it was issued with, whatever the rates or the
+    // buyer's country are now.
+    for (key, draft) in &mut credits.drafts {
+        if let Some(&category) = previous.numbers.get(key).and_then(|n| previous.categories.get(n)) {
+            draft.category = category;
+            draft.vat = category.vat(draft.net)?;
+            draft.gross = crate::money::sum_amounts([draft.net, draft.vat])?;
+        }
+    }
     let mut out = Issuance { findings: credits.findings, ..Default::default() };
     let keys: BTreeSet<&InvoiceKey> = current.keys().chain(previous.numbers.keys()).collect();
     for key in keys {
@@ -159,6 +186,8 @@ pub fn documents(
             net: d.net,
             vat: d.vat,
             gross: d.gross,
+            vat_category: Some(d.category.code().to_owned()),
+            vat_rate: d.category.rate(),
         });
     }
     Ok((files, docs))

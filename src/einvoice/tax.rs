@@ -32,6 +32,17 @@ impl Category {
         }
     }
 
+    /// The category a document was issued with, from its code and rate
+    /// (as [`Category::code`] and [`Category::rate`] give them).
+    pub fn from_code(code: &str, rate: Option<Decimal>) -> Option<Category> {
+        match (code, rate) {
+            ("S", Some(r)) => Some(Category::Standard(r)),
+            ("AE", _) => Some(Category::ReverseCharge),
+            ("O", _) => Some(Category::NotSubject),
+            _ => None,
+        }
+    }
+
     /// The rate in percent (`None` for `O`, which has none).
     pub fn rate(self) -> Option<Decimal> {
         match self {

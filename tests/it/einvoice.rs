@@ -446,6 +446,51 @@ fn a_reprocess_credits_changed_and_disappeared_invoices_and_reissues_changed_one
 }
 
 #[test]
+fn a_credit_note_cancels_the_issued_invoice_with_the_vat_it_was_issued_with() {
+    // Spec 5.4: the credit note cancels the issued document in full. Between
+    // the final month and its reprocess Germany's rate changes (19 → 16) and
+    // cust-z's price changes: msp-b's invoice to cust-z is credited with the
+    // VAT it carried (19 %), and reissued at 16 %.
+    let m = Month::new();
+    ok(m.run(AFTER));
+    let rev1 = m.latest();
+    m.edit("capbill.toml", "vat_rates = { DE = \"19\"", "vat_rates = { DE = \"16\"");
+    m.edit(
+        "directory/contracts.csv",
+        "K-MSPB-Z,msp-b,cust-z,pay_per_use,,12.00",
+        "K-MSPB-Z,msp-b,cust-z,pay_per_use,,13.00",
+    );
+    ok(m.cmd(LATER, "reprocess", &["--month", "2026-10", "--reason", "price of cust-z; German VAT 16 %"]));
+    let rev2 = m.latest();
+    let doc = |rev: &Path, kind: &str, buyer: &str| {
+        manifest(rev)["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["kind"] == kind && d["seller_id"] == "msp-b" && d["buyer_id"] == buyer)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} of msp-b to {buyer}"))
+    };
+    let issued = doc(&rev1, "invoice", "cust-z");
+    let credit = doc(&rev2, "credit_note", "cust-z");
+    let reissued = doc(&rev2, "invoice", "cust-z");
+    assert_eq!(credit["credits"], issued["number"]);
+    for field in ["net", "vat", "gross", "vat_category", "vat_rate"] {
+        assert_eq!(credit[field], issued[field], "{field}: the credit note cancels what was issued");
+    }
+    assert_eq!((issued["vat_category"].as_str(), issued["vat_rate"].as_str()), (Some("S"), Some("19")));
+    assert_eq!(reissued["vat_rate"], "16", "the new invoice has the rate of now");
+    // In the XML too: the credit note's VAT is the issued invoice's.
+    let xml =
+        |rev: &Path, d: &serde_json::Value| std::fs::read_to_string(rev.join(d["file"].as_str().unwrap())).unwrap();
+    let (old, cn) = (xml(&rev1, &issued), xml(&rev2, &credit));
+    let vat = |x: &str| elem(x, "cbc:TaxAmount", x.find("<cac:TaxTotal>").unwrap()).map(str::to_owned);
+    assert_eq!(vat(&cn), vat(&old));
+    assert_eq!(elem(&cn, "cbc:Percent", 0), Some("19"));
+    assert_valid_en16931(&[&rev2.join("einvoices")], 2);
+}
+
+#[test]
 fn validate_einvoices_rechecks_the_documents_of_the_latest_revision() {
     let m = Month::new();
     ok(m.run(AFTER));
