@@ -99,17 +99,21 @@ pub async fn take(
             }
         }
         earlier.sort_by_key(|(n, _)| *n);
-        let mut given: Vec<Option<u64>> = vec![None; idx.len()];
+        // A number taken before keeps the text it was taken as (its year
+        // too, should the rerun come after New Year): the sequence's record
+        // and the document then name the same number.
+        let mut given: Vec<Option<(u64, String)>> = vec![None; idx.len()];
         for (slot, &i) in idx.iter().enumerate() {
             let w = &wanted[i];
             if let Some(pos) = earlier
                 .iter()
                 .position(|(_, c)| c.buyer_id == w.buyer_id && c.currency == w.currency && c.kind == w.kind)
             {
-                given[slot] = Some(earlier.remove(pos).0);
+                let (n, c) = earlier.remove(pos);
+                given[slot] = Some((n, c.number));
             }
         }
-        let mut leftover = earlier.into_iter().map(|(n, _)| n);
+        let mut leftover = earlier.into_iter().map(|(n, c)| (n, c.number));
         for g in given.iter_mut().filter(|g| g.is_none()) {
             *g = leftover.next();
         }
@@ -118,17 +122,19 @@ pub async fn take(
         let mut next = list(store, &seq).await?.iter().filter_map(|k| n_of(k, &seq)).max().unwrap_or(0) + 1;
         for (slot, &i) in idx.iter().enumerate() {
             let w = &wanted[i];
-            let n = match given[slot] {
-                Some(n) => n,
+            let (n, number) = match given[slot].take() {
+                Some(taken) => taken,
                 None => loop {
-                    let claim = claim(month, revision, w, format_number(seller, year, next));
-                    if store.put_if_absent(&format!("{seq}{next}.json"), claim).await? {
-                        break next;
+                    let number = format_number(seller, year, next);
+                    if store
+                        .put_if_absent(&format!("{seq}{next}.json"), claim(month, revision, w, number.clone()))
+                        .await?
+                    {
+                        break (next, number);
                     }
                     next += 1;
                 },
             };
-            let number = format_number(seller, year, n);
             // The note is this revision's own (the month lock is held): replaced freely.
             store.put(&format!("{notes}{n}.json"), claim(month, revision, w, number.clone())).await?;
             out[i] = number;
@@ -179,6 +185,16 @@ mod tests {
         // Fewer documents than before: the earlier numbers are used first, no gap.
         let got = take(&store, oct, 3, 2026, &[w("ic", "y", Invoice)]).await.unwrap();
         assert_eq!(got, ["ic-2026-1"]);
+        // Retried after New Year: a number taken in 2026 keeps its text, as
+        // the sequence records it; a new one is of the new year.
+        let later = [w("ic", "m", Invoice), w("ic", "z", Invoice), w("ic", "q", Invoice), w("ic", "r", Invoice)];
+        let got = take(&store, oct, 3, 2027, &later).await.unwrap();
+        assert_eq!(got, ["ic-2026-2", "ic-2026-1", "ic-2026-5", "ic-2027-6"]);
+        let recorded = |n: u64| {
+            let data = std::fs::read(dir.path().join(format!("{NUMBERS_PREFIX}/ic/{n}.json"))).unwrap();
+            serde_json::from_slice::<Claim>(&data).unwrap().number
+        };
+        assert_eq!((recorded(2), recorded(6)), ("ic-2026-2".to_owned(), "ic-2027-6".to_owned()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
