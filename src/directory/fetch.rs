@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{Directory, DirectoryError, Problem, parse_tables};
-use crate::storage::{ObjectMeta, Store};
+use crate::storage::{ObjectMeta, StorageError, Store};
 
 /// The four table files of a directory as read, before they are parsed:
 /// enough to fingerprint a run, which can then parse them while it reads
@@ -25,7 +25,10 @@ pub struct DirectoryFiles {
 impl DirectoryFiles {
     /// Reads the four tables under `store` (one CSV or Parquet file each).
     pub async fn fetch(store: &Store) -> Result<DirectoryFiles, DirectoryError> {
-        let listing = store.list("").await?;
+        let listing = match store.list("").await {
+            Err(StorageError::NotFound { location }) => return Err(DirectoryError::MissingLocation { location }),
+            listed => listed?,
+        };
         let mut raw = Vec::new();
         let mut sources = Vec::new();
         let mut hasher = Sha256::new();

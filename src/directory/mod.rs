@@ -47,6 +47,12 @@ pub enum DirectoryError {
     /// The directory could not be read from storage.
     #[error("cannot read the partner directory")]
     Storage(#[from] StorageError),
+    /// The directory's location does not exist (a local folder): the setting is wrong.
+    #[error("the partner directory {location} does not exist: check --directory (or `directory` under [locations])")]
+    MissingLocation {
+        /// The folder.
+        location: String,
+    },
     /// A table file is missing.
     #[error("partner directory {location}: no {table}.csv or {table}.parquet")]
     MissingTable {

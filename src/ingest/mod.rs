@@ -48,6 +48,12 @@ pub enum IngestError {
     /// Storage failure.
     #[error("cannot read usage records")]
     Storage(#[from] StorageError),
+    /// The usage location does not exist (a local folder): the setting is wrong.
+    #[error("the usage location {location} does not exist: check --usage (or `usage` under [locations])")]
+    MissingLocation {
+        /// The folder.
+        location: String,
+    },
     /// One record is malformed.
     #[error("usage object {object} row {row}, field {field}: {reason}")]
     Record {

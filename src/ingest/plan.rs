@@ -11,7 +11,7 @@ use super::IngestError;
 use super::prune::key_may_hold;
 use crate::formats::Format;
 use crate::model::{BillingMonth, Finding, FindingKind};
-use crate::storage::{ObjectMeta, Store};
+use crate::storage::{ObjectMeta, StorageError, Store};
 
 /// What a month's ingestion will read, decided from the listing alone.
 #[derive(Debug, Clone)]
@@ -29,7 +29,10 @@ pub struct Plan {
 /// Servers that list without ETags get one HEAD request per object, so that
 /// the plan (and the manifest) always identify the exact object versions.
 pub async fn plan(store: &Store, month: BillingMonth, concurrency: usize) -> Result<Plan, IngestError> {
-    let listing = store.list("").await?;
+    let listing = match store.list("").await {
+        Err(StorageError::NotFound { location }) => return Err(IngestError::MissingLocation { location }),
+        listed => listed?,
+    };
     let mut findings = Vec::new();
     let mut pruned = 0;
     let mut wanted = Vec::new();

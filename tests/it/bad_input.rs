@@ -209,6 +209,25 @@ fn skip_bad_records_turns_each_into_a_finding() {
 }
 
 #[test]
+fn a_usage_or_directory_folder_that_does_not_exist_is_a_setting_to_fix() {
+    // Exit 2 (fix the input), not 3 (retry later): retrying cannot help.
+    let ex = example();
+    let out = tempfile::tempdir().unwrap();
+    let missing = out.path().join("no such folder");
+    let o = run_month(&ex.join("directory"), &missing, out.path(), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the usage location") && stderr(&o).contains("does not exist: check --usage"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_month(&missing, &ex.join("usage"), out.path(), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not exist: check --directory"), "{}", stderr(&o));
+    assert!(!out.path().join("billing_month=2026-10").exists(), "nothing is published");
+}
+
+#[test]
 fn unknown_objects_become_findings() {
     let ex = example_copy();
     std::fs::write(ex.path().join("usage/notes.txt"), "not usage").unwrap();
