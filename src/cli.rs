@@ -260,7 +260,7 @@ pub struct ReprocessArgs {
     #[arg(long, value_parser = BillingMonth::from_str)]
     pub month: BillingMonth,
     /// Why the month is reprocessed (recorded in the manifest).
-    #[arg(long)]
+    #[arg(long, value_parser = non_blank)]
     pub reason: String,
     /// Write a machine-readable run summary (JSON) here, also when the run fails.
     #[arg(long)]
@@ -434,6 +434,14 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{e}: CAPBILL_NOW must be an RFC 3339 time such as 2026-11-02T03:00:00Z"))
+}
+
+/// A text with something in it (a reprocess's reason goes into its manifest).
+fn non_blank(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("give a reason that says why (it is recorded in the manifest)".to_owned()),
+        t => Ok(t.to_owned()),
+    }
 }
 
 /// `user@host` of this invocation.

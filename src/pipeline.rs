@@ -93,6 +93,15 @@ pub enum Outcome {
 /// returned as [`Error::Internal`].
 pub async fn bill_month(config: &Config, req: &Request) -> Result<Outcome, Error> {
     use futures::FutureExt;
+    // A month that has not begun has no usage: billing it would publish
+    // its reservations and minimums alone, for nothing used.
+    if req.month.first_date() > req.now.date_naive() {
+        return Err(crate::config::ConfigError::Invalid {
+            setting: "month",
+            reason: format!("{} has not begun (it is {} now)", req.month, req.now.format("%Y-%m-%d %H:%M UTC")),
+        }
+        .into());
+    }
     let out = Store::open(&config.out, &config.s3).await?;
     out.require_create_only().await?;
     let lock = MonthLock::acquire(&out, req.month, req.mode.command(), config.lock_ttl).await?;

@@ -93,10 +93,10 @@ fn the_run_summary_is_written_for_success_and_for_failure() {
     let i = bad.iter().position(|a| a == "--directory").unwrap();
     bad[i + 1] = "/nonexistent/directory".into();
     let o = run(&bad, &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["status"], "failed");
-    assert_eq!(s["exit_code"], 3);
+    assert_eq!(s["exit_code"], 2);
     assert!(s["error"].as_str().unwrap().contains("/nonexistent/directory"), "{s}");
 }
 

@@ -583,3 +583,18 @@ fn an_object_changed_after_it_was_listed_is_not_billed_silently() {
     let listed = objects.as_array().unwrap().iter().find(|o| o["key"] == "daily/2026-10/sa-x1.csv").unwrap().clone();
     assert_eq!(listed["size"], std::fs::metadata(&file).unwrap().len());
 }
+
+#[test]
+fn a_month_that_has_not_begun_and_a_blank_reason_are_refused() {
+    let m = Month::new();
+    // October 2026 billed on September 30: nothing used yet.
+    let o = m.run("2026-09-30T23:00:00Z");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2026-10 has not begun"), "{}", stderr(&o));
+    assert!(!m.month_dir().exists(), "nothing is published");
+    // On its first day it is billed (provisional).
+    ok(&m.run("2026-10-01T00:00:00Z"));
+    let o = m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "   "]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("give a reason"), "{}", stderr(&o));
+}
