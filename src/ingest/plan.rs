@@ -46,6 +46,14 @@ pub async fn plan(store: &Store, month: BillingMonth, concurrency: usize) -> Res
                 meta.key.clone(),
                 "hidden (a folder or file name starts with _ or .: a job's temporary or marker file): not read",
             ));
+        } else if meta.size == 0 && Format::of_key(&meta.key).is_some() {
+            // Any format: no header, no footer, no records. Not an error
+            // (an export can be empty), and not silent either.
+            findings.push(Finding::new(
+                FindingKind::SkippedObject,
+                meta.key.clone(),
+                "empty (0 bytes): no records to read",
+            ));
         } else if let Some(format) = Format::of_key(&meta.key) {
             wanted.push((meta, format));
         } else {

@@ -242,13 +242,25 @@ fn unknown_objects_become_findings() {
     std::fs::write(&partial, text.replace("2026-10-03,sa-x1,400002000000", "2026-10-03,sa-x1,900002000000")).unwrap();
     std::fs::write(ex.path().join("usage/daily/2026-10/_SUCCESS"), "").unwrap();
     std::fs::write(ex.path().join("usage/daily/2026-10/.sa-x1.csv.crc"), "crc").unwrap();
+    // Empty exports of every format: no records, and no failure.
+    for empty in ["usage/daily/2026-10/empty.csv", "usage/empty.parquet", "usage/empty.jsonl", "usage/empty.json"] {
+        std::fs::write(ex.path().join(empty), "").unwrap();
+    }
     let out = tempfile::tempdir().unwrap();
     let o = run_month(&ex.path().join("directory"), &ex.path().join("usage"), out.path(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rev = latest_revision(out.path());
     let rows = project(&rev.join("findings.csv"), &["kind", "subject_id"].map(String::from));
-    for key in ["notes.txt", "_temporary/0/task_1/sa-x1.csv", "daily/2026-10/_SUCCESS", "daily/2026-10/.sa-x1.csv.crc"]
-    {
+    for key in [
+        "notes.txt",
+        "_temporary/0/task_1/sa-x1.csv",
+        "daily/2026-10/_SUCCESS",
+        "daily/2026-10/.sa-x1.csv.crc",
+        "daily/2026-10/empty.csv",
+        "empty.parquet",
+        "empty.jsonl",
+        "empty.json",
+    ] {
         assert!(rows.contains(&vec!["skipped_object".to_owned(), key.to_owned()]), "{key}: {rows:?}");
     }
     // The partial copy is not read: sa-x1 is billed as in the example.
