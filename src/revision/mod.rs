@@ -129,10 +129,27 @@ impl Fingerprint {
         if self.usage != before.usage {
             let old: BTreeMap<_, _> = before.usage.iter().map(|o| (&o.key, o)).collect();
             let new: BTreeMap<_, _> = self.usage.iter().map(|o| (&o.key, o)).collect();
-            let added = new.keys().filter(|k| !old.contains_key(*k)).count();
-            let removed = old.keys().filter(|k| !new.contains_key(*k)).count();
-            let changed = new.iter().filter(|(k, o)| old.get(*k).is_some_and(|p| p != *o)).count();
-            out.push(format!("usage objects changed ({added} added, {changed} changed, {removed} removed)"));
+            let added: Vec<&str> = new.keys().filter(|k| !old.contains_key(*k)).map(|k| k.as_str()).collect();
+            let removed: Vec<&str> = old.keys().filter(|k| !new.contains_key(*k)).map(|k| k.as_str()).collect();
+            let changed: Vec<&str> =
+                new.iter().filter(|(k, o)| old.get(*k).is_some_and(|p| p != *o)).map(|(k, _)| k.as_str()).collect();
+            // The objects themselves, the first few of each kind.
+            let name = |what: &str, keys: &[&str]| match keys.len() {
+                0 => None,
+                n if n <= 3 => Some(format!("{what} {}", keys.join(", "))),
+                n => Some(format!("{what} {} and {} more", keys[..3].join(", "), n - 3)),
+            };
+            let named: Vec<String> = [name("added", &added), name("changed", &changed), name("removed", &removed)]
+                .into_iter()
+                .flatten()
+                .collect();
+            out.push(format!(
+                "usage objects changed ({} added, {} changed, {} removed: {})",
+                added.len(),
+                changed.len(),
+                removed.len(),
+                named.join("; ")
+            ));
         }
         if self.config_hash != before.config_hash {
             out.push("the billing configuration changed".to_owned());

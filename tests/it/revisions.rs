@@ -199,7 +199,11 @@ fn a_changed_final_month_is_refused_until_reprocessed_with_a_reason() {
     let o = m.run(AFTER);
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(stderr(&o).contains("capbill reprocess --month 2026-10"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("usage objects changed (0 added, 1 changed, 0 removed)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("usage objects changed (0 added, 1 changed, 0 removed: changed daily/2026-10/sa-x1.csv)"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(m.month_dir().join("latest.json")).unwrap(), latest_before);
     assert!(!m.revision(2).exists());
 
