@@ -70,6 +70,16 @@ pub enum Error {
     /// The month's lock.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The process was asked to stop (SIGTERM from a scheduler or a node
+    /// drain, SIGINT from a terminal) before the run ended.
+    #[error(
+        "stopped by {} before the run ended: nothing more was published and the month lock is released; running again is safe",
+        if *.signal == 2 { "SIGINT" } else { "SIGTERM" }
+    )]
+    Terminated {
+        /// The signal's number (15 or 2).
+        signal: u8,
+    },
     /// A panic: a bug. The message is the panic's; the backtrace is in the debug log.
     #[error("internal error: {message}; this is a bug, please report it with the log")]
     Internal {
@@ -127,6 +137,8 @@ impl Error {
             Error::Lock(LockError::Corrupt { .. }) => exit::INVALID_INPUT,
             Error::ReprocessRefused { .. } => exit::REPROCESS_REFUSED,
             Error::Internal { .. } => exit::INTERNAL,
+            // As a shell reports a process a signal ended: 128 + the signal.
+            Error::Terminated { signal } => 128 + signal,
         }
     }
 

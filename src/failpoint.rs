@@ -13,23 +13,39 @@
 
 use std::sync::OnceLock;
 
-/// Stops here forever if `CAPBILL_FAILPOINT` names this place.
-pub fn reached(name: &str) {
+/// Whether `CAPBILL_FAILPOINT` names this place (panicking here if it says
+/// `panic-` this place), and if so the resume file to wait for.
+fn stops_at(name: &str) -> Option<Option<std::path::PathBuf>> {
     static TARGET: OnceLock<Option<String>> = OnceLock::new();
     let target = TARGET.get_or_init(|| std::env::var("CAPBILL_FAILPOINT").ok().filter(|s| !s.is_empty()));
-    let Some(target) = target.as_deref() else { return };
+    let target = target.as_deref()?;
     if target.strip_prefix("panic-") == Some(name) {
         panic!("failpoint {name} panics");
     }
-    if target == name {
-        eprintln!("failpoint {name} reached");
-        let resume = std::env::var_os("CAPBILL_FAILPOINT_RESUME").map(std::path::PathBuf::from);
-        loop {
-            match &resume {
-                Some(path) if path.exists() => return,
-                Some(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                None => std::thread::sleep(std::time::Duration::from_secs(3600)),
-            }
+    if target != name {
+        return None;
+    }
+    eprintln!("failpoint {name} reached");
+    Some(std::env::var_os("CAPBILL_FAILPOINT_RESUME").map(std::path::PathBuf::from))
+}
+
+/// Stops here forever if `CAPBILL_FAILPOINT` names this place.
+pub fn reached(name: &str) {
+    let Some(resume) = stops_at(name) else { return };
+    loop {
+        match &resume {
+            Some(path) if path.exists() => return,
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            None => std::thread::sleep(std::time::Duration::from_secs(3600)),
         }
+    }
+}
+
+/// [`reached`] for async code: waits without holding its thread, so the
+/// run can still be stopped there (a signal's test).
+pub async fn reached_async(name: &str) {
+    let Some(resume) = stops_at(name) else { return };
+    while resume.as_ref().is_none_or(|path| !path.exists()) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

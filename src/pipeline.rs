@@ -106,15 +106,39 @@ pub async fn bill_month(config: &Config, req: &Request) -> Result<Outcome, Error
     out.require_create_only().await?;
     let lock = MonthLock::acquire(&out, req.month, req.mode.command(), config.lock_ttl).await?;
     let renewal = lock.start_renewal();
-    let result = std::panic::AssertUnwindSafe(bill_locked(config, req, &out, &lock))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| Err(Error::from_panic(&*panic)));
+    let run = std::panic::AssertUnwindSafe(bill_locked(config, req, &out, &lock)).catch_unwind();
+    // Asked to stop (a scheduler's SIGTERM, a terminal's SIGINT): the run
+    // is dropped wherever it is, which publication survives as it survives
+    // a crash, and the lock is released, so that the next try (another pod,
+    // whose host could not tell this process dead) need not wait it out.
+    let result = tokio::select! {
+        done = run => done.unwrap_or_else(|panic| Err(Error::from_panic(&*panic))),
+        signal = stop_requested() => {
+            tracing::warn!(signal, month = %req.month, "asked to stop: the run ends here and releases its lock");
+            Err(Error::Terminated { signal })
+        }
+    };
     drop(renewal);
     let released = lock.release().await;
     let outcome = result?;
     released?;
     Ok(outcome)
+}
+
+/// Resolves when the process is asked to stop: the signal's number
+/// (SIGTERM 15, SIGINT 2). Never, where signals cannot be listened to.
+async fn stop_requested() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            return tokio::select! {
+                _ = term.recv() => 15,
+                _ = int.recv() => 2,
+            };
+        }
+    }
+    std::future::pending().await
 }
 
 /// The nightly command: the previous month (until it is final), then the
@@ -141,7 +165,11 @@ pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) ->
             Ok(o) => outcomes.push(o),
             Err(e) => {
                 tracing::error!(month = %month, error = %crate::error::chain(&e), "billing the month failed");
+                let stop = matches!(e, Error::Terminated { .. });
                 first_error.get_or_insert(e);
+                if stop {
+                    break; // asked to stop: no next month
+                }
             }
         }
     }
@@ -295,7 +323,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // Time ingestion spent handing records to the meter: waiting while the
     // metering thread is still busy with a day.
     let mut metering = std::time::Duration::ZERO;
-    crate::failpoint::reached("planned");
+    crate::failpoint::reached_async("planned").await;
     let usage = ingest::ingest(
         &usage_store,
         plan,

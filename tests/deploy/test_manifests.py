@@ -241,7 +241,7 @@ def test_missed_starts_and_history_are_bounded(cronjob):
 
 
 def test_job_retries_and_ends(job):
-    assert job["backoffLimit"] == 3
+    assert job["backoffLimit"] == 6
     # Ends well before the next night's start, which Forbid would otherwise skip.
     assert isinstance(job["activeDeadlineSeconds"], int) and 0 < job["activeDeadlineSeconds"] <= 12 * 3600
     assert isinstance(job["ttlSecondsAfterFinished"], int) and job["ttlSecondsAfterFinished"] >= 24 * 3600
@@ -255,6 +255,11 @@ def test_a_killed_pods_lock_expires_while_the_job_can_still_retry(applied, job):
     lock_ttl_minutes = config.get("operations", {}).get("lock_ttl_minutes", 10)
     assert 3 <= lock_ttl_minutes <= 30
     assert lock_ttl_minutes * 60 < job["activeDeadlineSeconds"]
+    # A pod killed outright (OOM, node failure) leaves its lock until the TTL;
+    # the retries (exit 4 until then) must still go on after it: the Job
+    # controller waits 10 s, doubled each time, at most 6 minutes.
+    waits = [min(10 * 2**i, 360) for i in range(job["backoffLimit"])]
+    assert sum(waits) > lock_ttl_minutes * 60, (waits, lock_ttl_minutes)
 
 
 def exit_code_rules(job, action):
@@ -965,9 +970,13 @@ def test_crontab_collects_hourly_under_its_own_flock(container):
     assert fields[5] == nightly_fields[5] == "capbill"
     assert command[0] == "flock" and "--nonblock" in command
     # Its own lock: a long nightly run must not stop the hourly collection.
-    (lock,) = [a for a in command[1:-1] if a.startswith("/run/lock/")]
-    (nightly_lock,) = [a for a in nightly_command[1:-1] if a.startswith("/run/lock/")]
+    # Both in the capbill user's own folder (created by the install steps):
+    # /run/lock is root's alone where systemd's default mode 0755 applies.
+    (lock,) = [a for a in command[1:-1] if a.endswith(".lock")]
+    (nightly_lock,) = [a for a in nightly_command[1:-1] if a.endswith(".lock")]
     assert lock != nightly_lock
+    assert lock.startswith("/var/lib/capbill/") and nightly_lock.startswith("/var/lib/capbill/")
+    assert "install -d -o capbill -g capbill -m 0750 /var/lib/capbill" in CRONTAB.read_text(encoding="utf-8")
     # A collection still going: "retry may help", as for an unreachable source.
     assert option(command, "--conflict-exit-code") in {str(c) for c in COLLECT_RETRY}
     assert option(collect, "--config") == option(nightly, "--config") == option(argv(container), "--config")

@@ -602,3 +602,40 @@ fn a_month_that_has_not_begun_and_a_blank_reason_are_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("give a reason"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_run_asked_to_stop_releases_its_lock_and_says_so_in_its_summary() {
+    // A drained node or a deleted pod sends SIGTERM: the next try runs on
+    // another host, which cannot tell this process dead and would wait the
+    // lock's expiry out. So the run releases its lock as it stops.
+    let m = Month::new();
+    let summary = m.out.path().join("summary.json");
+    let mut args = m.args("run", &["--month", "2026-10"]);
+    args.extend(["--summary-json".to_owned(), summary.to_str().unwrap().to_owned()]);
+    let never = m.out.path().join("never");
+    let env = [("CAPBILL_NOW", GRACE.to_owned()), ("CAPBILL_FAILPOINT_RESUME", never.to_str().unwrap().to_owned())];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut env = env.to_vec();
+    env.push(("CAPBILL_FAILPOINT", "planned".to_owned()));
+    let mut child = command(&args, &env).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Read its log to the failpoint, and keep reading after it (a closed
+    // pipe would end the process otherwise).
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.by_ref().map(Result::unwrap).any(|l| l.contains("failpoint planned reached")));
+    let rest = std::thread::spawn(move || lines.map(Result::unwrap).collect::<Vec<_>>().join("\n"));
+    let lock_dir = m.month_dir().join("_lock");
+    assert_eq!(std::fs::read_dir(&lock_dir).unwrap().count(), 1, "the run holds the lock");
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    let log = rest.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{log}");
+    let held: Vec<_> = std::fs::read_dir(&lock_dir).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
+    assert!(held.is_empty(), "the lock is released: {held:?}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!((s["status"].as_str(), s["exit_code"].as_u64()), (Some("failed"), Some(143)));
+    assert!(s["error"].as_str().unwrap().contains("stopped by SIGTERM"), "{s}");
+    // The next run goes ahead at once.
+    ok(&m.run(GRACE));
+    assert_eq!(m.latest()["revision"], 1);
+}
