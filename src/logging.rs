@@ -20,8 +20,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber.
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber; whether it writes JSON lines.
+pub fn init(format: LogFormat) -> bool {
     let filter = EnvFilter::try_from_env("CAPBILL_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -37,6 +37,7 @@ pub fn init(format: LogFormat) {
     let result = if json { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
     // A subscriber may already be installed (tests); keep it.
     let _ = result;
+    json
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.

@@ -22,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = capbill::cli::Cli::parse();
-    capbill::logging::init(cli.log_format);
+    let json_logs = capbill::logging::init(cli.log_format);
     std::panic::set_hook(Box::new(|info| {
         let backtrace = std::backtrace::Backtrace::force_capture();
         tracing::debug!(panic = %info, %backtrace, "panic");
@@ -32,7 +32,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", capbill::error::chain(&e));
+            let error = capbill::error::chain(&e);
+            // JSON logs get the failure as an event too, which alerts on
+            // ERROR events see; text logs have the line below alone.
+            if json_logs {
+                tracing::error!(%error, exit_code = e.exit_code(), "run failed");
+            }
+            eprintln!("error: {error}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -97,6 +97,16 @@ fn the_run_summary_is_written_for_success_and_for_failure() {
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["status"], "failed");
     assert_eq!(s["exit_code"], 2);
+    // With JSON logs the failure is an ERROR event too (what alerts select),
+    // besides the one text line.
+    let mut json = bad.clone();
+    json.extend(["--log-format".to_owned(), "json".to_owned()]);
+    let o = run(&json, &[]);
+    let events: Vec<serde_json::Value> = stderr(&o).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let failed = events.iter().find(|e| e["level"] == "ERROR" && e["message"] == "run failed");
+    let failed = failed.unwrap_or_else(|| panic!("no ERROR event: {}", stderr(&o)));
+    assert_eq!(failed["exit_code"], 2);
+    assert!(failed["error"].as_str().unwrap().contains("/nonexistent/directory"), "{failed}");
     assert!(s["error"].as_str().unwrap().contains("/nonexistent/directory"), "{s}");
 }
 
