@@ -73,6 +73,8 @@ pub enum Outcome {
         revision: u32,
         /// Its status.
         status: MonthStatus,
+        /// That revision's manifest (its counts and totals go into the summary).
+        manifest: Box<Manifest>,
     },
     /// A complete revision of an interrupted run matched the inputs:
     /// `latest.json` now names it.
@@ -83,6 +85,9 @@ pub enum Outcome {
         revision: u32,
         /// Its status.
         status: MonthStatus,
+        /// Its manifest (its counts and totals go into the summary: the run
+        /// that made it died before writing one).
+        manifest: Box<Manifest>,
     },
 }
 
@@ -276,9 +281,18 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
             }
             // What the interrupted run published is what this run would bill.
             Decision::Unchanged { revision, status } => {
+                let manifest = Box::new(
+                    history
+                        .iter()
+                        .find(|m| m.revision == revision)
+                        .cloned()
+                        .expect("the latest revision is in the history"),
+                );
                 return Ok(match adopted {
-                    Some(newest) => Outcome::Adopted { month, revision: newest.revision, status: newest.status },
-                    None => Outcome::Unchanged { month, revision, status },
+                    Some(newest) => {
+                        Outcome::Adopted { month, revision: newest.revision, status: newest.status, manifest }
+                    }
+                    None => Outcome::Unchanged { month, revision, status, manifest },
                 });
             }
             Decision::Refuse { revision, changes } => return Err(Error::ReprocessRefused { month, revision, changes }),

@@ -73,11 +73,11 @@ pub fn collected(c: &crate::collect::Collected) -> String {
 pub fn outcome(o: &Outcome) -> String {
     match o {
         Outcome::Published(r) => published(r),
-        Outcome::Unchanged { month, revision, status } => format!(
+        Outcome::Unchanged { month, revision, status, .. } => format!(
             "capbill: {month} unchanged: inputs and configuration match revision {revision} ({}); nothing published\n",
             status.as_str()
         ),
-        Outcome::Adopted { month, revision, status } => format!(
+        Outcome::Adopted { month, revision, status, .. } => format!(
             "capbill: {month}: completed the publication of revision {revision} ({}), interrupted before latest.json\n",
             status.as_str()
         ),

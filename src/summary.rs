@@ -91,12 +91,18 @@ impl From<&Outcome> for MonthSummary {
                     corrections: r.corrections.map(|(_, n)| n),
                 }
             }
-            Outcome::Unchanged { month, revision, status } => {
-                bare(month.to_string(), "unchanged", status.as_str(), *revision)
-            }
-            Outcome::Adopted { month, revision, status } => {
-                bare(month.to_string(), "adopted", status.as_str(), *revision)
-            }
+            // Nothing was billed by this run; the revision now latest is
+            // what alerts read: its counts (findings by kind) and totals.
+            Outcome::Unchanged { month, revision, status, manifest } => MonthSummary {
+                counts: Some(manifest.counts.clone()),
+                totals: manifest.totals.clone(),
+                ..bare(month.to_string(), "unchanged", status.as_str(), *revision)
+            },
+            Outcome::Adopted { month, revision, status, manifest } => MonthSummary {
+                counts: Some(manifest.counts.clone()),
+                totals: manifest.totals.clone(),
+                ..bare(month.to_string(), "adopted", status.as_str(), *revision)
+            },
         }
     }
 }

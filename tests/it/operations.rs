@@ -88,6 +88,16 @@ fn the_run_summary_is_written_for_success_and_for_failure() {
     assert_eq!(m["counts"]["invoice_lines"], 13);
     assert_eq!(m["counts"]["findings"]["gap_filled"], 1);
 
+    // Run again: nothing changed, and the summary still carries the latest
+    // revision's counts and totals, which alerts read every night.
+    let o = run(&args, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let m = &s["months"][0];
+    assert_eq!((m["outcome"].as_str(), m["revision"].as_u64()), (Some("unchanged"), Some(1)));
+    assert_eq!(m["totals"][0]["total"], "2888.30");
+    assert_eq!(m["counts"]["findings"]["gap_filled"], 1);
+
     // A failing run still writes it.
     let mut bad = args.clone();
     let i = bad.iter().position(|a| a == "--directory").unwrap();

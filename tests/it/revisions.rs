@@ -443,8 +443,10 @@ fn a_run_that_lost_its_lock_publishes_nothing_more() {
         });
         assert_eq!(code, Some(4), "{failpoint}: {err}");
         assert!(err.contains("lost its lock") && err.contains("usurper"), "{failpoint}: {err}");
-        // The failpoint is passed again for each usage object; otherwise one line.
-        assert_eq!(err.lines().filter(|l| !l.starts_with("failpoint ")).count(), 1, "{failpoint}: {err}");
+        // The failpoint is passed again for each usage object; otherwise one
+        // text line (and JSON log events).
+        let text = err.lines().filter(|l| !l.starts_with("failpoint ") && !l.starts_with('{')).count();
+        assert_eq!(text, 1, "{failpoint}: {err}");
         assert_eq!(
             std::fs::read(m.month_dir().join("latest.json")).unwrap(),
             latest,
@@ -471,10 +473,13 @@ fn a_panicking_run_releases_its_lock_and_prints_one_line() {
     let o = capbill_env(&args, &env);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
+    // One text line; besides it only JSON log events (the failure among them).
+    let text: Vec<&str> = err.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err()).collect();
     assert_eq!(
-        err.trim_end(),
-        "error: internal error: failpoint after-ingest panics; this is a bug, please report it with the log"
+        text,
+        ["error: internal error: failpoint after-ingest panics; this is a bug, please report it with the log"]
     );
+    assert!(err.lines().any(|l| l.contains("\"message\":\"run failed\"") && l.contains("\"exit_code\":1")), "{err}");
     assert!(!m.month_dir().join("_lock").exists(), "the lock is left behind");
     assert!(!m.month_dir().join("revision=1").exists());
     // The backtrace is in the debug log.
