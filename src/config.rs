@@ -510,7 +510,7 @@ impl Config {
                     )
                 })
                 .transpose()?,
-            s3: s3_settings(raw.s3, &overrides.s3),
+            s3: s3_settings(raw.s3, &overrides.s3)?,
             collect: collect_settings(raw.collect, &overrides.collect)?,
             grace_days: raw.operations.grace_days.unwrap_or(3),
             lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(10).max(1))),
@@ -550,11 +550,31 @@ impl Config {
 }
 
 /// `[s3]` values, each overridden by the invocation's.
-fn s3_settings(raw: RawS3, o: &S3Overrides) -> S3Settings {
+fn s3_settings(raw: RawS3, o: &S3Overrides) -> Result<S3Settings, ConfigError> {
     let d = S3Settings::default();
     let secs = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_secs);
     let o = o.clone();
-    S3Settings {
+    // Zero would make every request fail (no attempt, no time for one):
+    // a setting to fix, not a storage failure to retry.
+    for (setting, value) in [
+        ("s3.max_attempts (CAPBILL_S3_MAX_ATTEMPTS)", o.max_attempts.or(raw.max_attempts).map(u64::from)),
+        (
+            "s3.connect_timeout_secs (CAPBILL_S3_CONNECT_TIMEOUT_SECS)",
+            o.connect_timeout_secs.or(raw.connect_timeout_secs),
+        ),
+        (
+            "s3.operation_timeout_secs (CAPBILL_S3_OPERATION_TIMEOUT_SECS)",
+            o.operation_timeout_secs.or(raw.operation_timeout_secs),
+        ),
+    ] {
+        if value == Some(0) {
+            return Err(ConfigError::Invalid {
+                setting,
+                reason: "0 leaves no request a chance: give at least 1".to_owned(),
+            });
+        }
+    }
+    Ok(S3Settings {
         endpoint_url: o.endpoint_url.or(raw.endpoint_url),
         region: o.region.or(raw.region),
         force_path_style: o.force_path_style.or(raw.force_path_style).unwrap_or(d.force_path_style),
@@ -566,7 +586,7 @@ fn s3_settings(raw: RawS3, o: &S3Overrides) -> S3Settings {
         profile: o.profile.or(raw.profile),
         access_key_id: o.access_key_id.or(raw.access_key_id),
         secret_access_key: o.secret_access_key.or(raw.secret_access_key),
-    }
+    })
 }
 
 /// `path` with `.` segments dropped and each `..` folded into the folder

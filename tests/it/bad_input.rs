@@ -281,6 +281,8 @@ fn settings_from_the_environment_that_do_not_parse_name_their_variable() {
     for (var, value) in [
         ("CAPBILL_S3_FORCE_PATH_STYLE", "yes"),
         ("CAPBILL_S3_MAX_ATTEMPTS", "-1"),
+        ("CAPBILL_S3_MAX_ATTEMPTS", "0"),
+        ("CAPBILL_S3_OPERATION_TIMEOUT_SECS", "0"),
         ("CAPBILL_S3_CHECKSUM", "always"),
         ("CAPBILL_NOW", "yesterday"),
     ] {
