@@ -513,13 +513,21 @@ impl Config {
             s3: s3_settings(raw.s3, &overrides.s3)?,
             collect: collect_settings(raw.collect, &overrides.collect)?,
             grace_days: raw.operations.grace_days.unwrap_or(3),
-            lock_ttl: chrono::Duration::minutes(i64::from(raw.operations.lock_ttl_minutes.unwrap_or(10).max(1))),
+            lock_ttl: match raw.operations.lock_ttl_minutes.unwrap_or(10) {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        setting: "operations.lock_ttl_minutes",
+                        reason: "0 would let any other run take the lock over at once: give at least 1".to_owned(),
+                    });
+                }
+                m => chrono::Duration::minutes(i64::from(m)),
+            },
             memory_budget: match overrides.memory_budget_mib.or(raw.operations.memory_budget_mib) {
                 None => DEFAULT_MEMORY_BUDGET,
                 Some(mib) if (MIN_MEMORY_BUDGET_MIB..=1 << 30).contains(&mib) => mib << 20,
                 Some(mib) => {
                     return Err(ConfigError::Invalid {
-                        setting: "memory_budget_mib",
+                        setting: "memory_budget_mib (--memory-budget-mib, CAPBILL_MEMORY_BUDGET_MIB)",
                         reason: format!("{mib} MiB: give at least {MIN_MEMORY_BUDGET_MIB}"),
                     });
                 }
@@ -662,6 +670,21 @@ mod tests {
         assert!(!format!("{c:?}").contains("file-secret"), "secrets must not print");
         let file_only = Config::load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!((file_only.s3.max_attempts, file_only.s3.force_path_style), (3, false));
+    }
+
+    #[test]
+    fn settings_of_zero_that_would_break_every_run_are_refused_by_name() {
+        let locations = "[locations]\ndirectory = \"d\"\nusage = \"u\"\nout = \"o\"\n";
+        for (section, expected) in [
+            ("[operations]\nlock_ttl_minutes = 0\n", "operations.lock_ttl_minutes"),
+            ("[s3]\nmax_attempts = 0\n", "s3.max_attempts"),
+            ("[s3]\noperation_timeout_secs = 0\n", "s3.operation_timeout_secs"),
+            ("[operations]\nmemory_budget_mib = 10\n", "CAPBILL_MEMORY_BUDGET_MIB"),
+        ] {
+            let (_d, path) = write(&format!("{locations}{section}"));
+            let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains(expected), "{section}: {err}");
+        }
     }
 
     #[test]

@@ -644,3 +644,13 @@ fn a_run_asked_to_stop_releases_its_lock_and_says_so_in_its_summary() {
     ok(&m.run(GRACE));
     assert_eq!(m.latest()["revision"], 1);
 }
+
+#[test]
+fn status_before_the_first_run_says_there_is_no_month_yet() {
+    // A fresh deployment: the output folder is made by the first run.
+    let m = Month::new();
+    let out = m.out.path().join("not made yet");
+    let o = capbill(&["status", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no billing month has outputs under"));
+}
