@@ -380,12 +380,12 @@ pub async fn history(store: &Store, month: BillingMonth) -> Result<Vec<Manifest>
 /// Months with outputs under the output root, ascending.
 pub async fn months(store: &Store) -> Result<Vec<BillingMonth>, ManifestError> {
     // An output folder not made yet (before the first run) holds no month.
-    let listed = match store.list("").await {
-        Err(crate::storage::StorageError::NotFound { .. }) => Vec::new(),
-        listed => listed?,
-    };
-    let mut months: Vec<BillingMonth> =
-        listed.iter().filter_map(|o| o.key.split('/').next()?.strip_prefix("billing_month=")?.parse().ok()).collect();
+    let mut months: Vec<BillingMonth> = store
+        .list_or_empty("")
+        .await?
+        .iter()
+        .filter_map(|o| o.key.split('/').next()?.strip_prefix("billing_month=")?.parse().ok())
+        .collect();
     months.sort();
     months.dedup();
     Ok(months)

@@ -130,13 +130,12 @@ pub fn tb_months(byte_days: i128, days_in_month: u32, unit_bytes: u64) -> Result
 
 /// A line amount: `quantity × price`, rounded half away from zero to cents.
 ///
-/// Computed exactly in `i128` from the two mantissas (a [`Decimal`]
-/// product that does not fit 96 bits would be rounded silently first).
+/// Computed exactly in `i128` ([`Exact::product`]: a [`Decimal`] product
+/// that does not fit 96 bits would be rounded silently first).
 pub fn amount(quantity: Decimal, price: Decimal) -> Result<Decimal, MoneyError> {
     const WHAT: &str = "amount";
     let overflow = MoneyError::Overflow { what: WHAT };
-    let exact = quantity.mantissa().checked_mul(price.mantissa()).ok_or(overflow)?;
-    let scale = quantity.scale().checked_add(price.scale()).ok_or(overflow)?;
+    let Exact { mantissa: exact, scale } = Exact::product(quantity, price).map_err(|_| overflow)?;
     let cents = match scale.checked_sub(AMOUNT_SCALE) {
         Some(extra) => div_half_away(exact, pow10(extra, WHAT)?)?,
         None => exact.checked_mul(pow10(AMOUNT_SCALE.saturating_sub(scale), WHAT)?).ok_or(overflow)?,
@@ -258,10 +257,14 @@ pub fn mean_half_away_expr(sum: Expr, count: Expr) -> Expr {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
 
     #[test]
     fn exact_products_keep_every_digit_and_refuse_what_a_decimal_38_cannot_hold() {
-        let d = |s: &str| s.parse::<Decimal>().unwrap();
         // 10^8 TB-months at the directory's highest price (10^17 − 100):
         // 29 digits at scale 12, beyond a Decimal's 28, kept whole.
         let p = Exact::product(d("100000000.000000"), d("999999999.999999")).unwrap();
@@ -276,11 +279,6 @@ mod tests {
         // 38 digits at most.
         assert!(Exact::of(Decimal::MAX).mantissa_at(10, "x").is_err());
         assert_eq!(Exact::of(Decimal::MAX).mantissa_at(9, "x").unwrap(), Decimal::MAX.mantissa() * 10i128.pow(9));
-    }
-    use std::str::FromStr;
-
-    fn d(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
     }
 
     #[test]

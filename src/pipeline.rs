@@ -69,11 +69,8 @@ pub enum Outcome {
     Unchanged {
         /// The month.
         month: BillingMonth,
-        /// Its latest revision.
-        revision: u32,
-        /// Its status.
-        status: MonthStatus,
-        /// That revision's manifest (its counts and totals go into the summary).
+        /// The latest revision's manifest (its number and status, and the
+        /// counts and totals that go into the summary).
         manifest: Box<Manifest>,
     },
     /// A complete revision of an interrupted run matched the inputs:
@@ -81,10 +78,6 @@ pub enum Outcome {
     Adopted {
         /// The month.
         month: BillingMonth,
-        /// The revision now latest.
-        revision: u32,
-        /// Its status.
-        status: MonthStatus,
         /// Its manifest (its counts and totals go into the summary: the run
         /// that made it died before writing one).
         manifest: Box<Manifest>,
@@ -265,7 +258,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     let clock = revision::status_at(month, req.now, config.grace_days);
     // A complete revision an interrupted run left unpublished is published
     // first; the run then decides from it.
-    let mut adopted = None;
+    let mut adopted = false;
     let new = loop {
         match revision::decide(&history, latest, &fingerprint, clock, &req.mode) {
             Decision::Adopt(newest) => {
@@ -276,11 +269,11 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
                     status = newest.status.as_str(),
                     "published a complete revision that an interrupted run left without latest.json"
                 );
-                adopted = Some(newest);
+                adopted = true;
                 latest = Some(newest.revision);
             }
             // What the interrupted run published is what this run would bill.
-            Decision::Unchanged { revision, status } => {
+            Decision::Unchanged { revision, .. } => {
                 let manifest = Box::new(
                     history
                         .iter()
@@ -288,11 +281,10 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
                         .cloned()
                         .expect("the latest revision is in the history"),
                 );
-                return Ok(match adopted {
-                    Some(newest) => {
-                        Outcome::Adopted { month, revision: newest.revision, status: newest.status, manifest }
-                    }
-                    None => Outcome::Unchanged { month, revision, status, manifest },
+                return Ok(if adopted {
+                    Outcome::Adopted { month, manifest }
+                } else {
+                    Outcome::Unchanged { month, manifest }
                 });
             }
             Decision::Refuse { revision, changes } => return Err(Error::ReprocessRefused { month, revision, changes }),

@@ -73,13 +73,15 @@ pub fn collected(c: &crate::collect::Collected) -> String {
 pub fn outcome(o: &Outcome) -> String {
     match o {
         Outcome::Published(r) => published(r),
-        Outcome::Unchanged { month, revision, status, .. } => format!(
-            "capbill: {month} unchanged: inputs and configuration match revision {revision} ({}); nothing published\n",
-            status.as_str()
+        Outcome::Unchanged { month, manifest } => format!(
+            "capbill: {month} unchanged: inputs and configuration match revision {} ({}); nothing published\n",
+            manifest.revision,
+            manifest.status.as_str()
         ),
-        Outcome::Adopted { month, revision, status, .. } => format!(
-            "capbill: {month}: completed the publication of revision {revision} ({}), interrupted before latest.json\n",
-            status.as_str()
+        Outcome::Adopted { month, manifest } => format!(
+            "capbill: {month}: completed the publication of revision {} ({}), interrupted before latest.json\n",
+            manifest.revision,
+            manifest.status.as_str()
         ),
     }
 }

@@ -93,16 +93,14 @@ impl From<&Outcome> for MonthSummary {
             }
             // Nothing was billed by this run; the revision now latest is
             // what alerts read: its counts (findings by kind) and totals.
-            Outcome::Unchanged { month, revision, status, manifest } => MonthSummary {
-                counts: Some(manifest.counts.clone()),
-                totals: manifest.totals.clone(),
-                ..bare(month.to_string(), "unchanged", status.as_str(), *revision)
-            },
-            Outcome::Adopted { month, revision, status, manifest } => MonthSummary {
-                counts: Some(manifest.counts.clone()),
-                totals: manifest.totals.clone(),
-                ..bare(month.to_string(), "adopted", status.as_str(), *revision)
-            },
+            Outcome::Unchanged { month, manifest } | Outcome::Adopted { month, manifest } => {
+                let outcome = if matches!(o, Outcome::Adopted { .. }) { "adopted" } else { "unchanged" };
+                MonthSummary {
+                    counts: Some(manifest.counts.clone()),
+                    totals: manifest.totals.clone(),
+                    ..bare(month.to_string(), outcome, manifest.status.as_str(), manifest.revision)
+                }
+            }
         }
     }
 }

@@ -87,16 +87,13 @@ pub(super) async fn previous_buckets(
     prefix: &str,
     timestamp: DateTime<Utc>,
 ) -> Result<Vec<(String, String)>, CollectError> {
+    let current = snapshot_key(prefix, timestamp, 1);
     let mut newest = None;
     for day in [timestamp - chrono::Duration::days(1), timestamp] {
         let folder = format!("{prefix}/dt={}/", day.format("%Y-%m-%d"));
-        let listed = match store.list(&folder).await {
-            Ok(objects) => objects,
-            Err(crate::storage::StorageError::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        let current = snapshot_key(prefix, timestamp, 1);
-        newest = listed
+        newest = store
+            .list_or_empty(&folder)
+            .await?
             .into_iter()
             .map(|o| o.key)
             .filter(|k| k.ends_with(".parquet") && k.as_str() < current.as_str())

@@ -111,9 +111,7 @@ pub fn issuance(
     // buyer's country are now.
     for (key, draft) in &mut credits.drafts {
         if let Some(&category) = previous.numbers.get(key).and_then(|n| previous.categories.get(n)) {
-            draft.category = category;
-            draft.vat = category.vat(draft.net)?;
-            draft.gross = crate::money::sum_amounts([draft.net, draft.vat])?;
+            *draft = Draft::taxed(key.clone(), std::mem::take(&mut draft.lines), category)?;
         }
     }
     let mut out = Issuance { findings: credits.findings, ..Default::default() };

@@ -164,6 +164,17 @@ pub struct Draft {
     pub gross: Decimal,
 }
 
+impl Draft {
+    /// The document of `lines` in `category`: their net, its VAT rounded
+    /// once, and the gross.
+    pub fn taxed(key: InvoiceKey, lines: Vec<DocLine>, category: Category) -> Result<Draft, EinvoiceError> {
+        let net = money::sum_amounts(lines.iter().map(|l| l.amount))?;
+        let vat = category.vat(net)?;
+        let gross = money::sum_amounts([net, vat])?;
+        Ok(Draft { key, lines, category, net, vat, gross })
+    }
+}
+
 /// The invoices of a revision that can be documented, and a finding per
 /// entity whose missing data keeps others from it.
 #[derive(Debug, Clone, Default)]
@@ -203,10 +214,7 @@ pub(crate) fn plan_documents(
         let buyer = party(directory, &key.1).unwrap_or(&empty);
         match category(&key.0, seller, buyer, &settings.vat_rates)? {
             Ok(category) => {
-                let net = money::sum_amounts(lines.iter().map(|l| l.amount))?;
-                let vat = category.vat(net)?;
-                let gross = money::sum_amounts([net, vat])?;
-                drafts.insert(key.clone(), Draft { key: key.clone(), lines: lines.clone(), category, net, vat, gross });
+                drafts.insert(key.clone(), Draft::taxed(key.clone(), lines.clone(), category)?);
             }
             Err(m) => {
                 for (id, cols) in [(&key.0, m.seller), (&key.1, m.buyer)] {

@@ -65,11 +65,7 @@ fn n_of(key: &str, prefix: &str) -> Option<u64> {
 }
 
 async fn list(store: &Store, prefix: &str) -> Result<Vec<String>, StorageError> {
-    match store.list(prefix).await {
-        Ok(v) => Ok(v.into_iter().map(|o| o.key).collect()),
-        Err(StorageError::NotFound { .. }) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
+    Ok(store.list_or_empty(prefix).await?.into_iter().map(|o| o.key).collect())
 }
 
 /// Takes a number for each of `wanted` (in that order, per seller

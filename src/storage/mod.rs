@@ -296,6 +296,15 @@ impl Store {
         }
     }
 
+    /// [`Store::list`], empty where the location itself does not exist yet
+    /// (a local folder the first run or collection will make).
+    pub async fn list_or_empty(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        match self.list(prefix).await {
+            Err(StorageError::NotFound { .. }) => Ok(Vec::new()),
+            listed => listed,
+        }
+    }
+
     /// The object's content, or `None` if it does not exist.
     pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
         match self.get(key).await {
