@@ -17,11 +17,17 @@ use thiserror::Error;
 use crate::model::{DailyMethod, Unit};
 use crate::storage::Location;
 
+mod collect;
 mod invoicing;
+mod s3;
 
-use crate::storage::s3::{ChecksumMode, S3Settings, Secret};
+use crate::storage::s3::S3Settings;
+pub use collect::{CollectOverrides, CollectSettings, MetricPreset, SourceKind};
+use collect::{RawCollect, collect_settings};
 use invoicing::invoicing_settings;
 pub use invoicing::{Invoicing, valid_iban};
+pub use s3::S3Overrides;
+use s3::{RawS3, s3_settings};
 
 /// The config file used when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "config/capbill.toml";
@@ -112,35 +118,6 @@ struct RawInvoicing {
     unit_code: Option<String>,
 }
 
-/// `[collect]`: where `capbill collect` reads bucket sizes; each can also be
-/// set as `CAPBILL_COLLECT_<NAME>`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCollect {
-    /// `garage`, `prometheus` or `s3-list`.
-    source: Option<SourceKind>,
-    /// Garage admin API URL, metrics URL, or S3 endpoint (s3-list; default `[s3] endpoint_url`).
-    endpoint: Option<String>,
-    /// Bearer token (Garage admin token; optional for a metrics endpoint). Prefer the environment.
-    token: Option<Secret>,
-    /// Folder under the usage location that snapshots are written to (default `collected`).
-    prefix: Option<String>,
-    /// `seaweedfs` or `minio`: metric and label names of a known server (default `seaweedfs`).
-    preset: Option<MetricPreset>,
-    /// Metric name of the per-bucket size gauge (overrides the preset).
-    metric: Option<String>,
-    /// Label that names the bucket (overrides the preset).
-    bucket_label: Option<String>,
-    /// Buckets per page of Garage's ListBucketsInfo (default 1000).
-    page_size: Option<usize>,
-    /// Buckets listed at once by s3-list (default 16).
-    concurrency: Option<usize>,
-    /// Attempts per HTTP request to the source, the first included (default 3).
-    max_attempts: Option<u32>,
-    /// Timeout of one HTTP request to the source, in seconds (default 60).
-    timeout_secs: Option<u64>,
-}
-
 /// `[alerts]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,34 +139,6 @@ struct RawOperations {
     lock_ttl_minutes: Option<u32>,
     /// Memory a run aims to stay within, in MiB (default 1024): see README "Memory".
     memory_budget_mib: Option<u64>,
-}
-
-/// `[s3]`: connection settings; each can also be set as `CAPBILL_S3_<NAME>`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawS3 {
-    /// Endpoint of an S3-compatible service, e.g. `https://eu-central-2.storage.impossibleapi.net`.
-    endpoint_url: Option<String>,
-    /// Region name.
-    region: Option<String>,
-    /// Path-style addressing (`true` for most non-AWS servers).
-    force_path_style: Option<bool>,
-    /// `when_supported` (SDK default) or `when_required`.
-    checksum: Option<ChecksumMode>,
-    /// Attempts per request, first included.
-    max_attempts: Option<u32>,
-    /// Connect timeout in seconds.
-    connect_timeout_secs: Option<u64>,
-    /// Timeout of one operation (retries included) in seconds.
-    operation_timeout_secs: Option<u64>,
-    /// Objects fetched in parallel.
-    concurrency: Option<usize>,
-    /// Profile of the shared AWS config files.
-    profile: Option<String>,
-    /// Static access key id (prefer the standard credential chain).
-    access_key_id: Option<String>,
-    /// Static secret access key (prefer the standard credential chain).
-    secret_access_key: Option<Secret>,
 }
 
 /// `[locations]`: each a local path or `s3://bucket/prefix`.
@@ -240,178 +189,6 @@ pub struct Overrides {
     pub s3: S3Overrides,
     /// `CAPBILL_COLLECT_*` (or `--source`).
     pub collect: CollectOverrides,
-}
-
-/// S3 settings given for one invocation: each overrides its `[s3]` value.
-#[derive(Debug, Default, Clone)]
-pub struct S3Overrides {
-    /// `CAPBILL_S3_ENDPOINT_URL`.
-    pub endpoint_url: Option<String>,
-    /// `CAPBILL_S3_REGION`.
-    pub region: Option<String>,
-    /// `CAPBILL_S3_FORCE_PATH_STYLE`.
-    pub force_path_style: Option<bool>,
-    /// `CAPBILL_S3_CHECKSUM`.
-    pub checksum: Option<ChecksumMode>,
-    /// `CAPBILL_S3_MAX_ATTEMPTS`.
-    pub max_attempts: Option<u32>,
-    /// `CAPBILL_S3_CONNECT_TIMEOUT_SECS`.
-    pub connect_timeout_secs: Option<u64>,
-    /// `CAPBILL_S3_OPERATION_TIMEOUT_SECS`.
-    pub operation_timeout_secs: Option<u64>,
-    /// `CAPBILL_S3_CONCURRENCY`.
-    pub concurrency: Option<usize>,
-    /// `CAPBILL_S3_PROFILE`.
-    pub profile: Option<String>,
-    /// `CAPBILL_S3_ACCESS_KEY_ID`.
-    pub access_key_id: Option<String>,
-    /// `CAPBILL_S3_SECRET_ACCESS_KEY`.
-    pub secret_access_key: Option<Secret>,
-}
-
-/// `[collect]` settings given for one invocation: each overrides its
-/// `[collect]` value (the CLI reads them from flags or `CAPBILL_COLLECT_*`).
-#[derive(Debug, Default, Clone)]
-pub struct CollectOverrides {
-    /// `CAPBILL_COLLECT_SOURCE`.
-    pub source: Option<SourceKind>,
-    /// `CAPBILL_COLLECT_ENDPOINT`.
-    pub endpoint: Option<String>,
-    /// `CAPBILL_COLLECT_TOKEN`.
-    pub token: Option<Secret>,
-    /// `CAPBILL_COLLECT_PREFIX`.
-    pub prefix: Option<String>,
-    /// `CAPBILL_COLLECT_PRESET`.
-    pub preset: Option<MetricPreset>,
-    /// `CAPBILL_COLLECT_METRIC`.
-    pub metric: Option<String>,
-    /// `CAPBILL_COLLECT_BUCKET_LABEL`.
-    pub bucket_label: Option<String>,
-    /// `CAPBILL_COLLECT_PAGE_SIZE`.
-    pub page_size: Option<usize>,
-    /// `CAPBILL_COLLECT_CONCURRENCY`.
-    pub concurrency: Option<usize>,
-    /// `CAPBILL_COLLECT_MAX_ATTEMPTS`.
-    pub max_attempts: Option<u32>,
-    /// `CAPBILL_COLLECT_TIMEOUT_SECS`.
-    pub timeout_secs: Option<u64>,
-}
-
-/// Where bucket sizes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    /// Garage's admin API v2 (`ListBucketsInfo`).
-    Garage,
-    /// A Prometheus text endpoint with a per-bucket size gauge.
-    Prometheus,
-    /// Listing every object of every bucket through S3.
-    S3List,
-}
-
-impl SourceKind {
-    /// The name used in the config and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Garage => "garage",
-            SourceKind::Prometheus => "prometheus",
-            SourceKind::S3List => "s3-list",
-        }
-    }
-}
-
-impl std::str::FromStr for SourceKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "garage" => Ok(SourceKind::Garage),
-            "prometheus" => Ok(SourceKind::Prometheus),
-            "s3-list" => Ok(SourceKind::S3List),
-            _ => Err(format!("{s:?}: expected garage, prometheus or s3-list")),
-        }
-    }
-}
-
-/// Metric and label names of servers that export a per-bucket size gauge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricPreset {
-    /// `SeaweedFS_s3_bucket_size_bytes{bucket=...}`.
-    #[default]
-    Seaweedfs,
-    /// `minio_cluster_usage_buckets_total_bytes{bucket=...}`.
-    Minio,
-}
-
-impl std::str::FromStr for MetricPreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "seaweedfs" => Ok(MetricPreset::Seaweedfs),
-            "minio" => Ok(MetricPreset::Minio),
-            _ => Err(format!("{s:?}: expected seaweedfs or minio")),
-        }
-    }
-}
-
-impl MetricPreset {
-    /// (metric, bucket label).
-    pub fn names(self) -> (&'static str, &'static str) {
-        match self {
-            MetricPreset::Seaweedfs => ("SeaweedFS_s3_bucket_size_bytes", "bucket"),
-            MetricPreset::Minio => ("minio_cluster_usage_buckets_total_bytes", "bucket"),
-        }
-    }
-}
-
-/// Validated `[collect]` settings. The source is checked when `capbill
-/// collect` runs, so a billing-only config needs no `[collect]` section.
-#[derive(Debug, Clone)]
-pub struct CollectSettings {
-    /// Where bucket sizes come from.
-    pub source: Option<SourceKind>,
-    /// Garage admin URL, metrics URL, or S3 endpoint.
-    pub endpoint: Option<String>,
-    /// Bearer token; never printed.
-    pub token: Option<Secret>,
-    /// Folder under the usage location for snapshots.
-    pub prefix: String,
-    /// Gauge metric name.
-    pub metric: String,
-    /// Label naming the bucket.
-    pub bucket_label: String,
-    /// Garage page size.
-    pub page_size: usize,
-    /// s3-list buckets at once.
-    pub concurrency: usize,
-    /// Attempts per HTTP request.
-    pub max_attempts: u32,
-    /// Timeout per HTTP request.
-    pub timeout: std::time::Duration,
-}
-
-fn collect_settings(raw: RawCollect, o: &CollectOverrides) -> Result<CollectSettings, ConfigError> {
-    let o = o.clone();
-    let (metric, label) = o.preset.or(raw.preset).unwrap_or_default().names();
-    let prefix = o.prefix.or(raw.prefix).unwrap_or_else(|| "collected".to_owned()).trim_matches('/').to_owned();
-    if prefix.is_empty() || prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-        return Err(ConfigError::Invalid {
-            setting: "collect.prefix",
-            reason: format!("{prefix:?} is not a folder name such as \"collected\""),
-        });
-    }
-    Ok(CollectSettings {
-        source: o.source.or(raw.source),
-        endpoint: o.endpoint.or(raw.endpoint),
-        token: o.token.or(raw.token),
-        prefix,
-        metric: o.metric.or(raw.metric).unwrap_or_else(|| metric.to_owned()),
-        bucket_label: o.bucket_label.or(raw.bucket_label).unwrap_or_else(|| label.to_owned()),
-        page_size: o.page_size.or(raw.page_size).unwrap_or(1000).clamp(1, 10_000),
-        concurrency: o.concurrency.or(raw.concurrency).unwrap_or(16).max(1),
-        max_attempts: o.max_attempts.or(raw.max_attempts).unwrap_or(3).max(1),
-        timeout: std::time::Duration::from_secs(o.timeout_secs.or(raw.timeout_secs).unwrap_or(60).max(1)),
-    })
 }
 
 /// Settings that decide what a run bills; their hash goes into the manifest.
@@ -557,46 +334,6 @@ impl Config {
     }
 }
 
-/// `[s3]` values, each overridden by the invocation's.
-fn s3_settings(raw: RawS3, o: &S3Overrides) -> Result<S3Settings, ConfigError> {
-    let d = S3Settings::default();
-    let secs = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_secs);
-    let o = o.clone();
-    // Zero would make every request fail (no attempt, no time for one):
-    // a setting to fix, not a storage failure to retry.
-    for (setting, value) in [
-        ("s3.max_attempts (CAPBILL_S3_MAX_ATTEMPTS)", o.max_attempts.or(raw.max_attempts).map(u64::from)),
-        (
-            "s3.connect_timeout_secs (CAPBILL_S3_CONNECT_TIMEOUT_SECS)",
-            o.connect_timeout_secs.or(raw.connect_timeout_secs),
-        ),
-        (
-            "s3.operation_timeout_secs (CAPBILL_S3_OPERATION_TIMEOUT_SECS)",
-            o.operation_timeout_secs.or(raw.operation_timeout_secs),
-        ),
-    ] {
-        if value == Some(0) {
-            return Err(ConfigError::Invalid {
-                setting,
-                reason: "0 leaves no request a chance: give at least 1".to_owned(),
-            });
-        }
-    }
-    Ok(S3Settings {
-        endpoint_url: o.endpoint_url.or(raw.endpoint_url),
-        region: o.region.or(raw.region),
-        force_path_style: o.force_path_style.or(raw.force_path_style).unwrap_or(d.force_path_style),
-        checksum: o.checksum.or(raw.checksum).unwrap_or(d.checksum),
-        max_attempts: o.max_attempts.or(raw.max_attempts).unwrap_or(d.max_attempts),
-        connect_timeout: secs(o.connect_timeout_secs.or(raw.connect_timeout_secs), d.connect_timeout),
-        operation_timeout: secs(o.operation_timeout_secs.or(raw.operation_timeout_secs), d.operation_timeout),
-        concurrency: o.concurrency.or(raw.concurrency).unwrap_or(d.concurrency).max(1),
-        profile: o.profile.or(raw.profile),
-        access_key_id: o.access_key_id.or(raw.access_key_id),
-        secret_access_key: o.secret_access_key.or(raw.secret_access_key),
-    })
-}
-
 /// `path` with `.` segments dropped and each `..` folded into the folder
 /// before it (`config/../out` → `out`), without touching the file system:
 /// messages and summaries name the place as people would write it. A `..`
@@ -616,6 +353,18 @@ fn lexically_normal(path: &Path) -> PathBuf {
     if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
 }
 
+/// Refuses a setting of 0 where 0 would make every request fail (no
+/// attempt, no time for one): a setting to fix, not a failure to retry.
+fn nonzero(setting: &'static str, value: Option<u64>) -> Result<(), ConfigError> {
+    if value == Some(0) {
+        return Err(ConfigError::Invalid {
+            setting,
+            reason: "0 leaves no request a chance: give at least 1".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn read(path: &Path) -> Result<RawConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })
@@ -624,6 +373,7 @@ fn read(path: &Path) -> Result<RawConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::s3::{ChecksumMode, Secret};
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -679,6 +429,12 @@ mod tests {
             ("[operations]\nlock_ttl_minutes = 0\n", "operations.lock_ttl_minutes"),
             ("[s3]\nmax_attempts = 0\n", "s3.max_attempts"),
             ("[s3]\noperation_timeout_secs = 0\n", "s3.operation_timeout_secs"),
+            ("[s3]\nconcurrency = 0\n", "s3.concurrency"),
+            ("[collect]\npage_size = 0\n", "collect.page_size"),
+            ("[collect]\npage_size = 10001\n", "collect.page_size"),
+            ("[collect]\nconcurrency = 0\n", "collect.concurrency"),
+            ("[collect]\nmax_attempts = 0\n", "collect.max_attempts"),
+            ("[collect]\ntimeout_secs = 0\n", "collect.timeout_secs"),
             ("[operations]\nmemory_budget_mib = 10\n", "CAPBILL_MEMORY_BUDGET_MIB"),
         ] {
             let (_d, path) = write(&format!("{locations}{section}"));
