@@ -265,10 +265,14 @@ impl Config {
                 Err(reason) => Err(ConfigError::Invalid { setting, reason }),
             }
         };
+        let directory = location("directory", &overrides.directory, &raw.locations.directory)?;
+        let usage = location("usage", &overrides.usage, &raw.locations.usage)?;
+        let out = location("out", &overrides.out, &raw.locations.out)?;
+        check_locations(&directory, &usage, &out)?;
         Ok(Config {
-            directory: location("directory", &overrides.directory, &raw.locations.directory)?,
-            usage: location("usage", &overrides.usage, &raw.locations.usage)?,
-            out: location("out", &overrides.out, &raw.locations.out)?,
+            directory,
+            usage,
+            out,
             rules: Rules {
                 unit: overrides.unit.unwrap_or(raw.billing.unit),
                 daily_method: overrides.daily_method.unwrap_or(raw.billing.daily_method),
@@ -351,6 +355,53 @@ fn lexically_normal(path: &Path) -> PathBuf {
         }
     }
     if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
+/// Refuses locations that cannot work however often a run is retried: a
+/// local directory or usage location that is a file (listing it would find
+/// no table or no usage and bill nothing), an output location that is or
+/// lies below a file, and an output location inside the usage location
+/// (each run would read the revisions it wrote as usage). Only the file
+/// system's metadata is looked at; nothing is read.
+fn check_locations(directory: &Location, usage: &Location, out: &Location) -> Result<(), ConfigError> {
+    for (setting, location) in [("directory", directory), ("usage", usage)] {
+        if let Location::Local(p) = location
+            && p.is_file()
+        {
+            return Err(ConfigError::Invalid {
+                setting,
+                reason: format!("{} is a file: give the folder that holds it", p.display()),
+            });
+        }
+    }
+    if let Location::Local(p) = out
+        && let Some(file) = p.ancestors().find(|a| !a.as_os_str().is_empty() && a.exists()).filter(|a| !a.is_dir())
+    {
+        return Err(ConfigError::Invalid {
+            setting: "out",
+            reason: format!("{} is a file, not a folder that revisions can be written into", file.display()),
+        });
+    }
+    let inside = match (usage, out) {
+        (Location::Local(u), Location::Local(o)) => {
+            let absolute =
+                |p: &Path| std::path::absolute(p).map(|a| lexically_normal(&a)).unwrap_or_else(|_| p.to_owned());
+            absolute(o).starts_with(absolute(u))
+        }
+        (Location::S3 { bucket: ub, prefix: up }, Location::S3 { bucket: ob, prefix: op }) => {
+            ub == ob && (up.is_empty() || op == up || op.starts_with(&format!("{up}/")))
+        }
+        _ => false,
+    };
+    if inside {
+        return Err(ConfigError::Invalid {
+            setting: "out",
+            reason: format!(
+                "{out} is inside the usage location {usage}: every run would read the revisions it wrote as usage; publish outside it"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a setting of 0 where 0 would make every request fail (no
@@ -441,6 +492,42 @@ mod tests {
             let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains(expected), "{section}: {err}");
         }
+    }
+
+    #[test]
+    fn locations_that_cannot_work_are_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("usage")).unwrap();
+        std::fs::write(root.join("usage/export.csv"), "x").unwrap();
+        std::fs::write(root.join("afile"), "x").unwrap();
+        let load = |directory: &str, usage: &str, out: &str| {
+            let at = |p: &str| if p.starts_with("s3://") { p.to_owned() } else { root.join(p).display().to_string() };
+            let o = Overrides {
+                directory: Some(at(directory)),
+                usage: Some(at(usage)),
+                out: Some(at(out)),
+                ..Default::default()
+            };
+            Config::load(None, &o).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert_eq!(load("dir", "usage", "out"), Ok(()), "folders that do not exist yet are the stages' to report");
+        assert_eq!(load("dir", "usage", "usage-out"), Ok(()), "a sibling whose name starts alike is not inside");
+        for (case, says) in [
+            (load("dir", "usage/export.csv", "out"), "invalid usage: "),
+            (load("afile", "usage", "out"), "invalid directory: "),
+            (load("dir", "usage", "afile"), "afile is a file"),
+            (load("dir", "usage", "afile/below"), "afile is a file"),
+            (load("dir", "usage", "usage/out"), "is inside the usage location"),
+            (load("dir", "usage", "usage"), "is inside the usage location"),
+            (load("dir", "s3://b/usage", "s3://b/usage/out"), "is inside the usage location"),
+            (load("dir", "s3://b", "s3://b/out"), "is inside the usage location"),
+        ] {
+            let err = case.unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        assert_eq!(load("dir", "s3://b/usage", "s3://b/usage-out"), Ok(()));
+        assert_eq!(load("dir", "s3://b/usage", "s3://c/usage/out"), Ok(()));
     }
 
     #[test]

@@ -291,6 +291,17 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
             Decision::Bill(new) => break new,
         }
     };
+    // A reprocess re-bills a month that was billed; a first revision is a
+    // plain run's, so that the manifest never calls it a reprocess.
+    if new.previous.is_none() && matches!(req.mode, revision::Mode::Reprocess { .. }) {
+        return Err(crate::config::ConfigError::Invalid {
+            setting: "month",
+            reason: format!(
+                "{month} has never been billed: `capbill run --month {month}` bills it; reprocess re-bills a billed month"
+            ),
+        }
+        .into());
+    }
     // A final month is corrected in the unit it was issued in: corrections
     // subtract quantities, and TB-months less TiB-months mean nothing.
     if let Some(issued) = new.corrects.and_then(|r| history.iter().find(|m| m.revision == r)) {

@@ -44,10 +44,27 @@ impl Location {
             Ok(Location::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() })
         } else if s.is_empty() {
             Err("empty location".to_owned())
+        } else if let Some(scheme) = url_scheme(s) {
+            // `S3://b`, `s3:/b` or `file:///x` taken as a local path would
+            // publish into a folder named after the scheme.
+            Err(format!(
+                "{s:?} starts with the scheme {scheme:?}, which capbill does not read: give s3://bucket/prefix (in lower case) or a local path"
+            ))
+        } else if s == "~" || s.starts_with("~/") {
+            Err(format!("{s:?}: `~` is not expanded here (the shell does it only unquoted): give the full path"))
         } else {
             Ok(Location::Local(PathBuf::from(s)))
         }
     }
+}
+
+/// The scheme of `s` if it reads as a URL (`name:/…`, RFC 3986 scheme
+/// characters): anything but `s3://` is not a location capbill reads.
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, rest) = s.split_once(':')?;
+    let is_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (is_scheme && rest.starts_with('/')).then_some(scheme)
 }
 
 impl fmt::Display for Location {
@@ -337,6 +354,26 @@ pub fn recycle(data: Bytes) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_is_s3_in_lower_case_or_a_local_path_and_anything_url_like_is_refused() {
+        assert_eq!(Location::parse("s3://b/p/").unwrap(), Location::S3 { bucket: "b".into(), prefix: "p".into() });
+        for local in ["out", "/abs/out", "./a:b", "dir with space/x", "~user", "C:out", "2026:10/x"] {
+            assert_eq!(Location::parse(local).unwrap(), Location::Local(PathBuf::from(local)), "{local}");
+        }
+        for (bad, says) in [
+            ("S3://bucket/x", "\"S3\""),
+            ("s3:/bucket", "\"s3\""),
+            ("file:///tmp/x", "\"file\""),
+            ("https://host/b", "\"https\""),
+            ("~/out", "not expanded"),
+            ("~", "not expanded"),
+            ("s3:///x", "names no bucket"),
+        ] {
+            let err = Location::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     #[tokio::test]
     async fn a_recycled_buffer_is_read_into_again() {

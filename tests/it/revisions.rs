@@ -596,6 +596,11 @@ fn an_object_changed_after_it_was_listed_is_not_billed_silently() {
 #[test]
 fn a_month_that_has_not_begun_and_a_blank_reason_are_refused() {
     let m = Month::new();
+    // A reprocess re-bills a billed month: a first revision is a plain run's.
+    let o = m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "first bill"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2026-10 has never been billed: `capbill run --month 2026-10`"), "{}", stderr(&o));
+    assert!(!m.month_dir().join("revision=1").exists(), "nothing is published");
     // October 2026 billed on September 30: nothing used yet.
     let o = m.run("2026-09-30T23:00:00Z");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
