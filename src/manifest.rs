@@ -285,6 +285,39 @@ pub struct Document {
     /// The rate of that category in percent (none for `O`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vat_rate: Option<Decimal>,
+    /// The seller and the buyer as the document names them, so that a
+    /// credit note cancels it with the same parties whatever the directory
+    /// says by then (none in revisions written before capbill recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parties: Option<DocumentParties>,
+}
+
+/// The two parties of a document, as it names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentParties {
+    /// Who issues it.
+    pub seller: DocumentParty,
+    /// Who receives it.
+    pub buyer: DocumentParty,
+}
+
+/// A party of a document: the entity's id, name and party data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentParty {
+    /// `entity_id`.
+    pub id: String,
+    /// `name`.
+    pub name: String,
+    /// Party data (spec 5.1).
+    #[serde(flatten)]
+    pub party: crate::directory::Party,
+}
+
+impl DocumentParty {
+    /// Entity `e` as a document names it today.
+    pub fn of(e: &crate::directory::Entity) -> Self {
+        DocumentParty { id: e.id.clone(), name: e.name.clone(), party: e.party.clone() }
+    }
 }
 
 /// `latest.json`: the newest complete revision of a month.

@@ -20,7 +20,7 @@ use crate::config::Invoicing;
 use crate::directory::Directory;
 use crate::export::Encoded;
 use crate::formats;
-use crate::manifest::{Document, DocumentKind, revision_prefix};
+use crate::manifest::{Document, DocumentKind, DocumentParties, DocumentParty, revision_prefix};
 use crate::model::{BillingMonth, Finding};
 use crate::storage::Store;
 
@@ -34,6 +34,17 @@ pub struct Previous {
     /// The VAT category each invoice number was issued with, from the
     /// manifests of the month's revisions.
     pub categories: BTreeMap<String, Category>,
+    /// The parties each invoice number names, where its manifest recorded them.
+    pub parties: BTreeMap<String, DocumentParties>,
+}
+
+impl Previous {
+    /// How invoice `key` was issued, when its manifest says all of it: the
+    /// VAT category and the parties a credit note cancels it with.
+    fn issued(&self, key: &InvoiceKey) -> Option<(Category, &DocumentParties)> {
+        let number = self.numbers.get(key)?;
+        Some((*self.categories.get(number)?, self.parties.get(number)?))
+    }
 }
 
 /// Reads what revision `revision` of `month` issued. A revision published
@@ -56,13 +67,12 @@ pub async fn read_previous(
     let numbers = formats::read_parquet(store.get(&key).await?)
         .and_then(|df| crate::export::invoice_numbers(&df))
         .map_err(frame(store.describe(&key)))?;
-    let categories = history
-        .iter()
-        .flat_map(|m| &m.documents)
-        .filter(|d| d.kind == DocumentKind::Invoice)
+    let invoices = || history.iter().flat_map(|m| &m.documents).filter(|d| d.kind == DocumentKind::Invoice);
+    let categories = invoices()
         .filter_map(|d| Some((d.number.clone(), Category::from_code(d.vat_category.as_deref()?, d.vat_rate)?)))
         .collect();
-    Ok(Previous { numbers, lines, categories })
+    let parties = invoices().filter_map(|d| Some((d.number.clone(), d.parties.clone()?))).collect();
+    Ok(Previous { numbers, lines, categories, parties })
 }
 
 /// One document to publish.
@@ -74,6 +84,10 @@ pub struct Issue {
     pub draft: Draft,
     /// The number a credit note cancels.
     pub credits: Option<String>,
+    /// The parties of the invoice a credit note cancels, as that invoice
+    /// named them (none: the directory's, for invoices issued before
+    /// manifests recorded them).
+    pub parties: Option<DocumentParties>,
 }
 
 /// What a final revision issues.
@@ -105,14 +119,25 @@ pub fn issuance(
         .filter(|k| current.get(*k) != previous.lines.get(*k))
         .map(|k| (k.clone(), previous.lines.get(k).cloned().unwrap_or_default()))
         .collect();
-    let mut credits = plan_documents(directory, &credited, settings, "credit note")?;
     // A credit note cancels the issued invoice in full (spec 5.4): with the
-    // VAT category and rate it was issued with, whatever the rates or the
-    // buyer's country are now.
+    // VAT category and rate and the parties it was issued with, whatever
+    // the rates or the directory say now, so that no change of a party's
+    // data (a buyer that lost its VAT id or left the directory) can keep
+    // an issued invoice from being cancelled. An invoice whose manifest
+    // predates that record is cancelled with the directory's parties.
+    let (recorded, unrecorded): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        credited.iter().map(|(k, l)| (k.clone(), l.clone())).partition(|(k, _)| previous.issued(k).is_some());
+    let mut credits = plan_documents(directory, &unrecorded, settings, "credit note")?;
     for (key, draft) in &mut credits.drafts {
         if let Some(&category) = previous.numbers.get(key).and_then(|n| previous.categories.get(n)) {
             *draft = Draft::taxed(key.clone(), std::mem::take(&mut draft.lines), category)?;
         }
+    }
+    let mut credit_parties = BTreeMap::new();
+    for (key, lines) in recorded {
+        let (category, parties) = previous.issued(&key).expect("partitioned on it");
+        credit_parties.insert(key.clone(), parties.clone());
+        credits.drafts.insert(key.clone(), Draft::taxed(key, lines, category)?);
     }
     let mut out = Issuance { findings: credits.findings, ..Default::default() };
     let keys: BTreeSet<&InvoiceKey> = current.keys().chain(previous.numbers.keys()).collect();
@@ -129,10 +154,11 @@ pub fn issuance(
                 kind: DocumentKind::CreditNote,
                 draft: draft.clone(),
                 credits: Some(number.clone()),
+                parties: credit_parties.get(key).cloned(),
             });
         }
         if let Some(draft) = planned.drafts.get(key) {
-            out.issues.push(Issue { kind: DocumentKind::Invoice, draft: draft.clone(), credits: None });
+            out.issues.push(Issue { kind: DocumentKind::Invoice, draft: draft.clone(), credits: None, parties: None });
         }
     }
     Ok(out)
@@ -158,7 +184,14 @@ pub fn documents(
     for (issue, number) in issues.iter().zip(numbers) {
         let d = &issue.draft;
         let entity = |id: &str| {
-            directory.entity(id).map(|e| &directory.entities[e]).ok_or_else(|| EinvoiceError::Unknown(id.to_owned()))
+            directory
+                .entity(id)
+                .map(|e| DocumentParty::of(&directory.entities[e]))
+                .ok_or_else(|| EinvoiceError::Unknown(id.to_owned()))
+        };
+        let parties = match &issue.parties {
+            Some(recorded) => recorded.clone(),
+            None => DocumentParties { seller: entity(&d.key.0)?, buyer: entity(&d.key.1)? },
         };
         let header = Header {
             kind: issue.kind,
@@ -166,8 +199,8 @@ pub fn documents(
             credits: issue.credits.as_deref(),
             issue_date,
             month,
-            seller: entity(&d.key.0)?,
-            buyer: entity(&d.key.1)?,
+            seller: &parties.seller,
+            buyer: &parties.buyer,
             settings,
         };
         let xml = ubl::document(&header, d);
@@ -186,6 +219,7 @@ pub fn documents(
             gross: d.gross,
             vat_category: Some(d.category.code().to_owned()),
             vat_rate: d.category.rate(),
+            parties: Some(parties),
         });
     }
     Ok((files, docs))

@@ -9,8 +9,7 @@ use rust_decimal::Decimal;
 
 use super::{Category, DocLine, Draft};
 use crate::config::Invoicing;
-use crate::directory::Entity;
-use crate::manifest::DocumentKind;
+use crate::manifest::{DocumentKind, DocumentParty};
 use crate::model::BillingMonth;
 
 /// The EN 16931 core specification (BT-24).
@@ -30,9 +29,9 @@ pub struct Header<'a> {
     /// The billing month (the invoice period).
     pub month: BillingMonth,
     /// Seller.
-    pub seller: &'a Entity,
+    pub seller: &'a DocumentParty,
     /// Buyer.
-    pub buyer: &'a Entity,
+    pub buyer: &'a DocumentParty,
     /// `[invoicing]`.
     pub settings: &'a Invoicing,
 }
@@ -225,7 +224,7 @@ fn tax_category(x: &mut Xml, cat: Category, breakdown: bool) {
     x.close();
 }
 
-fn party(x: &mut Xml, e: &Entity, cat: Category) {
+fn party(x: &mut Xml, e: &DocumentParty, cat: Category) {
     let p = &e.party;
     x.open("cac:Party", &[]);
     if let Some(email) = &p.email {

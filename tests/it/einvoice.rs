@@ -491,6 +491,62 @@ fn a_credit_note_cancels_the_issued_invoice_with_the_vat_it_was_issued_with() {
 }
 
 #[test]
+fn a_credit_note_names_the_parties_the_invoice_was_issued_to_whatever_the_directory_says_now() {
+    // dp-1 (FR) bills cust-y, moved to Germany with a VAT id: reverse charge
+    // (AE). Before the reprocess cust-y moves to the US without a VAT id and
+    // cust-x loses its country and VAT id, and both prices change. Both
+    // issued invoices must still be cancelled (else their buyers pay twice),
+    // each with the parties and category it was issued with (an AE credit
+    // note without the buyer's VAT id breaks BR-AE-02); cust-x's new invoice
+    // waits for its data.
+    let m = Month::new();
+    m.edit("directory/entities.csv", "69006,FR,FR08552081317", "69006,DE,DE129273399");
+    ok(m.run(AFTER));
+    let rev1 = m.latest();
+    m.edit("directory/entities.csv", "69006,DE,DE129273399", "69006,US,");
+    m.edit("directory/entities.csv", "8001,CH,CHE123456789", "8001,,");
+    m.edit(
+        "directory/contracts.csv",
+        "K-DP1-Y-RES,dp-1,cust-y,reserved,10,9.00",
+        "K-DP1-Y-RES,dp-1,cust-y,reserved,10,9.50",
+    );
+    m.edit("directory/contracts.csv", "K-DP1-X,dp-1,cust-x,pay_per_use,,9.90", "K-DP1-X,dp-1,cust-x,pay_per_use,,9.80");
+    ok(m.cmd(LATER, "reprocess", &["--month", "2026-10", "--reason", "prices of cust-x and cust-y"]));
+    let rev2 = m.latest();
+    let docs = |rev: &Path| manifest(rev)["documents"].as_array().unwrap().clone();
+    let issued = |buyer: &str| {
+        docs(&rev1).into_iter().find(|d| d["buyer_id"] == buyer).unwrap_or_else(|| panic!("{buyer} was issued"))
+    };
+    let (x, y) = (issued("cust-x"), issued("cust-y"));
+    assert_eq!(y["vat_category"], "AE");
+    let now: Vec<(String, String, String)> = docs(&rev2)
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap().into(), d["buyer_id"].as_str().unwrap().into(), d["credits"].to_string()))
+        .collect();
+    assert_eq!(
+        now,
+        [
+            ("credit_note".into(), "cust-x".into(), x["number"].to_string()),
+            ("credit_note".into(), "cust-y".into(), y["number"].to_string()),
+            ("invoice".into(), "cust-y".into(), "null".into()),
+        ],
+        "both issued invoices are cancelled; only cust-y's is reissued"
+    );
+    for d in docs(&rev2).iter().filter(|d| d["kind"] == "credit_note") {
+        let was = if d["buyer_id"] == "cust-x" { &x } else { &y };
+        for field in ["net", "vat", "gross", "vat_category", "vat_rate", "parties"] {
+            assert_eq!(d[field], was[field], "{field} of the credit note to {}", d["buyer_id"]);
+        }
+    }
+    let xml = |d: &serde_json::Value| std::fs::read_to_string(rev2.join(d["file"].as_str().unwrap())).unwrap();
+    let credit_y = docs(&rev2).into_iter().find(|d| d["kind"] == "credit_note" && d["buyer_id"] == "cust-y").unwrap();
+    assert!(xml(&credit_y).contains("DE129273399"), "the buyer's VAT id as issued");
+    let finding = findings(&rev2).into_iter().find(|f| f[0] == "einvoice_data_missing" && f[1] == "cust-x");
+    assert_eq!(finding.map(|f| f[2].clone()).as_deref(), Some("missing country: no e-invoice for 1 invoice"));
+    assert_valid_en16931(&[&rev2.join("einvoices")], 3);
+}
+
+#[test]
 fn validate_einvoices_rechecks_the_documents_of_the_latest_revision() {
     let m = Month::new();
     ok(m.run(AFTER));
