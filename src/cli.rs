@@ -444,10 +444,25 @@ fn non_blank(s: &str) -> Result<String, String> {
     }
 }
 
-/// `user@host` of this invocation.
+/// `user@host` of this invocation: `$USER`, else `$LOGNAME`, else (a
+/// service or a container sets neither) the process's user id as `uid-N`,
+/// so that a manifest never records a reprocess by nobody.
 pub fn requested_by() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned());
+    let named = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    let user = named("USER").or_else(|| named("LOGNAME")).unwrap_or_else(process_uid);
     format!("{user}@{}", crate::revision::lock::host_name())
+}
+
+/// `uid-N` of this process (the owner of `/proc/self`), or `unknown`.
+fn process_uid() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata("/proc/self") {
+            return format!("uid-{}", m.uid());
+        }
+    }
+    "unknown".to_owned()
 }
 
 /// Runs the parsed command; prints its result on stdout.
@@ -534,6 +549,11 @@ fn with_summary(
 ) -> Result<(), Error> {
     let started = Utc::now();
     let t = std::time::Instant::now();
+    // Alerts read the summary: a run that cannot write it must not bill and
+    // leave last night's file in its place.
+    if let Some(path) = path {
+        summary_writable(path)?;
+    }
     let (outcomes, error) = match f() {
         Ok(r) => r,
         Err(e) => (Vec::new(), Some(e)),
@@ -559,6 +579,24 @@ fn with_summary(
         tracing::info!(summary = %serde_json::to_string(&summary).expect("summary serialises"), "run summary");
     }
     error.map_or(Ok(()), Err)
+}
+
+/// Whether the run summary can be written at `path`: a file (or nothing
+/// yet) in a folder this process can create files in.
+fn summary_writable(path: &std::path::Path) -> Result<(), Error> {
+    let invalid = |reason: String| crate::config::ConfigError::Invalid { setting: "--summary-json", reason };
+    if path.is_dir() {
+        return Err(invalid(format!("{} is a folder: give the path of a file", path.display())).into());
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".capbill-summary-probe")
+        .tempfile_in(folder)
+        .map(drop)
+        .map_err(|e| invalid(format!("cannot write into {}: {e}", folder.display())).into())
 }
 
 #[cfg(test)]

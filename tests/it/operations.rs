@@ -118,6 +118,20 @@ fn the_run_summary_is_written_for_success_and_for_failure() {
     assert_eq!(failed["exit_code"], 2);
     assert!(failed["error"].as_str().unwrap().contains("/nonexistent/directory"), "{failed}");
     assert!(s["error"].as_str().unwrap().contains("/nonexistent/directory"), "{s}");
+
+    // A summary that cannot be written (its folder is missing, or it names a
+    // folder) stops the run before it bills: alerts would read last night's.
+    for unwritable in [out.path().join("missing/summary.json"), out.path().to_path_buf()] {
+        let mut args = args.clone();
+        let i = args.iter().position(|a| a == "--summary-json").unwrap();
+        args[i + 1] = unwritable.to_str().unwrap().into();
+        let i = args.iter().position(|a| a == "--out").unwrap();
+        args[i + 1] = out.path().join("elsewhere").to_str().unwrap().into();
+        let o = run(&args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("--summary-json"), "{}", stderr(&o));
+        assert!(!out.path().join("elsewhere").exists(), "nothing is billed");
+    }
 }
 
 #[test]

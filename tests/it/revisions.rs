@@ -223,6 +223,23 @@ fn a_changed_final_month_is_refused_until_reprocessed_with_a_reason() {
 }
 
 #[test]
+fn a_run_where_no_user_name_is_set_records_its_user_id() {
+    // systemd services and containers often set neither USER nor LOGNAME.
+    let m = Month::new();
+    let args = m.args("run", &["--month", "2026-10"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = command(&args, &[("CAPBILL_NOW", AFTER.to_owned())])
+        .env("USER", " ")
+        .env_remove("LOGNAME")
+        .output()
+        .expect("capbill starts");
+    ok(&o);
+    let by = m.manifest(1)["requested_by"].as_str().unwrap().to_owned();
+    let uid = by.strip_prefix("uid-").and_then(|rest| rest.split_once('@')).map(|(n, _)| n.parse::<u32>());
+    assert!(matches!(uid, Some(Ok(_))), "{by}");
+}
+
+#[test]
 fn a_changed_price_is_corrected_line_by_line() {
     let m = Month::new();
     ok(&m.run(AFTER));
