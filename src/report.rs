@@ -99,11 +99,11 @@ fn published(r: &RunReport) -> String {
     }
     let _ = write!(
         s,
-        "  {} invoice lines on {} invoices, {} storage accounts metered, {} usage objects read",
-        m.counts.invoice_lines,
-        m.counts.invoices,
-        m.counts.accounts,
-        m.usage.objects.len()
+        "  {} on {}, {} metered, {} read",
+        counted(m.counts.invoice_lines, "invoice line"),
+        counted(m.counts.invoices, "invoice"),
+        counted(m.counts.accounts, "storage account"),
+        counted(m.usage.objects.len(), "usage object")
     );
     // Shown when not zero: objects of other months left unread, and records
     // read but not billed because they fall outside the month.
@@ -429,4 +429,19 @@ pub async fn validate(config: &Config, month: BillingMonth) -> Result<String, Er
         }
     }
     Ok(s)
+}
+/// `n noun`, the noun in the plural unless `n` is 1 ("1 usage object", "4 usage objects").
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_are_in_the_singular_for_one() {
+        assert_eq!(super::counted(1, "usage object"), "1 usage object");
+        assert_eq!(super::counted(0, "invoice"), "0 invoices");
+        assert_eq!(super::counted(4, "invoice line"), "4 invoice lines");
+    }
 }

@@ -32,7 +32,8 @@ pub enum LockError {
     /// Another run holds the month.
     #[error(
         "billing month {month} is locked by {} on host {} (pid {}, {}) since {} until {}; wait for it to finish, or for the lock to expire",
-        .holder.owner, .holder.host, .holder.pid, .holder.command, .holder.acquired_at, .holder.expires_at
+        .holder.owner, .holder.host, .holder.pid, .holder.command,
+        .holder.acquired_at.format("%Y-%m-%d %H:%M:%S UTC"), .holder.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
     )]
     Held {
         /// The month.

@@ -371,6 +371,10 @@ fn two_concurrent_runs_on_s3_outputs_exactly_one_proceeds() {
     let second = capbill_env(&argv, &server.env());
     assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
     assert!(stderr(&second).contains("is locked by"), "{}", stderr(&second));
+    // Times to the second, as people read them ("since 2026-11-05 02:30:00 UTC until …").
+    let err = stderr(&second);
+    let since = &err[err.find(" since ").expect("since") + 7..];
+    assert_eq!(since.get(19..30), Some(" UTC until "), "{err}");
     first.kill().unwrap();
     first.wait().unwrap();
     let third = capbill_env(&argv, &server.env());
