@@ -265,19 +265,27 @@ pub async fn statement(
     // Written beside the path and moved onto it: a reader never sees half a
     // page, and a symbolic link there is replaced, not followed (it could
     // point into a published revision, whose files are never rewritten).
-    let cannot = |e: std::io::Error| {
-        Error::Config(ConfigError::Invalid {
-            setting: "output",
-            reason: format!("cannot write {}: {e}", path.display()),
-        })
-    };
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new().prefix(".capbill-statement-").tempfile_in(folder).map_err(cannot)?;
-    std::io::Write::write_all(&mut tmp, &data).map_err(cannot)?;
-    tmp.persist(path).map_err(|e| cannot(e.error))?;
+    let cannot = |why: String| {
+        Error::Config(ConfigError::Invalid { setting: "output", reason: format!("cannot write {}: {why}", path.display()) })
+    };
+    if !folder.is_dir() {
+        return Err(cannot(format!("the folder {} does not exist", folder.display())));
+    }
+    // The temporary file's name is this function's business, not the message's.
+    let io = |e: std::io::Error| cannot(std::io::Error::from(e.kind()).to_string());
+    let mut tmp = tempfile::Builder::new().prefix(".capbill-statement-").tempfile_in(folder).map_err(io)?;
+    std::io::Write::write_all(&mut tmp, &data).map_err(io)?;
+    // Readable like any page capbill publishes (a temporary file is 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(format!("{}\n", path.display()))
 }
 

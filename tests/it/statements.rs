@@ -347,6 +347,12 @@ fn the_statement_command_names_a_statement_copies_it_and_says_what_is_missing() 
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&file).unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "readable like the published page, not a temporary file's 0600");
+    }
 
     let fails = |extra: &[&str], expected: &str| {
         let o = cmd(extra);
@@ -368,6 +374,12 @@ fn the_statement_command_names_a_statement_copies_it_and_says_what_is_missing() 
     fails(
         &["--month", "2026-09", "--seller", "ic", "--buyer", "msp-b"],
         "billing month 2026-09 has no published revision under",
+    );
+    let nowhere = out.path().join("no such folder/copy.html");
+    let nowhere = nowhere.to_str().unwrap();
+    fails(
+        &["--month", "2026-10", "--seller", "ic", "--buyer", "msp-b", "--output", nowhere],
+        &format!("cannot write {nowhere}: the folder {} does not exist", out.path().join("no such folder").display()),
     );
 
     // `--output` a symbolic link into the revision: the link is replaced,
