@@ -270,7 +270,10 @@ pub async fn statement(
         _ => std::path::Path::new("."),
     };
     let cannot = |why: String| {
-        Error::Config(ConfigError::Invalid { setting: "output", reason: format!("cannot write {}: {why}", path.display()) })
+        Error::Config(ConfigError::Invalid {
+            setting: "output",
+            reason: format!("cannot write {}: {why}", path.display()),
+        })
     };
     if !folder.is_dir() {
         return Err(cannot(format!("the folder {} does not exist", folder.display())));
@@ -442,7 +445,6 @@ pub async fn validate(config: &Config, month: BillingMonth) -> Result<String, Er
 fn counted(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
-
 
 #[cfg(test)]
 mod tests {

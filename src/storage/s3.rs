@@ -540,6 +540,11 @@ impl S3Store {
                 "access denied: the credentials need s3:ListBucket and s3:GetObject on input prefixes and s3:PutObject on the output prefix of bucket {}",
                 self.bucket
             ),
+            // The SDK reports credentials it could not load as a failure to
+            // send: the endpoint was never asked.
+            (_, _, SdkError::DispatchFailure(_)) if mentions_credentials(&e) => {
+                "no S3 credentials could be loaded: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or CAPBILL_S3_ACCESS_KEY_ID and CAPBILL_S3_SECRET_ACCESS_KEY), a profile (AWS_PROFILE), or a web identity token".to_owned()
+            }
             (_, _, SdkError::DispatchFailure(_)) => format!(
                 "cannot reach the endpoint {}: check CAPBILL_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL), path style and the network",
                 self.endpoint
@@ -555,6 +560,14 @@ impl S3Store {
         };
         StorageError::S3 { action, location: location.to_owned(), hint, source: Box::new(e) }
     }
+}
+
+/// Whether an error's chain says credentials could not be loaded.
+fn mentions_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+        let text = e.to_string();
+        text.contains("loading credentials") || text.contains("no credentials found")
+    })
 }
 
 /// HTTP status of a raw response.

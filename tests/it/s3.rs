@@ -185,6 +185,18 @@ fn a_missing_bucket_and_a_wrong_endpoint_are_named() {
     let o = run_s3(&server, &env);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot reach the endpoint"), "{}", stderr(&o));
+
+    // No credentials anywhere (the tests disable the EC2 metadata service):
+    // said as such, not as an endpoint that cannot be reached.
+    let env: Vec<_> = server
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"))
+        .collect();
+    let o = capbill_env(&RUN_ARGS, &env);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no S3 credentials could be loaded: set AWS_ACCESS_KEY_ID"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("cannot reach the endpoint"), "{}", stderr(&o));
 }
 
 #[test]
