@@ -230,6 +230,13 @@ impl ConfigArgs {
         args.load()
     }
 
+    /// Every location matters, and the output must not lie inside the usage (run, reprocess).
+    fn load_for_billing(&self) -> Result<Config, ConfigError> {
+        let config = self.load()?;
+        config.check_output_outside_usage()?;
+        Ok(config)
+    }
+
     /// Only the directory matters (validate).
     fn load_for_directory(&self) -> Result<Config, ConfigError> {
         let mut args = self.clone();
@@ -471,7 +478,7 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
     let now = cli.now.unwrap_or_else(Utc::now);
     match cli.command {
         Command::Run(args) => with_summary("run", args.summary_json.as_deref(), || {
-            let config = args.config.load()?;
+            let config = args.config.load_for_billing()?;
             match args.month {
                 Some(month) => {
                     let req = Request { month, mode: Mode::Run, now, requested_by: requested_by() };
@@ -482,7 +489,7 @@ pub fn execute(cli: Cli) -> Result<(), Error> {
             }
         }),
         Command::Reprocess(args) => with_summary("reprocess", args.summary_json.as_deref(), || {
-            let config = args.config.load()?;
+            let config = args.config.load_for_billing()?;
             let mode = Mode::Reprocess { reason: args.reason.clone() };
             let req = Request { month: args.month, mode, now, requested_by: requested_by() };
             Ok((vec![rt.block_on(pipeline::bill_month(&config, &req))?], None))

@@ -359,10 +359,9 @@ fn lexically_normal(path: &Path) -> PathBuf {
 
 /// Refuses locations that cannot work however often a run is retried: a
 /// local directory or usage location that is a file (listing it would find
-/// no table or no usage and bill nothing), an output location that is or
-/// lies below a file, and an output location inside the usage location
-/// (each run would read the revisions it wrote as usage). Only the file
-/// system's metadata is looked at; nothing is read.
+/// no table or no usage and bill nothing), and an output location that is
+/// or lies below a file. Only the file system's metadata is looked at;
+/// nothing is read.
 fn check_locations(directory: &Location, usage: &Location, out: &Location) -> Result<(), ConfigError> {
     for (setting, location) in [("directory", directory), ("usage", usage)] {
         if let Location::Local(p) = location
@@ -382,26 +381,37 @@ fn check_locations(directory: &Location, usage: &Location, out: &Location) -> Re
             reason: format!("{} is a file, not a folder that revisions can be written into", file.display()),
         });
     }
-    let inside = match (usage, out) {
-        (Location::Local(u), Location::Local(o)) => {
-            let absolute =
-                |p: &Path| std::path::absolute(p).map(|a| lexically_normal(&a)).unwrap_or_else(|_| p.to_owned());
-            absolute(o).starts_with(absolute(u))
-        }
-        (Location::S3 { bucket: ub, prefix: up }, Location::S3 { bucket: ob, prefix: op }) => {
-            ub == ob && (up.is_empty() || op == up || op.starts_with(&format!("{up}/")))
-        }
-        _ => false,
-    };
-    if inside {
-        return Err(ConfigError::Invalid {
-            setting: "out",
-            reason: format!(
-                "{out} is inside the usage location {usage}: every run would read the revisions it wrote as usage; publish outside it"
-            ),
-        });
-    }
     Ok(())
+}
+
+impl Config {
+    /// Refuses, for a billing run, an output location inside the usage
+    /// location: each run would read the revisions it wrote as usage.
+    /// (Commands that read only some locations fill the others with
+    /// placeholders, so this is not part of [`Config::load`].)
+    pub fn check_output_outside_usage(&self) -> Result<(), ConfigError> {
+        let (usage, out) = (&self.usage, &self.out);
+        let inside = match (usage, out) {
+            (Location::Local(u), Location::Local(o)) => {
+                let absolute =
+                    |p: &Path| std::path::absolute(p).map(|a| lexically_normal(&a)).unwrap_or_else(|_| p.to_owned());
+                absolute(o).starts_with(absolute(u))
+            }
+            (Location::S3 { bucket: ub, prefix: up }, Location::S3 { bucket: ob, prefix: op }) => {
+                ub == ob && (up.is_empty() || op == up || op.starts_with(&format!("{up}/")))
+            }
+            _ => false,
+        };
+        if inside {
+            return Err(ConfigError::Invalid {
+                setting: "out",
+                reason: format!(
+                    "{out} is inside the usage location {usage}: every run would read the revisions it wrote as usage; publish outside it"
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Refuses a setting of 0 where 0 would make every request fail (no
@@ -509,7 +519,7 @@ mod tests {
                 out: Some(at(out)),
                 ..Default::default()
             };
-            Config::load(None, &o).map(|_| ()).map_err(|e| e.to_string())
+            Config::load(None, &o).and_then(|c| c.check_output_outside_usage()).map_err(|e| e.to_string())
         };
         assert_eq!(load("dir", "usage", "out"), Ok(()), "folders that do not exist yet are the stages' to report");
         assert_eq!(load("dir", "usage", "usage-out"), Ok(()), "a sibling whose name starts alike is not inside");

@@ -22,6 +22,43 @@ fn run(args: &[String], env: &[(&str, String)]) -> std::process::Output {
 }
 
 #[test]
+fn locations_that_cannot_work_exit_2_before_anything_is_billed_and_reading_commands_still_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let usage = tmp.path().join("usage");
+    copy_tree(&example().join("usage"), &usage);
+    let directory = example().join("directory");
+    let args = |usage: &std::path::Path, out: &std::path::Path| {
+        vec![
+            "run".to_owned(),
+            "--month".into(),
+            "2026-10".into(),
+            "--directory".into(),
+            directory.to_str().unwrap().into(),
+            "--usage".into(),
+            usage.to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let refused = |args: Vec<String>, says: &str| {
+        let o = run(&args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    };
+    refused(args(&usage, &usage.join("out")), "is inside the usage location");
+    refused(args(&usage.join("daily/2026-10/sa-x1.csv"), &tmp.path().join("o")), "sa-x1.csv is a file");
+    refused(args(&usage, std::path::Path::new("S3://bucket/x")), "starts with the scheme \"S3\"");
+    assert!(!usage.join("out").exists() && !tmp.path().join("o").exists(), "nothing is billed");
+    // Commands that read one location fill the others in: not refused.
+    let out = tmp.path().join("out");
+    assert!(run(&args(&usage, &out), &[]).status.success());
+    let o = run(&["status".into(), "--out".into(), out.to_str().unwrap().into()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["validate".into(), "--directory".into(), directory.to_str().unwrap().into()], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn validate_checks_a_directory_without_billing() {
     let ex = example_copy();
     let dir = ex.path().join("directory");
