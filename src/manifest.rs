@@ -310,14 +310,7 @@ pub struct DocumentParty {
     pub name: String,
     /// Party data (spec 5.1).
     #[serde(flatten)]
-    pub party: crate::directory::Party,
-}
-
-impl DocumentParty {
-    /// Entity `e` as a document names it today.
-    pub fn of(e: &crate::directory::Entity) -> Self {
-        DocumentParty { id: e.id.clone(), name: e.name.clone(), party: e.party.clone() }
-    }
+    pub party: crate::model::Party,
 }
 
 /// `latest.json`: the newest complete revision of a month.

@@ -251,6 +251,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         directory_hash: dir_files.hash.clone(),
         usage: plan.objects.iter().map(|(o, _)| InputObject::from(o)).collect(),
         config_hash: config.hash(),
+        settings: serde_json::to_value(config.rules).expect("settings serialise"),
         rules_version: RULES_VERSION.to_owned(),
     };
     let history = manifest::history(out, month).await?;

@@ -13,33 +13,7 @@ use crate::country::{is_country, vat_prefix};
 /// The optional columns of `entities` that hold party data, in spec order.
 pub const PARTY_COLUMNS: [&str; 7] = ["legal_name", "street", "city", "postal_code", "country", "vat_id", "email"];
 
-/// What the directory knows about an entity as an invoice party. A
-/// manifest records it as each document showed it ([`crate::manifest::DocumentParty`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Party {
-    /// Registered name (`name` when empty).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub legal_name: Option<String>,
-    /// Street and number.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub street: Option<String>,
-    /// City.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Postal code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub postal_code: Option<String>,
-    /// ISO 3166-1 alpha-2 code, upper case.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    /// VAT identifier, starting with the country's VAT prefix.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vat_id: Option<String>,
-    /// Electronic address (scheme `EM`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-}
+pub use crate::model::Party;
 
 /// The party columns the table has, read per row.
 pub(super) struct PartyCols<'a>([Option<Col<'a>>; 7]);

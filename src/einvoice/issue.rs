@@ -186,7 +186,10 @@ pub fn documents(
         let entity = |id: &str| {
             directory
                 .entity(id)
-                .map(|e| DocumentParty::of(&directory.entities[e]))
+                .map(|e| {
+                    let e = &directory.entities[e];
+                    DocumentParty { id: e.id.clone(), name: e.name.clone(), party: e.party.clone() }
+                })
                 .ok_or_else(|| EinvoiceError::Unknown(id.to_owned()))
         };
         let parties = match &issue.parties {

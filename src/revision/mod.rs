@@ -105,6 +105,9 @@ pub struct Fingerprint {
     pub usage: Vec<InputObject>,
     /// Hash of the billing settings.
     pub config_hash: String,
+    /// The billing settings the manifest lists (`unit`, `daily_method`,
+    /// `skip_bad_records`), to name which one changed.
+    pub settings: serde_json::Value,
     /// Billing rules version.
     pub rules_version: String,
 }
@@ -116,6 +119,7 @@ impl Fingerprint {
             directory_hash: m.directory.hash.clone(),
             usage: m.usage.objects.clone(),
             config_hash: m.config_hash.clone(),
+            settings: m.settings.clone(),
             rules_version: m.rules_version.clone(),
         }
     }
@@ -152,7 +156,22 @@ impl Fingerprint {
             ));
         }
         if self.config_hash != before.config_hash {
-            out.push("the billing configuration changed".to_owned());
+            // The settings the manifest lists, named with their values; the
+            // hash also covers `[invoicing]`, which the manifest does not list.
+            let named: Vec<String> = self
+                .settings
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| before.settings.get(k.as_str()).is_some_and(|was| was != *v))
+                .map(|(k, v)| format!("{k} {} → {v}", before.settings[k.as_str()]))
+                .collect();
+            out.push(if named.is_empty() {
+                "the billing configuration changed ([invoicing]: VAT rates, IBANs, payment days or unit code)"
+                    .to_owned()
+            } else {
+                format!("the billing configuration changed ({})", named.join(", "))
+            });
         }
         if self.rules_version != before.rules_version {
             out.push(format!("the rules version changed ({} → {})", before.rules_version, self.rules_version));
@@ -268,6 +287,7 @@ mod tests {
             directory_hash: directory_hash.to_owned(),
             usage: vec![InputObject { key: "a.csv".into(), size: 3, etag: "e".into() }],
             config_hash: "c".into(),
+            settings: serde_json::json!({ "unit": "tb", "daily_method": "mean", "skip_bad_records": false }),
             rules_version: "1".into(),
         }
     }
@@ -287,7 +307,7 @@ mod tests {
             capbill_version: "0".into(),
             rules_version: f.rules_version,
             config_hash: f.config_hash,
-            settings: serde_json::Value::Null,
+            settings: f.settings,
             directory: DirectoryInput { location: "d".into(), hash: f.directory_hash, objects: Vec::new() },
             usage: UsageInput { location: "u".into(), objects: f.usage, pruned_objects: 0, records_outside_month: 0 },
             outputs: Vec::new(),
@@ -295,6 +315,19 @@ mod tests {
             counts: Counts { invoice_lines: 0, invoices: 0, accounts: 0, findings: Default::default() },
             documents: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_changed_configuration_names_the_setting_or_invoicing() {
+        let before = fingerprint("d");
+        let mut now = fingerprint("d");
+        now.config_hash = "c2".into();
+        now.settings["skip_bad_records"] = serde_json::json!(true);
+        assert_eq!(now.changes_since(&before), ["the billing configuration changed (skip_bad_records false → true)"]);
+        now.settings = before.settings.clone();
+        let changes = now.changes_since(&before);
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].starts_with("the billing configuration changed ([invoicing]"), "{changes:?}");
     }
 
     use MonthStatus::{Final, Provisional};
