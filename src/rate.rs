@@ -422,22 +422,28 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 continue;
             }
             for day in self.first..self.end {
-                let allocated = dir.children[e]
+                let reserved: Vec<Decimal> = dir.children[e]
                     .iter()
                     .filter_map(|&ch| dir.contract_on(ch, day))
                     .filter_map(|k| match k.model {
                         Model::Reserved { reserved_tb, .. } => Some(reserved_tb),
                         Model::PayPerUse { .. } => None,
                     })
-                    .try_fold(Decimal::ZERO, |acc, tb| acc.checked_add(tb))
+                    .collect();
+                // A reserved contract of 0 TB is still one (spec 3.3: "a
+                // child holds a reserved contract under a parent on
+                // pay-per-use"); a day with none has nothing to check.
+                if reserved.is_empty() {
+                    continue;
+                }
+                let allocated = reserved
+                    .iter()
+                    .try_fold(Decimal::ZERO, |acc, tb| acc.checked_add(*tb))
                     .ok_or_else(|| RateError::Entity {
                         entity: entity.id.clone(),
                         what: "reserved capacity allocated to the children",
                         source: MoneyError::Overflow { what: "sum" },
                     })?;
-                if allocated.is_zero() {
-                    continue;
-                }
                 let tb = self.unit.symbol();
                 let detail = match dir.contract_on(e, day).map(|k| &k.model) {
                     Some(Model::PayPerUse { .. }) => Some(format!(
@@ -449,12 +455,12 @@ impl<'a, 'u> Ctx<'a, 'u> {
                         date_of(day),
                         entity.id
                     )),
-                    None => Some(format!(
+                    None if !allocated.is_zero() => Some(format!(
                         "on {}: children hold {allocated} {tb} reserved while {} has no contract",
                         date_of(day),
                         entity.id
                     )),
-                    Some(_) => None,
+                    Some(_) | None => None,
                 };
                 if let Some(detail) = detail {
                     out.push(Finding::new(FindingKind::AllocationExceedsReserved, entity.id.clone(), detail));
@@ -699,6 +705,22 @@ mod tests {
         assert_eq!((over.quantity, over.amount), (dec("1.032258"), dec("11.35")));
         // p is pay-per-use under d while c holds a reserved contract: allocation finding for p.
         assert!(r.findings.iter().any(|f| f.kind == FindingKind::AllocationExceedsReserved && f.subject_id == "p"));
+    }
+
+    #[test]
+    fn a_reserved_contract_of_0_tb_under_a_pay_per_use_parent_is_still_an_allocation_finding() {
+        // Spec 3.3: "or a child holds a reserved contract under a parent on
+        // pay-per-use", whatever its size.
+        let k = switch_on_the_16th().replace("K3R,p,c,reserved,10,", "K3R,p,c,reserved,0,");
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(12))]));
+        let found: Vec<_> =
+            r.findings.iter().filter(|f| f.kind == FindingKind::AllocationExceedsReserved).map(|f| &f.detail).collect();
+        assert_eq!(found, ["on 2026-10-16: children hold 0 TB of reserved contracts under a pay-per-use contract"]);
+        // Without any reserved contract below it, p has nothing to check.
+        let dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(12))]));
+        assert!(!r.findings.iter().any(|f| f.kind == FindingKind::AllocationExceedsReserved && f.subject_id == "p"));
     }
 
     #[test]
