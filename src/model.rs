@@ -277,6 +277,9 @@ pub enum FindingKind {
     SkippedRecord,
     /// An object under the usage location whose format is not recognised.
     SkippedObject,
+    /// Records of other months in an object that the runs of those months
+    /// do not read (its folder names another month): billed in no month.
+    UnreadRecords,
     /// The month's total in a currency fell sharply against the previous month.
     TotalDropped,
     /// Byte-days on days some edge of the owner's chain has no contract.
@@ -297,6 +300,7 @@ impl FindingKind {
             FindingKind::NoUsageData => "no_usage_data",
             FindingKind::SkippedRecord => "skipped_record",
             FindingKind::SkippedObject => "skipped_object",
+            FindingKind::UnreadRecords => "unread_records",
             FindingKind::TotalDropped => "total_dropped",
             FindingKind::UncontractedUsage => "uncontracted_usage",
             FindingKind::UnknownStorageAccount => "unknown_storage_account",

@@ -436,13 +436,13 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 if reserved.is_empty() {
                     continue;
                 }
-                let allocated = reserved
-                    .iter()
-                    .try_fold(Decimal::ZERO, |acc, tb| acc.checked_add(*tb))
-                    .ok_or_else(|| RateError::Entity {
-                        entity: entity.id.clone(),
-                        what: "reserved capacity allocated to the children",
-                        source: MoneyError::Overflow { what: "sum" },
+                let allocated =
+                    reserved.iter().try_fold(Decimal::ZERO, |acc, tb| acc.checked_add(*tb)).ok_or_else(|| {
+                        RateError::Entity {
+                            entity: entity.id.clone(),
+                            what: "reserved capacity allocated to the children",
+                            source: MoneyError::Overflow { what: "sum" },
+                        }
                     })?;
                 let tb = self.unit.symbol();
                 let detail = match dir.contract_on(e, day).map(|k| &k.model) {

@@ -18,7 +18,9 @@ use super::names::RunNames;
 use super::sink::{Bounds, RecordSink};
 use super::{Batch, IngestError, IngestOptions, Ingested, Plan, parquet, partner_api, row_groups, text};
 use crate::formats::Format;
-use crate::model::{Day, Finding, Interner};
+use std::collections::BTreeMap;
+
+use crate::model::{BillingMonth, Day, Finding, FindingKind, Interner, date_of};
 use crate::storage::ObjectMeta;
 use crate::storage::Store;
 
@@ -99,10 +101,16 @@ pub async fn ingest<E: From<IngestError>>(
 
     let mut records = 0;
     let mut outside_month = 0;
+    // Per object: its records outside the month and their first and last day.
+    let mut outside: BTreeMap<String, (u64, Day, Day)> = BTreeMap::new();
     let read = async {
         while let Some((i, seq, meta, parsed, held)) = parsed.next().await {
             let sink = parsed?;
             outside_month += sink.outside;
+            if let Some((lo, hi)) = sink.outside_days {
+                let o = outside.entry(meta.key.clone()).or_insert((0, lo, hi));
+                *o = (o.0 + sink.outside, o.1.min(lo), o.2.max(hi));
+            }
             let (days, object_findings) = sink.finish(seq).map_err(IngestError::from)?;
             findings.extend(object_findings);
             let n: usize = days.iter().map(DataFrame::height).sum();
@@ -120,7 +128,34 @@ pub async fn ingest<E: From<IngestError>>(
     *accounts = run_names.accounts.take();
     read?;
     progress.finish_and_clear();
+    findings.extend(outside.into_iter().filter_map(|(key, (n, lo, hi))| unread_records(&key, n, lo, hi, opts.month)));
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
+}
+
+/// The finding for records of other months in object `key` (`n` of them,
+/// from day `lo` to `hi`) when the run of one of those months would not
+/// read it (its folder names another month, [`super::prune::key_may_hold`]):
+/// those records are billed in no month unless the object moves. Records
+/// that their own month's run reads (a day folder's midnight neighbours,
+/// an undated object) are its to bill, and no finding.
+fn unread_records(key: &str, n: u64, lo: Day, hi: Day, month: BillingMonth) -> Option<Finding> {
+    let (first, last) = (BillingMonth::containing(date_of(lo)), BillingMonth::containing(date_of(hi)));
+    let months: Vec<BillingMonth> = std::iter::successors(Some(first), |m| Some(m.next()))
+        .take_while(|m| *m <= last)
+        .filter(|m| *m != month && !super::prune::key_may_hold(key, *m))
+        .collect();
+    if months.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = months.iter().map(ToString::to_string).collect();
+    let detail = format!(
+        "{n} record{} from {} to {} fall outside {month}, and the run of {} does not read this object (its folder names another month): they are billed in no month; move the object under its month's folder and reprocess that month",
+        if n == 1 { "" } else { "s" },
+        date_of(lo),
+        date_of(hi),
+        names.join(" and ")
+    );
+    Some(Finding::new(FindingKind::UnreadRecords, key, detail))
 }
 
 /// For pieces in streaming order (by the first day each may hold), that

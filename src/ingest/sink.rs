@@ -40,6 +40,8 @@ pub(crate) struct RecordSink {
     pub(super) days: Vec<Vec<Chunk>>,
     /// Records read that fall outside the month.
     pub(super) outside: u64,
+    /// The first and last day of those records.
+    pub(super) outside_days: Option<(Day, Day)>,
 }
 
 /// The days an object, or the piece of one being read, may hold records
@@ -262,6 +264,7 @@ impl RecordSink {
             buckets: names.buckets.piece(),
             days: (0..opts.month.days()).map(|_| Vec::new()).collect(),
             outside: 0,
+            outside_days: None,
         }
     }
 
@@ -386,6 +389,7 @@ impl RecordSink {
         }
         if day < self.first || day >= self.end {
             self.outside += 1;
+            self.outside_days = Some(self.outside_days.map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))));
             return Ok(None);
         }
         Ok(Some(day))

@@ -136,6 +136,40 @@ fn records_of_the_month_in_the_day_folders_before_and_after_are_billed() {
     assert!(edge.stdout.contains("usage objects read, 5 records outside the month\n"), "{}", edge.stdout);
     assert_eq!(count(&own, "records_outside_month", "records_outside_month"), 0);
     assert!(own.stdout.contains("usage objects read\n"), "{}", own.stdout);
+    // Sep 30 and Nov 1 are read by their own months' runs too: no finding.
+    assert!(unread_records(&edge).is_empty(), "{:?}", unread_records(&edge));
+}
+
+/// The `unread_records` findings of a run: (subject, detail).
+fn unread_records(b: &Billed) -> Vec<(String, String)> {
+    project(&b.rev.join("findings.csv"), &["kind", "subject_id", "detail"].map(String::from))
+        .into_iter()
+        .filter(|f| f[0] == "unread_records")
+        .map(|f| (f[1].clone(), f[2].clone()))
+        .collect()
+}
+
+#[test]
+fn records_of_a_month_whose_run_will_not_read_their_object_are_a_finding() {
+    // An October month folder holding a record written after midnight of
+    // Nov 1, and one of Oct 30 filed in November's folder: November's run
+    // never reads October's folder, October's never November's. Each is
+    // billed in no month, so the run that does read it says so.
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    let header = "date,storage_account_id,bytes".to_owned();
+    write_csv(&usage, "daily/2026-10/after-midnight.csv", &header, &["2026-11-01,sa-x1,400019000000".to_owned()]);
+    write_csv(&usage, "daily/2026-11/late.csv", &header, &["2026-10-30,sa-x1,400019000000".to_owned()]);
+    let b = bill(&usage);
+    assert_eq!(
+        unread_records(&b),
+        [(
+            "daily/2026-10/after-midnight.csv".to_owned(),
+            "1 record from 2026-11-01 to 2026-11-01 fall outside 2026-10, and the run of 2026-11 does not read this object (its folder names another month): they are billed in no month; move the object under its month's folder and reprocess that month".to_owned()
+        )],
+        "October's run does not read November's folder, so it cannot tell of late.csv"
+    );
+    assert_eq!(b.summary["counts"]["findings"]["unread_records"], 1);
 }
 
 #[test]
@@ -217,10 +251,22 @@ fn an_object_spanning_two_months_bills_the_month_and_counts_the_rest() {
     rows.extend(["2026-11-01", "2026-11-02", "2026-11-03"].map(|d| format!("{d},sa-x1,900000000000")));
     write_csv(&usage, "exports/sa-x1.csv", &header, &rows);
     // A month folder holds its month: a record of Nov 1 in October's folder
-    // is read, and counted outside the month.
+    // is read, and counted outside the month; November's run will not read
+    // it, so it is a finding too (the undated export's are November's).
     write_csv(&usage, "partner-api/2026-10/late.csv", &header, &["2026-11-01,sa-w1,900000000000".to_owned()]);
     let b = bill(&usage);
-    assert_same_bills(&bill(&example().join("usage")), &b, "an object also holds other months");
+    let plain = bill(&example().join("usage"));
+    let without_unread = |b: &Billed| {
+        let text = std::fs::read_to_string(b.rev.join("findings.csv")).unwrap();
+        text.lines().filter(|l| !l.starts_with("unread_records,")).map(|l| format!("{l}\n")).collect::<String>()
+    };
+    assert_eq!(without_unread(&b), std::fs::read_to_string(plain.rev.join("findings.csv")).unwrap());
+    let unread: Vec<String> = unread_records(&b).into_iter().map(|(subject, _)| subject).collect();
+    assert_eq!(unread, ["partner-api/2026-10/late.csv"]);
+    for file in ["account_usage.csv", "invoice_lines.csv", "invoices.csv"] {
+        let (x, y) = (std::fs::read(plain.rev.join(file)).unwrap(), std::fs::read(b.rev.join(file)).unwrap());
+        assert!(x == y, "{file} differs when an object also holds other months");
+    }
     assert_eq!(count(&b, "records_outside_month", "records_outside_month"), 6);
     assert!(b.stdout.contains("usage objects read, 6 records outside the month\n"), "{}", b.stdout);
 }
