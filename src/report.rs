@@ -53,6 +53,13 @@ pub fn collected(c: &crate::collect::Collected) -> String {
         c.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         c.location,
     );
+    if c.gone > 0 {
+        let s = if c.gone == 1 { "" } else { "s" };
+        out.push_str(&format!(
+            "{} bucket{s} of the previous snapshot no longer reported: written with 0 bytes\n",
+            c.gone
+        ));
+    }
     if let Some(u) = c.unfinished_bytes {
         out.push_str(&format!("unfinished multipart uploads: {u} bytes (not billed)\n"));
     }

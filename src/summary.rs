@@ -150,8 +150,10 @@ pub struct CollectSummary {
     pub timestamp: Option<DateTime<Utc>>,
     /// Where the snapshot was written.
     pub location: Option<String>,
-    /// Buckets in the snapshot.
+    /// Buckets the source reported.
     pub buckets: usize,
+    /// Buckets of the previous snapshot no longer reported, written with 0 bytes.
+    pub gone_buckets: usize,
     /// Storage accounts in the snapshot.
     pub accounts: usize,
     /// Bytes of all buckets (a string: it may exceed JSON's exact integers).
@@ -187,6 +189,7 @@ impl CollectSummary {
             timestamp: None,
             location: None,
             buckets: 0,
+            gone_buckets: 0,
             accounts: 0,
             total_bytes: "0".to_owned(),
             unfinished_upload_bytes: None,
@@ -199,6 +202,7 @@ impl CollectSummary {
                 s.timestamp = Some(c.timestamp);
                 s.location = Some(c.location.clone());
                 s.buckets = c.buckets;
+                s.gone_buckets = c.gone;
                 s.accounts = c.accounts;
                 s.total_bytes = c.total_bytes.to_string();
                 s.unfinished_upload_bytes = c.unfinished_bytes.map(|b| b.to_string());

@@ -64,7 +64,9 @@ impl Http {
                         format!("HTTP {status}")
                     } else {
                         let body = resp.text().await.unwrap_or_default();
-                        let body: String = body.trim().chars().take(BODY_QUOTE).collect();
+                        // One line: an HTML error page's lines and indents collapsed.
+                        let body: String =
+                            body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(BODY_QUOTE).collect();
                         return Err(CollectError::Status { url: shown, status, body });
                     }
                 }

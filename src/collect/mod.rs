@@ -77,8 +77,11 @@ pub struct Collected {
     pub location: String,
     /// Its key under the usage location.
     pub key: String,
-    /// Buckets in the snapshot.
+    /// Buckets the source reported (the snapshot's rows, but for `gone`).
     pub buckets: usize,
+    /// Buckets of the previous snapshot the source no longer reported for
+    /// their account, written with 0 bytes.
+    pub gone: usize,
     /// Distinct storage accounts (unattributed ids excluded).
     pub accounts: usize,
     /// Bytes of all buckets.
@@ -216,6 +219,7 @@ pub async fn collect(config: &Config, now: DateTime<Utc>) -> Result<Collected, C
         .into_iter()
         .filter(|(a, b)| !now.contains(&(a.as_str(), b.as_str())))
         .collect();
+    let gone_count = gone.len();
     for (account, bucket) in gone {
         tracing::info!(%account, %bucket, "bucket gone since the previous snapshot: written with 0 bytes");
         rows.push(Row { account, bucket, bytes: 0, unfinished_bytes: None });
@@ -233,7 +237,8 @@ pub async fn collect(config: &Config, now: DateTime<Utc>) -> Result<Collected, C
         source,
         timestamp,
         location: store.describe(&key),
-        buckets: rows.len(),
+        buckets: rows.len().saturating_sub(gone_count),
+        gone: gone_count,
         accounts: accounts.len(),
         total_bytes: rows.iter().map(|r| u128::from(r.bytes)).sum(),
         unfinished_bytes: (!reported.is_empty()).then(|| reported.iter().map(|&b| u128::from(b)).sum()),

@@ -249,6 +249,11 @@ fn an_account_whose_last_bucket_was_deleted_is_billed_until_then_not_for_the_mon
     for bucket in ["b002", "b005"] {
         assert!(rows.contains(&("sa-2".to_owned(), bucket.to_owned(), 0)), "{bucket} written with 0 bytes: {rows:?}");
     }
+    // Said apart from the buckets the source reported.
+    let text = String::from_utf8_lossy(&o.stdout);
+    let reported = rows.len() - 2;
+    assert!(text.contains(&format!("collected {reported} buckets of ")), "{text}");
+    assert!(text.contains("2 buckets of the previous snapshot no longer reported: written with 0 bytes"), "{text}");
     // A third snapshot does not repeat what was already gone.
     let o = collect(&usage, dir.path(), "2026-10-15T06:00:00Z", &args, &env);
     assert!(o.status.success(), "{}", stderr(&o));
