@@ -22,9 +22,14 @@ pub enum LogFormat {
 
 /// Installs the global subscriber; whether it writes JSON lines.
 pub fn init(format: LogFormat) -> bool {
-    let filter = EnvFilter::try_from_env("CAPBILL_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // A level that cannot be parsed falls back to `info`, and says so once
+    // the subscriber is up (an unset variable is no problem).
+    let mut unusable = None;
+    let mut from = |var: &'static str| match std::env::var(var) {
+        Ok(text) => EnvFilter::try_new(&text).map_err(|e| unusable = Some(format!("{var}={text:?}: {e}"))).ok(),
+        Err(_) => None,
+    };
+    let filter = from("CAPBILL_LOG").or_else(|| from("RUST_LOG")).unwrap_or_else(|| EnvFilter::new("info"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -37,6 +42,9 @@ pub fn init(format: LogFormat) -> bool {
     let result = if json { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
     // A subscriber may already be installed (tests); keep it.
     let _ = result;
+    if let Some(why) = unusable {
+        tracing::warn!("ignored the log level {why}; logging at info");
+    }
     json
 }
 

@@ -59,6 +59,16 @@ fn locations_that_cannot_work_exit_2_before_anything_is_billed_and_reading_comma
 }
 
 #[test]
+fn a_log_level_that_cannot_be_parsed_is_said_and_info_is_used() {
+    let dir = example().join("directory");
+    let args = ["validate".to_owned(), "--directory".into(), dir.to_str().unwrap().into()];
+    let o = run(&args, &[("CAPBILL_LOG", "nonsense===".to_owned())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("ignored the log level CAPBILL_LOG=") && err.contains("nonsense==="), "{err}");
+}
+
+#[test]
 fn validate_checks_a_directory_without_billing() {
     let ex = example_copy();
     let dir = ex.path().join("directory");
