@@ -432,7 +432,8 @@ impl<'a, 'u> Ctx<'a, 'u> {
                     .collect();
                 // A reserved contract of 0 TB is still one (spec 3.3: "a
                 // child holds a reserved contract under a parent on
-                // pay-per-use"); a day with none has nothing to check.
+                // pay-per-use"; so under a parent with no contract at
+                // all); a day with none has nothing to check.
                 if reserved.is_empty() {
                     continue;
                 }
@@ -455,12 +456,12 @@ impl<'a, 'u> Ctx<'a, 'u> {
                         date_of(day),
                         entity.id
                     )),
-                    None if !allocated.is_zero() => Some(format!(
+                    None => Some(format!(
                         "on {}: children hold {allocated} {tb} reserved while {} has no contract",
                         date_of(day),
                         entity.id
                     )),
-                    Some(_) | None => None,
+                    Some(_) => None,
                 };
                 if let Some(detail) = detail {
                     out.push(Finding::new(FindingKind::AllocationExceedsReserved, entity.id.clone(), detail));
@@ -717,6 +718,16 @@ mod tests {
         let found: Vec<_> =
             r.findings.iter().filter(|f| f.kind == FindingKind::AllocationExceedsReserved).map(|f| &f.detail).collect();
         assert_eq!(found, ["on 2026-10-16: children hold 0 TB of reserved contracts under a pay-per-use contract"]);
+        // Under a parent with no contract that day, the same.
+        let k = switch_on_the_16th().replace("K3R,p,c,reserved,10,", "K3R,p,c,reserved,0,").replace(
+            "K2,d,p,pay_per_use,,7.00,,,EUR,2026-01-01,",
+            "K2,d,p,pay_per_use,,7.00,,,EUR,2026-01-01,2026-10-16",
+        );
+        let dir = parse(ENTITIES, ACCOUNTS, &k, DEALS).unwrap();
+        let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(12))]));
+        let found: Vec<_> =
+            r.findings.iter().filter(|f| f.kind == FindingKind::AllocationExceedsReserved).map(|f| &f.detail).collect();
+        assert_eq!(found, ["on 2026-10-16: children hold 0 TB reserved while p has no contract"]);
         // Without any reserved contract below it, p has nothing to check.
         let dir = parse(ENTITIES, ACCOUNTS, CONTRACTS, DEALS).unwrap();
         let r = rate_it(&dir, &metered_with(&dir, &[("c", &full_month(12))]));
