@@ -100,6 +100,16 @@ pub enum Error {
         /// What changed.
         changes: Vec<String>,
     },
+    /// A month of the nightly job (which bills two) failed: the error, named
+    /// with its month. Its exit code is the error's.
+    #[error("billing {month}")]
+    Month {
+        /// The month that failed.
+        month: BillingMonth,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -136,6 +146,7 @@ impl Error {
             Error::Lock(LockError::Storage { .. }) => exit::INFRASTRUCTURE,
             Error::Lock(LockError::Corrupt { .. }) => exit::INVALID_INPUT,
             Error::ReprocessRefused { .. } => exit::REPROCESS_REFUSED,
+            Error::Month { source, .. } => source.exit_code(),
             Error::Internal { .. } => exit::INTERNAL,
             // As a shell reports a process a signal ended: 128 + the signal.
             Error::Terminated { signal } => 128 + signal,

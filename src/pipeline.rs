@@ -164,7 +164,7 @@ pub async fn nightly(config: &Config, now: DateTime<Utc>, requested_by: &str) ->
             Err(e) => {
                 tracing::error!(month = %month, error = %crate::error::chain(&e), "billing the month failed");
                 let stop = matches!(e, Error::Terminated { .. });
-                first_error.get_or_insert(e);
+                first_error.get_or_insert(Error::Month { month, source: Box::new(e) });
                 if stop {
                     break; // asked to stop: no next month
                 }

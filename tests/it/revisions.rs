@@ -327,6 +327,11 @@ fn the_nightly_command_finalises_the_previous_month_and_bills_the_current_one() 
     let out = nightly("2026-11-06T02:30:00Z");
     assert!(!out.contains("2026-10"), "{out}");
     assert_eq!(m.latest()["revision"], 2);
+    // A month that fails is named in the error, with the error's exit code.
+    m.edit("directory/contracts.csv", "pay_per_use", "flat_rate");
+    let o = m.cmd("2026-11-06T02:30:00Z", "run", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("error: billing 2026-11: "), "{}", stderr(&o));
 }
 
 fn spawn_at_failpoint(args: &[String], env: &[(&str, String)], failpoint: &str) -> Child {
