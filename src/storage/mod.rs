@@ -59,10 +59,13 @@ impl Location {
 }
 
 /// The scheme of `s` if it reads as a URL (`name:/…`, RFC 3986 scheme
-/// characters): anything but `s3://` is not a location capbill reads.
+/// characters, two at least: `C:/x` is a drive letter's shape, and a
+/// legal folder name here): anything but `s3://` is not a location
+/// capbill reads.
 fn url_scheme(s: &str) -> Option<&str> {
     let (scheme, rest) = s.split_once(':')?;
-    let is_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    let is_scheme = scheme.len() >= 2
+        && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     (is_scheme && rest.starts_with('/')).then_some(scheme)
 }
@@ -358,7 +361,7 @@ mod tests {
     #[test]
     fn a_location_is_s3_in_lower_case_or_a_local_path_and_anything_url_like_is_refused() {
         assert_eq!(Location::parse("s3://b/p/").unwrap(), Location::S3 { bucket: "b".into(), prefix: "p".into() });
-        for local in ["out", "/abs/out", "./a:b", "dir with space/x", "~user", "C:out", "2026:10/x"] {
+        for local in ["out", "/abs/out", "./a:b", "dir with space/x", "~user", "C:out", "C:/out", "2026:10/x"] {
             assert_eq!(Location::parse(local).unwrap(), Location::Local(PathBuf::from(local)), "{local}");
         }
         for (bad, says) in [
