@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    Date32Type, Date64Type, Decimal128Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type,
     UInt64Type,
 };
@@ -95,10 +95,15 @@ fn read_with<R: ChunkReader + Clone + 'static>(
     sink: &mut RecordSink,
 ) -> Result<(), IngestError> {
     let schema = meta.schema().clone();
-    let layout = layout_of(schema.fields().iter().map(|f| f.name().as_str())).map_err(|r| sink.layout(r))?;
+    let mut layout = layout_of(schema.fields().iter().map(|f| f.name().as_str())).map_err(|r| sink.layout(r))?;
     let time = layout.time;
     sink.set_time_field(time);
     let type_of = |name: &str| schema.field_with_name(name).map(|f| f.data_type().clone()).ok();
+    // A bucket column of nothing but nulls, as pandas writes `bucket=None`,
+    // has no type of its own: every record's bucket is "", as without one.
+    if layout.bucket && type_of(BUCKET) == Some(DataType::Null) {
+        layout.bucket = false;
+    }
     let wanted: Vec<&str> =
         [Some(ACCOUNT), layout.bucket.then_some(BUCKET), Some(time), Some(BYTES)].into_iter().flatten().collect();
 
@@ -114,8 +119,12 @@ fn read_with<R: ChunkReader + Clone + 'static>(
         return Err(sink.layout(format!("{time} has type {time_type}, expected a timestamp, a date or text")));
     }
     let bytes_type = type_of(BYTES).expect("in the layout");
-    if !(bytes_type.is_integer() || is_text(&bytes_type)) {
-        return Err(sink.layout(format!("bytes has type {bytes_type}, expected an integer or text")));
+    // DECIMAL(p, 0) is how SQL engines and Spark, which have no unsigned
+    // 64-bit integer, write one.
+    if !(bytes_type.is_integer() || is_text(&bytes_type) || matches!(bytes_type, DataType::Decimal128(_, 0))) {
+        return Err(sink.layout(format!(
+            "bytes has type {bytes_type}, expected an integer, a decimal without fractional digits or text"
+        )));
     }
 
     // Text columns as dictionaries; only the wanted columns are decoded.
@@ -514,6 +523,20 @@ fn byte_counts(column: &ArrayRef, texts: &mut PerEntry<Result<u64, String>>, bad
         DataType::Int32 => signed!(Int32Type),
         DataType::Int16 => signed!(Int16Type),
         DataType::Int8 => signed!(Int8Type),
+        DataType::Decimal128(_, 0) => {
+            let a = column.as_primitive::<Decimal128Type>();
+            let mut out = Vec::with_capacity(a.len());
+            for (i, &v) in a.values().iter().enumerate() {
+                let fits = u64::try_from(v);
+                if fits.is_err() && a.is_valid(i) {
+                    let why =
+                        if v < 0 { "is negative" } else { "is above 18446744073709551615, the largest byte count" };
+                    bad.push((i, BYTES, format!("{v} {why}")));
+                }
+                out.push(fits.unwrap_or(0));
+            }
+            out
+        }
         other => unreachable!("bytes type {other} was checked to be an integer"),
     }
 }
@@ -933,7 +956,46 @@ mod tests {
             ("bytes", Arc::new(arrow_array::BooleanArray::from(vec![true]))),
         ]);
         let msg = read_object(data, false).0.unwrap_err().to_string();
-        assert!(msg.contains("bytes has type Boolean, expected an integer or text"), "{msg}");
+        assert!(msg.contains("bytes has type Boolean, expected an integer, a decimal"), "{msg}");
+        let data = parquet(vec![
+            ("storage_account_id", Arc::new(StringArray::from(vec!["sa"])) as ArrayRef),
+            ("timestamp", Arc::new(StringArray::from(vec!["2026-10-02T01:00:00Z"]))),
+            ("bytes", Arc::new(arrow_array::Decimal128Array::from(vec![150]).with_precision_and_scale(20, 2).unwrap())),
+        ]);
+        let msg = read_object(data, false).0.unwrap_err().to_string();
+        assert!(msg.contains("bytes has type Decimal128(20, 2), expected"), "{msg}");
+    }
+
+    #[test]
+    fn decimal_byte_counts_and_an_all_null_bucket_column_are_read_as_exporters_write_them() {
+        // DECIMAL(20, 0) holds every u64 (Spark, DuckDB and SQL engines have no
+        // unsigned 64-bit integer); a bucket column of nulls only (pandas with
+        // `bucket=None`) has Arrow type Null: every bucket is "".
+        let max = i128::from(u64::MAX);
+        let decimals = |v: Vec<i128>| {
+            Arc::new(arrow_array::Decimal128Array::from(v).with_precision_and_scale(20, 0).unwrap()) as ArrayRef
+        };
+        let data = |bytes: Vec<i128>| {
+            parquet(vec![
+                ("storage_account_id", Arc::new(StringArray::from(vec!["sa-1", "sa-1"])) as ArrayRef),
+                ("bucket", Arc::new(arrow_array::NullArray::new(2))),
+                ("timestamp", Arc::new(StringArray::from(vec!["2026-10-02T01:00:00Z", "2026-10-02T02:00:00Z"]))),
+                ("bytes", decimals(bytes)),
+            ])
+        };
+        let (df, findings, _) = read_object(data(vec![max, 7]), false);
+        let df = df.unwrap();
+        assert!(findings.is_empty());
+        let bytes: Vec<u64> = df.column(col::BYTES).unwrap().u64().unwrap().into_no_null_iter().collect();
+        assert_eq!(bytes, [u64::MAX, 7]);
+        let (r, _, _) = read_object(data(vec![max + 1, -1]), false);
+        match r {
+            Err(IngestError::Record { row, field, reason, .. }) => {
+                assert_eq!((row, field.as_str()), (1, "bytes"));
+                assert!(reason.contains("is above 18446744073709551615"), "{reason}");
+            }
+            other => panic!("expected a record error, got {other:?}"),
+        }
     }
 
     /// The same three rows as a dictionary-encoded and as a plain Parquet file.

@@ -20,27 +20,44 @@ use super::sink::{RecordSink, US_PER_DAY};
 use crate::formats;
 
 /// Parses an RFC 3339 timestamp, a zone-less timestamp (UTC) or a date
-/// (midnight UTC) into microseconds since the epoch.
+/// (midnight UTC) into microseconds since the epoch. `T` or a space may
+/// separate date and time, and an offset may also be written `+0000` or
+/// `+00` (as polars, PostgreSQL and others write it), after either.
 pub(crate) fn parse_instant(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if s.len() == 10 {
         return crate::model::iso_date(s)
             .map_or_else(|| NaiveDate::parse_from_str(s, "%Y-%m-%d"), Ok)
             .map(|d| i64::from(crate::model::day_of(d)) * US_PER_DAY)
-            .map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"));
+            .map_err(|_| match s.bytes().all(|b| b.is_ascii_digit()) {
+                true => format!("{s:?} is not a date (YYYY-MM-DD): numbers of seconds since 1970 are not read"),
+                false => format!("{s:?} is not a date (YYYY-MM-DD)"),
+            });
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_micros());
+        return Ok(micros(t.naive_utc()));
     }
     for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Ok(t.and_utc().timestamp_micros());
+            return Ok(micros(t));
         }
     }
-    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z") {
-        return Ok(t.timestamp_micros());
+    for f in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Ok(micros(t.naive_utc()));
+        }
     }
-    Err(format!("{s:?} is not an RFC 3339 timestamp or a date"))
+    Err(format!(
+        "{s:?} is not a timestamp (RFC 3339, or with a space for the T or an offset such as +0000) or a date (YYYY-MM-DD)"
+    ))
+}
+
+/// Microseconds since the epoch of a UTC time. A leap second (`23:59:60`)
+/// stays in its second's last microsecond, so in its own UTC day (spec
+/// 2.2), instead of becoming the next day's midnight.
+fn micros(t: NaiveDateTime) -> i64 {
+    let leap = t.and_utc().timestamp_subsec_micros().min(999_999);
+    t.and_utc().timestamp() * 1_000_000 + i64::from(leap)
 }
 
 /// Parses a byte count: an unsigned 64-bit integer.
@@ -48,6 +65,10 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
     if s.starts_with('-') {
         return Err(format!("{s:?} is negative"));
+    }
+    // Rust's own parser takes a leading `+`; a byte count is digits only.
+    if s.starts_with('+') {
+        return Err(format!("{s:?} has a sign: a byte count is digits only"));
     }
     s.parse::<u64>().map_err(|_| {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -64,9 +85,14 @@ pub(crate) fn json_bytes(v: &Value) -> Result<u64, String> {
         Value::Number(n) => n.as_u64().ok_or_else(|| {
             if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) {
                 format!("{n} is negative")
-            } else if n.as_f64().is_some_and(|f| f.fract() == 0.0) {
+            } else if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f >= 18_446_744_073_709_551_615.0) {
                 // A whole number JSON could not hold as an integer: above 2^64 − 1.
                 format!("{n} is above {}, the largest byte count", u64::MAX)
+            } else if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) {
+                let whole = f.abs();
+                format!(
+                    "{n} is written with a decimal point or an exponent: a byte count is an integer (write {whole:.0})"
+                )
             } else {
                 format!("{n} is not a whole number of bytes")
             }
@@ -410,6 +436,16 @@ mod tests {
         assert_eq!(parse_instant("1970-01-01 00:00:00.5").unwrap(), 500_000);
         assert!(parse_instant("yesterday").is_err());
         assert!(parse_instant("2026-02-30").is_err());
+        // An offset without a colon after a T (polars' CSV) or a space (PostgreSQL).
+        for s in ["1970-01-01T01:00:00.000000+0100", "1970-01-01 01:00:00+0100", "1970-01-01T00:00:00+00"] {
+            assert_eq!(parse_instant(s), Ok(0), "{s}");
+        }
+        // A leap second stays in its UTC day (spec 2.2).
+        let leap = parse_instant("2026-11-03T23:59:60Z").unwrap();
+        assert_eq!(leap.div_euclid(US_PER_DAY), parse_instant("2026-11-03").unwrap() / US_PER_DAY);
+        assert_eq!(leap, parse_instant("2026-11-04").unwrap() - 1);
+        let e = parse_instant("1793664000").unwrap_err();
+        assert!(e.contains("numbers of seconds since 1970 are not read"), "{e}");
     }
 
     #[test]
@@ -421,6 +457,16 @@ mod tests {
         assert_eq!(json_bytes(&serde_json::json!(-3)).unwrap_err(), "-3 is negative");
         assert!(json_bytes(&serde_json::json!(1.5)).is_err());
         assert_eq!(json_bytes(&serde_json::json!("12")).unwrap(), 12);
+        // The README: "a sign, a decimal point or an exponent is not" allowed.
+        assert_eq!(parse_bytes("+1").unwrap_err(), "\"+1\" has a sign: a byte count is digits only");
+        // A whole number written as a float is said as such, not as too large.
+        let e = json_bytes(&serde_json::json!(1.0e12)).unwrap_err();
+        assert_eq!(
+            e,
+            "1000000000000.0 is written with a decimal point or an exponent: a byte count is an integer (write 1000000000000)"
+        );
+        let e = json_bytes(&serde_json::from_str::<serde_json::Value>("18446744073709551616").unwrap()).unwrap_err();
+        assert!(e.contains("is above 18446744073709551615"), "{e}");
     }
 
     #[test]
