@@ -132,6 +132,21 @@ pub async fn ingest<E: From<IngestError>>(
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
+/// What a text object's first bytes say it is, when it is not UTF-8 text
+/// (which every reader would otherwise report as a confusing first row).
+fn not_text(data: &[u8]) -> Option<&'static str> {
+    match data {
+        [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..] => {
+            Some("UTF-16 text (as Windows tools save \"Unicode\" text; save it as UTF-8)")
+        }
+        [0x1F, 0x8B, ..] => {
+            Some("gzip-compressed data (decompress it, or leave it named .gz: such objects are not read)")
+        }
+        [b'P', b'A', b'R', b'1', ..] => Some("a Parquet file (name it .parquet)"),
+        _ => None,
+    }
+}
+
 /// The finding for records of other months in object `key` (`n` of them,
 /// from day `lo` to `hi`) when the run of one of those months would not
 /// read it (its folder names another month, [`super::prune::key_may_hold`]):
@@ -272,6 +287,11 @@ fn parse(
     // A UTF-8 byte order mark (Windows tools write one) is not part of the
     // JSON; the CSV reader skips it itself.
     let json = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    if format != Format::Parquet
+        && let Some(what) = not_text(data)
+    {
+        return Err(sink.layout(format!("the object is {what}, not UTF-8 text: capbill reads text usage as UTF-8")));
+    }
     match format {
         Format::Csv => text::read_csv(data.clone(), &mut sink),
         Format::JsonLines => text::read_json_lines(json, &mut sink),
@@ -331,6 +351,23 @@ mod tests {
 
     fn day(s: &str) -> Day {
         day_of(chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap())
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_says_what_it_is() {
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("date,storage_account_id,bytes\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        for (data, format, says) in [
+            (utf16, Format::Csv, "UTF-16 text"),
+            (vec![0x1F, 0x8B, 8, 0], Format::Csv, "gzip-compressed data"),
+            (b"PAR1\0\0".to_vec(), Format::JsonLines, "a Parquet file"),
+        ] {
+            let e = parse_object(bytes::Bytes::from(data), format, "u/x.csv", month, false).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("not UTF-8 text"), "{e}");
+        }
     }
 
     #[test]

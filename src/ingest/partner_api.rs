@@ -170,6 +170,7 @@ impl<'de> Visitor<'de> for Client<'_, '_> {
         reader.entries.clear();
         let mut client_id: Option<Option<Text>> = None;
         let mut has_entries = None;
+        let mut record_key = false;
         while let Some(key) = map.next_key::<Key<ClientField>>()? {
             match key.0 {
                 ClientField::ClientId if client_id.is_some() => return Err(de::Error::duplicate_field("client_id")),
@@ -180,10 +181,20 @@ impl<'de> Visitor<'de> for Client<'_, '_> {
                 ClientField::DailyUsage => {
                     has_entries = Some(map.next_value_seed(Entries(&mut reader.entries, &mut reader.dates))?);
                 }
+                ClientField::RecordKey => {
+                    record_key = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
                 ClientField::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
+        }
+        if client_id.is_none() && record_key {
+            reader.stopped = Some(reader.sink.layout(
+                "a JSON array of usage records (storage_account_id, ...) is not read: a .json array is the partner API export (client_id, daily_usage); write one record per line as .jsonl".to_owned(),
+            ));
+            return Err(de::Error::custom("stopped by the sink"));
         }
         reader.client(client_id.as_ref().map(|t| t.as_ref().map(|t| &*t.0)), has_entries == Some(true)).map_err(|e| {
             reader.stopped = Some(e);
@@ -436,6 +447,8 @@ impl<'de> Visitor<'de> for RawVisitor {
 enum ClientField {
     ClientId,
     DailyUsage,
+    /// A usage record's key: the array is records, not clients.
+    RecordKey,
     Other,
 }
 
@@ -456,6 +469,7 @@ impl Field for ClientField {
         match name {
             b"client_id" => ClientField::ClientId,
             b"daily_usage" => ClientField::DailyUsage,
+            b"storage_account_id" => ClientField::RecordKey,
             _ => ClientField::Other,
         }
     }
@@ -599,6 +613,12 @@ mod tests {
             matches!(e(r#"[{"client_id": "sa-1"}]"#), IngestError::Layout { reason, .. } if reason == "client sa-1: daily_usage missing")
         );
         assert!(matches!(e(r#"[{"client_id": "sa-1", "daily_usage": null}]"#), IngestError::Layout { .. }));
+        // pandas' to_json(orient="records"), DuckDB's JSON ARRAY: records, not clients.
+        let records = e(r#"[{"storage_account_id": "sa-1", "date": "2026-10-01", "bytes": 1}]"#);
+        assert!(
+            matches!(&records, IngestError::Layout { reason, .. } if reason.contains("write one record per line as .jsonl")),
+            "{records:?}"
+        );
         for bad in [
             r#"[{"client_id": 7, "daily_usage": []}]"#,
             r#"[{"client_id": "sa-1", "daily_usage": [{"date": "2026-10-01", "usage": true}]}]"#,
