@@ -141,9 +141,26 @@ pub(crate) fn read_csv(data: Bytes, sink: &mut RecordSink) -> Result<(), IngestE
         field: "(row)".to_owned(),
         reason: format!("{fields} fields, the header has {expected}"),
     };
-    let df = formats::read_csv_text(data.clone()).map_err(|e| match formats::ragged_csv_row(&data) {
-        Some(r) => ragged(sink, r),
-        None => sink.unparsable(e),
+    let df = formats::read_csv_text(data.clone()).map_err(|e| {
+        if let Err(bad) = std::str::from_utf8(&data) {
+            // Text in another encoding (Windows-1252, Latin-1): named by its
+            // row (the header is row 0) and byte, not only "invalid utf-8".
+            let at = bad.valid_up_to();
+            let line = data[..at].iter().filter(|&&b| b == b'\n').count();
+            return IngestError::Record {
+                object: sink.object().to_owned(),
+                row: line,
+                field: "(row)".to_owned(),
+                reason: format!(
+                    "byte 0x{:02X} is not UTF-8: the file is in another encoding (Windows-1252, Latin-1?); save it as UTF-8",
+                    data[at]
+                ),
+            };
+        }
+        match formats::ragged_csv_row(&data) {
+            Some(r) => ragged(sink, r),
+            None => sink.unparsable(e),
+        }
     })?;
     // A row with fewer fields than the header reads as nulls in its last
     // columns, its values under the wrong names: named as what it is, not
@@ -538,6 +555,20 @@ mod tests {
         assert_eq!(records, [(1, "sa-1".into(), "b".into(), OCT_1, 5)]);
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert!(findings[0].contains("row 4"), "the bad record keeps its row: {findings:?}");
+    }
+
+    #[test]
+    fn a_csv_in_another_encoding_is_named_by_its_row_and_byte() {
+        // "café" in Windows-1252 on the second record.
+        let data = b"storage_account_id,timestamp,bytes\nsa-1,2026-10-01T00:00:00Z,5\ncaf\xE9,2026-10-01T00:00:00Z,5\n";
+        let e = read_csv(Bytes::copy_from_slice(data), &mut sink(false)).unwrap_err();
+        match e {
+            IngestError::Record { row, reason, .. } => {
+                assert_eq!(row, 2);
+                assert!(reason.starts_with("byte 0xE9 is not UTF-8"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
