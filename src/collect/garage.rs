@@ -3,7 +3,8 @@
 //!
 //! `offset` names the first bucket of a page (inclusive), so each next page
 //! starts at the last bucket seen, which is dropped when it comes again
-//! (and one more bucket is asked for, so that a page of one advances). A
+//! (and one more bucket is asked for, so that a page of one advances); the
+//! listing ends at the first page with no new bucket, whatever its size. A
 //! bucket's name is its first global alias in sorted order, else its id
 //! (local aliases are per key and not unique). Its bytes are the complete
 //! objects' bytes (`bytes`); unfinished multipart uploads
@@ -91,11 +92,15 @@ pub(super) async fn list(s: &CollectSettings) -> Result<Vec<BucketUsage>, Collec
             new += 1;
         }
         progress.inc(new as u64);
-        if !full {
-            break;
-        }
+        // The listing ends with a page that brings no new bucket, not with
+        // a short one: a server that serves fewer than asked for (a cap of
+        // its own) would otherwise end it early, and the buckets after that
+        // page would be missing from the snapshot. That is one request more.
         if new == 0 {
-            return Err(malformed("a full page brought no new bucket: the pagination did not advance".to_owned()));
+            if full {
+                return Err(malformed("a full page brought no new bucket: the pagination did not advance".to_owned()));
+            }
+            break;
         }
     }
     progress.finish_and_clear();

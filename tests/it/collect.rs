@@ -319,6 +319,8 @@ fn garage_pages_are_followed_from_the_last_bucket_seen_and_the_token_is_sent_but
             "/v2/ListBucketsInfo?limit=3",
             "/v2/ListBucketsInfo?limit=4&offset=id002",
             "/v2/ListBucketsInfo?limit=4&offset=id005",
+            // A short page may be a server's own cap: the end is a page with nothing new.
+            "/v2/ListBucketsInfo?limit=4&offset=id006",
         ]
     );
     let key = "collected/dt=2026-10-14/snapshot-2026-10-14T05-00-00Z.parquet";
@@ -341,6 +343,29 @@ fn garage_pages_are_followed_from_the_last_bucket_seen_and_the_token_is_sent_but
     ] {
         assert!(!text.contains(TOKEN), "the admin token appears in {what}");
     }
+}
+
+#[test]
+fn a_garage_that_serves_fewer_buckets_a_page_than_asked_for_is_listed_to_the_end() {
+    // A cap of the server's own (2 a page) below the page size asked for
+    // (5): a short page is not the end of the listing.
+    let src = ScriptedHttp::start(|pq, _| {
+        let capped = pq.replace("limit=5", "limit=2").replace("limit=6", "limit=2");
+        (200, garage_page(7, &capped))
+    });
+    let work = tempfile::tempdir().unwrap();
+    let cfg = config(work.path(), "page_size = 5");
+    let dir = directory(&["sa-0", "sa-1", "sa-2"], &[]);
+    let usage = work.path().join("usage");
+    let env = [
+        ("CAPBILL_COLLECT_SOURCE", "garage".to_owned()),
+        ("CAPBILL_COLLECT_ENDPOINT", src.url.clone()),
+        ("CAPBILL_COLLECT_TOKEN", "t".to_owned()),
+    ];
+    let o = collect(&usage, dir.path(), FIRST, &["--config", cfg.to_str().unwrap()], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (rows, _) = snapshot_rows(&usage.join("collected/dt=2026-10-14/snapshot-2026-10-14T05-00-00Z.parquet"));
+    assert_eq!(rows.len(), 7, "every bucket, not the first page's two: {rows:?}");
 }
 
 /// Each fault of a source: the exit code, a message naming it, and nothing written.
