@@ -13,6 +13,7 @@ mod hostile;
 mod layers;
 mod layouts;
 mod operations;
+mod reference;
 mod revisions;
 mod s3;
 mod s3_server;
