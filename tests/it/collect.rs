@@ -141,6 +141,15 @@ fn config(dir: &Path, collect: &str) -> PathBuf {
     path
 }
 
+/// The environment of a `collect` from a scripted Garage at `url`.
+fn garage_env(url: &str) -> [(&'static str, String); 3] {
+    [
+        ("CAPBILL_COLLECT_SOURCE", "garage".to_owned()),
+        ("CAPBILL_COLLECT_ENDPOINT", url.to_owned()),
+        ("CAPBILL_COLLECT_TOKEN", "t".to_owned()),
+    ]
+}
+
 /// Garage's `ListBucketsInfo` for buckets `b000`.. owned by keys named
 /// `sa-<n % 3>`, paginated like Garage: `offset` names the first bucket
 /// returned (inclusive).
@@ -234,11 +243,7 @@ fn an_account_whose_last_bucket_was_deleted_is_billed_until_then_not_for_the_mon
     let cfg = config(work.path(), "");
     let dir = directory(&["sa-0", "sa-1", "sa-2"], &[]);
     let usage = work.path().join("usage");
-    let env = [
-        ("CAPBILL_COLLECT_SOURCE", "garage".to_owned()),
-        ("CAPBILL_COLLECT_ENDPOINT", src.url.clone()),
-        ("CAPBILL_COLLECT_TOKEN", "t".to_owned()),
-    ];
+    let env = garage_env(&src.url);
     let args = ["--config", cfg.to_str().unwrap()];
     assert!(collect(&usage, dir.path(), FIRST, &args, &env).status.success());
     deleted.store(true, Ordering::SeqCst);
@@ -357,11 +362,7 @@ fn a_garage_that_serves_fewer_buckets_a_page_than_asked_for_is_listed_to_the_end
     let cfg = config(work.path(), "page_size = 5");
     let dir = directory(&["sa-0", "sa-1", "sa-2"], &[]);
     let usage = work.path().join("usage");
-    let env = [
-        ("CAPBILL_COLLECT_SOURCE", "garage".to_owned()),
-        ("CAPBILL_COLLECT_ENDPOINT", src.url.clone()),
-        ("CAPBILL_COLLECT_TOKEN", "t".to_owned()),
-    ];
+    let env = garage_env(&src.url);
     let o = collect(&usage, dir.path(), FIRST, &["--config", cfg.to_str().unwrap()], &env);
     assert!(o.status.success(), "{}", stderr(&o));
     let (rows, _) = snapshot_rows(&usage.join("collected/dt=2026-10-14/snapshot-2026-10-14T05-00-00Z.parquet"));

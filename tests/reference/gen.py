@@ -16,11 +16,8 @@ except ImportError:
     PARQUET = False
 
 
-def month_bounds(month):
-    y, m = map(int, month.split("-"))
-    first = dt.date(y, m, 1)
-    nxt = dt.date(y + (m == 12), 1 if m == 12 else m + 1, 1)
-    return first, nxt, (nxt - first).days
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref import month_days as month_bounds  # noqa: E402  (first day, next month's first day, days)
 
 
 def price(r):
