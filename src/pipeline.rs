@@ -288,7 +288,15 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
                     Outcome::Unchanged { month, manifest }
                 });
             }
-            Decision::Refuse { revision, changes } => return Err(Error::ReprocessRefused { month, revision, changes }),
+            Decision::Refuse { revision, changes } => {
+                // A directory that does not validate is said as such (exit
+                // 2), not as a change to reprocess: a reprocess could not
+                // bill it either.
+                tokio::task::spawn_blocking(move || dir_files.parse())
+                    .await
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+                return Err(Error::ReprocessRefused { month, revision, changes });
+            }
             Decision::Bill(new) => break new,
         }
     };

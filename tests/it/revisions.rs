@@ -206,6 +206,15 @@ fn a_changed_final_month_is_refused_until_reprocessed_with_a_reason() {
     );
     assert_eq!(std::fs::read(m.month_dir().join("latest.json")).unwrap(), latest_before);
     assert!(!m.revision(2).exists());
+    // A directory that no longer validates is said as such (exit 2), not
+    // as a change to reprocess, which could not bill it either.
+    let contracts = m.inputs.path().join("directory/contracts.csv");
+    let good = std::fs::read_to_string(&contracts).unwrap();
+    std::fs::write(&contracts, good.replacen("pay_per_use", "flat_rate", 1)).unwrap();
+    let o = m.run(AFTER);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("contracts.csv row"), "{}", stderr(&o));
+    std::fs::write(&contracts, good).unwrap();
 
     let out = ok(&m.cmd(AFTER, "reprocess", &["--month", "2026-10", "--reason", "late export from region 2"]));
     assert!(out.contains("revision 2 (final)"), "{out}");
