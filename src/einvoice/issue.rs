@@ -116,7 +116,7 @@ pub fn issuance(
     let credited: BTreeMap<InvoiceKey, Vec<DocLine>> = previous
         .numbers
         .keys()
-        .filter(|k| current.get(*k) != previous.lines.get(*k))
+        .filter(|k| !super::same_billing(current.get(*k), previous.lines.get(*k)))
         .map(|k| (k.clone(), previous.lines.get(k).cloned().unwrap_or_default()))
         .collect();
     // A credit note cancels the issued invoice in full (spec 5.4): with the

@@ -121,6 +121,24 @@ pub struct DocLine {
     pub amount: Decimal,
 }
 
+impl DocLine {
+    /// What the line bills: all of it but the customer's name, which is
+    /// party data (a renamed customer bills the same).
+    fn billed(&self) -> (&str, &str, &str, Decimal, &str, Decimal, Decimal) {
+        (&self.customer_id, &self.contract_id, &self.charge, self.quantity, &self.unit, self.unit_price, self.amount)
+    }
+}
+
+/// Whether two invoices' lines bill the same (spec 5.4 "whose lines
+/// changed"): a rename of a party alone issues nothing, as the README says.
+pub fn same_billing(a: Option<&Vec<DocLine>>, b: Option<&Vec<DocLine>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.billed() == y.billed()),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// The lines of an `invoice_lines` frame grouped by invoice, in table order.
 pub fn lines_by_invoice(df: &DataFrame) -> PolarsResult<BTreeMap<InvoiceKey, Vec<DocLine>>> {
     let s = |n: &str| df.column(n).and_then(|c| c.str().cloned());

@@ -547,6 +547,27 @@ fn a_credit_note_names_the_parties_the_invoice_was_issued_to_whatever_the_direct
 }
 
 #[test]
+fn a_renamed_customer_or_buyer_alone_issues_no_document() {
+    // The names are party data: the lines bill the same, the corrections
+    // are empty, so no credit note and no new invoice (README: a change of
+    // party data alone issues nothing), and every invoice keeps its number.
+    let m = Month::new();
+    ok(m.run(AFTER));
+    let rev1 = m.latest();
+    m.edit("directory/entities.csv", "cust-z,Zephyr Clinics,", "cust-z,Zephyr Clinics Renamed & <Co>,");
+    m.edit("directory/entities.csv", "msp-b,Bravo Managed Services,", "msp-b,Bravo MS,");
+    ok(m.cmd(LATER, "reprocess", &["--month", "2026-10", "--reason", "new names"]));
+    let rev2 = m.latest();
+    assert_ne!(rev1, rev2);
+    assert_eq!(manifest(&rev2)["documents"].as_array().map_or(0, Vec::len), 0, "{}", manifest(&rev2)["documents"]);
+    assert!(xml_files(&rev2.join("einvoices")).is_empty());
+    let numbers =
+        |rev: &Path| project(&rev.join("invoices.csv"), &["seller_id", "buyer_id", "invoice_number"].map(String::from));
+    assert_eq!(numbers(&rev2), numbers(&rev1));
+    assert_eq!(std::fs::read_to_string(rev2.join("corrections.csv")).unwrap().lines().count(), 1, "header only");
+}
+
+#[test]
 fn validate_einvoices_rechecks_the_documents_of_the_latest_revision() {
     let m = Month::new();
     ok(m.run(AFTER));
