@@ -422,29 +422,28 @@ impl<'a, 'u> Ctx<'a, 'u> {
                 continue;
             }
             for day in self.first..self.end {
-                let reserved: Vec<Decimal> = dir.children[e]
+                let mut reserved = dir.children[e]
                     .iter()
                     .filter_map(|&ch| dir.contract_on(ch, day))
                     .filter_map(|k| match k.model {
                         Model::Reserved { reserved_tb, .. } => Some(reserved_tb),
                         Model::PayPerUse { .. } => None,
                     })
-                    .collect();
+                    .peekable();
                 // A reserved contract of 0 TB is still one (spec 3.3: "a
                 // child holds a reserved contract under a parent on
                 // pay-per-use"; so under a parent with no contract at
                 // all); a day with none has nothing to check.
-                if reserved.is_empty() {
+                if reserved.peek().is_none() {
                     continue;
                 }
-                let allocated =
-                    reserved.iter().try_fold(Decimal::ZERO, |acc, tb| acc.checked_add(*tb)).ok_or_else(|| {
-                        RateError::Entity {
-                            entity: entity.id.clone(),
-                            what: "reserved capacity allocated to the children",
-                            source: MoneyError::Overflow { what: "sum" },
-                        }
-                    })?;
+                let allocated = reserved.try_fold(Decimal::ZERO, |acc, tb| acc.checked_add(tb)).ok_or_else(|| {
+                    RateError::Entity {
+                        entity: entity.id.clone(),
+                        what: "reserved capacity allocated to the children",
+                        source: MoneyError::Overflow { what: "sum" },
+                    }
+                })?;
                 let tb = self.unit.symbol();
                 let detail = match dir.contract_on(e, day).map(|k| &k.model) {
                     Some(Model::PayPerUse { .. }) => Some(format!(

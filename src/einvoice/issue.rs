@@ -125,19 +125,18 @@ pub fn issuance(
     // data (a buyer that lost its VAT id or left the directory) can keep
     // an issued invoice from being cancelled. An invoice whose manifest
     // predates that record is cancelled with the directory's parties.
-    let (recorded, unrecorded): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        credited.iter().map(|(k, l)| (k.clone(), l.clone())).partition(|(k, _)| previous.issued(k).is_some());
+    let unrecorded: BTreeMap<InvoiceKey, Vec<DocLine>> =
+        credited.iter().filter(|(k, _)| previous.issued(k).is_none()).map(|(k, l)| (k.clone(), l.clone())).collect();
     let mut credits = plan_documents(directory, &unrecorded, settings, "credit note")?;
     for (key, draft) in &mut credits.drafts {
         if let Some(&category) = previous.numbers.get(key).and_then(|n| previous.categories.get(n)) {
             *draft = Draft::taxed(key.clone(), std::mem::take(&mut draft.lines), category)?;
         }
     }
-    let mut credit_parties = BTreeMap::new();
-    for (key, lines) in recorded {
-        let (category, parties) = previous.issued(&key).expect("partitioned on it");
-        credit_parties.insert(key.clone(), parties.clone());
-        credits.drafts.insert(key.clone(), Draft::taxed(key, lines, category)?);
+    for (key, lines) in &credited {
+        if let Some((category, _)) = previous.issued(key) {
+            credits.drafts.insert(key.clone(), Draft::taxed(key.clone(), lines.clone(), category)?);
+        }
     }
     let mut out = Issuance { findings: credits.findings, ..Default::default() };
     let keys: BTreeSet<&InvoiceKey> = current.keys().chain(previous.numbers.keys()).collect();
@@ -154,7 +153,7 @@ pub fn issuance(
                 kind: DocumentKind::CreditNote,
                 draft: draft.clone(),
                 credits: Some(number.clone()),
-                parties: credit_parties.get(key).cloned(),
+                parties: previous.issued(key).map(|(_, parties)| parties.clone()),
             });
         }
         if let Some(draft) = planned.drafts.get(key) {
