@@ -202,6 +202,14 @@ pub struct Rules {
     pub skip_bad_records: bool,
 }
 
+impl Rules {
+    /// The settings as a manifest lists them (`settings`), and as a run
+    /// compares them with the latest revision's to name what changed.
+    pub fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("settings serialise")
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -251,7 +251,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         directory_hash: dir_files.hash.clone(),
         usage: plan.objects.iter().map(|(o, _)| InputObject::from(o)).collect(),
         config_hash: config.hash(),
-        settings: serde_json::to_value(config.rules).expect("settings serialise"),
+        settings: config.rules.settings(),
         rules_version: RULES_VERSION.to_owned(),
     };
     let history = manifest::history(out, month).await?;
@@ -314,8 +314,8 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // A final month is corrected in the unit it was issued in: corrections
     // subtract quantities, and TB-months less TiB-months mean nothing.
     if let Some(issued) = new.corrects.and_then(|r| history.iter().find(|m| m.revision == r)) {
-        let unit = serde_json::to_value(config.rules.unit).expect("a unit serialises");
-        if let Some(was) = issued.settings.get("unit").filter(|was| **was != unit) {
+        let unit = &fingerprint.settings["unit"];
+        if let Some(was) = issued.settings.get("unit").filter(|was| *was != unit) {
             return Err(crate::config::ConfigError::Invalid {
                 setting: "unit",
                 reason: format!(

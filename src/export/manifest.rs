@@ -60,7 +60,7 @@ pub fn manifest(p: Provenance<'_>, tables: &Tables, findings: &[Finding]) -> Man
         capbill_version: env!("CARGO_PKG_VERSION").to_owned(),
         rules_version: RULES_VERSION.to_owned(),
         config_hash: p.config_hash.to_owned(),
-        settings: serde_json::to_value(p.rules).expect("settings serialise"),
+        settings: p.rules.settings(),
         directory: p.directory,
         usage: p.usage,
         outputs: Vec::new(),
