@@ -67,25 +67,23 @@ pub(super) fn s3_settings(raw: RawS3, o: &S3Overrides) -> Result<S3Settings, Con
     let d = S3Settings::default();
     let secs = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_secs);
     let o = o.clone();
-    nonzero("s3.max_attempts (CAPBILL_S3_MAX_ATTEMPTS)", o.max_attempts.or(raw.max_attempts).map(u64::from))?;
-    nonzero(
-        "s3.connect_timeout_secs (CAPBILL_S3_CONNECT_TIMEOUT_SECS)",
-        o.connect_timeout_secs.or(raw.connect_timeout_secs),
-    )?;
-    nonzero(
-        "s3.operation_timeout_secs (CAPBILL_S3_OPERATION_TIMEOUT_SECS)",
-        o.operation_timeout_secs.or(raw.operation_timeout_secs),
-    )?;
-    nonzero("s3.concurrency (CAPBILL_S3_CONCURRENCY)", o.concurrency.or(raw.concurrency).map(|n| n as u64))?;
+    let max_attempts = o.max_attempts.or(raw.max_attempts);
+    nonzero("s3.max_attempts (CAPBILL_S3_MAX_ATTEMPTS)", max_attempts.map(u64::from))?;
+    let connect_timeout_secs = o.connect_timeout_secs.or(raw.connect_timeout_secs);
+    nonzero("s3.connect_timeout_secs (CAPBILL_S3_CONNECT_TIMEOUT_SECS)", connect_timeout_secs)?;
+    let operation_timeout_secs = o.operation_timeout_secs.or(raw.operation_timeout_secs);
+    nonzero("s3.operation_timeout_secs (CAPBILL_S3_OPERATION_TIMEOUT_SECS)", operation_timeout_secs)?;
+    let concurrency = o.concurrency.or(raw.concurrency);
+    nonzero("s3.concurrency (CAPBILL_S3_CONCURRENCY)", concurrency.map(|n| n as u64))?;
     Ok(S3Settings {
         endpoint_url: o.endpoint_url.or(raw.endpoint_url),
         region: o.region.or(raw.region),
         force_path_style: o.force_path_style.or(raw.force_path_style).unwrap_or(d.force_path_style),
         checksum: o.checksum.or(raw.checksum).unwrap_or(d.checksum),
-        max_attempts: o.max_attempts.or(raw.max_attempts).unwrap_or(d.max_attempts),
-        connect_timeout: secs(o.connect_timeout_secs.or(raw.connect_timeout_secs), d.connect_timeout),
-        operation_timeout: secs(o.operation_timeout_secs.or(raw.operation_timeout_secs), d.operation_timeout),
-        concurrency: o.concurrency.or(raw.concurrency).unwrap_or(d.concurrency),
+        max_attempts: max_attempts.unwrap_or(d.max_attempts),
+        connect_timeout: secs(connect_timeout_secs, d.connect_timeout),
+        operation_timeout: secs(operation_timeout_secs, d.operation_timeout),
+        concurrency: concurrency.unwrap_or(d.concurrency),
         profile: o.profile.or(raw.profile),
         access_key_id: o.access_key_id.or(raw.access_key_id),
         secret_access_key: o.secret_access_key.or(raw.secret_access_key),

@@ -47,7 +47,7 @@ use super::IngestError;
 use super::names::{Known, PieceNames};
 use super::row_groups::RowGroups;
 use super::sink::{RecordSink, US_PER_DAY};
-use super::text::{layout_of, parse_bytes, parse_instant};
+use super::text::{above_largest, layout_of, parse_bytes, parse_instant};
 use crate::formats::decoding;
 
 /// Rows decoded at once: large enough that a row group's dictionary is
@@ -529,9 +529,7 @@ fn byte_counts(column: &ArrayRef, texts: &mut PerEntry<Result<u64, String>>, bad
             for (i, &v) in a.values().iter().enumerate() {
                 let fits = u64::try_from(v);
                 if fits.is_err() && a.is_valid(i) {
-                    let why =
-                        if v < 0 { "is negative" } else { "is above 18446744073709551615, the largest byte count" };
-                    bad.push((i, BYTES, format!("{v} {why}")));
+                    bad.push((i, BYTES, if v < 0 { format!("{v} is negative") } else { above_largest(v) }));
                 }
                 out.push(fits.unwrap_or(0));
             }

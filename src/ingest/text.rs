@@ -60,6 +60,12 @@ fn micros(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp() * 1_000_000 + i64::from(leap)
 }
 
+/// Why a whole number (as written, `value`) is no byte count: it is above
+/// 2^64 − 1. The one wording for every encoding.
+pub(crate) fn above_largest(value: impl fmt::Display) -> String {
+    format!("{value} is above {}, the largest byte count", u64::MAX)
+}
+
 /// Parses a byte count: an unsigned 64-bit integer.
 pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -72,7 +78,7 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     }
     s.parse::<u64>().map_err(|_| {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            format!("{s:?} is above {}, the largest byte count", u64::MAX)
+            above_largest(format_args!("{s:?}"))
         } else {
             format!("{s:?} is not an unsigned 64-bit integer")
         }
@@ -85,9 +91,9 @@ pub(crate) fn json_bytes(v: &Value) -> Result<u64, String> {
         Value::Number(n) => n.as_u64().ok_or_else(|| {
             if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) {
                 format!("{n} is negative")
-            } else if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f >= 18_446_744_073_709_551_615.0) {
+            } else if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f >= u64::MAX as f64) {
                 // A whole number JSON could not hold as an integer: above 2^64 − 1.
-                format!("{n} is above {}, the largest byte count", u64::MAX)
+                above_largest(n)
             } else if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) {
                 let whole = f.abs();
                 format!(
