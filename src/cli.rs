@@ -595,10 +595,7 @@ fn summary_writable(path: &std::path::Path) -> Result<(), Error> {
     if path.is_dir() {
         return Err(invalid(format!("{} is a folder: give the path of a file", path.display())).into());
     }
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
+    let folder = report::folder_of(path);
     tempfile::Builder::new()
         .prefix(".capbill-summary-probe")
         .tempfile_in(folder)

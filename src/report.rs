@@ -43,21 +43,18 @@ pub enum DiffLevel {
 /// What one `capbill collect` wrote, for people.
 pub fn collected(c: &crate::collect::Collected) -> String {
     let mut out = format!(
-        "collected {} bucket{} of {} storage account{} ({} bytes) from {} at {}\nwrote {}\n",
-        c.buckets,
-        if c.buckets == 1 { "" } else { "s" },
-        c.accounts,
-        if c.accounts == 1 { "" } else { "s" },
+        "collected {} of {} ({} bytes) from {} at {}\nwrote {}\n",
+        counted(c.buckets, "bucket"),
+        counted(c.accounts, "storage account"),
         c.total_bytes,
         c.source.as_str(),
         c.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         c.location,
     );
     if c.gone > 0 {
-        let s = if c.gone == 1 { "" } else { "s" };
         out.push_str(&format!(
-            "{} bucket{s} of the previous snapshot no longer reported: written with 0 bytes\n",
-            c.gone
+            "{} of the previous snapshot no longer reported: written with 0 bytes\n",
+            counted(c.gone, "bucket")
         ));
     }
     if let Some(u) = c.unfinished_bytes {
@@ -65,9 +62,8 @@ pub fn collected(c: &crate::collect::Collected) -> String {
     }
     if !c.unattributed.is_empty() {
         out.push_str(&format!(
-            "{} bucket{} not attributed to a storage account (billed as unknown_storage_account until mapped):\n",
-            c.unattributed.len(),
-            if c.unattributed.len() == 1 { "" } else { "s" }
+            "{} not attributed to a storage account (billed as unknown_storage_account until mapped):\n",
+            counted(c.unattributed.len(), "bucket")
         ));
         for u in &c.unattributed {
             out.push_str(&format!("  {} ({} bytes): {}\n", u.bucket, u.bytes, u.reason));
@@ -147,12 +143,11 @@ fn published(r: &RunReport) -> String {
         use crate::manifest::DocumentKind;
         let credit_notes = m.documents.iter().filter(|d| d.kind == DocumentKind::CreditNote).count();
         let invoices = m.documents.len() - credit_notes;
-        let plural = |n: usize| if n == 1 { "" } else { "s" };
         let _ = writeln!(
             s,
-            "  e-invoices: {invoices} invoice{}, {credit_notes} credit note{} (einvoices/)",
-            plural(invoices),
-            plural(credit_notes)
+            "  e-invoices: {}, {} (einvoices/)",
+            counted(invoices, "invoice"),
+            counted(credit_notes, "credit note")
         );
     }
     let _ = writeln!(s, "  outputs: {}", r.location);
@@ -272,10 +267,7 @@ pub async fn statement(
     // Written beside the path and moved onto it: a reader never sees half a
     // page, and a symbolic link there is replaced, not followed (it could
     // point into a published revision, whose files are never rewritten).
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
+    let folder = folder_of(path);
     let cannot = |why: String| {
         Error::Config(ConfigError::Invalid {
             setting: "output",
@@ -448,6 +440,15 @@ pub async fn validate(config: &Config, month: BillingMonth) -> Result<String, Er
     }
     Ok(s)
 }
+/// The folder a file at `path` goes into: its parent, or `.` for a bare
+/// file name (whose parent is empty).
+pub(crate) fn folder_of(path: &std::path::Path) -> &std::path::Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    }
+}
+
 /// `n noun`, the noun in the plural unless `n` is 1 ("1 usage object", "4 usage objects").
 fn counted(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
