@@ -45,6 +45,9 @@ pub struct RunReport {
     pub records: usize,
     /// Bytes of usage records spilled to local disk while their days were open.
     pub spilled_bytes: u64,
+    /// Days too large to hold whose usage was read a second time (see
+    /// [`meter::Reduced::reread`]).
+    pub days_read_again: usize,
 }
 
 /// One month to bill.
@@ -350,23 +353,20 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     // metering thread is still busy with a day.
     let mut metering = std::time::Duration::ZERO;
     crate::failpoint::reached_async("planned").await;
-    let usage = ingest::ingest(
-        &usage_store,
-        plan,
-        IngestOptions {
-            month,
-            skip_bad_records: config.rules.skip_bad_records,
-            concurrency: config.s3.concurrency,
-            memory_budget: config.memory_budget,
-        },
-        &mut accounts,
-        |batch| {
-            let t = Instant::now();
-            let r = day_meter.push_days(batch.days, batch.complete_before).map_err(Error::from);
-            metering += t.elapsed();
-            r
-        },
-    )
+    let ingest_opts = IngestOptions {
+        month,
+        skip_bad_records: config.rules.skip_bad_records,
+        concurrency: config.s3.concurrency,
+        memory_budget: config.memory_budget,
+    };
+    // Kept to read again the days too large to hold that streaming could not meter.
+    let objects = plan.objects.clone();
+    let usage = ingest::ingest(&usage_store, plan, ingest_opts, &mut accounts, |batch| {
+        let t = Instant::now();
+        let r = day_meter.push_days(batch.days, batch.complete_before).map_err(Error::from);
+        metering += t.elapsed();
+        r
+    })
     .await;
     let ingest_ms = stages.done("ingest", t);
     crate::failpoint::reached("after-ingest");
@@ -397,7 +397,28 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
 
     let t = Instant::now();
     let records_in = usage.records;
-    let metered = day_meter.finish(&directory, accounts, &rate::uncontracted_days(&directory, month))?;
+    let mut reduced = day_meter.reduce()?;
+    let days_read_again = reduced.reread().len();
+    if days_read_again > 0 {
+        // Days streamed because they outgrew memory whose records were not
+        // in time order per account: read again, and metered the usual way.
+        let days = reduced.reread().clone();
+        tracing::info!(
+            days = days.len(),
+            first = %crate::model::date_of(*days.first().expect("not empty")),
+            "reading usage again for days too large to hold whose records are repeated or not in time order per account"
+        );
+        let mut again = meter::DayMeter::new(meter_opts)
+            .spill_above(config.memory_budget / 4)
+            .without_streaming()
+            .only_days(days.clone());
+        ingest::reread(&usage_store, objects, &days, ingest_opts, &mut accounts, |batch| {
+            again.push_days(batch.days, batch.complete_before).map_err(Error::from)
+        })
+        .await?;
+        reduced.add_reread(again.reduce()?);
+    }
+    let metered = reduced.finish(&directory, accounts, &rate::uncontracted_days(&directory, month))?;
     let elapsed_ms = stages.done("meter", t);
     let spilled_bytes = metered.spilled_bytes;
     tracing::info!(
@@ -587,5 +608,6 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         stages,
         records: records_in,
         spilled_bytes,
+        days_read_again,
     })))
 }

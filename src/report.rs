@@ -124,6 +124,13 @@ fn published(r: &RunReport) -> String {
             r.spilled_bytes.div_ceil(1 << 20)
         );
     }
+    if r.days_read_again > 0 {
+        let _ = writeln!(
+            s,
+            "  {} of usage read again: too large to hold, and their records repeated or not in time order per account (memory_budget_mib)",
+            counted(r.days_read_again, "day")
+        );
+    }
     let _ = writeln!(s, "  totals per seller:");
     for t in &r.totals.per_seller {
         let _ = writeln!(s, "    {:<24} {:>14} {}", t.seller_id, t.total, t.currency);

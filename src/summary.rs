@@ -45,6 +45,10 @@ pub struct MonthSummary {
     /// Bytes of usage records spilled to local disk while their days were
     /// open (the memory budget was too small to hold them); 0 otherwise.
     pub spilled_bytes: u64,
+    /// Days too large to hold in memory whose records were not in time
+    /// order per account, so that their usage objects were read a second
+    /// time; 0 otherwise.
+    pub days_read_again: usize,
     /// Row counts and findings by kind (published runs).
     pub counts: Option<Counts>,
     /// Totals per currency (published runs).
@@ -67,6 +71,7 @@ impl From<&Outcome> for MonthSummary {
             records_outside_month: 0,
             pruned_objects: 0,
             spilled_bytes: 0,
+            days_read_again: 0,
             counts: None,
             totals: Vec::new(),
             corrections: None,
@@ -86,6 +91,7 @@ impl From<&Outcome> for MonthSummary {
                     records_outside_month: m.usage.records_outside_month,
                     pruned_objects: m.usage.pruned_objects,
                     spilled_bytes: r.spilled_bytes,
+                    days_read_again: r.days_read_again,
                     counts: Some(m.counts.clone()),
                     totals: m.totals.clone(),
                     corrections: r.corrections.map(|(_, n)| n),

@@ -132,6 +132,24 @@ pub async fn ingest<E: From<IngestError>>(
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
+/// Reads again those of a plan's `objects` that may hold records of `days`
+/// (their key names a day folder near one of them, or no day), handing each
+/// one's records to `consume` as [`ingest`] does. Which of the records are
+/// kept is the consumer's choice. The findings and counts of this read are
+/// not returned: the first read reported them.
+pub async fn reread<E: From<IngestError>>(
+    store: &Store,
+    objects: Vec<(ObjectMeta, Format)>,
+    days: &std::collections::BTreeSet<Day>,
+    opts: IngestOptions,
+    accounts: &mut Interner,
+    consume: impl FnMut(Batch) -> Result<(), E>,
+) -> Result<(), E> {
+    let may_hold = |key: &str| Bounds::of_key(key).days().is_none_or(|(lo, hi)| days.range(lo..=hi).next().is_some());
+    let objects = objects.into_iter().filter(|(meta, _)| may_hold(&meta.key)).collect();
+    ingest(store, Plan { objects, findings: Vec::new(), pruned: 0 }, opts, accounts, consume).await.map(drop)
+}
+
 /// What a text object's first bytes say it is, when it is not UTF-8 text
 /// (which every reader would otherwise report as a confusing first row).
 fn not_text(data: &[u8]) -> Option<&'static str> {

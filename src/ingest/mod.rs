@@ -38,7 +38,7 @@ use thiserror::Error;
 use crate::model::{BillingMonth, Day, Finding, col};
 use crate::storage::{ObjectMeta, StorageError};
 
-pub use fetch::{ParsedObject, ingest, parse_object};
+pub use fetch::{ParsedObject, ingest, parse_object, reread};
 pub use plan::{Plan, plan};
 pub use prune::key_may_hold;
 

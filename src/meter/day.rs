@@ -7,7 +7,9 @@
 //! back within an account (as exports are written), the listing kernel any
 //! order; all give up on what only the general polars path (in `reduce`)
 //! can do (repeated keys, sums above 64 bits). State is indexed by
-//! account id and reused from day to day.
+//! account id and reused from day to day. [`RunningDay`] runs the running
+//! kernel over a day handed over frame by frame, for days too large to
+//! hold until they close.
 
 use polars::prelude::*;
 
@@ -16,8 +18,9 @@ use crate::money;
 
 /// Why a single-pass kernel gave up on a day.
 pub(super) enum Bail {
-    /// An account's timestamps are not in order, or it has more buckets
-    /// than the running kernel tracks: the listing kernel can do the day.
+    /// An account's timestamps are not in order, it has more buckets than
+    /// the running kernel tracks, or its closed snapshots total more than
+    /// 2^64 bytes: the listing kernel can do the day.
     Order,
     /// A repeated (account, bucket, timestamp) key or an overflow: only the
     /// polars path can.
@@ -26,24 +29,32 @@ pub(super) enum Bail {
 
 /// The running state of one account in one day for records whose
 /// timestamps arrive in order: the open snapshot, and the sum, maximum and
-/// count of the closed ones. Small and flat, so that a day's pass over tens
-/// of thousands of accounts stays in cache.
+/// count of the closed ones. Small, flat and one cache line each, so that a
+/// day's pass over hundreds of thousands of accounts moves as little memory
+/// as it can (a pass over 500,000 accounts is bound by memory, not by the
+/// arithmetic).
 #[derive(Default, Clone, Copy)]
+#[repr(C, align(64))]
 struct Running {
     /// The day ([`SinglePass::generation`]) the state belongs to; older state is stale.
     generation: u32,
+    /// Closed snapshots: how many.
+    closed: u32,
     /// Bucket ids seen (the bit index of `bits`): the first `nbuckets` of `buckets`.
-    nbuckets: u32,
     buckets: [u32; RUNNING_BUCKETS],
-    /// The open snapshot: its timestamp, sum and the buckets it has.
+    nbuckets: u8,
+    /// The buckets the open snapshot has, one bit each.
+    bits: u8,
+    /// The open snapshot: its timestamp and sum.
     ts: i64,
     sum: u64,
-    bits: u32,
-    /// Closed snapshots: how many, their total and their largest.
-    closed: u32,
-    total: u128,
+    /// Closed snapshots: their total (a total above 2^64 bytes is left to
+    /// the listing kernel, which sums in 128 bits) and their largest.
+    total: u64,
     max: u64,
 }
+
+const _: () = assert!(size_of::<Running>() == 64);
 
 /// Buckets per account and day the running kernel tracks.
 pub(super) const RUNNING_BUCKETS: usize = 4;
@@ -226,15 +237,7 @@ impl SinglePass {
                 },
                 Err(Bail::General) => return Ok(None),
             };
-        let n = self.touched.len();
-        Ok(Some(DataFrame::new(
-            n,
-            vec![
-                Series::from_vec(col::ACCOUNT_ID.into(), self.touched.clone()).into_column(),
-                Column::new_scalar(col::DAY.into(), Scalar::from(day), n),
-                Int128Chunked::from_vec(col::VALUE.into(), values).into_series().into_column(),
-            ],
-        )?))
+        daily_frame(day, self.touched.clone(), values).map(Some)
     }
 
     /// Starts a day: fresh generation, no account touched.
@@ -289,54 +292,8 @@ impl SinglePass {
             self.running.resize(accounts, Running::default());
         }
         let generation = self.start();
-        for &(account, bucket, ts, bytes) in chunks {
-            for i in 0..account.len() {
-                let (a, b, t, v) = (account[i], bucket.at(i), ts.at(i), bytes[i]);
-                let r = &mut self.running[a as usize];
-                if r.generation != generation {
-                    *r = Running { generation, ts: t, ..Running::default() };
-                    self.touched.push(a);
-                }
-                let n = r.nbuckets as usize;
-                let bit = match r.buckets[..n].iter().position(|x| *x == b) {
-                    Some(p) => p,
-                    None if n < RUNNING_BUCKETS => {
-                        r.buckets[n] = b;
-                        r.nbuckets += 1;
-                        n
-                    }
-                    None => return Err(Bail::Order),
-                };
-                if t == r.ts {
-                    if r.bits & (1 << bit) != 0 {
-                        return Err(Bail::General); // a repeated key: last wins applies
-                    }
-                    r.bits |= 1 << bit;
-                    r.sum = r.sum.checked_add(v).ok_or(Bail::General)?;
-                } else if t > r.ts {
-                    r.total += u128::from(r.sum);
-                    r.max = r.max.max(r.sum);
-                    r.closed += 1;
-                    (r.ts, r.sum, r.bits) = (t, v, 1 << bit);
-                } else {
-                    return Err(Bail::Order);
-                }
-            }
-        }
-        // A mean that does not fit (never for real sizes) takes the general path.
-        self.touched
-            .iter()
-            .map(|&a| {
-                let r = &self.running[a as usize];
-                match method {
-                    DailyMethod::Mean => {
-                        let total = (r.total + u128::from(r.sum)) as i128;
-                        money::div_half_away(total, i128::from(r.closed) + 1).map_err(|_| Bail::General)
-                    }
-                    DailyMethod::Max => Ok(i128::from(r.max.max(r.sum))),
-                }
-            })
-            .collect()
+        run(&mut self.running, &mut self.touched, generation, chunks)?;
+        running_values(&self.running, &self.touched, method)
     }
 
     /// The listing kernel: every distinct timestamp of an account kept, for
@@ -410,5 +367,127 @@ impl SinglePass {
                 }
             })
             .collect()
+    }
+}
+
+/// The running kernel's pass over chunks of one day: each record updates
+/// its account's state of `generation` (a state of another generation is
+/// stale and starts afresh, and its account is added to `touched`).
+/// `states` holds a state for every account id of the chunks.
+fn run(states: &mut [Running], touched: &mut Vec<u32>, generation: u32, chunks: &[Columns]) -> Result<(), Bail> {
+    for &(account, bucket, ts, bytes) in chunks {
+        for i in 0..account.len() {
+            let (a, b, t, v) = (account[i], bucket.at(i), ts.at(i), bytes[i]);
+            let r = &mut states[a as usize];
+            if r.generation != generation {
+                *r = Running { generation, ts: t, ..Running::default() };
+                touched.push(a);
+            }
+            let n = r.nbuckets as usize;
+            let bit = match r.buckets[..n].iter().position(|x| *x == b) {
+                Some(p) => p,
+                None if n < RUNNING_BUCKETS => {
+                    r.buckets[n] = b;
+                    r.nbuckets += 1;
+                    n
+                }
+                None => return Err(Bail::Order),
+            };
+            if t == r.ts {
+                if r.bits & (1 << bit) != 0 {
+                    return Err(Bail::General); // a repeated key: last wins applies
+                }
+                r.bits |= 1 << bit;
+                r.sum = r.sum.checked_add(v).ok_or(Bail::General)?;
+            } else if t > r.ts {
+                r.total = r.total.checked_add(r.sum).ok_or(Bail::Order)?;
+                r.max = r.max.max(r.sum);
+                r.closed += 1;
+                (r.ts, r.sum, r.bits) = (t, v, 1 << bit);
+            } else {
+                return Err(Bail::Order);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The daily values of the `touched` accounts' running states, in that
+/// order. A mean that does not fit (never for real sizes) takes the
+/// general path.
+fn running_values(states: &[Running], touched: &[u32], method: DailyMethod) -> Result<Vec<i128>, Bail> {
+    touched
+        .iter()
+        .map(|&a| {
+            let r = &states[a as usize];
+            match method {
+                DailyMethod::Mean => {
+                    let total = i128::from(r.total) + i128::from(r.sum);
+                    money::div_half_away(total, i128::from(r.closed) + 1).map_err(|_| Bail::General)
+                }
+                DailyMethod::Max => Ok(i128::from(r.max.max(r.sum))),
+            }
+        })
+        .collect()
+}
+
+/// The frame of one day's daily values: `touched` accounts and their values.
+fn daily_frame(day: i32, touched: Vec<u32>, values: Vec<i128>) -> PolarsResult<DataFrame> {
+    let n = touched.len();
+    DataFrame::new(
+        n,
+        vec![
+            Series::from_vec(col::ACCOUNT_ID.into(), touched).into_column(),
+            Column::new_scalar(col::DAY.into(), Scalar::from(day), n),
+            Int128Chunked::from_vec(col::VALUE.into(), values).into_series().into_column(),
+        ],
+    )
+}
+
+/// The running kernel over a day whose records are handed over frame by
+/// frame as they are read, instead of held until the day closes: a day too
+/// large for memory is reduced as it streams in. The result is the one
+/// [`SinglePass::reduce`] gives for the same frames in the same order
+/// (property tests hold them equal). When the records are not of the
+/// running kernel's kind (an account's timestamps go back, a key repeats,
+/// more than [`RUNNING_BUCKETS`] buckets, a null), the frames already taken
+/// are gone: the day's records must be read again and reduced the usual way.
+pub(super) struct RunningDay {
+    states: Vec<Running>,
+    touched: Vec<u32>,
+}
+
+impl RunningDay {
+    /// A day without records yet.
+    pub(super) fn new() -> Self {
+        RunningDay { states: Vec::new(), touched: Vec::new() }
+    }
+
+    /// Takes one frame of the day's records (the columns of
+    /// [`crate::ingest::record_columns`]), after those taken before;
+    /// `Ok(false)` when the records are not of the running kernel's kind.
+    pub(super) fn feed(&mut self, frame: &DataFrame) -> PolarsResult<bool> {
+        let mut held = Held::default();
+        let Some(chunks) = frame_chunks(frame, &mut held)? else { return Ok(false) };
+        let accounts = frame.column(col::ACCOUNT_ID)?.u32()?.max().map_or(0, |m| m as usize + 1);
+        if accounts > self.states.len() {
+            self.states.resize(accounts, Running::default());
+        }
+        Ok(run(&mut self.states, &mut self.touched, 1, &chunks).is_ok())
+    }
+
+    /// Bytes of state held: one [`Running`] per account id up to the
+    /// largest seen, and the accounts touched.
+    pub(super) fn bytes(&self) -> u64 {
+        (self.states.capacity() * size_of::<Running>() + self.touched.capacity() * size_of::<u32>()) as u64
+    }
+
+    /// The day's daily values, as [`SinglePass::reduce`] makes them; `None`
+    /// if a mean does not fit (the general path's case).
+    pub(super) fn finish(self, day: i32, method: DailyMethod) -> PolarsResult<Option<DataFrame>> {
+        match running_values(&self.states, &self.touched, method) {
+            Ok(values) => daily_frame(day, self.touched, values).map(Some),
+            Err(_) => Ok(None),
+        }
     }
 }

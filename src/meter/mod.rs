@@ -38,7 +38,7 @@ use crate::model::{BillingMonth, DailyMethod, Day, Interner, Unit};
 /// the outputs read them).
 const COUNT: &str = "count";
 
-pub use stream::DayMeter;
+pub use stream::{DayMeter, Reduced};
 pub use usage::{DailyUsage, EntityDays, EntityUsage, Metered, Uncontracted};
 
 /// A metering failure: a bug (inputs were validated before), or the local

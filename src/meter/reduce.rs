@@ -3,15 +3,20 @@
 //! `day` where they apply and otherwise the general polars reduction
 //! ([`DayReducer::reduce_day`]), which also deduplicates repeated keys (the
 //! last record wins; differing values are conflicts). [`DayReducer::close_all`]
-//! closes the days still open at the end, one run of days per core. This
-//! module must not apply account windows, fill gaps or add up byte-days:
-//! that is the month step's.
+//! closes the days still open at the end, one run of days per core. Days
+//! too large to hold are fed in as they stream ([`DayReducer::feed`]) to
+//! the running kernel ([`RunningDay`]); a streamed day the kernel cannot
+//! take is listed to be read again ([`DayReducer::reread`]). This module
+//! must not apply account windows, fill gaps or add up byte-days: that is
+//! the month step's.
 
 use polars::prelude::*;
 
-use super::day::SinglePass;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::day::{RunningDay, SinglePass};
 use super::{COUNT, MeterError, MeterOptions};
-use crate::model::{DailyMethod, col};
+use crate::model::{DailyMethod, Day, col};
 use crate::money;
 
 const SNAPSHOT: &str = "snapshot";
@@ -24,12 +29,72 @@ pub(super) struct DayReducer {
     daily: Vec<DataFrame>,
     conflicts: Vec<DataFrame>,
     single_pass: SinglePass,
+    /// Days being reduced as their records stream in.
+    streams: BTreeMap<Day, RunningDay>,
+    /// Streamed days the running kernel could not take: their records are gone.
+    reread: BTreeSet<Day>,
 }
 
 impl DayReducer {
     /// A reducer with no day closed yet.
     pub(super) fn new(opts: MeterOptions) -> Self {
-        DayReducer { opts, daily: Vec::new(), conflicts: Vec::new(), single_pass: SinglePass::default() }
+        DayReducer {
+            opts,
+            daily: Vec::new(),
+            conflicts: Vec::new(),
+            single_pass: SinglePass::default(),
+            streams: BTreeMap::new(),
+            reread: BTreeSet::new(),
+        }
+    }
+
+    /// Feeds frames of a streamed day, in the order read, to its running
+    /// kernel; if they are not of its kind, drops the day's state and lists
+    /// the day to be read again.
+    pub(super) fn feed(&mut self, day: Day, frames: Vec<DataFrame>) -> Result<(), MeterError> {
+        if self.reread.contains(&day) {
+            return Ok(());
+        }
+        let stream = self.streams.entry(day).or_insert_with(RunningDay::new);
+        for frame in &frames {
+            if !stream.feed(frame)? {
+                tracing::debug!(day = %crate::model::date_of(day), "a streamed day has repeated records or records not in time order per account: it will be read again");
+                self.streams.remove(&day);
+                self.reread.insert(day);
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes a streamed day: its last frames fed, its daily values kept,
+    /// unless it is to be read again.
+    pub(super) fn close_streamed(&mut self, day: Day, frames: Vec<DataFrame>) -> Result<(), MeterError> {
+        self.feed(day, frames)?;
+        let Some(stream) = self.streams.remove(&day) else { return Ok(()) };
+        match stream.finish(day, self.opts.daily_method)? {
+            Some(daily) => self.daily.push(narrow(daily)?),
+            None => {
+                self.reread.insert(day);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the running states of streamed days not closed yet.
+    pub(super) fn stream_bytes(&self) -> u64 {
+        self.streams.values().map(RunningDay::bytes).sum()
+    }
+
+    /// Streamed days whose records must be read again: the running kernel
+    /// could not take them, and their frames are gone.
+    pub(super) fn reread(&self) -> &BTreeSet<Day> {
+        &self.reread
+    }
+
+    /// The days to read again, taken out (they are being read again).
+    pub(super) fn take_reread(&mut self) -> BTreeSet<Day> {
+        std::mem::take(&mut self.reread)
     }
 
     /// One day: last wins per (account, bucket, timestamp), snapshots summed
@@ -82,11 +147,17 @@ impl DayReducer {
             jobs.into_iter().map(|j| j.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         });
         for r in reduced {
-            let r = r?;
-            self.daily.extend(r.daily);
-            self.conflicts.extend(r.conflicts);
+            self.absorb(r?);
         }
         Ok(())
+    }
+
+    /// Takes over the days `other` reduced (other days than this one's).
+    pub(super) fn absorb(&mut self, other: DayReducer) {
+        debug_assert!(other.streams.is_empty(), "streamed days are closed before they are handed over");
+        self.daily.extend(other.daily);
+        self.conflicts.extend(other.conflicts);
+        self.reread.extend(other.reread);
     }
 
     /// The general path of one day, in polars: handles repeated keys (last
@@ -189,7 +260,7 @@ mod tests {
 
     use super::*;
     use crate::meter::day::{Bail, RUNNING_BUCKETS, Values};
-    use crate::meter::tests::{Rec, dir, frame, kinds, meter_recs, opts, usage};
+    use crate::meter::tests::{Rec, dir, frame, kinds, meter_recs, month, opts, usage};
     use crate::model::FindingKind;
     use crate::model::Interner;
 
@@ -323,6 +394,49 @@ mod tests {
             prop_assert!(fast.expect("no repeated keys").equals(&general));
             let few_buckets = keys.keys().all(|&(_, b, _)| b < RUNNING_BUCKETS);
             prop_assert!(!few_buckets || kernel(&recs).is_ok());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A day fed frame by frame to the running kernel as it streams in
+        /// gives what the single pass gives for the frames held until the
+        /// day closes, when the running kernel takes them; when it does not
+        /// (hours out of order per account, a repeated key, more than four
+        /// buckets), the streamed day gives up too.
+        #[test]
+        fn a_streamed_day_equals_the_held_day_or_gives_up(
+            recs in proptest::collection::vec((0usize..4, 0usize..6, 0i64..4, 0u64..1_000_000), 1..80),
+            cuts in proptest::collection::vec(0usize..80, 0..4),
+            max in proptest::bool::ANY,
+        ) {
+            let accounts = ["sa", "sb", "sc", "ghost"];
+            let buckets = ["", "x", "y", "z", "w", "v"];
+            let recs: Vec<Rec> = recs
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, b, h, v))| (accounts[a], buckets[b], 3, h, v, 0, i as u32))
+                .collect();
+            let method = if max { DailyMethod::Max } else { DailyMethod::Mean };
+            let mut ids = Interner::default();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).chain([0, recs.len()]).collect();
+            cuts.sort_unstable();
+            let frames: Vec<DataFrame> = cuts.windows(2).map(|w| frame(&recs[w[0]..w[1]], &mut ids)).collect();
+            let mut stream = RunningDay::new();
+            let mut taken = true;
+            for f in &frames {
+                taken = taken && stream.feed(f).unwrap();
+            }
+            let running = kernel(&recs).is_ok();
+            prop_assert_eq!(taken, running);
+            if running {
+                let sort = |df: DataFrame| df.sort([col::ACCOUNT_ID], SortMultipleOptions::default()).unwrap();
+                let day = month().first_day() + 3;
+                let streamed = stream.finish(day, method).unwrap().expect("a mean that fits");
+                let held = SinglePass::default().reduce(&frames, method).unwrap().expect("the running kernel takes it");
+                prop_assert!(streamed.equals(&held), "in the order of appearance, as the single pass");
+                prop_assert!(sort(streamed).equals(&sort(DayReducer::new(opts(method)).reduce_day(frame(&recs, &mut ids).lazy()).unwrap())));
+            }
         }
     }
 

@@ -112,6 +112,11 @@ impl Spill {
         self.days.keys().copied()
     }
 
+    /// Whether `day` has records on disk.
+    pub(super) fn has(&self, day: Day) -> bool {
+        self.days.contains_key(&day)
+    }
+
     /// Whether any day has records on disk.
     pub(super) fn is_empty(&self) -> bool {
         self.days.is_empty()

@@ -381,4 +381,45 @@ fn a_month_of_flat_csv_files_over_the_memory_budget_is_spilled_and_bills_the_sam
     // until 8 MiB are left.
     assert!(spilled(&tight) > 4 << 20, "spilled {} bytes", spilled(&tight));
     assert!(tight.stdout.contains("MiB of usage records spilled to local disk"), "{}", tight.stdout);
+    // The unknown account's thousand buckets a day are more than the
+    // running kernel tracks: the first day streamed to it when the share
+    // was full could not be reduced on the fly, and was read again.
+    let again = tight.summary["days_read_again"].as_u64().expect("days_read_again in the summary");
+    assert!(again >= 1, "{}", tight.summary);
+    assert_eq!(roomy.summary["days_read_again"], 0);
+    assert!(tight.stdout.contains("of usage read again: too large to hold"), "{}", tight.stdout);
+}
+
+#[test]
+fn days_over_the_memory_budget_in_time_order_are_metered_as_they_stream() {
+    // The same shape of month (one CSV per day in one folder, every day
+    // open until the last file, about 20 MiB of records against a share of
+    // 16 MiB), but each day's extra records are 1,000 accounts the
+    // directory does not know, one bucket each, hour after hour as an
+    // export writes them: the days streamed when the share is full are
+    // reduced as their records come, nothing is spilled or read again, and
+    // the month bills as with room to spare. (The example's other sources
+    // are left out: its two partner API exports repeat records, which the
+    // running kernel leaves to the general path.)
+    let dir = example_copy();
+    let usage = dir.path().join("usage");
+    for source in ["partner-api", "daily"] {
+        std::fs::remove_dir_all(usage.join(source)).unwrap();
+    }
+    let (header, rows) = take_hourly(&usage);
+    for day in 1..=31 {
+        let date = format!("2026-10-{day:02}");
+        let mut of_day = rows_at(&rows, &date);
+        of_day.extend((0..24_000).map(|i| format!("{date}T{:02}:00:00Z,sa unknown {},b,{}", i / 1000, i % 1000, i)));
+        write_csv(&usage, &format!("flat/usage-{date}.csv"), &header, &of_day);
+    }
+    let count = |b: &Billed, key: &str| b.summary[key].as_u64().unwrap_or_else(|| panic!("{key} in {}", b.summary));
+    let roomy = bill(&usage);
+    let tight = bill_with(&usage, &["--memory-budget-mib", "64"]);
+    assert_same_bills(&roomy, &tight, "open days are streamed");
+    for b in [&roomy, &tight] {
+        assert_eq!((count(b, "spilled_bytes"), count(b, "days_read_again")), (0, 0), "{}", b.stdout);
+    }
+    let findings = std::fs::read_to_string(tight.rev.join("findings.csv")).unwrap();
+    assert!(findings.contains("sa unknown 999"), "the streamed records are metered: {findings}");
 }
