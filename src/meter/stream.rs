@@ -45,6 +45,9 @@ pub struct DayMeter {
     streaming: bool,
     /// Open days whose records go to the worker as they come.
     streamed: BTreeSet<Day>,
+    /// Whether a streamed day has closed: days are as large as that here,
+    /// and a new day is streamed from its first records (while states fit).
+    eager: bool,
     /// The only days metered, if not all (the days read again).
     only: Option<BTreeSet<Day>>,
     /// Bytes of records handed to the worker, not yet reduced.
@@ -118,6 +121,7 @@ impl DayMeter {
             spill: Spill::default(),
             streaming: true,
             streamed: BTreeSet::new(),
+            eager: false,
             only: None,
             in_flight,
             stream_bytes,
@@ -134,8 +138,10 @@ impl DayMeter {
     ///
     /// A day is streamed while the running states of streamed days take
     /// less than half of `bytes`: its records are reduced as they are read,
-    /// from then on. One that cannot be (see [`Reduced::reread`]) must be
-    /// read again, and after it no day is streamed. Otherwise its earliest records are spilled to local disk
+    /// from then on. Once a streamed day has closed, days are that large in
+    /// this month: a new day is streamed from its first records. One that
+    /// cannot be (see [`Reduced::reread`]) must be read again, and after it
+    /// no day is streamed. Otherwise its earliest records are spilled to local disk
     /// and read back when it closes, one range of account ids at a time if
     /// it is larger than a quarter of `bytes`. Without a limit, open days
     /// stay in memory however large they grow.
@@ -170,6 +176,7 @@ impl DayMeter {
         let memory = self.open.remove(&day).unwrap_or_default();
         let bytes = memory.iter().map(frame_bytes).sum();
         let streamed = self.streamed.remove(&day);
+        self.eager |= streamed;
         Closed { day, memory, spilled: self.spill.take(day), streamed, bytes, read_back: self.spill_above / 4 }
     }
 
@@ -267,7 +274,9 @@ impl DayMeter {
             if self.only.as_ref().is_some_and(|only| !only.contains(&day)) {
                 continue;
             }
-            if self.streamed.contains(&day) {
+            let stream_new = self.eager && !self.open.contains_key(&day) && self.may_stream(day);
+            if stream_new || self.streamed.contains(&day) {
+                self.streamed.insert(day);
                 fed.entry(day).or_default().push(records);
             } else {
                 self.open.entry(day).or_default().push(records);
