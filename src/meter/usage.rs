@@ -15,7 +15,7 @@ use crate::model::{Day, Finding, Interner, col};
 /// Daily usage of every entity's own storage accounts (known accounts
 /// only): a table of entity × day of the month, entity-major, so that one
 /// entity's days are one slice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntityUsage {
     days: usize,
     /// Sum of the accounts' daily values, at `entity * days + day`.
