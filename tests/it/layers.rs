@@ -10,7 +10,7 @@ use crate::util::root;
 /// Layers from the bottom up; a module may import only modules of a lower
 /// layer (modules of one layer may not import each other).
 const LAYERS: &[&[&str]] = &[
-    &["failpoint", "money", "country"],
+    &["failpoint", "money", "country", "memory"],
     &["model", "logging"],
     &["formats", "storage"],
     &["config", "manifest"],
