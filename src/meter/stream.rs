@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use polars::prelude::*;
 
@@ -54,12 +54,20 @@ pub struct DayMeter {
     in_flight: Arc<AtomicU64>,
     /// Bytes of the worker's running states of streamed days.
     stream_bytes: Arc<AtomicU64>,
-    /// Whether a streamed day could not be reduced so: the run's records
-    /// are not of that kind, and no further day is streamed.
-    bailed: Arc<AtomicBool>,
+    /// Streamed days that could not be reduced so: at
+    /// [`STREAMED_DAYS_READ_AGAIN`] of them the run's records are taken not
+    /// to be of that kind, and no further day is streamed.
+    bailed: Arc<AtomicUsize>,
     work: Option<std::sync::mpsc::SyncSender<Work>>,
     worker: Option<std::thread::JoinHandle<Result<DayReducer, MeterError>>>,
 }
+
+/// Streamed days read again after which no further day is streamed: one
+/// such day is usually one object delivered twice (its day is read again,
+/// the others stream on); several say that the month's records are not in
+/// time order per account, and reading every day twice would cost more
+/// than spilling them.
+const STREAMED_DAYS_READ_AGAIN: usize = 3;
 
 /// What the metering thread is handed: records of a streamed day, or a
 /// complete day.
@@ -88,7 +96,7 @@ impl DayMeter {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(1);
         let in_flight = Arc::new(AtomicU64::new(0));
         let stream_bytes = Arc::new(AtomicU64::new(0));
-        let bailed = Arc::new(AtomicBool::new(false));
+        let bailed = Arc::new(AtomicUsize::new(0));
         let (reduced, states, bails) = (Arc::clone(&in_flight), Arc::clone(&stream_bytes), Arc::clone(&bailed));
         let worker = std::thread::Builder::new()
             .name("capbill-meter".into())
@@ -107,9 +115,7 @@ impl DayMeter {
                         }
                     };
                     states.store(reducer.stream_bytes(), Ordering::Relaxed);
-                    if !reducer.reread().is_empty() {
-                        bails.store(true, Ordering::Relaxed);
-                    }
+                    bails.store(reducer.reread().len(), Ordering::Relaxed);
                     reduced.fetch_sub(bytes, Ordering::Relaxed);
                 }
                 Ok(reducer)
@@ -140,8 +146,8 @@ impl DayMeter {
     /// less than half of `bytes`: its records are reduced as they are read,
     /// from then on. Once a streamed day has closed, days are that large in
     /// this month: a new day is streamed from its first records. One that
-    /// cannot be (see [`Reduced::reread`]) must be read again, and after it
-    /// no day is streamed. Otherwise its earliest records are spilled to local disk
+    /// cannot be (see [`Reduced::reread`]) must be read again; after
+    /// [`STREAMED_DAYS_READ_AGAIN`] of them no day is streamed. Otherwise its earliest records are spilled to local disk
     /// and read back when it closes, one range of account ids at a time if
     /// it is larger than a quarter of `bytes`. Without a limit, open days
     /// stay in memory however large they grow.
@@ -219,12 +225,14 @@ impl DayMeter {
         Ok(())
     }
 
-    /// Whether an open day can start streaming: streaming is on, no
-    /// streamed day had to be read again, none of the day's records is on
-    /// disk, and the running states of streamed days leave room for one
-    /// more (as large as those there are) within half the limit.
+    /// Whether an open day can start streaming: streaming is on, fewer
+    /// than [`STREAMED_DAYS_READ_AGAIN`] streamed days had to be read
+    /// again, none of the day's records is on disk, and the running states
+    /// of streamed days leave room for one more (as large as those there
+    /// are) within half the limit.
     fn may_stream(&self, day: Day) -> bool {
-        if !self.streaming || self.bailed.load(Ordering::Relaxed) || self.spill.has(day) {
+        let bailed = self.bailed.load(Ordering::Relaxed) >= STREAMED_DAYS_READ_AGAIN;
+        if !self.streaming || bailed || self.spill.has(day) {
             return false;
         }
         let states = self.stream_bytes.load(Ordering::Relaxed);
