@@ -50,6 +50,34 @@ pub struct RunReport {
     pub days_read_again: usize,
 }
 
+/// Days streamed because they outgrew memory whose records were repeated or
+/// not in time order per account ([`meter::Reduced::reread`]): their
+/// objects (of the plan's `objects`) are read again, and the days metered
+/// the usual way, by a meter of those days only that does not stream.
+async fn meter_again(
+    usage_store: &Store,
+    objects: Vec<(crate::storage::ObjectMeta, crate::formats::Format)>,
+    days: &std::collections::BTreeSet<crate::model::Day>,
+    opts: IngestOptions,
+    meter_opts: MeterOptions,
+    accounts: &mut Interner,
+) -> Result<meter::Reduced, Error> {
+    tracing::info!(
+        days = days.len(),
+        first = %crate::model::date_of(*days.first().expect("not empty")),
+        "reading usage again for days too large to hold whose records are repeated or not in time order per account"
+    );
+    let mut again = meter::DayMeter::new(meter_opts)
+        .spill_above(opts.memory_budget / 4)
+        .without_streaming()
+        .only_days(days.clone());
+    ingest::reread(usage_store, objects, days, opts, accounts, |batch| {
+        again.push_days(batch.days, batch.complete_before).map_err(Error::from)
+    })
+    .await?;
+    Ok(again.reduce()?)
+}
+
 /// One month to bill.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -402,30 +430,16 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     let hand_back = crate::memory::hand_back_freed_memory_above(config.memory_budget / 2);
     let large = hand_back.is_some();
     if large {
-        tracing::debug!("freed memory is handed back at once until FOCUS is made");
+        tracing::debug!("freed memory is handed back at once until the statements are prepared");
     }
     let t = Instant::now();
     let records_in = usage.records;
     let mut reduced = day_meter.reduce()?;
     let days_read_again = reduced.reread().len();
     if days_read_again > 0 {
-        // Days streamed because they outgrew memory whose records were not
-        // in time order per account: read again, and metered the usual way.
         let days = reduced.reread().clone();
-        tracing::info!(
-            days = days.len(),
-            first = %crate::model::date_of(*days.first().expect("not empty")),
-            "reading usage again for days too large to hold whose records are repeated or not in time order per account"
-        );
-        let mut again = meter::DayMeter::new(meter_opts)
-            .spill_above(config.memory_budget / 4)
-            .without_streaming()
-            .only_days(days.clone());
-        ingest::reread(&usage_store, objects, &days, ingest_opts, &mut accounts, |batch| {
-            again.push_days(batch.days, batch.complete_before).map_err(Error::from)
-        })
-        .await?;
-        reduced.add_reread(again.reduce()?);
+        let again = meter_again(&usage_store, objects, &days, ingest_opts, meter_opts, &mut accounts).await?;
+        reduced.add_reread(again);
     }
     let mut metered = reduced.finish(&directory, accounts, &rate::uncontracted_days(&directory, month))?;
     let elapsed_ms = stages.done("meter", t);
