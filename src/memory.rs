@@ -40,10 +40,9 @@ pub fn hand_back_freed_memory_above(above: u64) -> Option<HandBack> {
     if resident_bytes().is_none_or(|r| r <= above) {
         return None;
     }
-    // SAFETY: reads and sets one of mimalloc's options, a plain integer it
-    // reads whenever it decides to purge; any thread may set it any time.
+    // SAFETY: reads one of mimalloc's options, a plain integer.
     let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, HAND_BACK_AFTER_MS) };
+    set_purge_delay(HAND_BACK_AFTER_MS);
     Some(HandBack { delay })
 }
 
@@ -61,16 +60,21 @@ impl HandBack {
     /// allocates small buffers over and over, which a delay of 0 would hand
     /// back and fault in again each time.
     pub fn keep_for(&self, ms: u32) {
-        // SAFETY: as in `hand_back_freed_memory_above`.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, std::ffi::c_long::from(ms)) };
+        set_purge_delay(std::ffi::c_long::from(ms));
     }
 }
 
 impl Drop for HandBack {
     fn drop(&mut self) {
-        // SAFETY: as in `hand_back_freed_memory_above`.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, self.delay) };
+        set_purge_delay(self.delay);
     }
+}
+
+/// Sets mimalloc's purge delay, in milliseconds.
+fn set_purge_delay(ms: std::ffi::c_long) {
+    // SAFETY: sets one of mimalloc's options, a plain integer it reads
+    // whenever it decides to purge; any thread may set it any time.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, ms) };
 }
 
 #[cfg(test)]

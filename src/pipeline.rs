@@ -52,11 +52,11 @@ pub struct RunReport {
 
 /// Days streamed because they outgrew memory whose records were repeated or
 /// not in time order per account ([`meter::Reduced::reread`]): their
-/// objects (of the plan's `objects`) are read again, and the days metered
+/// objects (of the `objects` read) are read again, and the days metered
 /// the usual way, by a meter of those days only that does not stream.
 async fn meter_again(
     usage_store: &Store,
-    objects: Vec<(crate::storage::ObjectMeta, crate::formats::Format)>,
+    objects: &[crate::storage::ObjectMeta],
     days: &std::collections::BTreeSet<crate::model::Day>,
     opts: IngestOptions,
     meter_opts: MeterOptions,
@@ -387,8 +387,6 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
         concurrency: config.s3.concurrency,
         memory_budget: config.memory_budget,
     };
-    // Kept to read again the days too large to hold that streaming could not meter.
-    let objects = plan.objects.clone();
     let usage = ingest::ingest(&usage_store, plan, ingest_opts, &mut accounts, |batch| {
         let t = Instant::now();
         let r = day_meter.push_days(batch.days, batch.complete_before).map_err(Error::from);
@@ -438,7 +436,7 @@ async fn bill_locked(config: &Config, req: &Request, out: &Store, lock: &MonthLo
     let days_read_again = reduced.reread().len();
     if days_read_again > 0 {
         let days = reduced.reread().clone();
-        let again = meter_again(&usage_store, objects, &days, ingest_opts, meter_opts, &mut accounts).await?;
+        let again = meter_again(&usage_store, &usage.objects, &days, ingest_opts, meter_opts, &mut accounts).await?;
         reduced.add_reread(again);
     }
     let mut metered = reduced.finish(&directory, accounts, &rate::uncontracted_days(&directory, month))?;

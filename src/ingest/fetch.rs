@@ -132,21 +132,26 @@ pub async fn ingest<E: From<IngestError>>(
     Ok(Ingested { objects: objects_in_key_order, findings, pruned, records, outside_month })
 }
 
-/// Reads again those of a plan's `objects` that may hold records of `days`
-/// (their key names a day folder near one of them, or no day), handing each
-/// one's records to `consume` as [`ingest`] does. Which of the records are
-/// kept is the consumer's choice. The findings and counts of this read are
-/// not returned: the first read reported them.
+/// Reads again those of the `objects` a first read read ([`Ingested::objects`])
+/// that may hold records of `days` (their key names a day folder near one of
+/// them, or no day), handing each one's records to `consume` as [`ingest`]
+/// does. Which of the records are kept is the consumer's choice. The
+/// findings and counts of this read are not returned: the first read
+/// reported them.
 pub async fn reread<E: From<IngestError>>(
     store: &Store,
-    objects: Vec<(ObjectMeta, Format)>,
+    objects: &[ObjectMeta],
     days: &std::collections::BTreeSet<Day>,
     opts: IngestOptions,
     accounts: &mut Interner,
     consume: impl FnMut(Batch) -> Result<(), E>,
 ) -> Result<(), E> {
     let may_hold = |key: &str| Bounds::of_key(key).days().is_none_or(|(lo, hi)| days.range(lo..=hi).next().is_some());
-    let objects = objects.into_iter().filter(|(meta, _)| may_hold(&meta.key)).collect();
+    let objects = objects
+        .iter()
+        .filter(|meta| may_hold(&meta.key))
+        .map(|meta| (meta.clone(), Format::of_key(&meta.key).expect("an object read has a usage format, as planned")))
+        .collect();
     ingest(store, Plan { objects, findings: Vec::new(), pruned: 0 }, opts, accounts, consume).await.map(drop)
 }
 

@@ -92,9 +92,9 @@ impl DayReducer {
         &self.reread
     }
 
-    /// The days to read again, taken out (they are being read again).
-    pub(super) fn take_reread(&mut self) -> BTreeSet<Day> {
-        std::mem::take(&mut self.reread)
+    /// Forgets the days to read again (they have been read again).
+    pub(super) fn clear_reread(&mut self) {
+        self.reread.clear();
     }
 
     /// One day: last wins per (account, bucket, timestamp), snapshots summed

@@ -76,6 +76,16 @@ enum Work {
     Close(Closed),
 }
 
+impl Work {
+    /// Bytes of records it holds, counted as held until the worker is done.
+    fn bytes(&self) -> u64 {
+        match self {
+            Work::Feed { bytes, .. } => *bytes,
+            Work::Close(day) => day.bytes,
+        }
+    }
+}
+
 /// A complete day on its way to be reduced: its latest records, in memory,
 /// and the earlier ones, on disk, if any, or fed to its running state.
 struct Closed {
@@ -103,17 +113,11 @@ impl DayMeter {
             .spawn(move || {
                 let mut reducer = DayReducer::new(opts);
                 for work in rx {
-                    let bytes = match work {
-                        Work::Feed { day, frames, bytes } => {
-                            reducer.feed(day, frames)?;
-                            bytes
-                        }
-                        Work::Close(day) => {
-                            let bytes = day.bytes;
-                            reduce_closed(&mut reducer, day)?;
-                            bytes
-                        }
-                    };
+                    let bytes = work.bytes();
+                    match work {
+                        Work::Feed { day, frames, .. } => reducer.feed(day, frames)?,
+                        Work::Close(day) => reduce_closed(&mut reducer, day)?,
+                    }
                     states.store(reducer.stream_bytes(), Ordering::Relaxed);
                     bails.store(reducer.reread().len(), Ordering::Relaxed);
                     reduced.fetch_sub(bytes, Ordering::Relaxed);
@@ -147,9 +151,10 @@ impl DayMeter {
     /// from then on. Once a streamed day has closed, days are that large in
     /// this month: a new day is streamed from its first records. One that
     /// cannot be (see [`Reduced::reread`]) must be read again; after
-    /// [`STREAMED_DAYS_READ_AGAIN`] of them no day is streamed. Otherwise its earliest records are spilled to local disk
-    /// and read back when it closes, one range of account ids at a time if
-    /// it is larger than a quarter of `bytes`. Without a limit, open days
+    /// [`STREAMED_DAYS_READ_AGAIN`] of them no day is streamed. Otherwise
+    /// its earliest records are spilled to local disk and read back when it
+    /// closes, one range of account ids at a time if it is larger than a
+    /// quarter of `bytes`. Without a limit, open days
     /// stay in memory however large they grow.
     pub fn spill_above(mut self, bytes: u64) -> Self {
         self.spill_above = bytes;
@@ -204,10 +209,8 @@ impl DayMeter {
             }
             if self.may_stream(day) {
                 let frames = self.open.remove(&day).expect("listed");
-                let bytes: u64 = frames.iter().map(frame_bytes).sum();
-                held -= bytes.min(held);
                 self.streamed.insert(day);
-                self.send(Work::Feed { day, frames, bytes })?;
+                held -= self.feed(day, frames)?.min(held);
                 continue;
             }
             let frames = self.open.get_mut(&day).expect("listed");
@@ -245,14 +248,17 @@ impl DayMeter {
         self.send(Work::Close(day))
     }
 
+    /// Hands records of a streamed day to the worker; their bytes.
+    fn feed(&mut self, day: Day, frames: Vec<DataFrame>) -> Result<u64, MeterError> {
+        let bytes = frames.iter().map(frame_bytes).sum();
+        self.send(Work::Feed { day, frames, bytes })?;
+        Ok(bytes)
+    }
+
     /// Hands work to the worker, counting its records as held until it is
     /// done; if the worker has stopped, its error.
     fn send(&mut self, work: Work) -> Result<(), MeterError> {
-        let bytes = match &work {
-            Work::Feed { bytes, .. } => *bytes,
-            Work::Close(day) => day.bytes,
-        };
-        self.in_flight.fetch_add(bytes, Ordering::Relaxed);
+        self.in_flight.fetch_add(work.bytes(), Ordering::Relaxed);
         let sent = self.work.as_ref().expect("open until finish").send(work);
         if sent.is_err() {
             self.work = None;
@@ -291,8 +297,7 @@ impl DayMeter {
             }
         }
         for (day, frames) in fed {
-            let bytes = frames.iter().map(frame_bytes).sum();
-            self.send(Work::Feed { day, frames, bytes })?;
+            self.feed(day, frames)?;
         }
         if complete_before == Day::MAX {
             // The last records: what is still open is reduced by `finish`,
@@ -319,8 +324,9 @@ impl DayMeter {
             Err(panic) => std::panic::resume_unwind(panic),
             Ok(r) => r?,
         };
-        for day in std::mem::take(&mut self.streamed) {
-            reducer.close_streamed(day, self.open.remove(&day).unwrap_or_default())?;
+        for d in self.streamed.iter().copied().collect::<Vec<_>>() {
+            let day = self.take_day(d);
+            reduce_closed(&mut reducer, day)?;
         }
         if self.spill.is_empty() {
             reducer.close_all(std::mem::take(&mut self.open).into_values().collect())?;
@@ -371,7 +377,7 @@ impl Reduced {
     /// If `days` itself lists days to read again.
     pub fn add_reread(&mut self, days: Reduced) {
         assert!(days.reread().is_empty(), "the days read again are not streamed");
-        self.reducer.take_reread();
+        self.reducer.clear_reread();
         self.reducer.absorb(days.reducer);
         self.spilled_bytes += days.spilled_bytes;
     }
