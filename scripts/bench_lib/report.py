@@ -3,7 +3,9 @@
 Usage: python -m bench_lib.report --run-dir .bench/runs/<ts> [--chart FILE.svg]
 
 Reads RUN_DIR/meta.json (machine, workloads, records), RUN_DIR/results.tsv
-(one row per workload, layout and tool) and the checks (RUN_DIR/<workload>/
+(one row per workload, layout, tool and repeat: a tool measured more than once
+counts with its median wall time, its largest peak and the log of its median
+run) and the checks (RUN_DIR/<workload>/
 <layout>/check.json, RUN_DIR/<workload>/outputs.json), prints the table and
 the targets, writes RUN_DIR/table.tsv (the table, one row per workload and
 layout), RUN_DIR/table.md (the printed table in Markdown) and the chart (grouped bars of wall seconds, log scale, with the two
@@ -17,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -37,11 +40,30 @@ NEW_OUTPUTS_MIB = 100
 
 def load(run: Path):
     meta = json.loads((run / "meta.json").read_text())
-    rows = {}
+    runs: dict[tuple[str, str, str], list[dict]] = {}
     with (run / "results.tsv").open() as f:
         for r in csv.DictReader(f, delimiter="\t"):
-            rows[(r["workload"], r["layout"], r["tool"])] = r
-    return meta, rows
+            runs.setdefault((r["workload"], r["layout"], r["tool"]), []).append(r)
+    return meta, {key: combine(rs) for key, rs in runs.items()}
+
+
+def combine(runs: list[dict]) -> dict:
+    """One row for a tool's repeats: the first run with a note (failed, killed,
+    skipped) if any, else the median run (the lower middle one of an even
+    count) with the median wall time and the largest peak of them all.
+    `walls` lists every run's wall time, in order."""
+    walls = [r.get("wall_s") or "-" for r in runs]
+    noted = next((r for r in runs if r.get("note")), None)
+    if noted is not None:
+        return noted | {"walls": walls}
+    by_wall = sorted(runs, key=lambda r: float(r["wall_s"]))
+    middle = by_wall[(len(by_wall) - 1) // 2]
+    peaks = [int(float(r["peak_rss_mib"])) for r in runs if r.get("peak_rss_mib")]
+    return middle | {
+        "wall_s": f"{statistics.median(float(r['wall_s']) for r in runs):.2f}",
+        "peak_rss_mib": str(max(peaks)) if peaks else "",
+        "walls": walls,
+    }
 
 
 def num(r) -> float | None:
@@ -63,7 +85,7 @@ def cell_s(r) -> str:
     if r.get("note"):
         note = r["note"]
         return "skipped" if note.startswith("skipped") else ("killed" if note.startswith("killed") else "failed")
-    return f"{float(r['wall_s']):.1f}"
+    return f"{float(r['wall_s']):.2f}"
 
 
 def cell_mib(r) -> str:
@@ -143,6 +165,12 @@ def main(argv=None) -> int:
             else:
                 same = "same" if l in outputs.get("layouts", []) else "n/a"
             checks += f", outputs {same}"
+        repeats = read_json(run / w / l / "repeats.json")
+        if repeats is not None:
+            if repeats.get("ok"):
+                checks += ", repeats same"
+            else:
+                checks, status = checks + ", repeats DIFFER", 1
 
         # Targets.
         goals = []
@@ -201,6 +229,12 @@ def main(argv=None) -> int:
           " DuckDB reads the four columns once (count, sum of bytes, lengths of ids and buckets, max time);\n"
           " pq scan: the parquet crate alone decodes the same columns (examples/parquet_scan.rs);\n"
           " cb/X: capbill wall / X wall. Per-run CPU and load: results.tsv)")
+    repeated = {key: r["walls"] for key, r in rows.items() if len(r.get("walls", [])) > 1}
+    if repeated:
+        print(f"each tool run {max(len(v) for v in repeated.values())} times in turn: median wall, largest peak;"
+              " every run's wall (s):")
+        for (w, l, t), walls in repeated.items():
+            print(f"  {NAMES.get(w, w):<13} {l:<6} {t:<13} {' / '.join(walls)}")
     notes = [f"  {NAMES.get(t['workload'], t['workload'])} {t['layout']}: {t['notes']}" for t in tsv if t["notes"]]
     if notes:
         print("notes:\n" + "\n".join(notes))
@@ -236,7 +270,7 @@ def main(argv=None) -> int:
     for w, l in groups:
         if w != "hourly" or small:
             continue
-        cost = new_outputs(run / w / l / "capbill.stderr")
+        cost = new_outputs(log_of(run, get(w, l, "capbill"), w, l))
         cb_s = num(get(w, l, "capbill"))
         if cost is None or not cb_s:
             continue
@@ -254,7 +288,7 @@ def main(argv=None) -> int:
     # capbill's stages, from its JSON log.
     print()
     for w, l in groups:
-        stages = capbill_stages(run / w / l / "capbill.stderr")
+        stages = capbill_stages(log_of(run, get(w, l, "capbill"), w, l))
         if stages:
             print(f"  {NAMES.get(w, w)} {l} capbill stages (s): {stages}")
 
@@ -272,6 +306,14 @@ def main(argv=None) -> int:
     except ImportError as e:
         print(f"\nno chart ({e})")
     return status
+
+
+def log_of(run: Path, row: dict | None, w: str, l: str) -> Path:
+    """The log of the run a row stands for (results.tsv's `log`; older runs
+    had none: their one capbill run's)."""
+    if row and row.get("log"):
+        return run / row["log"]
+    return run / w / l / "capbill.stderr"
 
 
 def capbill_stages(path: Path) -> str:
