@@ -113,7 +113,19 @@ pub async fn publish(
     month: BillingMonth,
     revision: u32,
     files: impl IntoIterator<Item = Result<Encoded, ExportError>>,
+    manifest: Manifest,
+) -> Result<Manifest, ExportError> {
+    publish_in(store, month, revision, files, manifest, Batching::of(store)).await
+}
+
+/// [`publish`] with the writes grouped as `batching` says.
+async fn publish_in(
+    store: &Store,
+    month: BillingMonth,
+    revision: u32,
+    files: impl IntoIterator<Item = Result<Encoded, ExportError>>,
     mut manifest: Manifest,
+    batching: Batching,
 ) -> Result<Manifest, ExportError> {
     let prefix = revision_prefix(month, revision);
     let manifest_key = format!("{prefix}/manifest.json");
@@ -129,9 +141,10 @@ pub async fn publish(
     manifest.outputs.clear();
     let mut files = files.into_iter();
     let progress = crate::logging::progress_bar(files.size_hint().0 as u64, "writing outputs");
-    let batching = Batching::of(store);
     let mut names = std::collections::HashSet::new();
     let mut writing = futures::stream::FuturesOrdered::new();
+    // Bytes written since the last background flush was started, and that flush.
+    let (mut unflushed, mut flushing) = (0u64, None);
     // Why no further file is taken: a name given twice, or a file that could not be made.
     let mut stopped = None;
     loop {
@@ -167,9 +180,20 @@ pub async fn publish(
                 return Err(exists(&key));
             }
             tracing::debug!(file = %output.file, rows = output.rows, size = output.bytes, "wrote output");
+            unflushed += output.bytes;
             manifest.outputs.push(output);
             crate::failpoint::reached(&format!("export:{}", manifest.outputs.len()));
         }
+        if unflushed >= batching.flush_every && flushing.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            if let Some(done) = flushing.take() {
+                joined(done).await?;
+            }
+            flushing = store.start_sync_tree(&prefix);
+            unflushed = 0;
+        }
+    }
+    if let Some(flush) = flushing {
+        joined(flush).await?;
     }
     if let Some(e) = stopped {
         return Err(e);
@@ -203,10 +227,15 @@ pub fn deferred<I: IntoIterator<Item = Encoded>>(
 
 /// How [`publish`] groups files into writes.
 ///
-/// A local file is created and written without a sync (one `syncfs` comes
-/// after them all) on a blocking thread, while the next statements are
+/// A local file is created and written without a sync of its own (a
+/// `syncfs` makes them durable together) on a blocking thread, while the next statements are
 /// rendered: creating 12,757 files costs the kernel about as much CPU as
-/// rendering them, so on 2 cores the two overlap. Files go to those threads
+/// rendering them, so on 2 cores the two overlap. Every 32 MiB written, a
+/// `syncfs` starts on a thread of its own, so that the disk writes while
+/// the next files are made: the sync before the manifest then waits for
+/// the last few MiB only, where it waited for all of them (10 × W-hourly:
+/// 1.3 s for 1.7 GB). A sync per file instead (`sync_file_range`) cost
+/// the writers more than it saved. Files go to those threads
 /// in batches, written one after the other by one thread: a thread per file
 /// (16 at once) spent a fifth of the writers' CPU on waking threads and on
 /// the folder's lock.
@@ -221,13 +250,22 @@ struct Batching {
     files: usize,
     /// A batch closes once it holds this many bytes.
     bytes: usize,
+    /// Every this many bytes written, the files written so far start for
+    /// the disk in the background ([`Store::start_sync_tree`]), so that the
+    /// sync before the manifest finds little left to write.
+    flush_every: u64,
+}
+
+/// The result of a background task, its panic passed on.
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> T {
+    task.await.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 impl Batching {
     fn of(store: &Store) -> Self {
         match store {
-            Store::Local(_) => Batching { in_flight: 3, files: 64, bytes: 4 << 20 },
-            Store::S3(_) => Batching { in_flight: 16, files: 1, bytes: usize::MAX },
+            Store::Local(_) => Batching { in_flight: 3, files: 64, bytes: 4 << 20, flush_every: 32 << 20 },
+            Store::S3(_) => Batching { in_flight: 16, files: 1, bytes: usize::MAX, flush_every: u64::MAX },
         }
     }
 }
@@ -364,5 +402,44 @@ mod tests {
         assert!(matches!(err, ExportError::Encode { table: "focus", .. }), "{err:?}");
         let prefix = revision_prefix(month, 2);
         assert!(store.get_opt(&format!("{prefix}/manifest.json")).await.unwrap().is_none(), "nothing is published");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn syncs_started_while_writing_leave_the_revision_as_one_sync_at_the_end_does() {
+        let many = |tag: &str| -> Vec<Result<Encoded, ExportError>> {
+            (0..300)
+                .map(|i| {
+                    Ok(Encoded::new(format!("statements/s{}/b{i}.html", i % 7), 1, format!("{tag} {i}").into_bytes()))
+                })
+                .collect()
+        };
+        let month: BillingMonth = "2026-10".parse().unwrap();
+        let mut published = Vec::new();
+        // A sync after every batch of three files, and none before the last one.
+        for flush_every in [1, u64::MAX] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::Local(LocalStore::new(dir.path().to_path_buf()));
+            let batching = Batching { in_flight: 3, files: 3, bytes: usize::MAX, flush_every };
+            let m = publish_in(&store, month, 1, many("page"), manifest(1), batching).await.unwrap();
+            let prefix = revision_prefix(month, 1);
+            for o in &m.outputs {
+                let data = store.get(&format!("{prefix}/{}", o.file)).await.unwrap();
+                assert_eq!(sha256_hex(&data), o.sha256, "{}", o.file);
+            }
+            assert!(store.get_opt(&format!("{prefix}/manifest.json")).await.unwrap().is_some());
+            published.push(m.outputs);
+        }
+        assert_eq!(published[0].len(), 300);
+        assert_eq!(published[0], published[1], "the same files, in the same order");
+    }
+
+    #[tokio::test]
+    async fn a_sync_started_in_the_background_reports_its_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Local(LocalStore::new(dir.path().to_path_buf()));
+        store.put("rev/a.csv", Bytes::from_static(b"a")).await.unwrap();
+        joined(store.start_sync_tree("rev").expect("a local store syncs")).await.unwrap();
+        let missing = joined(store.start_sync_tree("no-such-folder").expect("a local store syncs")).await;
+        assert!(matches!(missing, Err(StorageError::Io { .. })), "{missing:?}");
     }
 }

@@ -285,6 +285,18 @@ impl Store {
         }
     }
 
+    /// [`Store::sync_tree`] on a thread of its own, while writing goes on;
+    /// `None` where there is nothing to sync (S3).
+    pub fn start_sync_tree(&self, prefix: &str) -> Option<tokio::task::JoinHandle<Result<(), StorageError>>> {
+        match self {
+            Store::Local(s) => {
+                let (s, prefix) = (s.clone(), prefix.to_owned());
+                Some(tokio::task::spawn_blocking(move || s.sync_tree(&prefix)))
+            }
+            Store::S3(_) => None,
+        }
+    }
+
     /// Makes every earlier [`Store::put_if_absent_deferred`] under `prefix`
     /// durable (nothing to do on S3).
     pub async fn sync_tree(&self, prefix: &str) -> Result<(), StorageError> {
