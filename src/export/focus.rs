@@ -404,7 +404,7 @@ pub fn encode(input: &FocusInput<'_, '_>, one_at_a_time: bool) -> Result<Vec<Enc
 }
 
 fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
-    let mut buf = Vec::new();
+    let mut buf = formats::encoding_buffer(df);
     CsvWriter::new(&mut buf).include_header(true).with_datetime_format(Some(DATETIME_FORMAT.into())).finish(df)?;
     Ok(buf)
 }
