@@ -228,17 +228,17 @@ pub fn deferred<I: IntoIterator<Item = Encoded>>(
 /// How [`publish`] groups files into writes.
 ///
 /// A local file is created and written without a sync of its own (a
-/// `syncfs` makes them durable together) on a blocking thread, while the next statements are
-/// rendered: creating 12,757 files costs the kernel about as much CPU as
-/// rendering them, so on 2 cores the two overlap. Every 32 MiB written, a
-/// `syncfs` starts on a thread of its own, so that the disk writes while
-/// the next files are made: the sync before the manifest then waits for
-/// the last few MiB only, where it waited for all of them (10 × W-hourly:
-/// 1.3 s for 1.7 GB). A sync per file instead (`sync_file_range`) cost
-/// the writers more than it saved. Files go to those threads
-/// in batches, written one after the other by one thread: a thread per file
-/// (16 at once) spent a fifth of the writers' CPU on waking threads and on
-/// the folder's lock.
+/// `syncfs` makes them durable together) on a blocking thread, while the
+/// next statements are rendered: creating 12,757 files costs the kernel
+/// about as much CPU as rendering them, so on 2 cores the two overlap.
+/// Every 32 MiB written, a `syncfs` starts on a thread of its own, so that
+/// the disk writes while the next files are made: the sync before the
+/// manifest then waits for the last few MiB only, where it waited for all
+/// of them (10 × W-hourly: 1.3 s for 1.7 GB). A sync per file instead
+/// (`sync_file_range`) cost the writers more than it saved. Files go to
+/// those threads in batches, written one after the other by one thread: a
+/// thread per file (16 at once) spent a fifth of the writers' CPU on waking
+/// threads and on the folder's lock.
 ///
 /// Each S3 object waits for a round trip, which a revision of thousands of
 /// statements would otherwise pay one after the other: there each batch is
@@ -295,9 +295,7 @@ async fn write_batch(store: &Store, prefix: &str, batch: Vec<Encoded>) -> Vec<Wr
         out
     };
     match store {
-        Store::Local(_) => tokio::task::spawn_blocking(move || futures::executor::block_on(write(store)))
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic())),
+        Store::Local(_) => joined(tokio::task::spawn_blocking(move || futures::executor::block_on(write(store)))).await,
         Store::S3(_) => write(store).await,
     }
 }
