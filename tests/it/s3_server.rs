@@ -21,7 +21,10 @@ pub const SECRET_KEY: &str = "capbill-test-secret-0123456789";
 /// Fault injection switches, shared with the serving task.
 #[derive(Default)]
 pub struct Faults {
-    /// Answer every n-th request with a 503 or 500 (0 = never).
+    /// Answer every n-th request with a 503 or 500 (0 = never), but never
+    /// an operation's last attempt: the errors are intermittent for every
+    /// operation, not only on average (with concurrent uploads, one
+    /// operation's attempts could otherwise all land on an n-th request).
     pub fail_every: AtomicUsize,
     /// Requests seen.
     pub requests: AtomicUsize,
@@ -207,7 +210,7 @@ async fn handle(
         return Err(s3s::HttpError::new(Box::new(std::io::Error::other("server gone"))));
     }
     let every = f.fail_every.load(Ordering::SeqCst);
-    if every > 0 && n.is_multiple_of(every) {
+    if every > 0 && n.is_multiple_of(every) && !last_attempt(req.headers()) {
         f.injected.fetch_add(1, Ordering::SeqCst);
         let (status, code) = if (n / every).is_multiple_of(2) { (503, "SlowDown") } else { (500, "InternalError") };
         let body = format!(
@@ -216,4 +219,14 @@ async fn handle(
         return Ok(http::Response::builder().status(status).body(s3s::Body::from(body)).unwrap());
     }
     hyper::service::Service::call(svc, req).await
+}
+
+/// Whether a request is its operation's last attempt, as the AWS SDK says in
+/// `amz-sdk-request: attempt=N; max=M` (false without that header).
+fn last_attempt(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers.get("amz-sdk-request").and_then(|v| v.to_str().ok()) else { return false };
+    let field = |name: &str| {
+        value.split(';').find_map(|kv| kv.trim().strip_prefix(name)?.strip_prefix('=')?.parse::<u32>().ok())
+    };
+    matches!((field("attempt"), field("max")), (Some(a), Some(m)) if a >= m)
 }
