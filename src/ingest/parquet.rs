@@ -546,7 +546,7 @@ mod tests {
     use crate::ingest::names::RunNames;
     use crate::ingest::row_groups::{footer, split};
     use crate::ingest::sink::Bounds;
-    use crate::model::{BillingMonth, Finding, Interner, col};
+    use crate::model::{BillingMonth, Day, Finding, Interner, col};
     use arrow_array::{Int32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
     use parquet::file::metadata::ParquetMetaData;
     use polars::prelude::DataFrame;
@@ -705,6 +705,45 @@ mod tests {
         (data, pieces)
     }
 
+    #[test]
+    fn pieces_end_where_a_row_group_begins_on_a_later_day() {
+        const DAY: i64 = 86_400_000;
+        // Row groups of 4 rows: October 2, October 2 running past midnight
+        // into the 3rd, the 3rd twice, the 4th, then one out of order (the
+        // 2nd to the 4th), which joins the run before it.
+        let groups: [[i64; 4]; 6] = [
+            [0, 1, 2, 3],
+            [4, 5, 6, DAY + 1],
+            [DAY + 2; 4],
+            [DAY + 3; 4],
+            [2 * DAY; 4],
+            [2 * DAY, 0, DAY, 2 * DAY + 1],
+        ];
+        let ts: Vec<i64> = groups.iter().flatten().map(|t| OCT2_MS + t).collect();
+        let n = ts.len();
+        let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(4)).build();
+        let data = parquet_with(
+            vec![
+                ("storage_account_id", Arc::new(StringArray::from(vec!["a"; n])) as ArrayRef),
+                ("timestamp", Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC"))),
+                ("bytes", Arc::new(Int64Array::from(vec![1; n]))),
+            ],
+            Some(props),
+        );
+        let footer = footer_of(&data);
+        let oct2 = Day::try_from(OCT2_MS.div_euclid(DAY)).unwrap();
+        let runs = |piece_bytes| {
+            split(&footer, data.len() as u64, piece_bytes)
+                .unwrap()
+                .iter()
+                .map(|p| (p.groups.clone(), p.days.0 - oct2, p.days.1 - oct2, p.first_row))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(runs(u64::MAX), [(0..2, 0, 1, 0), (2..4, 1, 1, 8), (4..6, 0, 2, 16)]);
+        // The size still cuts a day's run.
+        assert_eq!(runs(1).len(), 6);
+    }
+
     /// A sink for `piece`, taking the run's names as they are now.
     fn piece_sink(piece: &RowGroups, run: &RunNames) -> RecordSink {
         let bounds = Bounds::Statistics(piece.days.0, piece.days.1);
@@ -834,10 +873,11 @@ mod tests {
             assert_eq!(rows.iter().map(|&r| u64::from(r)).collect::<Vec<_>>(), bytes);
             assert_eq!(rows[0] as usize, p.first_row + 1);
         }
-        // A piece as large as the object: one piece of every row group.
+        // Pieces as large as the object: one piece per day a row group
+        // begins on (the second runs past midnight and stays with the 2nd).
         let whole = split(&meta, data.len() as u64, u64::MAX).unwrap();
-        assert_eq!(whole.len(), 1);
-        assert_eq!((whole[0].groups.clone(), whole[0].days), (0..5, (oct(2), oct(4))));
+        let got: Vec<_> = whole.iter().map(|p| (p.groups.clone(), p.days)).collect();
+        assert_eq!(got, [(0..2, (oct(2), oct(3))), (2..3, (oct(3), oct(3))), (3..5, (oct(4), oct(4)))]);
     }
 
     #[test]

@@ -56,7 +56,12 @@ pub(crate) fn footer(tail: &Bytes, size: u64) -> Result<Option<Arc<ParquetMetaDa
 }
 
 /// Splits an object's row groups into runs of about `piece_bytes`, each
-/// with the days its records fall on. `None` when the days cannot be told
+/// with the days its records fall on. A run also ends where a row group
+/// begins on a later day than the run's first: a month's export sorted by
+/// time is read a day at a time, as day folders are, so that each day can
+/// be metered while the next is read (a row group that runs past midnight
+/// stays with the day it begins on; row groups that each span the month
+/// are cut by size alone). `None` when the days cannot be told
 /// from the footer: the time column is text, or a row group has no
 /// minimum and maximum for it; the object is then read whole.
 pub(crate) fn split(metadata: &Arc<ParquetMetaData>, size: u64, piece_bytes: u64) -> Option<Vec<RowGroups>> {
@@ -82,7 +87,11 @@ pub(crate) fn split(metadata: &Arc<ParquetMetaData>, size: u64, piece_bytes: u64
             .fold((u64::MAX, 0), |(lo, hi), (start, len)| (lo.min(start), hi.max(start.saturating_add(len))));
         let bytes = bytes.0.min(bytes.1)..bytes.1;
         match pieces.last_mut() {
-            Some(p) if p.bytes.end == bytes.start && bytes.end - p.bytes.start <= piece_bytes => {
+            Some(p)
+                if p.bytes.end == bytes.start
+                    && bytes.end - p.bytes.start <= piece_bytes
+                    && (rows == 0 || days.0 <= p.days.0) =>
+            {
                 p.groups.end = i + 1;
                 p.bytes.end = bytes.end;
                 p.days = (p.days.0.min(days.0), p.days.1.max(days.1));

@@ -88,11 +88,22 @@ impl LocalStore {
         etag: &str,
         buf: Vec<u8>,
     ) -> Result<Bytes, StorageError> {
-        use std::os::unix::fs::FileExt;
-        let len = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(usize::MAX);
-        self.read_version(key, etag, buf, |file, buf| {
-            buf.resize(len, 0);
-            file.read_exact_at(buf, range.start)
+        use std::io::{Seek, SeekFrom};
+        let len = range.end.saturating_sub(range.start);
+        self.read_version(key, etag, buf, |mut file, buf| {
+            // Read into the buffer's spare capacity (`read_to_end` does not
+            // zero it, where `resize` then `read_exact_at` wrote every byte
+            // twice: 3 % of a month file's ingest in `perf`).
+            buf.reserve_exact(usize::try_from(len).unwrap_or(usize::MAX));
+            file.seek(SeekFrom::Start(range.start))?;
+            let read = file.take(len).read_to_end(buf)?;
+            if (read as u64) < len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("bytes {}..{} asked for, the file ends {read} bytes into them", range.start, range.end),
+                ));
+            }
+            Ok(())
         })
     }
 
